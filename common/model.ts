@@ -1,0 +1,155 @@
+/**
+ * Records stoker keeps in Redis: runs, stages, tasks, units. Kubernetes-style status:
+ * a phase plus conditions with machine-readable reasons and human messages.
+ */
+import { z } from 'zod';
+
+export const Phase = z.enum(['Pending', 'Running', 'Succeeded', 'Failed', 'Cancelled']);
+export type Phase = z.infer<typeof Phase>;
+
+export const TERMINAL_PHASES: ReadonlySet<Phase> = new Set(['Succeeded', 'Failed', 'Cancelled']);
+export const isTerminal = (phase: Phase): boolean => TERMINAL_PHASES.has(phase);
+
+export const Condition = z.object({
+  /** e.g. Ready, Progressing, Failed, Cancelled, Stalled, Retrying */
+  type: z.string(),
+  status: z.enum(['True', 'False', 'Unknown']),
+  /** CamelCase machine-readable reason, e.g. DependencyFailed, PayloadExited, CancelRequested */
+  reason: z.string(),
+  message: z.string(),
+  lastTransitionTime: z.string(),
+});
+export type Condition = z.infer<typeof Condition>;
+
+/** What the worker runs: the payload with every ${...} already resolved. */
+export const ResolvedPayload = z.object({
+  command: z.array(z.string()).min(1),
+  env: z.record(z.string(), z.string()),
+  /** Names of environment variables passed through from the worker's environment (secrets). */
+  secretEnv: z.array(z.object({ name: z.string(), fromEnv: z.string() })),
+  workingDir: z.string(),
+  outputDir: z.string(),
+  /** Seconds between SIGTERM and SIGKILL. */
+  terminationGracePeriodSeconds: z.number().nonnegative(),
+  /** Seconds without step progress after which the task counts as hung; 0 = never. */
+  stallTimeoutSeconds: z.number().nonnegative(),
+});
+export type ResolvedPayload = z.infer<typeof ResolvedPayload>;
+
+export const TaskStatus = z.object({
+  id: z.string(),
+  runId: z.string(),
+  stage: z.string(),
+  queue: z.string(),
+  phase: Phase,
+  /** 1-based attempt number of the current or last attempt; 0 before the first. */
+  attempt: z.number().int().nonnegative(),
+  maxAttempts: z.number().int().positive(),
+  unit: z.string().nullable(),
+  reason: z.string().nullable(),
+  message: z.string().nullable(),
+  exitCode: z.number().int().nullable(),
+  signal: z.string().nullable(),
+  retryable: z.boolean().nullable(),
+  stderrTail: z.array(z.string()),
+  startedAt: z.string().nullable(),
+  finishedAt: z.string().nullable(),
+  /** One entry per finished attempt. */
+  history: z.array(
+    z.object({
+      attempt: z.number().int(),
+      reason: z.string(),
+      message: z.string(),
+      exitCode: z.number().int().nullable(),
+      signal: z.string().nullable(),
+      finishedAt: z.string(),
+    }),
+  ),
+});
+export type TaskStatus = z.infer<typeof TaskStatus>;
+
+/** Written by the worker; read by everyone. */
+export const TaskProgress = z.object({
+  step: z.number().nullable(),
+  totalSteps: z.number().nullable(),
+  epoch: z.number().nullable(),
+  metrics: z.record(z.string(), z.number().nullable()),
+  /** Steps per second, smoothed. */
+  stepsPerSec: z.number().nullable(),
+  updatedAt: z.string().nullable(),
+  heartbeatAt: z.string().nullable(),
+  checkpoint: z.object({ path: z.string(), step: z.number() }).nullable(),
+  artifacts: z.record(z.string(), z.string()),
+  result: z.record(z.string(), z.unknown()).nullable(),
+  attempt: z.number().int().nullable(),
+  warnings: z.array(z.string()),
+});
+export type TaskProgress = z.infer<typeof TaskProgress>;
+
+export const emptyProgress = (): TaskProgress => ({
+  step: null,
+  totalSteps: null,
+  epoch: null,
+  metrics: {},
+  stepsPerSec: null,
+  updatedAt: null,
+  heartbeatAt: null,
+  checkpoint: null,
+  artifacts: {},
+  result: null,
+  attempt: null,
+  warnings: [],
+});
+
+export const StageStatus = z.object({
+  name: z.string(),
+  kind: z.string(),
+  phase: Phase,
+  conditions: z.array(Condition),
+  tasks: z.array(z.string()),
+  /** Resolved outputs: declared outputs and artifacts reported by the payload. */
+  outputs: z.record(z.string(), z.string()),
+  startedAt: z.string().nullable(),
+  finishedAt: z.string().nullable(),
+  message: z.string().nullable(),
+});
+export type StageStatus = z.infer<typeof StageStatus>;
+
+export const RunRecord = z.object({
+  id: z.string(),
+  name: z.string(),
+  kind: z.string(),
+  /** The frozen, normalised spec (JSON), exactly as validated at submit. */
+  spec: z.unknown(),
+  phase: Phase,
+  conditions: z.array(Condition),
+  message: z.string().nullable(),
+  runDir: z.string(),
+  createdAt: z.string(),
+  startedAt: z.string().nullable(),
+  finishedAt: z.string().nullable(),
+});
+export type RunRecord = z.infer<typeof RunRecord>;
+
+/** A launched unit of execution (a local process group, later a Kubernetes Job). */
+export const UnitRecord = z.object({
+  name: z.string(),
+  taskId: z.string(),
+  attempt: z.number().int(),
+  backend: z.string(),
+  /** local: worker pid and its /proc start time, to tell a live process from a reused pid. */
+  pid: z.number().int().nullable(),
+  pidStartTime: z.string().nullable(),
+  /** local: the payload's process group, written by the worker, killed if the worker dies. */
+  payloadPgid: z.number().int().nullable(),
+  logFile: z.string().nullable(),
+  launchedAt: z.string(),
+  /** Set by the worker when it finishes. */
+  exitCode: z.number().int().nullable(),
+  signal: z.string().nullable(),
+  finishedAt: z.string().nullable(),
+  stderrTail: z.array(z.string()),
+});
+export type UnitRecord = z.infer<typeof UnitRecord>;
+
+export const nowIso = (clock: () => number = Date.now): string => new Date(clock()).toISOString();

@@ -1,0 +1,30 @@
+/** Where stoker's own files are, whether running from sources (tsx) or from dist/. */
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+let cachedRoot: string | undefined;
+
+/** The directory holding stoker's package.json. */
+export function packageRoot(): string {
+  if (cachedRoot) return cachedRoot;
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'common', 'exit-codes.json'))) {
+      cachedRoot = dir;
+      return dir;
+    }
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error(`cannot find stoker's package root above ${fileURLToPath(import.meta.url)}`);
+    dir = parent;
+  }
+}
+
+/** The `bin/stoker.js` entry point, used to start worker processes. */
+export function stokerBin(): string {
+  return join(packageRoot(), 'bin', 'stoker.js');
+}
+
+export function pythonPayloadDir(): string {
+  return join(packageRoot(), 'worker', 'python');
+}

@@ -1,0 +1,211 @@
+/**
+ * Run specs, `apiVersion: stoker/v1`.
+ *
+ *   kind: TrainingRun | SelfPlay | Evaluation   one stage, given inline under `spec`
+ *   kind: Pipeline                              `spec.stages`: a list of named stages
+ *
+ * A stage:
+ *   name        DNS-1123 label (it becomes part of Kubernetes object names)
+ *   kind        train | generate | evaluate | prepare | merge | report
+ *   dependsOn   names of earlier stages
+ *   payload     {command: argv array, env: {K: V}, secretEnv: [...], workingDir}
+ *               never a shell string; values may hold ${...} references (interpolate.ts)
+ *   outputs     {name: path}: relative paths are under the stage's output directory;
+ *               a payload's `artifact` event with the same name overrides the value
+ *   resources   {gpus, nodes, gpuType, cpu, memory}
+ *   image, retry {attempts, backoff}, budget {activeDeadline}, stallTimeout,
+ *   terminationGracePeriod
+ *
+ * Durations are strings like "90s", "10m", "2h" or numbers of seconds.
+ */
+import { z } from 'zod';
+
+export const API_VERSION = 'stoker/v1';
+
+export const STAGE_KINDS = ['train', 'generate', 'evaluate', 'prepare', 'merge', 'report'] as const;
+export type StageKind = (typeof STAGE_KINDS)[number];
+export const CPU_STEP_KINDS: ReadonlySet<StageKind> = new Set(['prepare', 'merge', 'report']);
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+export const Name = z
+  .string()
+  .max(40, 'at most 40 characters (it becomes part of Kubernetes object names)')
+  .regex(DNS_LABEL, 'lower-case letters, digits and "-", starting and ending with a letter or digit');
+
+const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/;
+const UNIT_SECONDS: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 };
+
+/** A duration as seconds: a number, or a string such as "30s", "10m", "2h". */
+export const Duration = z.union([
+  z.number().nonnegative(),
+  z.string().transform((value, ctx) => {
+    const m = DURATION.exec(value.trim());
+    if (!m) {
+      ctx.addIssue({ code: 'custom', message: `"${value}" is not a duration (expected e.g. 30s, 10m, 2h)` });
+      return z.NEVER;
+    }
+    return Number(m[1]) * (UNIT_SECONDS[m[2] as string] ?? 1);
+  }),
+]);
+
+const Quantity = z
+  .union([z.number().positive(), z.string().regex(/^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$/, 'a Kubernetes quantity such as 16Gi or 500m')])
+  .transform(String);
+
+const EnvName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name');
+
+export const Resources = z
+  .object({
+    gpus: z.number().int().nonnegative().default(0),
+    nodes: z.number().int().positive().default(1),
+    gpuType: z.string().optional(),
+    cpu: Quantity.optional(),
+    memory: Quantity.optional(),
+  })
+  .strict();
+export type Resources = z.infer<typeof Resources>;
+
+export const SecretRef = z
+  .object({
+    /** The variable the payload sees. */
+    name: EnvName,
+    /** Local backend: taken from this variable of the worker's environment. */
+    fromEnv: EnvName.optional(),
+    /** Kubernetes backend: a Secret and key (names only, never values). */
+    secret: z.string().optional(),
+    key: z.string().optional(),
+  })
+  .strict();
+
+export const Payload = z
+  .object({
+    command: z
+      .array(z.union([z.string(), z.number()]).transform(String), {
+        error: 'an argv array such as ["python3", "train.py", "--steps", "100"]: never a shell string',
+      })
+      .min(1, 'needs at least the program to run'),
+    env: z.record(EnvName, z.union([z.string(), z.number(), z.boolean()]).transform(String)).default({}),
+    secretEnv: z.array(SecretRef).default([]),
+    workingDir: z.string().optional(),
+  })
+  .strict();
+export type Payload = z.infer<typeof Payload>;
+
+export const RetryPolicy = z
+  .object({
+    attempts: z.number().int().min(1).max(100).default(3),
+    backoff: z
+      .object({
+        type: z.enum(['exponential', 'fixed']).default('exponential'),
+        delay: Duration.default(2),
+      })
+      .strict()
+      .default({ type: 'exponential', delay: 2 }),
+  })
+  .strict();
+
+/** Fields a stage has, and a TrainingRun's spec has inline. */
+const stageBody = {
+  payload: Payload,
+  outputs: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_-]*$/, 'an output name is a word'), z.string()).default({}),
+  resources: Resources.optional(),
+  image: z.string().optional(),
+  retry: RetryPolicy.optional(),
+  budget: z.object({ activeDeadline: Duration.optional() }).strict().optional(),
+  stallTimeout: Duration.optional(),
+  terminationGracePeriod: Duration.optional(),
+  priority: z.number().int().min(1).max(2_097_152).optional(),
+};
+
+export const Stage = z
+  .object({
+    name: Name,
+    kind: z.enum(STAGE_KINDS),
+    dependsOn: z.array(z.string()).default([]),
+    ...stageBody,
+  })
+  .strict();
+export type Stage = z.infer<typeof Stage>;
+
+export const Defaults = z
+  .object({
+    resources: Resources.optional(),
+    image: z.string().optional(),
+    retry: RetryPolicy.optional(),
+    env: z.record(EnvName, z.union([z.string(), z.number(), z.boolean()]).transform(String)).optional(),
+    stallTimeout: Duration.optional(),
+    terminationGracePeriod: Duration.optional(),
+  })
+  .strict();
+
+const Params = z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.union([z.string(), z.number(), z.boolean()]));
+
+export const Metadata = z
+  .object({
+    name: Name,
+    labels: z.record(z.string(), z.string()).optional(),
+    description: z.string().optional(),
+  })
+  .strict();
+
+export const PipelineSpec = z
+  .object({
+    params: Params.default({}),
+    defaults: Defaults.default({}),
+    stages: z.array(Stage).min(1, 'a pipeline needs at least one stage'),
+  })
+  .strict();
+
+export const SingleStageSpec = z
+  .object({
+    params: Params.default({}),
+    ...stageBody,
+  })
+  .strict();
+
+const header = { apiVersion: z.literal(API_VERSION, { error: `must be "${API_VERSION}"` }), metadata: Metadata };
+
+export const RunSpecDocument = z.discriminatedUnion(
+  'kind',
+  [
+    z.object({ ...header, kind: z.literal('Pipeline'), spec: PipelineSpec }).strict(),
+    z.object({ ...header, kind: z.literal('TrainingRun'), spec: SingleStageSpec }).strict(),
+    z.object({ ...header, kind: z.literal('SelfPlay'), spec: SingleStageSpec }).strict(),
+    z.object({ ...header, kind: z.literal('Evaluation'), spec: SingleStageSpec }).strict(),
+  ],
+  { error: 'kind must be one of Pipeline, TrainingRun, SelfPlay, Evaluation' },
+);
+export type RunSpecDocument = z.infer<typeof RunSpecDocument>;
+
+/**
+ * The normalised form every run is stored in: always a list of stages, defaults applied.
+ * A TrainingRun becomes a one-stage pipeline whose stage is named `train` (SelfPlay:
+ * `generate`, Evaluation: `evaluate`).
+ */
+export interface NormalizedStage {
+  name: string;
+  kind: StageKind;
+  dependsOn: string[];
+  payload: Payload;
+  outputs: Record<string, string>;
+  resources: Resources;
+  image: string | undefined;
+  retry: { attempts: number; backoff: { type: 'exponential' | 'fixed'; delay: number } };
+  activeDeadlineSeconds: number | undefined;
+  stallTimeoutSeconds: number;
+  terminationGracePeriodSeconds: number;
+  priority: number | undefined;
+}
+
+export interface NormalizedSpec {
+  apiVersion: typeof API_VERSION;
+  kind: RunSpecDocument['kind'];
+  name: string;
+  labels: Record<string, string>;
+  description: string | undefined;
+  params: Record<string, string | number | boolean>;
+  stages: NormalizedStage[];
+}
+
+export const DEFAULT_STALL_TIMEOUT_SECONDS = 0;
+export const DEFAULT_GRACE_SECONDS = 30;
