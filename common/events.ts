@@ -61,9 +61,16 @@ export const PayloadEvent = z.discriminatedUnion('type', [
   ResultEvent,
   LogEvent,
 ]);
-export type PayloadEvent = z.infer<typeof PayloadEvent>;
 export type ProgressEvent = z.infer<typeof ProgressEvent>;
-export type MetricsEvent = z.infer<typeof MetricsEvent>;
+/** Written by hand: zod's inferred catchall type would make `type` a number. */
+export interface MetricsEvent {
+  type: 'metrics';
+  step?: number;
+  [metric: string]: number | null | string | undefined;
+}
+export type ResultEvent = z.infer<typeof ResultEvent>;
+export type LogEvent = z.infer<typeof LogEvent>;
+export type PayloadEvent = ProgressEvent | MetricsEvent | CheckpointEvent | ArtifactEvent | ResultEvent | LogEvent;
 export type CheckpointEvent = z.infer<typeof CheckpointEvent>;
 export type ArtifactEvent = z.infer<typeof ArtifactEvent>;
 
@@ -95,7 +102,7 @@ export function parseLine(line: string): ParsedLine {
     const where = issue && issue.path.length > 0 ? `${issue.path.join('.')}: ` : '';
     return { kind: 'malformed', line, error: `${where}${issue?.message ?? 'invalid event'}` };
   }
-  return { kind: 'event', event: parsed.data };
+  return { kind: 'event', event: parsed.data as PayloadEvent };
 }
 
 export function formatMarker(event: PayloadEvent): string {

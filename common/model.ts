@@ -125,6 +125,8 @@ export const RunRecord = z.object({
   conditions: z.array(Condition),
   message: z.string().nullable(),
   runDir: z.string(),
+  /** Working directory of the payloads unless a stage sets one: where the run was submitted from. */
+  workDir: z.string(),
   createdAt: z.string(),
   startedAt: z.string().nullable(),
   finishedAt: z.string().nullable(),

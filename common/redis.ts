@@ -70,3 +70,8 @@ export async function connectRedis(
     clearTimeout(timer);
   }
 }
+
+/** Connection options for BullMQ Queues and Workers (BullMQ opens its own connections). */
+export function bullConnection(url: string): { url: string; maxRetriesPerRequest: null; connectTimeout: number; enableOfflineQueue: boolean } {
+  return { url, maxRetriesPerRequest: null, connectTimeout: DEFAULT_CONNECT_TIMEOUT_MS, enableOfflineQueue: true };
+}

@@ -7,7 +7,7 @@
  * A stage:
  *   name        DNS-1123 label (it becomes part of Kubernetes object names)
  *   kind        train | generate | evaluate | prepare | merge | report
- *   dependsOn   names of earlier stages
+ *   dependsOn   names of other stages (any order in the list; no cycles)
  *   payload     {command: argv array, env: {K: V}, secretEnv: [...], workingDir}
  *               never a shell string; values may hold ${...} references (interpolate.ts)
  *   outputs     {name: path}: relative paths are under the stage's output directory;
@@ -15,6 +15,11 @@
  *   resources   {gpus, nodes, gpuType, cpu, memory}
  *   image, retry {attempts, backoff}, budget {activeDeadline}, stallTimeout,
  *   terminationGracePeriod
+ *
+ * A Pipeline's `spec.defaults` (resources, image, retry, env, stallTimeout,
+ * terminationGracePeriod) merge into every stage, the stage winning field by field (env
+ * key by key). CPU steps (prepare, merge, report) take only cpu and memory from the
+ * default resources: they run on one node without GPUs. See load.ts.
  *
  * Durations are strings like "90s", "10m", "2h" or numbers of seconds.
  */
@@ -30,7 +35,7 @@ const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 export const Name = z
   .string()
   .max(40, 'at most 40 characters (it becomes part of Kubernetes object names)')
-  .regex(DNS_LABEL, 'lower-case letters, digits and "-", starting and ending with a letter or digit');
+  .regex(DNS_LABEL, 'a name of lower-case letters, digits and "-", starting and ending with a letter or digit');
 
 const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/;
 const UNIT_SECONDS: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 };
@@ -54,15 +59,27 @@ const Quantity = z
 
 const EnvName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name');
 
-export const Resources = z
+/**
+ * Resources as written in a spec: every field optional, so that `spec.defaults.resources`
+ * merges into a stage's resources field by field (defaults `gpuType: h100` plus a stage's
+ * `gpus: 8`). The built-in defaults (0 GPUs, 1 node) are applied at normalisation.
+ */
+export const ResourceRequest = z
   .object({
-    gpus: z.number().int().nonnegative().default(0),
-    nodes: z.number().int().positive().default(1),
+    gpus: z.number().int().nonnegative().optional(),
+    nodes: z.number().int().positive().optional(),
     gpuType: z.string().optional(),
     cpu: Quantity.optional(),
     memory: Quantity.optional(),
   })
   .strict();
+export type ResourceRequest = z.infer<typeof ResourceRequest>;
+
+/** Resources a stage runs with, after defaults. */
+export const Resources = ResourceRequest.extend({
+  gpus: z.number().int().nonnegative().default(0),
+  nodes: z.number().int().positive().default(1),
+}).strict();
 export type Resources = z.infer<typeof Resources>;
 
 export const SecretRef = z
@@ -77,20 +94,50 @@ export const SecretRef = z
   })
   .strict();
 
+const ARGV_EXAMPLE = '["python3", "train.py", "--steps", "100"]';
+
 export const Payload = z
-  .object({
-    command: z
-      .array(z.union([z.string(), z.number()]).transform(String), {
-        error: 'an argv array such as ["python3", "train.py", "--steps", "100"]: never a shell string',
-      })
-      .min(1, 'needs at least the program to run'),
-    env: z.record(EnvName, z.union([z.string(), z.number(), z.boolean()]).transform(String)).default({}),
-    secretEnv: z.array(SecretRef).default([]),
-    workingDir: z.string().optional(),
-  })
+  .object(
+    {
+      command: z
+        .array(z.union([z.string(), z.number()]).transform(String), {
+          error: (iss) =>
+            iss.input === undefined
+              ? `required: an argv array such as ${ARGV_EXAMPLE}`
+              : `an argv array such as ${ARGV_EXAMPLE}: never a shell string`,
+        })
+        .min(1, 'needs at least the program to run'),
+      env: z.record(EnvName, z.union([z.string(), z.number(), z.boolean()]).transform(String)).default({}),
+      secretEnv: z.array(SecretRef).default([]),
+      workingDir: z.string().optional(),
+    },
+    {
+      // `payload: "python train.py"` is the most likely mistake: say what to write instead.
+      error: (iss) =>
+        typeof iss.input === 'string'
+          ? `an object whose command is an argv array such as {command: ${ARGV_EXAMPLE}}: never a shell string`
+          : undefined,
+    },
+  )
   .strict();
 export type Payload = z.infer<typeof Payload>;
 
+/** A retry policy as written in a spec: every field optional, merged field by field with defaults. */
+export const RetryRequest = z
+  .object({
+    attempts: z.number().int().min(1).max(100).optional(),
+    backoff: z
+      .object({
+        type: z.enum(['exponential', 'fixed']).optional(),
+        delay: Duration.optional(),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+export type RetryRequest = z.infer<typeof RetryRequest>;
+
+/** A retry policy with the built-in defaults: 3 attempts, exponential backoff from 2 s. */
 export const RetryPolicy = z
   .object({
     attempts: z.number().int().min(1).max(100).default(3),
@@ -103,14 +150,15 @@ export const RetryPolicy = z
       .default({ type: 'exponential', delay: 2 }),
   })
   .strict();
+export type RetryPolicy = z.infer<typeof RetryPolicy>;
 
 /** Fields a stage has, and a TrainingRun's spec has inline. */
 const stageBody = {
   payload: Payload,
   outputs: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_-]*$/, 'an output name is a word'), z.string()).default({}),
-  resources: Resources.optional(),
+  resources: ResourceRequest.optional(),
   image: z.string().optional(),
-  retry: RetryPolicy.optional(),
+  retry: RetryRequest.optional(),
   budget: z.object({ activeDeadline: Duration.optional() }).strict().optional(),
   stallTimeout: Duration.optional(),
   terminationGracePeriod: Duration.optional(),
@@ -129,9 +177,9 @@ export type Stage = z.infer<typeof Stage>;
 
 export const Defaults = z
   .object({
-    resources: Resources.optional(),
+    resources: ResourceRequest.optional(),
     image: z.string().optional(),
-    retry: RetryPolicy.optional(),
+    retry: RetryRequest.optional(),
     env: z.record(EnvName, z.union([z.string(), z.number(), z.boolean()]).transform(String)).optional(),
     stallTimeout: Duration.optional(),
     terminationGracePeriod: Duration.optional(),
@@ -209,3 +257,5 @@ export interface NormalizedSpec {
 
 export const DEFAULT_STALL_TIMEOUT_SECONDS = 0;
 export const DEFAULT_GRACE_SECONDS = 30;
+export const DEFAULT_RETRY_ATTEMPTS = 3;
+export const DEFAULT_BACKOFF = { type: 'exponential', delay: 2 } as const;

@@ -1,0 +1,36 @@
+#!/usr/bin/env node
+// Entry point of the `stoker` command. Runs the compiled CLI from dist/ when it is up to
+// date with the sources, and the TypeScript sources through tsx otherwise (a fresh
+// clone, or a developer who edited a file), so `npx stoker` never runs stale code.
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const built = join(root, 'dist', 'orchestrator', 'cli', 'main.js');
+const stamp = join(root, 'dist', '.tsbuildinfo');
+
+function newestSource(dir, newest = 0) {
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    if (entry.name === 'python' || entry.name === 'node_modules') continue;
+    const p = join(dir, entry.name);
+    if (entry.isDirectory()) newest = newestSource(p, newest);
+    else if (entry.name.endsWith('.ts')) newest = Math.max(newest, statSync(p).mtimeMs);
+  }
+  return newest;
+}
+
+function distIsFresh() {
+  if (process.env.STOKER_FROM_SOURCE === '1') return false;
+  if (!existsSync(built) || !existsSync(stamp)) return false;
+  const builtAt = statSync(stamp).mtimeMs;
+  return ['common', 'orchestrator', 'worker'].every((d) => newestSource(join(root, d)) <= builtAt);
+}
+
+if (distIsFresh()) {
+  await import(pathToFileURL(built).href);
+} else {
+  const { register } = await import('tsx/esm/api');
+  register();
+  await import(pathToFileURL(join(root, 'orchestrator', 'cli', 'main.ts')).href);
+}

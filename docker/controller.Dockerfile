@@ -1,0 +1,38 @@
+# stoker controller image: the CLI plus the Python payloads' dependencies, so that the
+# `local` backend can run worker processes (CPU) inside this container.
+#   docker build -f docker/controller.Dockerfile -t stoker:local .
+#   docker run --rm -e REDIS_URL=redis://host:6379 stoker:local up
+FROM node:20-bookworm-slim
+
+# python3-torch etc. come from Debian so that /usr/bin/python3 imports them, the same
+# interpreter the demo and CI use; redis-tools gives redis-cli for debugging.
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      python3 python3-torch python3-pil python3-yaml redis-tools \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+
+# Dependencies first, so that source edits do not invalidate this layer.
+COPY package.json package-lock.json ./
+RUN npm ci
+
+# Sources listed one by one (not `COPY . .`): a host node_modules or .stoker must not
+# land in the image.
+COPY tsconfig.json tsconfig.build.json ./
+COPY bin ./bin
+COPY common ./common
+COPY orchestrator ./orchestrator
+COPY worker ./worker
+COPY bench ./bench
+COPY scripts ./scripts
+COPY training-configs ./training-configs
+RUN npm run build && npm prune --omit=dev
+
+# Runs data (`.stoker` in the working directory) is a volume in docker-compose.yml;
+# creating it here makes a fresh named volume owned by the unprivileged user.
+RUN mkdir -p /app/.stoker && chown node:node /app/.stoker
+USER node
+
+ENTRYPOINT ["node", "bin/stoker.js"]
+CMD ["up"]

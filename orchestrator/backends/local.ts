@@ -1,0 +1,209 @@
+/**
+ * The local backend: each unit is a `stoker worker --task ID --unit NAME --attempt N`
+ * process on this machine, started in its own process group and detached, so that a
+ * controller that dies (kill -9) leaves its workers running and a restarted controller
+ * re-attaches to them through the unit record in Redis:
+ *
+ *   unit:{name}  name taskId attempt backend launchedAt   (this backend, before spawn)
+ *                pid pidStartTime logFile                 (this backend, after spawn)
+ *                payloadPgid                              (the worker, after it spawns the payload)
+ *                exitCode signal finishedAt stderrTail reason terminated (the worker, at its end;
+ *                                                          this backend if the worker died)
+ *
+ * A worker that dies without writing its result (kill -9, OOM killer) is "WorkerLost":
+ * its payload's process group is killed so nothing runs on without supervision, and the
+ * attempt fails as retryable.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, openSync, closeSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Redis } from 'ioredis';
+import type { Keys } from '../../common/keys.js';
+import type { Logger } from '../../common/logger.js';
+import { nowIso } from '../../common/model.js';
+import { stokerBin } from '../../common/paths.js';
+import type { Backend, LaunchRequest, UnitState } from './types.js';
+import { groupAlive, isRunning, killGroup, killPid, procStartTime } from './proc.js';
+
+export interface LocalBackendOptions {
+  redis: Redis;
+  keys: Keys;
+  /** The Redis URL the workers connect to (passed in their environment, never to payloads). */
+  redisUrl: string;
+  log: Logger;
+  /** Environment for worker processes (defaults to this process's). */
+  env?: NodeJS.ProcessEnv;
+  /** Command that starts stoker: [node, bin/stoker.js] by default. */
+  stokerCommand?: string[];
+  pollMs?: number;
+  clock?: () => number;
+}
+
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    if (signal?.aborted) return resolve();
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => {
+      clearTimeout(t);
+      resolve();
+    }, { once: true });
+  });
+
+export class LocalBackend implements Backend {
+  readonly name = 'local';
+  private readonly children = new Map<string, ChildProcess>();
+  private readonly pollMs: number;
+  private readonly clock: () => number;
+
+  constructor(private readonly opts: LocalBackendOptions) {
+    this.pollMs = opts.pollMs ?? 200;
+    this.clock = opts.clock ?? Date.now;
+  }
+
+  async launch(req: LaunchRequest): Promise<{ attached: boolean }> {
+    const key = this.opts.keys.unit(req.unitName);
+    const existing = await this.opts.redis.hgetall(key);
+    if (existing.pid) return { attached: true };
+    // Claimed before a crash but never spawned (or new): spawn it now. Only the leader
+    // dispatches, so there is no race with another controller here.
+    const logDir = join(req.runDir, 'logs');
+    mkdirSync(logDir, { recursive: true });
+    const workerLog = join(logDir, `${req.taskId}.attempt-${req.attempt}.worker.log`);
+    await this.opts.redis.hset(key, {
+      name: req.unitName,
+      taskId: req.taskId,
+      attempt: String(req.attempt),
+      backend: this.name,
+      launchedAt: nowIso(this.clock),
+    });
+    const fd = openSync(workerLog, 'a');
+    const [cmd, ...prefixArgs] = this.opts.stokerCommand ?? [process.execPath, stokerBin()];
+    let child: ChildProcess;
+    try {
+      child = spawn(
+        cmd as string,
+        [...prefixArgs, 'worker', '--task', req.taskId, '--unit', req.unitName, '--attempt', String(req.attempt)],
+        {
+          detached: true,
+          stdio: ['ignore', fd, fd],
+          env: {
+            ...(this.opts.env ?? process.env),
+            STOKER_REDIS_URL: this.opts.redisUrl,
+            STOKER_PREFIX: this.opts.keys.prefix,
+          },
+        },
+      );
+    } finally {
+      closeSync(fd);
+    }
+    const pid = await new Promise<number>((resolve, reject) => {
+      child.once('spawn', () => resolve(child.pid as number));
+      child.once('error', reject);
+    });
+    child.unref();
+    this.children.set(req.unitName, child);
+    child.once('exit', () => {
+      // Keep the handle until observe() has read the signal; Node reaps the process.
+    });
+    await this.opts.redis.hset(key, { pid: String(pid), pidStartTime: procStartTime(pid) ?? '', workerLog });
+    this.opts.log.info({ unit: req.unitName, pid }, 'launched worker process');
+    return { attached: false };
+  }
+
+  async observe(unitName: string): Promise<UnitState> {
+    const key = this.opts.keys.unit(unitName);
+    const u = await this.opts.redis.hgetall(key);
+    if (!u.launchedAt) return unitState('NotFound');
+    if (u.finishedAt) return finishedState(u);
+    const pid = u.pid ? Number(u.pid) : null;
+    if (pid === null) return unitState('Running'); // being launched
+    const child = this.children.get(unitName);
+    const alive = child ? child.exitCode === null && child.signalCode === null && isRunning(pid) : isRunning(pid, u.pidStartTime || null);
+    if (alive) return { ...unitState('Running'), logFile: u.logFile ?? null };
+    // The worker is gone. It writes its result before exiting; read once more in case
+    // we raced with that write.
+    const again = await this.opts.redis.hgetall(key);
+    if (again.finishedAt) return finishedState(again);
+    const signal = child?.signalCode ?? null;
+    const exitCode = child?.exitCode ?? null;
+    // Nothing may run on unsupervised: kill the payload's group.
+    const pgid = again.payloadPgid ? Number(again.payloadPgid) : null;
+    if (pgid && groupAlive(pgid)) {
+      killGroup(pgid, 'SIGKILL');
+      this.opts.log.warn({ unit: unitName, pgid }, 'worker died; killed its payload process group');
+    }
+    const message = `the worker process (pid ${pid}) died without reporting a result${signal ? ` (${signal})` : exitCode !== null ? ` (exit ${exitCode})` : ''}`;
+    await this.opts.redis.hset(key, {
+      finishedAt: nowIso(this.clock),
+      exitCode: exitCode === null ? '' : String(exitCode),
+      signal: signal ?? (exitCode === null ? 'SIGKILL' : ''),
+      reason: 'WorkerLost',
+      message,
+      stderrTail: '[]',
+    });
+    this.children.delete(unitName);
+    return finishedState(await this.opts.redis.hgetall(key));
+  }
+
+  async wait(unitName: string, signal?: AbortSignal): Promise<UnitState> {
+    for (;;) {
+      const state = await this.observe(unitName);
+      if (state.phase !== 'Running' || signal?.aborted) return state;
+      await sleep(this.pollMs, signal);
+    }
+  }
+
+  async terminate(unitName: string, opts: { graceSeconds: number; force?: boolean }): Promise<void> {
+    const u = await this.opts.redis.hgetall(this.opts.keys.unit(unitName));
+    if (!u.pid || u.finishedAt) return;
+    const pid = Number(u.pid);
+    const pgid = u.payloadPgid ? Number(u.payloadPgid) : null;
+    if (opts.force) {
+      if (pgid) killGroup(pgid, 'SIGKILL');
+      killGroup(pid, 'SIGKILL');
+      return;
+    }
+    // The worker forwards SIGTERM to its payload and kills the payload's group after the
+    // grace period itself; we only step in if the worker does not end in time.
+    killPid(pid, 'SIGTERM');
+    const deadline = this.clock() + (opts.graceSeconds + 10) * 1000;
+    const timer = setInterval(() => {
+      if (!isRunning(pid, u.pidStartTime || null)) return clearInterval(timer);
+      if (this.clock() > deadline) {
+        clearInterval(timer);
+        if (pgid) killGroup(pgid, 'SIGKILL');
+        killGroup(pid, 'SIGKILL');
+        this.opts.log.warn({ unit: unitName, pid }, 'worker ignored SIGTERM past its grace period; killed');
+      }
+    }, 500);
+    timer.unref();
+  }
+
+  async close(): Promise<void> {
+    this.children.clear();
+  }
+}
+
+function unitState(phase: UnitState['phase']): UnitState {
+  return { phase, exitCode: null, signal: null, reason: null, message: null, stderrTail: [], logFile: null };
+}
+
+function finishedState(u: Record<string, string>): UnitState {
+  const exitCode = u.exitCode === undefined || u.exitCode === '' ? null : Number(u.exitCode);
+  const signal = u.signal ? u.signal : null;
+  let stderrTail: string[] = [];
+  try {
+    stderrTail = u.stderrTail ? (JSON.parse(u.stderrTail) as string[]) : [];
+  } catch {
+    stderrTail = [];
+  }
+  return {
+    phase: exitCode === 0 && !signal ? 'Succeeded' : 'Failed',
+    exitCode,
+    signal,
+    reason: u.reason && u.reason !== '' ? u.reason : null,
+    message: u.message ?? null,
+    stderrTail,
+    logFile: u.logFile ?? null,
+  };
+}

@@ -1,0 +1,54 @@
+/**
+ * The backend interface: how units of execution are started and observed. `local`
+ * runs worker processes on this machine; `kubernetes` (a later change) creates Jobs.
+ * The dispatcher only talks to this interface.
+ *
+ * A *unit* is one attempt of one dispatched task: a process group here, a Job (with one
+ * pod per node) on Kubernetes. Unit names are deterministic (`${taskId}-a${attempt}`),
+ * so launch() is idempotent: launching a unit that exists re-attaches to it, which is
+ * how a restarted controller picks up work that kept running while it was down.
+ *
+ * Pools (pulled execution) get their own methods in the pools change:
+ * ensurePool(pool, replicas) / observePool(pool); nothing here assumes one unit per
+ * worker process.
+ */
+import type { Resources } from '../../common/spec/schema.js';
+
+export interface LaunchRequest {
+  unitName: string;
+  taskId: string;
+  runId: string;
+  stage: string;
+  attempt: number;
+  runDir: string;
+  resources: Resources;
+  image?: string | undefined;
+  activeDeadlineSeconds?: number | undefined;
+  terminationGracePeriodSeconds: number;
+}
+
+export type UnitPhase = 'Running' | 'Succeeded' | 'Failed' | 'NotFound';
+
+export interface UnitState {
+  phase: UnitPhase;
+  exitCode: number | null;
+  signal: string | null;
+  /** Machine-readable reason for a failure seen by the backend (WorkerLost, DeadlineExceeded...). */
+  reason: string | null;
+  message: string | null;
+  stderrTail: string[];
+  logFile: string | null;
+}
+
+export interface Backend {
+  readonly name: string;
+  /** Create the unit, or re-attach if it already exists. `attached` tells which. */
+  launch(req: LaunchRequest): Promise<{ attached: boolean }>;
+  /** The unit's state now. */
+  observe(unitName: string): Promise<UnitState>;
+  /** Resolve when the unit has finished (or `signal` aborts the wait: NotFound is not returned then). */
+  wait(unitName: string, signal?: AbortSignal): Promise<UnitState>;
+  /** Stop the unit: SIGTERM (the payload checkpoints), then kill after the grace period. */
+  terminate(unitName: string, opts: { graceSeconds: number; force?: boolean }): Promise<void>;
+  close(): Promise<void>;
+}

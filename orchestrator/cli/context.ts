@@ -1,0 +1,76 @@
+/**
+ * What every CLI command needs: where stoker's home is, which Redis to use, a logger.
+ * Configuration is read here, once, from flags and the environment, and passed inward.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { Redis } from 'ioredis';
+import { UsageError } from '../../common/errors.js';
+import { makeKeys, type Keys } from '../../common/keys.js';
+import { createLogger, type Logger } from '../../common/logger.js';
+import { connectRedis } from '../../common/redis.js';
+import { defaultStokerHome, embeddedRedisPaths, resolveRedis, type EmbeddedRedis } from '../embedded-redis.js';
+import { isRunning } from '../backends/proc.js';
+import { RunStore } from '../store.js';
+
+export interface GlobalOptions {
+  home?: string;
+  prefix?: string;
+  logLevel?: string;
+}
+
+export interface Context {
+  home: string;
+  prefix: string;
+  keys: Keys;
+  log: Logger;
+  env: NodeJS.ProcessEnv;
+}
+
+export function makeContext(opts: GlobalOptions, env: NodeJS.ProcessEnv = process.env): Context {
+  const home = resolve(opts.home ?? env.STOKER_HOME ?? defaultStokerHome());
+  const prefix = opts.prefix ?? env.STOKER_PREFIX ?? 'stoker:';
+  // The CLI's own log goes to stderr; quiet unless asked, so output stays readable.
+  const log = createLogger({ level: opts.logLevel ?? env.STOKER_LOG_LEVEL ?? 'warn' });
+  return { home, prefix, keys: makeKeys(prefix), log, env };
+}
+
+/** The URL of a running stoker's Redis: configured, or the live embedded server of this home. */
+export function findRedisUrl(ctx: Context): string | null {
+  const configured = ctx.env.STOKER_REDIS_URL || ctx.env.REDIS_URL;
+  if (configured) return configured;
+  const state = embeddedRedisPaths(ctx.home).state;
+  if (!existsSync(state)) return null;
+  try {
+    const s = JSON.parse(readFileSync(state, 'utf8')) as { url?: string; pid?: number };
+    if (s.url && s.pid && isRunning(s.pid)) return s.url;
+  } catch {
+    return null;
+  }
+  return null;
+}
+
+export interface ClientConnection {
+  redis: Redis;
+  store: RunStore;
+  url: string;
+  close(): void;
+}
+
+/** Connect to a running stoker's Redis, for client commands (status, submit, cancel...). */
+export async function connectClient(ctx: Context): Promise<ClientConnection> {
+  const url = findRedisUrl(ctx);
+  if (!url) {
+    throw new UsageError(
+      `no stoker is running for ${ctx.home}: start one with \`stoker up\` (or set REDIS_URL to the Redis of a running stoker)`,
+      1,
+    );
+  }
+  const redis = await connectRedis(url, { name: 'stoker-cli' });
+  return { redis, url, store: new RunStore(redis, ctx.keys), close: () => redis.disconnect() };
+}
+
+/** Redis for commands that run a system: configured, or an embedded server started (or adopted) now. */
+export async function ensureRedis(ctx: Context): Promise<{ url: string; embedded?: EmbeddedRedis }> {
+  return resolveRedis({ env: ctx.env, home: ctx.home, log: ctx.log });
+}

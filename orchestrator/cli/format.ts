@@ -1,0 +1,59 @@
+/** Human formatting for the CLI. */
+import type { RunView, TaskView } from '../views.js';
+
+export function formatDuration(seconds: number | null | undefined): string {
+  if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return '-';
+  const s = Math.round(seconds);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+}
+
+export function age(iso: string | null, now = Date.now()): string {
+  if (!iso) return '-';
+  return formatDuration((now - Date.parse(iso)) / 1000);
+}
+
+export function formatNumber(n: number | null | undefined, digits = 4): string {
+  if (n === null || n === undefined) return '-';
+  if (Math.abs(n) >= 1000 || (Math.abs(n) < 0.001 && n !== 0)) return n.toExponential(2);
+  return Number(n.toPrecision(digits)).toString();
+}
+
+export function table(rows: string[][]): string {
+  const widths: number[] = [];
+  for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
+  return rows.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i] ?? 0))).join('  ')).join('\n');
+}
+
+export function taskLine(t: TaskView): string {
+  const p = t.progress;
+  const parts = [
+    p.step !== null ? `step ${p.step}${p.totalSteps ? `/${p.totalSteps}` : ''}` : null,
+    p.metrics.loss !== undefined ? `loss ${formatNumber(p.metrics.loss)}` : null,
+    p.stepsPerSec ? `${formatNumber(p.stepsPerSec, 3)} steps/s` : null,
+    p.etaSeconds !== null ? `ETA ${formatDuration(p.etaSeconds)}` : null,
+    `attempt ${t.attempt}/${t.maxAttempts}`,
+  ].filter((x): x is string => x !== null);
+  return parts.join(', ');
+}
+
+export function describeRun(view: RunView): string {
+  const lines = [`run ${view.id} (${view.kind} ${view.name}): ${view.phase}${view.message ? ` - ${view.message}` : ''}`];
+  for (const s of view.stages) {
+    lines.push(`  stage ${s.name} [${s.kind}] ${s.phase}${s.message ? `: ${s.message}` : ''}`);
+    for (const t of s.tasks) {
+      lines.push(`    task ${t.id} ${t.phase} (${taskLine(t)})`);
+      if (t.reason && t.phase !== 'Succeeded') lines.push(`      reason: ${t.reason}${t.message ? `: ${t.message}` : ''}`);
+      if ((t.phase === 'Failed' || t.phase === 'Pending') && t.stderrTail.length > 0) {
+        lines.push('      stderr (last lines):', ...t.stderrTail.slice(-5).map((l) => `        ${l}`));
+      }
+      if (t.logFile) lines.push(`      log: ${t.logFile}`);
+    }
+    const outputs = Object.entries(s.outputs);
+    if (s.phase === 'Succeeded' && outputs.length > 0) {
+      for (const [k, v] of outputs) lines.push(`    output ${k}: ${v}`);
+    }
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,207 @@
+/**
+ * Pure reconcile logic: from what is observed (run, stages, tasks, cancel request),
+ * compute the stages' and the run's status and the actions that converge the world.
+ * No I/O here; controller.ts observes, converges and writes.
+ */
+import type { Condition, Phase, RunRecord, StageStatus, TaskStatus } from '../../common/model.js';
+import { isTerminal } from '../../common/model.js';
+import type { NormalizedSpec, NormalizedStage } from '../../common/spec/schema.js';
+
+export interface RunObservation {
+  run: RunRecord;
+  stages: Record<string, StageStatus>;
+  tasks: Record<string, TaskStatus>;
+  /** Artifacts the payloads reported, per task id. */
+  artifacts: Record<string, Record<string, string>>;
+  cancelRequested: boolean;
+  now: string;
+}
+
+export type Action =
+  | { type: 'createTask'; stage: string }
+  | { type: 'cancelQueued'; taskId: string };
+
+export interface Plan {
+  run: RunRecord;
+  stages: Record<string, StageStatus>;
+  actions: Action[];
+}
+
+/** Set a condition, keeping lastTransitionTime when its status did not change. */
+export function setCondition(
+  conditions: Condition[],
+  next: Omit<Condition, 'lastTransitionTime'>,
+  now: string,
+): Condition[] {
+  const prev = conditions.find((c) => c.type === next.type);
+  const lastTransitionTime = prev && prev.status === next.status ? prev.lastTransitionTime : now;
+  const updated: Condition = { ...next, lastTransitionTime };
+  return prev ? conditions.map((c) => (c.type === next.type ? updated : c)) : [...conditions, updated];
+}
+
+/** Stages in an order where every stage comes after its dependencies (validated acyclic). */
+export function topoOrder(stages: NormalizedStage[]): NormalizedStage[] {
+  const done = new Set<string>();
+  const out: NormalizedStage[] = [];
+  let progress = true;
+  while (out.length < stages.length && progress) {
+    progress = false;
+    for (const s of stages) {
+      if (!done.has(s.name) && s.dependsOn.every((d) => done.has(d))) {
+        done.add(s.name);
+        out.push(s);
+        progress = true;
+      }
+    }
+  }
+  // A cycle cannot pass validation; keep any leftovers so nothing is silently dropped.
+  for (const s of stages) if (!done.has(s.name)) out.push(s);
+  return out;
+}
+
+function taskPhaseToStage(t: TaskStatus): Phase {
+  if (t.phase === 'Pending') return t.attempt > 0 ? 'Running' : 'Pending';
+  return t.phase;
+}
+
+export function planRun(obs: RunObservation): Plan {
+  const spec = obs.run.spec as NormalizedSpec;
+  const { now } = obs;
+  const actions: Action[] = [];
+  const stages: Record<string, StageStatus> = {};
+
+  for (const s of topoOrder(spec.stages)) {
+    const cur: StageStatus = obs.stages[s.name] ?? {
+      name: s.name,
+      kind: s.kind,
+      phase: 'Pending',
+      conditions: [],
+      tasks: [],
+      outputs: {},
+      startedAt: null,
+      finishedAt: null,
+      message: null,
+    };
+    if (isTerminal(cur.phase)) {
+      stages[s.name] = cur;
+      continue;
+    }
+    let next: StageStatus = { ...cur };
+    if (cur.tasks.length === 0) {
+      const deps = s.dependsOn.map((d) => stages[d]);
+      const failedDep = s.dependsOn.find((d) => stages[d]?.phase === 'Failed');
+      const cancelledDep = s.dependsOn.find((d) => stages[d]?.phase === 'Cancelled');
+      if (obs.cancelRequested || cancelledDep) {
+        next = finishStage(next, 'Cancelled', 'CancelRequested', obs.cancelRequested ? 'the run was cancelled' : `stage ${cancelledDep} was cancelled`, now);
+      } else if (failedDep) {
+        next = finishStage(next, 'Failed', 'DependencyFailed', `stage ${failedDep} failed`, now);
+      } else if (deps.every((d) => d?.phase === 'Succeeded')) {
+        actions.push({ type: 'createTask', stage: s.name });
+        next.message = 'starting';
+      } else {
+        const waiting = s.dependsOn.filter((d) => stages[d]?.phase !== 'Succeeded');
+        next.message = `waiting for ${waiting.join(', ')}`;
+        next.conditions = setCondition(next.conditions, { type: 'Ready', status: 'False', reason: 'WaitingForDependencies', message: next.message }, now);
+      }
+      stages[s.name] = next;
+      continue;
+    }
+
+    // The stage has tasks: aggregate them. (One task per stage for dispatched stages.)
+    const tasks = cur.tasks.map((id) => obs.tasks[id]).filter((t): t is TaskStatus => t !== undefined);
+    if (obs.cancelRequested) {
+      for (const t of tasks) if (t.phase === 'Pending') actions.push({ type: 'cancelQueued', taskId: t.id });
+    }
+    const phases = tasks.map(taskPhaseToStage);
+    const failed = tasks.find((t) => t.phase === 'Failed');
+    const anyCancelled = tasks.some((t) => t.phase === 'Cancelled');
+    const allDone = tasks.length === cur.tasks.length && tasks.every((t) => isTerminal(t.phase));
+    if (allDone && tasks.every((t) => t.phase === 'Succeeded')) {
+      const outputs = { ...cur.outputs };
+      for (const t of tasks) Object.assign(outputs, obs.artifacts[t.id] ?? {});
+      next = finishStage({ ...next, outputs }, 'Succeeded', 'Completed', 'completed', now);
+    } else if (allDone && failed) {
+      next = finishStage(next, 'Failed', failed.reason ?? 'TaskFailed', failed.message ?? 'a task failed', now);
+    } else if (allDone && anyCancelled) {
+      next = finishStage(next, 'Cancelled', 'CancelRequested', 'cancelled', now);
+    } else {
+      const running = phases.some((p) => p === 'Running');
+      next.phase = running ? 'Running' : 'Pending';
+      if (running && !next.startedAt) next.startedAt = tasks.map((t) => t.startedAt).find((x) => x) ?? now;
+      const retrying = tasks.find((t) => t.phase === 'Pending' && t.attempt > 0);
+      next.message = obs.cancelRequested
+        ? 'cancelling'
+        : retrying
+          ? retrying.message
+          : running
+            ? 'running'
+            : 'queued';
+      next.conditions = setCondition(
+        next.conditions,
+        retrying
+          ? { type: 'Retrying', status: 'True', reason: retrying.reason ?? 'AttemptFailed', message: retrying.message ?? 'retrying' }
+          : { type: 'Retrying', status: 'False', reason: running ? 'Running' : 'Queued', message: '' },
+        now,
+      );
+    }
+    stages[s.name] = next;
+  }
+
+  return { run: runStatus(obs.run, spec, stages, obs.cancelRequested, now), stages, actions };
+}
+
+function finishStage(s: StageStatus, phase: 'Succeeded' | 'Failed' | 'Cancelled', reason: string, message: string, now: string): StageStatus {
+  return {
+    ...s,
+    phase,
+    message,
+    finishedAt: s.finishedAt ?? now,
+    conditions: setCondition(
+      s.conditions.filter((c) => c.type !== 'Retrying'),
+      { type: phase === 'Succeeded' ? 'Complete' : phase, status: 'True', reason, message },
+      now,
+    ),
+  };
+}
+
+function runStatus(run: RunRecord, spec: NormalizedSpec, stages: Record<string, StageStatus>, cancelRequested: boolean, now: string): RunRecord {
+  const list = spec.stages.map((s) => stages[s.name]).filter((s): s is StageStatus => s !== undefined);
+  const next: RunRecord = { ...run };
+  const allTerminal = list.every((s) => isTerminal(s.phase));
+  if (allTerminal) {
+    const failed = list.filter((s) => s.phase === 'Failed');
+    const cancelled = list.some((s) => s.phase === 'Cancelled');
+    let phase: Phase;
+    let reason: string;
+    let message: string;
+    if (list.every((s) => s.phase === 'Succeeded')) {
+      phase = 'Succeeded';
+      reason = 'AllStagesSucceeded';
+      message = `${list.length} stage${list.length === 1 ? '' : 's'} succeeded`;
+    } else if (cancelRequested || (cancelled && failed.length === 0)) {
+      phase = 'Cancelled';
+      reason = 'CancelRequested';
+      message = 'cancelled by request';
+    } else {
+      const first = failed.find((s) => s.conditions.find((c) => c.type === 'Failed')?.reason !== 'DependencyFailed') ?? failed[0];
+      phase = 'Failed';
+      reason = 'StageFailed';
+      message = `stage ${first?.name} failed: ${first?.message ?? 'unknown'}`;
+    }
+    next.phase = phase;
+    next.message = message;
+    next.finishedAt = run.finishedAt ?? now;
+    next.startedAt = run.startedAt ?? now;
+    next.conditions = setCondition(run.conditions, { type: phase === 'Succeeded' ? 'Complete' : phase, status: 'True', reason, message }, now);
+    return next;
+  }
+  const started = list.some((s) => s.phase !== 'Pending' || s.tasks.length > 0);
+  next.phase = started ? 'Running' : 'Pending';
+  if (started && !next.startedAt) next.startedAt = now;
+  const running = list.filter((s) => s.phase === 'Running').map((s) => s.name);
+  next.message = cancelRequested ? 'cancelling' : running.length > 0 ? `running ${running.join(', ')}` : started ? 'queued' : 'pending';
+  if (cancelRequested) {
+    next.conditions = setCondition(next.conditions, { type: 'Cancelling', status: 'True', reason: 'CancelRequested', message: 'cancel requested; stopping tasks' }, now);
+  }
+  return next;
+}

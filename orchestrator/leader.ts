@@ -1,0 +1,79 @@
+/**
+ * Leadership through a Redis lock: only one controller dispatches at a time. The lock
+ * (`controller:lock`, value = instance id) has a TTL and is renewed by its holder with a
+ * compare-and-extend script; a controller that dies (kill -9) loses it after the TTL
+ * and a waiting one takes over. `controller:alive` tells clients (stoker submit) that a
+ * controller is running.
+ */
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { Redis } from 'ioredis';
+import type { Keys } from '../common/keys.js';
+import type { Logger } from '../common/logger.js';
+
+const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end`;
+const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`;
+
+export interface Leadership {
+  readonly instanceId: string;
+  /** Resolves if leadership is lost (renewal failed): the caller must stop dispatching. */
+  readonly lost: Promise<void>;
+  release(): Promise<void>;
+}
+
+export function newInstanceId(): string {
+  return `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+}
+
+export async function acquireLeadership(
+  redis: Redis,
+  keys: Keys,
+  opts: { ttlMs?: number; waitMs?: number; log: Logger; instanceId?: string; signal?: AbortSignal },
+): Promise<Leadership | null> {
+  const ttlMs = opts.ttlMs ?? 10_000;
+  const instanceId = opts.instanceId ?? newInstanceId();
+  const deadline = Date.now() + (opts.waitMs ?? Number.POSITIVE_INFINITY);
+  let announced = false;
+  for (;;) {
+    const ok = await redis.set(keys.controllerLock(), instanceId, 'PX', ttlMs, 'NX');
+    if (ok === 'OK') break;
+    if (Date.now() > deadline || opts.signal?.aborted) return null;
+    if (!announced) {
+      const holder = await redis.get(keys.controllerLock());
+      opts.log.info({ holder }, 'another controller holds the lock; waiting to take over');
+      announced = true;
+    }
+    await new Promise((r) => setTimeout(r, Math.min(1000, ttlMs / 4)));
+  }
+  let resolveLost!: () => void;
+  const lost = new Promise<void>((r) => (resolveLost = r));
+  const renew = async () => {
+    try {
+      const ok = await redis.eval(RENEW, 1, keys.controllerLock(), instanceId, String(ttlMs));
+      await redis.set(keys.controllerAlive(), instanceId, 'PX', ttlMs);
+      if (ok !== 1) {
+        clearInterval(timer);
+        opts.log.error({ instanceId }, 'lost the controller lock');
+        resolveLost();
+      }
+    } catch (err) {
+      opts.log.warn({ err }, 'could not renew the controller lock');
+    }
+  };
+  await redis.set(keys.controllerAlive(), instanceId, 'PX', ttlMs);
+  const timer = setInterval(() => void renew(), Math.max(200, Math.floor(ttlMs / 3)));
+  return {
+    instanceId,
+    lost,
+    async release() {
+      clearInterval(timer);
+      await redis.eval(RELEASE, 1, keys.controllerLock(), instanceId).catch(() => undefined);
+      await redis.del(keys.controllerAlive()).catch(() => undefined);
+    },
+  };
+}
+
+/** Is a controller alive (for `stoker submit`'s warning)? */
+export async function controllerAlive(redis: Redis, keys: Keys): Promise<string | null> {
+  return redis.get(keys.controllerAlive());
+}

@@ -1,0 +1,262 @@
+/**
+ * The run store: runs, stages and tasks in Redis (layout in common/keys.ts).
+ *
+ *   runs                zset   runId -> createdAt (ms)          all runs, newest last
+ *   runs:active         set    runIds not yet terminal          what the controller reconciles
+ *   run:{id}            hash   record (JSON), written by the controller (created by submit)
+ *   run:{id}:stages     hash   stage name -> StageStatus (JSON), controller only
+ *   run:{id}:cancel     string ISO time of a cancel request (any client)
+ *   task:{id}           hash   status (JSON, dispatcher/controller), payload (JSON), runDir, queue
+ *
+ * Writes of status go through write*IfChanged(): the caller passes the whole new value,
+ * the store compares it with what is there and writes only a difference (level-triggered
+ * reconcile loops otherwise rewrite every key every pass).
+ */
+import { randomBytes } from 'node:crypto';
+import { join, resolve } from 'node:path';
+import type { Redis } from 'ioredis';
+import type { Keys } from '../common/keys.js';
+import {
+  nowIso,
+  ResolvedPayload,
+  RunRecord,
+  StageStatus,
+  TaskStatus,
+  type Phase,
+} from '../common/model.js';
+import type { NormalizedSpec } from '../common/spec/schema.js';
+import { StokerError } from '../common/errors.js';
+
+export interface TaskRecord {
+  status: TaskStatus;
+  payload: ResolvedPayload;
+  runDir: string;
+}
+
+export class RunNotFoundError extends StokerError {
+  override name = 'RunNotFoundError';
+}
+
+export function makeRunId(name: string, clock: () => number = Date.now): string {
+  const d = new Date(clock());
+  const pad = (n: number) => String(n).padStart(2, '0');
+  const stamp = `${d.getUTCFullYear()}${pad(d.getUTCMonth() + 1)}${pad(d.getUTCDate())}-${pad(d.getUTCHours())}${pad(d.getUTCMinutes())}${pad(d.getUTCSeconds())}`;
+  return `${name}-${stamp}-${randomBytes(2).toString('hex')}`;
+}
+
+/** Task ids are `${runId}.${stage}`: deterministic, so re-adding a task never duplicates it. */
+export const taskIdFor = (runId: string, stage: string): string => `${runId}.${stage}`;
+
+export class RunStore {
+  constructor(
+    readonly redis: Redis,
+    readonly keys: Keys,
+    private readonly clock: () => number = Date.now,
+  ) {}
+
+  private activeKey(): string {
+    return `${this.keys.runIndex()}:active`;
+  }
+
+  /** Create a run from a validated spec: record, stages Pending, indexed, controller woken. */
+  async createRun(spec: NormalizedSpec, opts: { home: string; id?: string; workDir?: string }): Promise<RunRecord> {
+    const id = opts.id ?? makeRunId(spec.name, this.clock);
+    const createdAt = nowIso(this.clock);
+    const run: RunRecord = {
+      id,
+      name: spec.name,
+      kind: spec.kind,
+      spec,
+      phase: 'Pending',
+      conditions: [],
+      message: null,
+      runDir: resolve(join(opts.home, 'runs', id)),
+      workDir: resolve(opts.workDir ?? process.cwd()),
+      createdAt,
+      startedAt: null,
+      finishedAt: null,
+    };
+    const stages: Record<string, string> = {};
+    for (const stage of spec.stages) {
+      const status: StageStatus = {
+        name: stage.name,
+        kind: stage.kind,
+        phase: 'Pending',
+        conditions: [],
+        tasks: [],
+        outputs: {},
+        startedAt: null,
+        finishedAt: null,
+        message: null,
+      };
+      stages[stage.name] = JSON.stringify(status);
+    }
+    const created = await this.redis
+      .multi()
+      .hsetnx(this.keys.run(id), 'record', JSON.stringify(run))
+      .hset(this.keys.runStages(id), stages)
+      .zadd(this.keys.runIndex(), this.clock(), id)
+      .sadd(this.activeKey(), id)
+      .publish(this.keys.wakeChannel(), id)
+      .exec();
+    if (!created || created[0]?.[1] !== 1) throw new StokerError(`run ${id} already exists`);
+    return run;
+  }
+
+  async getRun(id: string): Promise<RunRecord | null> {
+    const raw = await this.redis.hget(this.keys.run(id), 'record');
+    return raw ? RunRecord.parse(JSON.parse(raw)) : null;
+  }
+
+  async mustGetRun(id: string): Promise<RunRecord> {
+    const run = await this.getRun(id);
+    if (!run) throw new RunNotFoundError(`no run "${id}"`);
+    return run;
+  }
+
+  /**
+   * Find a run from what a user typed: an exact id, a unique id prefix, or a run name
+   * (the newest run of that name).
+   */
+  async resolveRunId(query: string): Promise<string> {
+    if (await this.redis.exists(this.keys.run(query))) return query;
+    const ids = await this.redis.zrange(this.keys.runIndex(), '0', '-1');
+    const byPrefix = ids.filter((id) => id.startsWith(query));
+    const named = byPrefix.filter((id) => id.slice(0, id.length - 21) === query);
+    if (named.length > 0) return named[named.length - 1] as string;
+    if (byPrefix.length === 1) return byPrefix[0] as string;
+    if (byPrefix.length > 1) {
+      throw new RunNotFoundError(`"${query}" matches ${byPrefix.length} runs: ${byPrefix.slice(-5).join(', ')}`);
+    }
+    throw new RunNotFoundError(`no run matches "${query}" (stoker status lists runs)`);
+  }
+
+  /** The newest runs, newest first. */
+  async listRuns(limit = 50): Promise<RunRecord[]> {
+    const ids = await this.redis.zrevrange(this.keys.runIndex(), 0, limit - 1);
+    if (ids.length === 0) return [];
+    const pipe = this.redis.pipeline();
+    for (const id of ids) pipe.hget(this.keys.run(id), 'record');
+    const res = (await pipe.exec()) ?? [];
+    return res.flatMap(([, raw]) => (typeof raw === 'string' ? [RunRecord.parse(JSON.parse(raw))] : []));
+  }
+
+  async activeRunIds(): Promise<string[]> {
+    return this.redis.smembers(this.activeKey());
+  }
+
+  async getStages(runId: string): Promise<Record<string, StageStatus>> {
+    const raw = await this.redis.hgetall(this.keys.runStages(runId));
+    return Object.fromEntries(Object.entries(raw).map(([name, v]) => [name, StageStatus.parse(JSON.parse(v))]));
+  }
+
+  /** Write the run record if it differs; drop it from the active set once terminal. */
+  async writeRunIfChanged(before: RunRecord, after: RunRecord): Promise<boolean> {
+    const a = JSON.stringify(after);
+    if (JSON.stringify(before) === a) return false;
+    const multi = this.redis.multi().hset(this.keys.run(after.id), 'record', a);
+    if (after.phase === 'Succeeded' || after.phase === 'Failed' || after.phase === 'Cancelled') {
+      multi.srem(this.activeKey(), after.id);
+    }
+    await multi.exec();
+    return true;
+  }
+
+  async writeStageIfChanged(runId: string, before: StageStatus | undefined, after: StageStatus): Promise<boolean> {
+    const a = JSON.stringify(after);
+    if (before && JSON.stringify(before) === a) return false;
+    await this.redis.hset(this.keys.runStages(runId), after.name, a);
+    return true;
+  }
+
+  async requestCancel(runId: string): Promise<void> {
+    await this.redis
+      .multi()
+      .set(this.keys.runCancel(runId), nowIso(this.clock), 'NX')
+      .publish(this.keys.wakeChannel(), runId)
+      .exec();
+  }
+
+  async cancelRequestedAt(runId: string): Promise<string | null> {
+    return this.redis.get(this.keys.runCancel(runId));
+  }
+
+  /** Create a task once: its payload and first status. Returns false if it existed. */
+  async createTask(task: TaskRecord): Promise<boolean> {
+    const key = this.keys.task(task.status.id);
+    const res = await this.redis
+      .multi()
+      .hsetnx(key, 'status', JSON.stringify(task.status))
+      .hset(key, 'payload', JSON.stringify(task.payload), 'runDir', task.runDir)
+      .exec();
+    return res?.[0]?.[1] === 1;
+  }
+
+  async getTask(taskId: string): Promise<TaskRecord | null> {
+    const raw = await this.redis.hmget(this.keys.task(taskId), 'status', 'payload', 'runDir');
+    const [status, payload, runDir] = raw;
+    if (!status || !payload || !runDir) return null;
+    return {
+      status: TaskStatus.parse(JSON.parse(status)),
+      payload: ResolvedPayload.parse(JSON.parse(payload)),
+      runDir,
+    };
+  }
+
+  async getTaskStatuses(taskIds: string[]): Promise<Record<string, TaskStatus>> {
+    if (taskIds.length === 0) return {};
+    const pipe = this.redis.pipeline();
+    for (const id of taskIds) pipe.hget(this.keys.task(id), 'status');
+    const res = (await pipe.exec()) ?? [];
+    const out: Record<string, TaskStatus> = {};
+    res.forEach(([, raw], i) => {
+      if (typeof raw === 'string') out[taskIds[i] as string] = TaskStatus.parse(JSON.parse(raw));
+    });
+    return out;
+  }
+
+  /** Write a task's status and wake the controller. */
+  async writeTaskStatus(status: TaskStatus): Promise<void> {
+    await this.redis
+      .multi()
+      .hset(this.keys.task(status.id), 'status', JSON.stringify(status))
+      .publish(this.keys.wakeChannel(), status.runId)
+      .exec();
+  }
+
+  async updateTaskStatus(taskId: string, patch: (s: TaskStatus) => TaskStatus): Promise<TaskStatus> {
+    const raw = await this.redis.hget(this.keys.task(taskId), 'status');
+    if (!raw) throw new StokerError(`no task ${taskId}`);
+    const next = patch(TaskStatus.parse(JSON.parse(raw)));
+    await this.writeTaskStatus(next);
+    return next;
+  }
+
+  async wake(runId = '*'): Promise<void> {
+    await this.redis.publish(this.keys.wakeChannel(), runId);
+  }
+}
+
+export function newTaskStatus(init: {
+  id: string;
+  runId: string;
+  stage: string;
+  queue: string;
+  maxAttempts: number;
+}): TaskStatus {
+  return {
+    ...init,
+    phase: 'Pending' as Phase,
+    attempt: 0,
+    unit: null,
+    reason: null,
+    message: null,
+    exitCode: null,
+    signal: null,
+    retryable: null,
+    stderrTail: [],
+    startedAt: null,
+    finishedAt: null,
+    history: [],
+  };
+}

@@ -1,0 +1,154 @@
+/**
+ * What `stoker status --json`, `stoker run --json` and (later) the HTTP API return for a
+ * run. The schema below is the documented contract (README "JSON output"); consumers
+ * may rely on every field listed; new fields may be added.
+ */
+import { existsSync } from 'node:fs';
+import type { Redis } from 'ioredis';
+import { z } from 'zod';
+import type { Keys } from '../common/keys.js';
+import { Condition, Phase } from '../common/model.js';
+import { readTaskProgress } from '../common/progress.js';
+import type { RunStore } from './store.js';
+
+export const TaskView = z.object({
+  id: z.string(),
+  phase: Phase,
+  attempt: z.number(),
+  maxAttempts: z.number(),
+  reason: z.string().nullable(),
+  message: z.string().nullable(),
+  exitCode: z.number().nullable(),
+  signal: z.string().nullable(),
+  stderrTail: z.array(z.string()),
+  logFile: z.string().nullable(),
+  startedAt: z.string().nullable(),
+  finishedAt: z.string().nullable(),
+  progress: z.object({
+    step: z.number().nullable(),
+    totalSteps: z.number().nullable(),
+    epoch: z.number().nullable(),
+    stepsPerSec: z.number().nullable(),
+    etaSeconds: z.number().nullable(),
+    metrics: z.record(z.string(), z.number().nullable()),
+    checkpoint: z.object({ path: z.string(), step: z.number() }).nullable(),
+    updatedAt: z.string().nullable(),
+    heartbeatAt: z.string().nullable(),
+  }),
+  artifacts: z.record(z.string(), z.string()),
+  result: z.record(z.string(), z.unknown()).nullable(),
+  warnings: z.array(z.string()),
+  history: z.array(
+    z.object({ attempt: z.number(), reason: z.string(), message: z.string(), exitCode: z.number().nullable(), signal: z.string().nullable(), finishedAt: z.string() }),
+  ),
+});
+export type TaskView = z.infer<typeof TaskView>;
+
+export const StageView = z.object({
+  name: z.string(),
+  kind: z.string(),
+  phase: Phase,
+  message: z.string().nullable(),
+  dependsOn: z.array(z.string()),
+  outputs: z.record(z.string(), z.string()),
+  conditions: z.array(Condition),
+  startedAt: z.string().nullable(),
+  finishedAt: z.string().nullable(),
+  tasks: z.array(TaskView),
+});
+export type StageView = z.infer<typeof StageView>;
+
+export const RunView = z.object({
+  id: z.string(),
+  name: z.string(),
+  kind: z.string(),
+  phase: Phase,
+  message: z.string().nullable(),
+  conditions: z.array(Condition),
+  runDir: z.string(),
+  createdAt: z.string(),
+  startedAt: z.string().nullable(),
+  finishedAt: z.string().nullable(),
+  cancelRequestedAt: z.string().nullable(),
+  stages: z.array(StageView),
+});
+export type RunView = z.infer<typeof RunView>;
+
+export async function buildRunView(store: RunStore, redis: Redis, keys: Keys, runId: string): Promise<RunView> {
+  const run = await store.mustGetRun(runId);
+  const stages = await store.getStages(runId);
+  const spec = run.spec as { stages: Array<{ name: string; dependsOn: string[] }> };
+  const taskIds = Object.values(stages).flatMap((s) => s.tasks);
+  const statuses = await store.getTaskStatuses(taskIds);
+  const views: StageView[] = [];
+  for (const s of spec.stages) {
+    const st = stages[s.name];
+    if (!st) continue;
+    const tasks: TaskView[] = [];
+    for (const id of st.tasks) {
+      const t = statuses[id];
+      if (!t) continue;
+      const p = await readTaskProgress(redis, keys, id);
+      const unit = t.unit ? await redis.hget(keys.unit(t.unit), 'logFile') : null;
+      const eta =
+        p.step !== null && p.totalSteps !== null && p.stepsPerSec && p.stepsPerSec > 0 && t.phase === 'Running'
+          ? Math.max(0, (p.totalSteps - p.step) / p.stepsPerSec)
+          : null;
+      tasks.push({
+        id,
+        phase: t.phase,
+        attempt: t.attempt,
+        maxAttempts: t.maxAttempts,
+        reason: t.reason,
+        message: t.message,
+        exitCode: t.exitCode,
+        signal: t.signal,
+        stderrTail: t.stderrTail,
+        logFile: unit && existsSync(unit) ? unit : unit ?? null,
+        startedAt: t.startedAt,
+        finishedAt: t.finishedAt,
+        progress: {
+          step: p.step,
+          totalSteps: p.totalSteps,
+          epoch: p.epoch,
+          stepsPerSec: p.stepsPerSec,
+          etaSeconds: eta,
+          metrics: p.metrics,
+          checkpoint: p.checkpoint,
+          updatedAt: p.updatedAt,
+          heartbeatAt: p.heartbeatAt,
+        },
+        artifacts: p.artifacts,
+        result: p.result,
+        warnings: p.warnings,
+        history: t.history,
+      });
+    }
+    views.push({
+      name: st.name,
+      kind: st.kind,
+      phase: st.phase,
+      message: st.message,
+      dependsOn: s.dependsOn,
+      outputs: st.outputs,
+      conditions: st.conditions,
+      startedAt: st.startedAt,
+      finishedAt: st.finishedAt,
+      tasks,
+    });
+  }
+  return {
+    id: run.id,
+    name: run.name,
+    kind: run.kind,
+    phase: run.phase,
+    message: run.message,
+    conditions: run.conditions,
+    runDir: run.runDir,
+    createdAt: run.createdAt,
+    startedAt: run.startedAt,
+    finishedAt: run.finishedAt,
+    cancelRequestedAt: await store.cancelRequestedAt(runId),
+    stages: views,
+  };
+}

@@ -1,0 +1,408 @@
+/**
+ * TaskReporter: the PayloadSink that records a task's events in Redis (layout in
+ * common/progress.ts; DESIGN.md section 8: "throttle progress writes but never lose the
+ * last one or a checkpoint event").
+ *
+ * Rules
+ *   progress, metrics  coalesced in memory (latest progress; metrics merged key by key)
+ *                      and written at most every flushIntervalMs (default 250) as one
+ *                      HSET of the progress hash plus one XADD of the snapshot.
+ *   checkpoint, artifact, result, warning
+ *                      written at once (HSET + XADD), after any pending progress, so the
+ *                      stream is in the order the payload printed.
+ *   log lines          the last LOG_TAIL_LINES kept in memory, RPUSHed (LTRIM to the
+ *                      tail) with the next write.
+ *   heartbeat          every heartbeatIntervalMs (default 2000): heartbeatAt, the current
+ *                      step and stepsPerSec, even when nothing changed, so liveness
+ *                      checks can tell "slow step" from "dead worker".
+ *   stepsPerSec        step delta over time between writes, smoothed (EMA).
+ *
+ * Every write goes through one promise chain, each as one MULTI: writes never overtake
+ * one another, and a reader never sees half a write. Handler calls (event, log, warn)
+ * are synchronous and do no I/O, so the runner can feed tens of thousands of lines a
+ * second; a slow Redis delays writes (at most one timer flush is queued at a time)
+ * rather than queueing one per event. A failed write is logged and the next one goes
+ * on: losing a progress snapshot must not kill a training run.
+ *
+ * Lifecycle: beginAttempt(attempt) (resets step, metrics, result, warnings; keeps
+ * checkpoint and artifacts so RESUME_FROM survives; starts the timers) -> events ->
+ * close() (stops the timers, writes everything pending, waits for the writes).
+ *
+ * Side effects are injected: the store (Redis or a fake), the clock and the timers.
+ */
+import type { Redis } from 'ioredis';
+import type { PayloadEvent } from '../common/events.js';
+import { EVENTS_MAXLEN, LOG_TAIL_LINES, type Keys } from '../common/keys.js';
+import type { Logger } from '../common/logger.js';
+import { silentLogger } from '../common/logger.js';
+import { emptyProgress, nowIso, type TaskProgress } from '../common/model.js';
+import { encodeProgress, encodeStreamEvent, readTaskProgress, type TaskStreamEventType } from '../common/progress.js';
+import type { PayloadSink } from './runner.js';
+
+// ---------------------------------------------------------------------------------------
+// Ports
+
+export interface ProgressWrite {
+  /** Fields to HSET on task:{id}:progress (already encoded). */
+  fields: Record<string, string>;
+  /** Entries to XADD to task:{id}:events, in order. */
+  events: Array<{ type: TaskStreamEventType; at: string; data: unknown }>;
+  /** Lines to append to task:{id}:logs. */
+  logs: string[];
+}
+
+/** Where the reporter's writes go. */
+export interface ProgressStore {
+  write(w: ProgressWrite): Promise<void>;
+  read(): Promise<TaskProgress>;
+}
+
+export interface Timers {
+  setInterval(fn: () => void, ms: number): unknown;
+  clearInterval(handle: unknown): void;
+}
+
+export const realTimers: Timers = {
+  setInterval: (fn, ms) => {
+    const h = setInterval(fn, ms);
+    // The worker's lifetime is the payload's, not the timers'.
+    h.unref();
+    return h;
+  },
+  clearInterval: (h) => clearInterval(h as NodeJS.Timeout),
+};
+
+/** The Redis store: one MULTI per write (HSET, XADD ~ MAXLEN, RPUSH + LTRIM). */
+export function redisProgressStore(
+  redis: Redis,
+  keys: Keys,
+  taskId: string,
+  opts: { eventsMaxLen?: number; logTailLines?: number } = {},
+): ProgressStore {
+  const maxLen = opts.eventsMaxLen ?? EVENTS_MAXLEN;
+  const tail = opts.logTailLines ?? LOG_TAIL_LINES;
+  const progressKey = keys.taskProgress(taskId);
+  const eventsKey = keys.taskEvents(taskId);
+  const logsKey = keys.taskLogs(taskId);
+  return {
+    async write(w) {
+      const m = redis.multi();
+      if (Object.keys(w.fields).length > 0) m.hset(progressKey, w.fields);
+      for (const e of w.events) m.xadd(eventsKey, 'MAXLEN', '~', maxLen, '*', ...encodeStreamEvent(e.type, e.at, e.data));
+      if (w.logs.length > 0) {
+        m.rpush(logsKey, ...w.logs);
+        m.ltrim(logsKey, -tail, -1);
+      }
+      const results = await m.exec();
+      const failed = results?.find(([err]) => err);
+      if (failed?.[0]) throw failed[0];
+    },
+    read: () => readTaskProgress(redis, keys, taskId),
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+
+export interface TaskReporterOptions {
+  store: ProgressStore;
+  flushIntervalMs?: number;
+  heartbeatIntervalMs?: number;
+  clock?: () => number;
+  timers?: Timers;
+  log?: Logger;
+  logTailLines?: number;
+  /** Smoothing of stepsPerSec: weight of the newest measurement (0..1]. */
+  rateAlpha?: number;
+}
+
+export const DEFAULT_FLUSH_INTERVAL_MS = 250;
+export const DEFAULT_HEARTBEAT_INTERVAL_MS = 2000;
+const MAX_LOG_LINE_CHARS = 4000;
+const MAX_WARNINGS = 50;
+
+export class TaskReporter implements PayloadSink {
+  private readonly store: ProgressStore;
+  private readonly clock: () => number;
+  private readonly timers: Timers;
+  private readonly logger: Logger;
+  private readonly flushIntervalMs: number;
+  private readonly heartbeatIntervalMs: number;
+  private readonly tailLines: number;
+  private readonly alpha: number;
+
+  private progress: TaskProgress = emptyProgress();
+  private dirty = false;
+  private pendingLogs: string[] = [];
+  private chain: Promise<void> = Promise.resolve();
+  private flushQueued = false;
+  private heartbeatQueued = false;
+  private rateAnchor: { step: number; at: number } | null = null;
+  private flushTimer: unknown = null;
+  private heartbeatTimer: unknown = null;
+  private closed = false;
+
+  /** Writes done and failed, for tests and the benchmark. */
+  readonly stats = { writes: 0, failedWrites: 0, progressWrites: 0 };
+
+  constructor(opts: TaskReporterOptions) {
+    this.store = opts.store;
+    this.clock = opts.clock ?? Date.now;
+    this.timers = opts.timers ?? realTimers;
+    this.logger = opts.log ?? silentLogger();
+    this.flushIntervalMs = opts.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS;
+    this.heartbeatIntervalMs = opts.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS;
+    this.tailLines = opts.logTailLines ?? LOG_TAIL_LINES;
+    this.alpha = opts.rateAlpha ?? 0.3;
+  }
+
+  /** A reporter writing to Redis (the usual case). */
+  static forRedis(
+    redis: Redis,
+    keys: Keys,
+    taskId: string,
+    opts: Omit<TaskReporterOptions, 'store'> & { eventsMaxLen?: number } = {},
+  ): TaskReporter {
+    const store = redisProgressStore(redis, keys, taskId, { eventsMaxLen: opts.eventsMaxLen, logTailLines: opts.logTailLines });
+    return new TaskReporter({ ...opts, store });
+  }
+
+  /** The in-memory record (a copy): what has been, or is about to be, written. */
+  snapshot(): TaskProgress {
+    return structuredClone(this.progress);
+  }
+
+  /**
+   * Start an attempt: read the record, reset step, metrics, result and warnings, keep
+   * checkpoint and artifacts, write it, and start the flush and heartbeat timers.
+   */
+  async beginAttempt(attempt: number): Promise<void> {
+    const existing = await this.store.read();
+    const now = nowIso(this.clock);
+    this.progress = {
+      ...emptyProgress(),
+      checkpoint: existing.checkpoint,
+      artifacts: existing.artifacts,
+      attempt,
+      updatedAt: now,
+      heartbeatAt: now,
+    };
+    this.dirty = false;
+    this.rateAnchor = null;
+    const fields = encodeProgress({
+      step: null,
+      totalSteps: null,
+      epoch: null,
+      stepsPerSec: null,
+      metrics: {},
+      result: null,
+      warnings: [],
+      attempt,
+      updatedAt: now,
+      heartbeatAt: now,
+    });
+    this.pendingLogs.push(`[stoker] attempt ${attempt} started at ${now}`);
+    const logs = this.takeLogs();
+    await this.enqueue({ fields, events: [{ type: 'attempt', at: now, data: { attempt } }], logs });
+    this.startTimers();
+  }
+
+  // --- PayloadSink: synchronous, no I/O ----------------------------------------------
+
+  event(ev: PayloadEvent): void {
+    const p = this.progress;
+    switch (ev.type) {
+      case 'progress':
+        p.step = ev.step;
+        if (ev.totalSteps !== undefined) p.totalSteps = ev.totalSteps;
+        if (ev.epoch !== undefined) p.epoch = ev.epoch;
+        this.dirty = true;
+        return;
+      case 'metrics': {
+        for (const [k, v] of Object.entries(ev)) {
+          if (k === 'type' || k === 'step') continue;
+          if (v === null || typeof v === 'number') p.metrics[k] = v;
+        }
+        const step = ev.step;
+        if (typeof step === 'number' && (p.step === null || step > p.step)) p.step = step;
+        this.dirty = true;
+        return;
+      }
+      case 'checkpoint': {
+        p.checkpoint = { path: ev.path, step: ev.step };
+        this.immediate({ checkpoint: p.checkpoint }, 'checkpoint', p.checkpoint);
+        return;
+      }
+      case 'artifact':
+        p.artifacts[ev.name] = ev.path;
+        this.immediate({ artifacts: p.artifacts }, 'artifact', { name: ev.name, path: ev.path });
+        return;
+      case 'result': {
+        const { type: _type, ...rest } = ev;
+        p.result = rest;
+        this.immediate({ result: p.result }, 'result', p.result);
+        return;
+      }
+      case 'log':
+        this.pushLog(`[${ev.level}] ${ev.message}`);
+        return;
+    }
+  }
+
+  log(line: string): void {
+    this.pushLog(line);
+  }
+
+  warn(message: string): void {
+    const p = this.progress;
+    p.warnings.push(message);
+    if (p.warnings.length > MAX_WARNINGS) p.warnings.splice(0, p.warnings.length - MAX_WARNINGS);
+    this.pushLog(`[stoker] warning: ${message}`);
+    this.immediate({ warnings: p.warnings }, 'warning', { message });
+  }
+
+  // --- writes ------------------------------------------------------------------------
+
+  /** Write whatever is pending now (progress, logs); resolves when all writes are done. */
+  async flush(): Promise<void> {
+    const w = this.collect();
+    if (w) void this.enqueue(w);
+    await this.chain;
+  }
+
+  /** Stop the timers and write everything pending. Idempotent; never throws. */
+  async close(): Promise<void> {
+    this.stopTimers();
+    this.closed = true;
+    await this.flush();
+  }
+
+  private startTimers(): void {
+    this.stopTimers();
+    this.closed = false;
+    this.flushTimer = this.timers.setInterval(() => this.onFlushTimer(), this.flushIntervalMs);
+    this.heartbeatTimer = this.timers.setInterval(() => this.onHeartbeat(), this.heartbeatIntervalMs);
+  }
+
+  private stopTimers(): void {
+    if (this.flushTimer !== null) this.timers.clearInterval(this.flushTimer);
+    if (this.heartbeatTimer !== null) this.timers.clearInterval(this.heartbeatTimer);
+    this.flushTimer = null;
+    this.heartbeatTimer = null;
+  }
+
+  private onFlushTimer(): void {
+    // At most one timer flush queued: with a slow Redis the state stays dirty in memory
+    // and the next tick takes the newest snapshot, instead of a queue of stale ones.
+    if (this.flushQueued || this.closed) return;
+    const w = this.collect();
+    if (!w) return;
+    this.flushQueued = true;
+    void this.enqueue(w).finally(() => {
+      this.flushQueued = false;
+    });
+  }
+
+  private onHeartbeat(): void {
+    if (this.heartbeatQueued || this.closed) return;
+    const now = this.clock();
+    this.updateRate(now);
+    const iso = nowIso(() => now);
+    this.progress.heartbeatAt = iso;
+    this.heartbeatQueued = true;
+    void this.enqueue({
+      fields: encodeProgress({ heartbeatAt: iso, step: this.progress.step, stepsPerSec: this.progress.stepsPerSec }),
+      events: [],
+      logs: [],
+    }).finally(() => {
+      this.heartbeatQueued = false;
+    });
+  }
+
+  /** An event recorded at once, after whatever progress and logs are pending. */
+  private immediate(fields: Partial<TaskProgress>, type: TaskStreamEventType, data: unknown): void {
+    const w = this.collect() ?? { fields: {}, events: [], logs: [] };
+    const at = nowIso(this.clock);
+    Object.assign(w.fields, encodeProgress({ ...fields, updatedAt: at }));
+    w.events.push({ type, at, data });
+    void this.enqueue(w);
+  }
+
+  /** Take pending progress (if changed) and log lines as one write; null when nothing. */
+  private collect(): ProgressWrite | null {
+    const logs = this.takeLogs();
+    if (!this.dirty) return logs.length > 0 ? { fields: {}, events: [], logs } : null;
+    this.dirty = false;
+    const now = this.clock();
+    this.updateRate(now);
+    const p = this.progress;
+    const at = nowIso(() => now);
+    p.updatedAt = at;
+    p.heartbeatAt = at;
+    this.stats.progressWrites += 1;
+    return {
+      fields: encodeProgress({
+        step: p.step,
+        totalSteps: p.totalSteps,
+        epoch: p.epoch,
+        stepsPerSec: p.stepsPerSec,
+        metrics: p.metrics,
+        updatedAt: at,
+        heartbeatAt: at,
+      }),
+      events: [
+        {
+          type: 'progress',
+          at,
+          data: { step: p.step, totalSteps: p.totalSteps, epoch: p.epoch, stepsPerSec: p.stepsPerSec, metrics: { ...p.metrics } },
+        },
+      ],
+      logs,
+    };
+  }
+
+  private updateRate(now: number): void {
+    const step = this.progress.step;
+    if (step === null) return;
+    const a = this.rateAnchor;
+    if (a === null || step < a.step) {
+      this.rateAnchor = { step, at: now };
+      return;
+    }
+    const dt = now - a.at;
+    // Too short a window measures the clock's jitter, not the payload.
+    if (dt < Math.min(this.flushIntervalMs, 100)) return;
+    const inst = ((step - a.step) * 1000) / dt;
+    const prev = this.progress.stepsPerSec;
+    const next = prev === null ? inst : this.alpha * inst + (1 - this.alpha) * prev;
+    this.progress.stepsPerSec = Math.round(next * 1000) / 1000;
+    this.rateAnchor = { step, at: now };
+  }
+
+  private pushLog(line: string): void {
+    this.pendingLogs.push(line.length > MAX_LOG_LINE_CHARS ? `${line.slice(0, MAX_LOG_LINE_CHARS)} [cut]` : line);
+    // Only the tail survives LTRIM anyway; keep memory bounded between flushes.
+    if (this.pendingLogs.length > 2 * this.tailLines) this.pendingLogs.splice(0, this.pendingLogs.length - this.tailLines);
+  }
+
+  private takeLogs(): string[] {
+    if (this.pendingLogs.length === 0) return [];
+    const logs = this.pendingLogs.length > this.tailLines ? this.pendingLogs.slice(-this.tailLines) : this.pendingLogs;
+    this.pendingLogs = [];
+    return logs;
+  }
+
+  /** Chain a write after all earlier ones. The returned promise never rejects. */
+  private enqueue(w: ProgressWrite): Promise<void> {
+    const next = this.chain.then(async () => {
+      try {
+        await this.store.write(w);
+        this.stats.writes += 1;
+      } catch (err) {
+        this.stats.failedWrites += 1;
+        this.logger.warn({ err, events: w.events.map((e) => e.type) }, 'task progress write failed');
+      }
+    });
+    this.chain = next;
+    return next;
+  }
+}
