@@ -73,7 +73,8 @@ function json(raw: string | undefined): unknown {
   }
 }
 
-const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isRecord = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** Decode a progress hash (HGETALL's answer). Never throws; unknown fields are ignored. */
 export function decodeProgress(hash: Record<string, string>): TaskProgress {
@@ -94,7 +95,11 @@ export function decodeProgress(hash: Record<string, string>): TaskProgress {
     }
   }
   const checkpoint = json(hash.checkpoint);
-  if (isRecord(checkpoint) && typeof checkpoint.path === 'string' && typeof checkpoint.step === 'number') {
+  if (
+    isRecord(checkpoint) &&
+    typeof checkpoint.path === 'string' &&
+    typeof checkpoint.step === 'number'
+  ) {
     p.checkpoint = { path: checkpoint.path, step: checkpoint.step };
   }
   const artifacts = json(hash.artifacts);
@@ -104,17 +109,27 @@ export function decodeProgress(hash: Record<string, string>): TaskProgress {
   const result = json(hash.result);
   if (isRecord(result)) p.result = result;
   const warnings = json(hash.warnings);
-  if (Array.isArray(warnings)) p.warnings = warnings.filter((w): w is string => typeof w === 'string');
+  if (Array.isArray(warnings))
+    p.warnings = warnings.filter((w): w is string => typeof w === 'string');
   return p;
 }
 
 /** The task's progress; emptyProgress() when nothing was written yet. */
-export async function readTaskProgress(redis: Redis, keys: Keys, taskId: string): Promise<TaskProgress> {
+export async function readTaskProgress(
+  redis: Redis,
+  keys: Keys,
+  taskId: string,
+): Promise<TaskProgress> {
   return decodeProgress(await redis.hgetall(keys.taskProgress(taskId)));
 }
 
 /** The last `n` log lines of a task (oldest first). */
-export async function readTaskLogTail(redis: Redis, keys: Keys, taskId: string, n: number = LOG_TAIL_LINES): Promise<string[]> {
+export async function readTaskLogTail(
+  redis: Redis,
+  keys: Keys,
+  taskId: string,
+  n: number = LOG_TAIL_LINES,
+): Promise<string[]> {
   if (n <= 0) return [];
   return redis.lrange(keys.taskLogs(taskId), -n, -1);
 }
@@ -122,7 +137,8 @@ export async function readTaskLogTail(redis: Redis, keys: Keys, taskId: string, 
 // ---------------------------------------------------------------------------------------
 // The events stream
 
-export type TaskStreamEventType = 'progress' | 'checkpoint' | 'artifact' | 'result' | 'warning' | 'attempt';
+export type TaskStreamEventType =
+  'progress' | 'checkpoint' | 'artifact' | 'result' | 'warning' | 'attempt';
 
 export interface TaskStreamEvent {
   /** The stream entry id (`ms-seq`), usable as `after` to read on. */
@@ -156,15 +172,26 @@ export async function readTaskEvents(
   opts: { after?: string; count?: number } = {},
 ): Promise<TaskStreamEvent[]> {
   const start = opts.after ? `(${opts.after}` : '-';
-  const entries = (await redis.xrange(keys.taskEvents(taskId), start, '+', 'COUNT', opts.count ?? 1000)) as Array<
-    [string, string[]]
-  >;
+  const entries = (await redis.xrange(
+    keys.taskEvents(taskId),
+    start,
+    '+',
+    'COUNT',
+    opts.count ?? 1000,
+  )) as Array<[string, string[]]>;
   return entries.map(decodeStreamEvent);
 }
 
 /** The last `n` events of a task, oldest first. */
-export async function readRecentTaskEvents(redis: Redis, keys: Keys, taskId: string, n = 50): Promise<TaskStreamEvent[]> {
+export async function readRecentTaskEvents(
+  redis: Redis,
+  keys: Keys,
+  taskId: string,
+  n = 50,
+): Promise<TaskStreamEvent[]> {
   if (n <= 0) return [];
-  const entries = (await redis.xrevrange(keys.taskEvents(taskId), '+', '-', 'COUNT', n)) as Array<[string, string[]]>;
+  const entries = (await redis.xrevrange(keys.taskEvents(taskId), '+', '-', 'COUNT', n)) as Array<
+    [string, string[]]
+  >;
   return entries.reverse().map(decodeStreamEvent);
 }

@@ -36,7 +36,12 @@ import { EVENTS_MAXLEN, LOG_TAIL_LINES, type Keys } from '../common/keys.js';
 import type { Logger } from '../common/logger.js';
 import { silentLogger } from '../common/logger.js';
 import { emptyProgress, nowIso, type TaskProgress } from '../common/model.js';
-import { encodeProgress, encodeStreamEvent, readTaskProgress, type TaskStreamEventType } from '../common/progress.js';
+import {
+  encodeProgress,
+  encodeStreamEvent,
+  readTaskProgress,
+  type TaskStreamEventType,
+} from '../common/progress.js';
 import type { PayloadSink } from './runner.js';
 
 // ---------------------------------------------------------------------------------------
@@ -88,7 +93,8 @@ export function redisProgressStore(
     async write(w) {
       const m = redis.multi();
       if (Object.keys(w.fields).length > 0) m.hset(progressKey, w.fields);
-      for (const e of w.events) m.xadd(eventsKey, 'MAXLEN', '~', maxLen, '*', ...encodeStreamEvent(e.type, e.at, e.data));
+      for (const e of w.events)
+        m.xadd(eventsKey, 'MAXLEN', '~', maxLen, '*', ...encodeStreamEvent(e.type, e.at, e.data));
       if (w.logs.length > 0) {
         m.rpush(logsKey, ...w.logs);
         m.ltrim(logsKey, -tail, -1);
@@ -162,7 +168,10 @@ export class TaskReporter implements PayloadSink {
     taskId: string,
     opts: Omit<TaskReporterOptions, 'store'> & { eventsMaxLen?: number } = {},
   ): TaskReporter {
-    const store = redisProgressStore(redis, keys, taskId, { eventsMaxLen: opts.eventsMaxLen, logTailLines: opts.logTailLines });
+    const store = redisProgressStore(redis, keys, taskId, {
+      eventsMaxLen: opts.eventsMaxLen,
+      logTailLines: opts.logTailLines,
+    });
     return new TaskReporter({ ...opts, store });
   }
 
@@ -280,7 +289,10 @@ export class TaskReporter implements PayloadSink {
     this.stopTimers();
     this.closed = false;
     this.flushTimer = this.timers.setInterval(() => this.onFlushTimer(), this.flushIntervalMs);
-    this.heartbeatTimer = this.timers.setInterval(() => this.onHeartbeat(), this.heartbeatIntervalMs);
+    this.heartbeatTimer = this.timers.setInterval(
+      () => this.onHeartbeat(),
+      this.heartbeatIntervalMs,
+    );
   }
 
   private stopTimers(): void {
@@ -310,7 +322,11 @@ export class TaskReporter implements PayloadSink {
     this.progress.heartbeatAt = iso;
     this.heartbeatQueued = true;
     void this.enqueue({
-      fields: encodeProgress({ heartbeatAt: iso, step: this.progress.step, stepsPerSec: this.progress.stepsPerSec }),
+      fields: encodeProgress({
+        heartbeatAt: iso,
+        step: this.progress.step,
+        stepsPerSec: this.progress.stepsPerSec,
+      }),
       events: [],
       logs: [],
     }).finally(() => {
@@ -353,7 +369,13 @@ export class TaskReporter implements PayloadSink {
         {
           type: 'progress',
           at,
-          data: { step: p.step, totalSteps: p.totalSteps, epoch: p.epoch, stepsPerSec: p.stepsPerSec, metrics: { ...p.metrics } },
+          data: {
+            step: p.step,
+            totalSteps: p.totalSteps,
+            epoch: p.epoch,
+            stepsPerSec: p.stepsPerSec,
+            metrics: { ...p.metrics },
+          },
         },
       ],
       logs,
@@ -379,14 +401,20 @@ export class TaskReporter implements PayloadSink {
   }
 
   private pushLog(line: string): void {
-    this.pendingLogs.push(line.length > MAX_LOG_LINE_CHARS ? `${line.slice(0, MAX_LOG_LINE_CHARS)} [cut]` : line);
+    this.pendingLogs.push(
+      line.length > MAX_LOG_LINE_CHARS ? `${line.slice(0, MAX_LOG_LINE_CHARS)} [cut]` : line,
+    );
     // Only the tail survives LTRIM anyway; keep memory bounded between flushes.
-    if (this.pendingLogs.length > 2 * this.tailLines) this.pendingLogs.splice(0, this.pendingLogs.length - this.tailLines);
+    if (this.pendingLogs.length > 2 * this.tailLines)
+      this.pendingLogs.splice(0, this.pendingLogs.length - this.tailLines);
   }
 
   private takeLogs(): string[] {
     if (this.pendingLogs.length === 0) return [];
-    const logs = this.pendingLogs.length > this.tailLines ? this.pendingLogs.slice(-this.tailLines) : this.pendingLogs;
+    const logs =
+      this.pendingLogs.length > this.tailLines
+        ? this.pendingLogs.slice(-this.tailLines)
+        : this.pendingLogs;
     this.pendingLogs = [];
     return logs;
   }
@@ -399,7 +427,10 @@ export class TaskReporter implements PayloadSink {
         this.stats.writes += 1;
       } catch (err) {
         this.stats.failedWrites += 1;
-        this.logger.warn({ err, events: w.events.map((e) => e.type) }, 'task progress write failed');
+        this.logger.warn(
+          { err, events: w.events.map((e) => e.type) },
+          'task progress write failed',
+        );
       }
     });
     this.chain = next;

@@ -139,7 +139,9 @@ export class LineSplitter {
   }
 
   private cut(line: string): string {
-    return line.length > this.maxChars ? `${line.slice(0, this.maxChars)} [line cut at ${this.maxChars} characters]` : line;
+    return line.length > this.maxChars
+      ? `${line.slice(0, this.maxChars)} [line cut at ${this.maxChars} characters]`
+      : line;
   }
 }
 
@@ -177,7 +179,11 @@ export async function runPayload(opts: RunPayloadOptions): Promise<PayloadOutcom
   const logStream: WriteStream = createWriteStream(opts.logFile, { flags: 'a' });
   let logBroken = false;
   logStream.on('error', (err) => {
-    if (!logBroken) log.warn({ err, logFile: opts.logFile }, 'cannot write the payload log file; going on without it');
+    if (!logBroken)
+      log.warn(
+        { err, logFile: opts.logFile },
+        'cannot write the payload log file; going on without it',
+      );
     logBroken = true;
   });
   const paused = new Set<Readable>();
@@ -196,7 +202,11 @@ export async function runPayload(opts: RunPayloadOptions): Promise<PayloadOutcom
     }
   };
   const stamp = (msg: string): string => `[stoker ${new Date(clock()).toISOString()}] ${msg}\n`;
-  writeLog(stamp(`start: ${redact(JSON.stringify(opts.argv), secrets)}${opts.cwd ? ` in ${opts.cwd}` : ''}`));
+  writeLog(
+    stamp(
+      `start: ${redact(JSON.stringify(opts.argv), secrets)}${opts.cwd ? ` in ${opts.cwd}` : ''}`,
+    ),
+  );
 
   // --- state -------------------------------------------------------------------------
   const stderrTail: string[] = [];
@@ -245,7 +255,10 @@ export async function runPayload(opts: RunPayloadOptions): Promise<PayloadOutcom
     opts.sink.log(line, 'stderr');
   };
 
-  const attach = (stream: Readable | null, onLine: (raw: string, out: string[]) => void): Promise<void> => {
+  const attach = (
+    stream: Readable | null,
+    onLine: (raw: string, out: string[]) => void,
+  ): Promise<void> => {
     if (!stream) return Promise.resolve();
     streams.push(stream);
     stream.setEncoding('utf8');
@@ -284,7 +297,9 @@ export async function runPayload(opts: RunPayloadOptions): Promise<PayloadOutcom
   const stdoutDone = attach(subprocess.stdout, onStdoutLine);
   const stderrDone = attach(subprocess.stderr, onStderrLine);
   const exit = new Promise<[number | null, NodeJS.Signals | null]>((resolve) => {
-    subprocess.once('exit', (code: number | null, sig: NodeJS.Signals | null) => resolve([code, sig]));
+    subprocess.once('exit', (code: number | null, sig: NodeJS.Signals | null) =>
+      resolve([code, sig]),
+    );
   });
 
   const started = await new Promise<Error | null>((resolve) => {
@@ -336,11 +351,18 @@ export async function runPayload(opts: RunPayloadOptions): Promise<PayloadOutcom
     if (terminated !== null || exited) return;
     terminated = reason;
     log.info({ pid, reason, graceMs }, 'terminating payload: SIGTERM to its process group');
-    writeLog(stamp(`${reason === 'stall' ? `stalled: no step progress for ${stallMs} ms; ` : ''}sending SIGTERM to process group ${pid}, SIGKILL in ${graceMs} ms`));
+    writeLog(
+      stamp(
+        `${reason === 'stall' ? `stalled: no step progress for ${stallMs} ms; ` : ''}sending SIGTERM to process group ${pid}, SIGKILL in ${graceMs} ms`,
+      ),
+    );
     killGroup(pid, 'SIGTERM');
     killTimer = setTimeout(() => {
       if (exited) return;
-      log.warn({ pid, graceMs }, 'payload still running after the grace period: SIGKILL to its process group');
+      log.warn(
+        { pid, graceMs },
+        'payload still running after the grace period: SIGKILL to its process group',
+      );
       writeLog(stamp(`grace period over: SIGKILL to process group ${pid}`));
       killGroup(pid, 'SIGKILL');
     }, graceMs);
@@ -351,7 +373,8 @@ export async function runPayload(opts: RunPayloadOptions): Promise<PayloadOutcom
 
   let stallTimer: NodeJS.Timeout | undefined;
   if (stallMs > 0) {
-    const every = opts.stallCheckIntervalMs ?? Math.max(10, Math.min(1000, Math.floor(stallMs / 4)));
+    const every =
+      opts.stallCheckIntervalMs ?? Math.max(10, Math.min(1000, Math.floor(stallMs / 4)));
     stallTimer = setInterval(() => {
       if (clock() - lastAdvanceAt >= stallMs) terminate('stall');
     }, every);
@@ -381,15 +404,23 @@ export async function runPayload(opts: RunPayloadOptions): Promise<PayloadOutcom
   ]);
   clearTimeout(drainTimer);
   if (!drained) {
-    log.warn({ pid }, 'payload output still open after exit (a process outside its group holds it); closing');
+    log.warn(
+      { pid },
+      'payload output still open after exit (a process outside its group holds it); closing',
+    );
     subprocess.stdout?.destroy();
     subprocess.stderr?.destroy();
   }
   for (const s of paused) s.resume();
 
   const classification = classifyExit(exitCode, signal);
-  if (malformedLines > 1) writeLog(stamp(`${malformedLines} malformed marker lines ignored in all`));
-  writeLog(stamp(`exit: ${classification.reason} (${classification.description})${terminated ? `, terminated: ${terminated}` : ''}`));
+  if (malformedLines > 1)
+    writeLog(stamp(`${malformedLines} malformed marker lines ignored in all`));
+  writeLog(
+    stamp(
+      `exit: ${classification.reason} (${classification.description})${terminated ? `, terminated: ${terminated}` : ''}`,
+    ),
+  );
   await closeLog(logStream, logBroken);
 
   return {

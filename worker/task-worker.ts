@@ -27,7 +27,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { Redis } from 'ioredis';
 import { isNonRetryable, NonRetryableError } from '../common/errors.js';
-import { ExitCode } from '../common/exit-codes.js';
+import { classifyExit, ExitCode } from '../common/exit-codes.js';
 import type { Keys } from '../common/keys.js';
 import type { Logger } from '../common/logger.js';
 import { nowIso, ResolvedPayload } from '../common/model.js';
@@ -81,11 +81,16 @@ async function loadTask(redis: Redis, keys: Keys, taskId: string): Promise<Loade
   try {
     raw = JSON.parse(hash.payload);
   } catch (err) {
-    throw new NonRetryableError(`task ${taskId}: payload is not JSON: ${(err as Error).message}`, 'BAD_CONFIG');
+    throw new NonRetryableError(
+      `task ${taskId}: payload is not JSON: ${(err as Error).message}`,
+      'BAD_CONFIG',
+    );
   }
   const parsed = ResolvedPayload.safeParse(raw);
   if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '<root>'}: ${i.message}`).join('; ');
+    const issues = parsed.error.issues
+      .map((i) => `${i.path.join('.') || '<root>'}: ${i.message}`)
+      .join('; ');
     throw new NonRetryableError(`task ${taskId}: invalid payload: ${issues}`, 'BAD_CONFIG');
   }
   let runId = '';
@@ -152,7 +157,10 @@ export async function runTaskWorker(opts: TaskWorkerOptions): Promise<number> {
   try {
     task = await loadTask(redis, keys, taskId);
     if (!existsSync(task.payload.workingDir)) {
-      throw new NonRetryableError(`working directory ${task.payload.workingDir} does not exist`, 'MISSING_INPUT');
+      throw new NonRetryableError(
+        `working directory ${task.payload.workingDir} does not exist`,
+        'MISSING_INPUT',
+      );
     }
     // 2. Resume pointer: the last recorded checkpoint, if its files are still there.
     const previous = await readTaskProgress(redis, keys, taskId);
@@ -165,7 +173,9 @@ export async function runTaskWorker(opts: TaskWorkerOptions): Promise<number> {
         resumeFrom = path;
         log.info({ resumeFrom, step: previous.checkpoint.step }, 'resuming from checkpoint');
       } else {
-        reporter.warn(`checkpoint ${path} (step ${previous.checkpoint.step}) no longer exists; starting without RESUME_FROM`);
+        reporter.warn(
+          `checkpoint ${path} (step ${previous.checkpoint.step}) no longer exists; starting without RESUME_FROM`,
+        );
         log.warn({ path }, 'recorded checkpoint is missing; not resuming');
       }
     }
@@ -189,10 +199,34 @@ export async function runTaskWorker(opts: TaskWorkerOptions): Promise<number> {
     log.error({ err, reason }, 'task cannot run');
     reporter.warn(message);
     await reporter.close();
-    return finish({ exitCode, signal: null, reason, message, retryable: false, stderrTail: [message], terminated: null });
+    return finish({
+      exitCode,
+      signal: null,
+      reason,
+      message,
+      retryable: false,
+      stderrTail: [message],
+      terminated: null,
+    });
   }
 
-  // 4. Run it.
+  // 4. Run it, unless the worker was told to stop while it was getting ready (a
+  //    shutdown: retryable, reported as 128+SIGTERM like a payload stopped by it).
+  if (opts.signal?.aborted) {
+    await reporter.close();
+    const message = 'the worker was stopped before the payload started';
+    log.info(message);
+    const exitCode = classifyExit(null, 'SIGTERM').exitCode ?? ExitCode.FAILURE;
+    return finish({
+      exitCode,
+      signal: null,
+      reason: 'Aborted',
+      message,
+      retryable: true,
+      stderrTail: [],
+      terminated: 'abort',
+    });
+  }
   const logFile = attemptLogFile(task.runDir, taskId, attempt);
   let spawnWrite: Promise<unknown> = Promise.resolve();
   log.info({ argv: task.payload.command, logFile, resumeFrom }, 'starting payload');
@@ -209,14 +243,18 @@ export async function runTaskWorker(opts: TaskWorkerOptions): Promise<number> {
     log,
     clock,
     onSpawn: (pid) => {
-      spawnWrite = redis.hset(unitKey, { payloadPgid: String(pid), logFile }).catch((err: unknown) => {
-        log.warn({ err }, 'cannot record the payload process group');
-      });
+      spawnWrite = redis
+        .hset(unitKey, { payloadPgid: String(pid), logFile })
+        .catch((err: unknown) => {
+          log.warn({ err }, 'cannot record the payload process group');
+        });
     },
   });
   await spawnWrite;
   if (outcome.terminated === 'stall') {
-    reporter.warn(`no step progress for ${task.payload.stallTimeoutSeconds} s (last step ${outcome.lastStep ?? 'none'}): terminated as hung`);
+    reporter.warn(
+      `no step progress for ${task.payload.stallTimeoutSeconds} s (last step ${outcome.lastStep ?? 'none'}): terminated as hung`,
+    );
   }
   await reporter.close();
   opts.onOutcome?.(outcome);
@@ -229,7 +267,13 @@ export async function runTaskWorker(opts: TaskWorkerOptions): Promise<number> {
       : ExitCode.MISSING_DEPENDENCY
     : (c.exitCode ?? ExitCode.FAILURE);
   log.info(
-    { exitCode, signal: outcome.signal, reason: c.reason, terminated: outcome.terminated, malformedLines: outcome.malformedLines },
+    {
+      exitCode,
+      signal: outcome.signal,
+      reason: c.reason,
+      terminated: outcome.terminated,
+      malformedLines: outcome.malformedLines,
+    },
     'payload finished',
   );
   return finish({

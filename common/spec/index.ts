@@ -14,7 +14,13 @@ export {
   parseSpec,
 } from './load.js';
 export type { LoadSpecOptions, ParseSpecOptions } from './load.js';
-export { InterpolationError, findReferences, hasReferences, interpolate, resolveStage } from './interpolate.js';
+export {
+  InterpolationError,
+  findReferences,
+  hasReferences,
+  interpolate,
+  resolveStage,
+} from './interpolate.js';
 export type {
   FoundReferences,
   InterpolationContext,

@@ -137,9 +137,14 @@ function parseTemplate(template: string): { parts: Part[]; errors: ReferenceSynt
   return { parts, errors };
 }
 
-function parseReference(body: string, text: string, offset: number): Reference | ReferenceSyntaxError {
+function parseReference(
+  body: string,
+  text: string,
+  offset: number,
+): Reference | ReferenceSyntaxError {
   const fail = (why: string): ReferenceSyntaxError => ({ offset, message: `${text}: ${why}` });
-  if (body === '') return fail(`empty reference (expected e.g. \${run.id}; write $\${ for a literal "\${")`);
+  if (body === '')
+    return fail(`empty reference (expected e.g. \${run.id}; write $\${ for a literal "\${")`);
   if (body.includes('${')) return fail('references cannot be nested');
   if (body.trim() !== body) return fail('no spaces inside ${...}');
   const segments = body.split('.');
@@ -158,7 +163,8 @@ function parseReference(body: string, text: string, offset: number): Reference |
       if (n === 2 && (a === 'id' || a === 'dir')) return { kind: 'run', field: a, text, offset };
       return fail('expected ${run.id} or ${run.dir}');
     case 'stage':
-      if (n === 2 && (a === 'name' || a === 'outputDir')) return { kind: 'stage', field: a, text, offset };
+      if (n === 2 && (a === 'name' || a === 'outputDir'))
+        return { kind: 'stage', field: a, text, offset };
       return fail('expected ${stage.name} or ${stage.outputDir}');
     case 'stages':
       if (n === 4 && b === 'outputs' && a !== undefined && c !== undefined) {
@@ -199,8 +205,11 @@ function lookup(ref: Reference, ctx: InterpolationContext): string {
       return ctx.stage ? ctx.stage[ref.field] : missing('no stage is known here');
     case 'stageOutput': {
       const stage = ctx.stages?.[ref.stage];
-      if (!stage) return missing(`stage "${ref.stage}" has no outputs yet (is it upstream and finished?)`);
-      const value = Object.hasOwn(stage.outputs, ref.output) ? stage.outputs[ref.output] : undefined;
+      if (!stage)
+        return missing(`stage "${ref.stage}" has no outputs yet (is it upstream and finished?)`);
+      const value = Object.hasOwn(stage.outputs, ref.output)
+        ? stage.outputs[ref.output]
+        : undefined;
       if (value === undefined) {
         const known = Object.keys(stage.outputs);
         return missing(
@@ -210,13 +219,21 @@ function lookup(ref: Reference, ctx: InterpolationContext): string {
       return value;
     }
     case 'param': {
-      const value = ctx.params && Object.hasOwn(ctx.params, ref.name) ? ctx.params[ref.name] : undefined;
-      return value === undefined ? missing(`no parameter "${ref.name}" in spec.params`) : String(value);
+      const value =
+        ctx.params && Object.hasOwn(ctx.params, ref.name) ? ctx.params[ref.name] : undefined;
+      return value === undefined
+        ? missing(`no parameter "${ref.name}" in spec.params`)
+        : String(value);
     }
     case 'env': {
-      if (!ctx.env) return missing('${env.*} can be used in command, workingDir and outputs, not in env values');
+      if (!ctx.env)
+        return missing(
+          '${env.*} can be used in command, workingDir and outputs, not in env values',
+        );
       const value = Object.hasOwn(ctx.env, ref.name) ? ctx.env[ref.name] : undefined;
-      return value === undefined ? missing(`"${ref.name}" is not in the stage's payload.env`) : value;
+      return value === undefined
+        ? missing(`"${ref.name}" is not in the stage's payload.env`)
+        : value;
     }
   }
 }
@@ -253,7 +270,8 @@ export function resolveStage(stage: NormalizedStage, ctx: StageResolutionContext
     try {
       return fn();
     } catch (err) {
-      if (err instanceof InterpolationError) throw new InterpolationError(`stage "${stage.name}" ${where}: ${err.message}`);
+      if (err instanceof InterpolationError)
+        throw new InterpolationError(`stage "${stage.name}" ${where}: ${err.message}`);
       throw err;
     }
   };
@@ -262,7 +280,9 @@ export function resolveStage(stage: NormalizedStage, ctx: StageResolutionContext
     env[key] = at(`payload.env.${key}`, () => interpolate(value, base));
   }
   const full: InterpolationContext = { ...base, env };
-  const command = stage.payload.command.map((arg, i) => at(`payload.command[${i}]`, () => interpolate(arg, full)));
+  const command = stage.payload.command.map((arg, i) =>
+    at(`payload.command[${i}]`, () => interpolate(arg, full)),
+  );
   const outputs: Record<string, string> = {};
   for (const [name, value] of Object.entries(stage.outputs)) {
     const resolved = at(`outputs.${name}`, () => interpolate(value, full));

@@ -50,7 +50,10 @@ export const DEFAULT_MAX_SPEC_BYTES = 1024 * 1024;
 export const MAX_ALIAS_COUNT = 100;
 
 /** The stage a one-stage kind becomes. */
-export const SINGLE_STAGE: Record<'TrainingRun' | 'SelfPlay' | 'Evaluation', { name: string; kind: StageKind }> = {
+export const SINGLE_STAGE: Record<
+  'TrainingRun' | 'SelfPlay' | 'Evaluation',
+  { name: string; kind: StageKind }
+> = {
   TrainingRun: { name: 'train', kind: 'train' },
   SelfPlay: { name: 'generate', kind: 'generate' },
   Evaluation: { name: 'evaluate', kind: 'evaluate' },
@@ -77,7 +80,10 @@ type Json = unknown;
 // Entry points
 
 /** Reads a spec file (refusing a large one before reading it) and parses it. */
-export async function loadSpecFile(file: string, opts: LoadSpecOptions = {}): Promise<NormalizedSpec> {
+export async function loadSpecFile(
+  file: string,
+  opts: LoadSpecOptions = {},
+): Promise<NormalizedSpec> {
   const text = await readBounded(file, opts.maxBytes ?? DEFAULT_MAX_SPEC_BYTES);
   return parseSpec(text, { file, ...(opts.sets ? { sets: opts.sets } : {}) });
 }
@@ -85,16 +91,26 @@ export async function loadSpecFile(file: string, opts: LoadSpecOptions = {}): Pr
 /** Parses, overrides, validates and normalises a spec. Throws SpecError with every problem. */
 export function parseSpec(text: string, opts: ParseSpecOptions = {}): NormalizedSpec {
   const fail = (message: string, line?: number, column?: number): never => {
-    throw new SpecError([{ path: '', message, ...(line === undefined ? {} : { line, column }) }], opts.file);
+    throw new SpecError(
+      [{ path: '', message, ...(line === undefined ? {} : { line, column }) }],
+      opts.file,
+    );
   };
   if (text.trim() === '') fail('the file is empty');
 
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, merge: true, uniqueKeys: true });
+  const doc = parseDocument(text, {
+    lineCounter,
+    prettyErrors: false,
+    merge: true,
+    uniqueKeys: true,
+  });
   const issues = new IssueList(doc, lineCounter);
   for (const err of [...doc.errors, ...doc.warnings]) {
     const { line, col } = lineCounter.linePos(err.pos[0]);
-    issues.addAt(pathAtOffset(doc, err.pos[0]), yamlMessage(err.code, err.message), line, col);
+    // Only a duplicate key has a path worth naming; a syntax error has a line, not a path.
+    const path = err.code === 'DUPLICATE_KEY' ? pathAtOffset(doc, err.pos[0]) : [];
+    issues.addAt(path, yamlMessage(err.code, err.message), line, col);
   }
   if (issues.length) throw new SpecError(issues.sorted(), opts.file);
   if (doc.contents === null) fail('the file is empty (it holds only comments)');
@@ -111,16 +127,22 @@ export function parseSpec(text: string, opts: ParseSpecOptions = {}): Normalized
     );
   }
   if (!isPlainObject(raw)) {
-    fail(`the top level must be a mapping with apiVersion, kind, metadata and spec, not ${describeValue(raw)}`, 1, 1);
+    fail(
+      `the top level must be a mapping with apiVersion, kind, metadata and spec, not ${describeValue(raw)}`,
+      1,
+      1,
+    );
   }
   const unsafeKeys: Path[] = [];
   const root = cloneJson(raw, [], unsafeKeys) as Record<string, Json>;
-  for (const path of unsafeKeys) issues.add(path, `"${String(path[path.length - 1])}" is not allowed as a key`, { atKey: true });
+  for (const path of unsafeKeys)
+    issues.add(path, `"${String(path[path.length - 1])}" is not allowed as a key`, { atKey: true });
 
   for (const set of opts.sets ?? []) {
     const problem = applySet(root, set);
     if (typeof problem === 'string') issues.add([], `--set ${set}: ${problem}`, { noLine: true });
-    else if (problem.error) issues.add(problem.path, `--set ${set}: ${problem.error}`, { noLine: true });
+    else if (problem.error)
+      issues.add(problem.path, `--set ${set}: ${problem.error}`, { noLine: true });
     else issues.markSet(problem.path);
   }
 
@@ -129,8 +151,12 @@ export function parseSpec(text: string, opts: ParseSpecOptions = {}): Normalized
     for (const issue of parsed.error.issues) addSchemaIssue(issues, issue, root);
     if (parsed.error.issues.some((i) => i.path.length === 1 && i.path[0] === 'kind')) {
       // An unknown kind stops the union before anything else is checked: check the header alone.
-      const header = HeaderOnly.safeParse({ apiVersion: root['apiVersion'], metadata: root['metadata'] });
-      if (!header.success) for (const issue of header.error.issues) addSchemaIssue(issues, issue, root);
+      const header = HeaderOnly.safeParse({
+        apiVersion: root['apiVersion'],
+        metadata: root['metadata'],
+      });
+      if (!header.success)
+        for (const issue of header.error.issues) addSchemaIssue(issues, issue, root);
     }
   }
   checkGraph(root, issues);
@@ -160,18 +186,26 @@ async function readBounded(file: string, maxBytes: number): Promise<string> {
     const stat = await handle.stat();
     if (stat.isDirectory()) refuse('is a directory, not a spec file');
     if (stat.isFile() && stat.size > maxBytes) {
-      refuse(`the file is ${formatBytes(stat.size)}, larger than the ${formatBytes(maxBytes)} a spec may be`);
+      refuse(
+        `the file is ${formatBytes(stat.size)}, larger than the ${formatBytes(maxBytes)} a spec may be`,
+      );
     }
     // Read at most maxBytes + 1 even so: a pipe has no size, and a file can grow.
     const chunks: Buffer[] = [];
     let total = 0;
     const chunk = Buffer.alloc(64 * 1024);
     for (;;) {
-      const { bytesRead } = await handle.read(chunk, 0, Math.min(chunk.length, maxBytes + 1 - total), null);
+      const { bytesRead } = await handle.read(
+        chunk,
+        0,
+        Math.min(chunk.length, maxBytes + 1 - total),
+        null,
+      );
       if (bytesRead === 0) break;
       chunks.push(Buffer.from(chunk.subarray(0, bytesRead)));
       total += bytesRead;
-      if (total > maxBytes) refuse(`the file is larger than the ${formatBytes(maxBytes)} a spec may be`);
+      if (total > maxBytes)
+        refuse(`the file is larger than the ${formatBytes(maxBytes)} a spec may be`);
     }
     return Buffer.concat(chunks, total).toString('utf8');
   } finally {
@@ -277,7 +311,8 @@ class IssueList {
 
   /** By position in the file; problems without a line (from --set) last, in order found. */
   sorted(): SpecIssue[] {
-    const pos = (i: SpecIssue): number => (i.line === undefined ? Infinity : i.line * 1e6 + (i.column ?? 0));
+    const pos = (i: SpecIssue): number =>
+      i.line === undefined ? Infinity : i.line * 1e6 + (i.column ?? 0);
     return [...this.issues].sort((a, b) => pos(a) - pos(b));
   }
 }
@@ -287,7 +322,11 @@ function scalarKey(node: unknown): string | undefined {
 }
 
 /** The YAML node at `path`, or its nearest ancestor (exact: false). */
-function nodeAt(doc: Document.Parsed, path: Path, atKey: boolean): { node: YamlNode; exact: boolean } | undefined {
+function nodeAt(
+  doc: Document.Parsed,
+  path: Path,
+  atKey: boolean,
+): { node: YamlNode; exact: boolean } | undefined {
   let node: YamlNode | null = doc.contents;
   if (!node) return undefined;
   for (let i = 0; i < path.length; i++) {
@@ -298,7 +337,11 @@ function nodeAt(doc: Document.Parsed, path: Path, atKey: boolean): { node: YamlN
     for (let hops = 0; isAlias(target) && hops < 10; hops++) target = target.resolve(doc);
     if (isMap(target)) {
       const pair = findPair(doc, target, String(seg), 0);
-      if (pair) next = last && atKey ? (pair.key as YamlNode) : ((pair.value as YamlNode | null) ?? (pair.key as YamlNode));
+      if (pair)
+        next =
+          last && atKey
+            ? (pair.key as YamlNode)
+            : ((pair.value as YamlNode | null) ?? (pair.key as YamlNode));
     } else if (isSeq(target) && typeof seg === 'number') {
       next = target.items[seg] as YamlNode | undefined;
     }
@@ -309,7 +352,12 @@ function nodeAt(doc: Document.Parsed, path: Path, atKey: boolean): { node: YamlN
 }
 
 /** A key's pair in a mapping, looking through merge keys (`<<: *base`). */
-function findPair(doc: Document.Parsed, map: unknown, key: string, depth: number): Pair<unknown, unknown> | undefined {
+function findPair(
+  doc: Document.Parsed,
+  map: unknown,
+  key: string,
+  depth: number,
+): Pair<unknown, unknown> | undefined {
   if (!isMap(map) || depth > 5) return undefined;
   const own = map.items.find((p) => scalarKey(p.key) === key);
   if (own) return own;
@@ -325,7 +373,7 @@ function findPair(doc: Document.Parsed, map: unknown, key: string, depth: number
   return undefined;
 }
 
-/** The path of the innermost node holding `offset`: where a YAML error is. */
+/** The path of the innermost node holding `offset`: where a duplicate key is. */
 function pathAtOffset(doc: Document.Parsed, offset: number): Path {
   const path: Path = [];
   let node: unknown = doc.contents;
@@ -362,7 +410,9 @@ type SetToken = { key: string } | { index: number } | { numeric: string };
  * `["quoted.key"]` for keys holding dots. The value is YAML: `100` is a number, `[a, b]` a
  * list, `"100"` a string, nothing at all an empty string.
  */
-export function parseSetExpression(expression: string): { tokens: SetToken[]; value: Json } | string {
+export function parseSetExpression(
+  expression: string,
+): { tokens: SetToken[]; value: Json } | string {
   const eq = expression.indexOf('=');
   if (eq < 0) return 'expected path=value (e.g. spec.params.steps=100)';
   const pathText = expression.slice(0, eq).trim();
@@ -419,7 +469,10 @@ export function parseSetExpression(expression: string): { tokens: SetToken[]; va
  * be followed. Missing (or null) intermediate mappings are created; an index must name
  * an existing list item.
  */
-function applySet(root: Record<string, Json>, expression: string): string | { path: Path; error?: string } {
+function applySet(
+  root: Record<string, Json>,
+  expression: string,
+): string | { path: Path; error?: string } {
   const parsed = parseSetExpression(expression);
   if (typeof parsed === 'string') return parsed;
   const path: Path = [];
@@ -433,11 +486,18 @@ function applySet(root: Record<string, Json>, expression: string): string | { pa
       if ('key' in token) return { path, error: `${where} is a list: index it with a number` };
       const index = 'index' in token ? token.index : Number(token.numeric);
       if (index >= container.length) {
-        return { path: [...path, index], error: `${where} has ${container.length} item(s): index ${index} is beyond its end` };
+        return {
+          path: [...path, index],
+          error: `${where} has ${container.length} item(s): index ${index} is beyond its end`,
+        };
       }
       seg = index;
     } else if (isPlainObject(container)) {
-      if ('index' in token) return { path, error: `${where} is a mapping, not a list: [${token.index}] cannot index it` };
+      if ('index' in token)
+        return {
+          path,
+          error: `${where} is a mapping, not a list: [${token.index}] cannot index it`,
+        };
       seg = 'key' in token ? token.key : token.numeric;
     } else {
       return { path, error: `${where} is ${describeValue(container)}, which cannot be indexed` };
@@ -451,7 +511,8 @@ function applySet(root: Record<string, Json>, expression: string): string | { pa
     const next = Object.hasOwn(holder, seg) ? holder[seg] : undefined;
     if (next === undefined || next === null) {
       const following = parsed.tokens[t + 1] as SetToken;
-      if ('index' in following) return { path, error: `${formatPath(path)} does not exist, so it cannot be indexed` };
+      if ('index' in following)
+        return { path, error: `${formatPath(path)} does not exist, so it cannot be indexed` };
       holder[seg] = {};
     }
     container = holder[seg];
@@ -473,12 +534,45 @@ const KNOWN_FIELDS = new Set<string>([
   'type',
   'delay',
   'activeDeadline',
-  ...[Stage, Payload, ResourceRequest, RetryRequest, Defaults, Metadata, PipelineSpec, SingleStageSpec, SecretRef].flatMap(
-    (s) => Object.keys(s.shape),
-  ),
+  ...[
+    Stage,
+    Payload,
+    ResourceRequest,
+    RetryRequest,
+    Defaults,
+    Metadata,
+    PipelineSpec,
+    SingleStageSpec,
+    SecretRef,
+  ].flatMap((s) => Object.keys(s.shape)),
 ]);
 
 const KINDS = ['Pipeline', 'TrainingRun', 'SelfPlay', 'Evaluation'];
+
+/** Fields people put one level too high. */
+const BELONGS_UNDER: Record<string, string> = {
+  command: 'payload',
+  env: 'payload',
+  secretEnv: 'payload',
+  workingDir: 'payload',
+  gpus: 'resources',
+  nodes: 'resources',
+  gpuType: 'resources',
+  cpu: 'resources',
+  memory: 'resources',
+  attempts: 'retry',
+  backoff: 'retry',
+  activeDeadline: 'budget',
+};
+
+function fieldHint(key: string, parent: Path): string {
+  if (key === 'stages' || key === 'defaults') return ' (only kind: Pipeline has it)';
+  const home = Object.hasOwn(BELONGS_UNDER, key) ? BELONGS_UNDER[key] : undefined;
+  if (home !== undefined && parent[parent.length - 1] !== home)
+    return ` (it belongs under ${home})`;
+  const close = suggest(key, KNOWN_FIELDS);
+  return close ? ` (did you mean "${close}"?)` : '';
+}
 
 function addSchemaIssue(issues: IssueList, issue: z.core.$ZodIssue, root: Json): void {
   const path = issue.path.filter((s): s is Segment => typeof s !== 'symbol');
@@ -486,26 +580,39 @@ function addSchemaIssue(issues: IssueList, issue: z.core.$ZodIssue, root: Json):
   switch (issue.code) {
     case 'unrecognized_keys':
       for (const key of issue.keys) {
-        const hint = suggest(key, KNOWN_FIELDS);
-        issues.add([...path, key], `unknown field "${key}"${hint ? ` (did you mean "${hint}"?)` : ''}`, { atKey: true });
+        issues.add([...path, key], `unknown field "${key}"${fieldHint(key, path)}`, {
+          atKey: true,
+        });
       }
       return;
     case 'invalid_key': {
       const why = issue.issues.map((i) => i.message).join('; ');
-      issues.add(path, `"${String(path[path.length - 1])}" is not a valid key: ${why}`, { atKey: true });
+      issues.add(path, `"${String(path[path.length - 1])}" is not a valid key: ${why}`, {
+        atKey: true,
+      });
       return;
     }
     case 'invalid_union': {
       if (path.length === 1 && path[0] === 'kind') {
         const hint = typeof value === 'string' ? suggest(value, KINDS) : undefined;
         const got = value === undefined ? 'it is missing' : `got ${JSON.stringify(value)}`;
-        issues.add(path, `must be one of ${KINDS.join(', ')} (${got})${hint ? `; did you mean "${hint}"?` : ''}`);
+        issues.add(
+          path,
+          `must be one of ${KINDS.join(', ')} (${got})${hint ? `; did you mean "${hint}"?` : ''}`,
+        );
         return;
       }
       // A branch that accepted the type but not the value says the most ("10 minutes" is not a duration).
       const refined = issue.errors.flat().filter((i) => i.code !== 'invalid_type');
-      if (refined.length && issue.errors.some((branch) => branch.every((i) => i.code !== 'invalid_type'))) {
-        for (const inner of refined) issues.add([...path, ...inner.path.filter((s): s is Segment => typeof s !== 'symbol')], inner.message);
+      if (
+        refined.length &&
+        issue.errors.some((branch) => branch.every((i) => i.code !== 'invalid_type'))
+      ) {
+        for (const inner of refined)
+          issues.add(
+            [...path, ...inner.path.filter((s): s is Segment => typeof s !== 'symbol')],
+            inner.message,
+          );
         return;
       }
       const expected = issue.errors
@@ -543,7 +650,8 @@ function addSchemaIssue(issues: IssueList, issue: z.core.$ZodIssue, root: Json):
       if (/^Too (small|big)/.test(issue.message)) {
         const bound = issue.code === 'too_small' ? issue.minimum : issue.maximum;
         const word = issue.code === 'too_small' ? 'at least' : 'at most';
-        const what = issue.origin === 'array' ? ' item(s)' : issue.origin === 'string' ? ' character(s)' : '';
+        const what =
+          issue.origin === 'array' ? ' item(s)' : issue.origin === 'string' ? ' character(s)' : '';
         issues.add(path, `must be ${word} ${String(bound)}${what} (got ${JSON.stringify(value)})`);
         return;
       }
@@ -568,15 +676,19 @@ function typeName(expected: string): string {
 }
 
 function expectation(expected: string, value: Json): string {
-  return value === undefined ? `required: expected ${expected}` : `expected ${expected}, got ${describeValue(value)}`;
+  return value === undefined
+    ? `required: expected ${expected}`
+    : `expected ${expected}, got ${describeValue(value)}`;
 }
 
 function describeValue(value: Json): string {
   if (value === null) return 'nothing (null)';
   if (Array.isArray(value)) return 'a list';
   if (isPlainObject(value)) return 'a mapping';
-  if (typeof value === 'string') return `the string ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value)}`;
-  if (typeof value === 'number' || typeof value === 'boolean') return `${typeof value} ${String(value)}`;
+  if (typeof value === 'string')
+    return `the string ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value)}`;
+  if (typeof value === 'number' || typeof value === 'boolean')
+    return `${typeof value} ${String(value)}`;
   return typeof value;
 }
 
@@ -593,7 +705,7 @@ function valueAt(root: Json, path: Path): Json {
 /** The closest candidate within a small edit distance, for "did you mean". */
 function suggest(word: string, candidates: Iterable<string>): string | undefined {
   let best: string | undefined;
-  let bestDistance = Math.max(1, Math.min(2, Math.floor(word.length / 3)));
+  let bestDistance = Math.max(1, Math.min(3, Math.ceil(word.length / 3)));
   for (const c of candidates) {
     if (c === word) continue;
     const d = c.toLowerCase() === word.toLowerCase() ? 0 : editDistance(word, c);
@@ -615,7 +727,8 @@ function editDistance(a: string, b: string): number {
     for (let j = 1; j <= b.length; j++) {
       const cost = a[i - 1] === b[j - 1] ? 0 : 1;
       let d = Math.min((prev[j] ?? 0) + 1, (cur[j - 1] ?? 0) + 1, (prev[j - 1] ?? 0) + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d = Math.min(d, (rows[i - 2]?.[j - 2] ?? 0) + 1);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
+        d = Math.min(d, (rows[i - 2]?.[j - 2] ?? 0) + 1);
       cur[j] = d;
     }
     rows.push(cur);
@@ -643,7 +756,10 @@ function checkGraph(root: Record<string, Json>, issues: IssueList): void {
   const spec = root['spec'];
   if (!isPlainObject(spec)) return;
   const kind = root['kind'];
-  const single = typeof kind === 'string' && kind in SINGLE_STAGE ? SINGLE_STAGE[kind as keyof typeof SINGLE_STAGE] : undefined;
+  const single =
+    typeof kind === 'string' && Object.hasOwn(SINGLE_STAGE, kind)
+      ? SINGLE_STAGE[kind as keyof typeof SINGLE_STAGE]
+      : undefined;
   const defaults = isPlainObject(spec['defaults']) ? spec['defaults'] : {};
   const defaultEnv = isPlainObject(defaults['env']) ? defaults['env'] : {};
 
@@ -651,7 +767,9 @@ function checkGraph(root: Record<string, Json>, issues: IssueList): void {
   if (single) stages = [viewStage(spec, ['spec'], single.name, single.kind, {})];
   else if (Array.isArray(spec['stages'])) {
     stages = spec['stages'].flatMap((s, i) =>
-      isPlainObject(s) ? [viewStage(s, ['spec', 'stages', i], s['name'], s['kind'], defaultEnv)] : [],
+      isPlainObject(s)
+        ? [viewStage(s, ['spec', 'stages', i], s['name'], s['kind'], defaultEnv)]
+        : [],
     );
   } else return;
   const params = isPlainObject(spec['params']) ? spec['params'] : {};
@@ -661,7 +779,11 @@ function checkGraph(root: Record<string, Json>, issues: IssueList): void {
   for (const stage of stages) {
     if (stage.name === undefined) continue;
     const first = byName.get(stage.name);
-    if (first) issues.add([...stage.base, 'name'], `stage name "${stage.name}" is already used by ${formatPath(first.base)}`);
+    if (first)
+      issues.add(
+        [...stage.base, 'name'],
+        `stage name "${stage.name}" is already used by ${formatPath(first.base)}`,
+      );
     else byName.set(stage.name, stage);
   }
 
@@ -674,14 +796,18 @@ function checkGraph(root: Record<string, Json>, issues: IssueList): void {
       if (dep.name === stage.name) issues.add(dep.path, `stage "${stage.name}" depends on itself`);
       else if (!byName.has(dep.name)) {
         const hint = suggest(dep.name, byName.keys());
-        issues.add(dep.path, `dependsOn names stage "${dep.name}", which does not exist${hint ? ` (did you mean "${hint}"?)` : ''}`);
+        issues.add(
+          dep.path,
+          `dependsOn names stage "${dep.name}", which does not exist${hint ? ` (did you mean "${hint}"?)` : ''}`,
+        );
       } else deps.push(dep.name);
     }
     edges.set(stage.name, deps);
   }
   for (const cycle of findCycles(edges)) {
     const first = byName.get(cycle[0] as string);
-    if (first) issues.add([...first.base, 'dependsOn'], `dependsOn forms a cycle: ${cycle.join(' -> ')}`);
+    if (first)
+      issues.add([...first.base, 'dependsOn'], `dependsOn forms a cycle: ${cycle.join(' -> ')}`);
   }
 
   // Defaults apply to every stage: they cannot name one stage's upstream outputs.
@@ -691,9 +817,15 @@ function checkGraph(root: Record<string, Json>, issues: IssueList): void {
     for (const e of findReferences(text).errors) issues.add(path, e.message);
     for (const ref of findReferences(text).references) {
       if (ref.kind === 'stageOutput') {
-        issues.add(path, `${ref.text}: spec.defaults.env applies to every stage, so it cannot read one stage's outputs; set it in the stages that need it`);
+        issues.add(
+          path,
+          `${ref.text}: spec.defaults.env applies to every stage, so it cannot read one stage's outputs; set it in the stages that need it`,
+        );
       } else if (ref.kind === 'env') {
-        issues.add(path, `${ref.text}: env values cannot use \${env.*} (use it in command, workingDir or outputs)`);
+        issues.add(
+          path,
+          `${ref.text}: env values cannot use \${env.*} (use it in command, workingDir or outputs)`,
+        );
       } else if (ref.kind === 'param' && !Object.hasOwn(params, ref.name)) {
         issues.add(path, unknownParam(ref.text, ref.name, params));
       }
@@ -711,21 +843,37 @@ function checkGraph(root: Record<string, Json>, issues: IssueList): void {
       }
     }
     for (const [name, path] of stage.secretNames) {
-      if (stage.envPaths.has(name)) issues.add(path, `"${name}" is set in payload.env too: a variable is either plain env or a secret`);
+      if (stage.envPaths.has(name))
+        issues.add(
+          path,
+          `"${name}" is set in payload.env too: a variable is either plain env or a secret`,
+        );
     }
     if (stage.kind !== undefined && CPU_STEP_KINDS.has(stage.kind as StageKind)) {
       const { gpus, nodes } = stage.resources;
       if (typeof gpus === 'number' && gpus > 0) {
-        issues.add([...stage.base, 'resources', 'gpus'], `a ${stage.kind} stage cannot request GPUs: CPU steps run on one node without GPUs`);
+        issues.add(
+          [...stage.base, 'resources', 'gpus'],
+          `a ${stage.kind} stage cannot request GPUs: CPU steps run on one node without GPUs`,
+        );
       }
       if (typeof nodes === 'number' && nodes > 1) {
-        issues.add([...stage.base, 'resources', 'nodes'], `a ${stage.kind} stage cannot span nodes: CPU steps run on one node without GPUs`);
+        issues.add(
+          [...stage.base, 'resources', 'nodes'],
+          `a ${stage.kind} stage cannot span nodes: CPU steps run on one node without GPUs`,
+        );
       }
     }
   }
 }
 
-function viewStage(raw: Record<string, Json>, base: Path, name: Json, kind: Json, defaultEnv: Record<string, Json>): StageView {
+function viewStage(
+  raw: Record<string, Json>,
+  base: Path,
+  name: Json,
+  kind: Json,
+  defaultEnv: Record<string, Json>,
+): StageView {
   const payload = isPlainObject(raw['payload']) ? raw['payload'] : {};
   const env = isPlainObject(payload['env']) ? payload['env'] : {};
   const outputs = isPlainObject(raw['outputs']) ? raw['outputs'] : {};
@@ -733,25 +881,33 @@ function viewStage(raw: Record<string, Json>, base: Path, name: Json, kind: Json
   const command = payload['command'];
   if (Array.isArray(command)) {
     command.forEach((arg, i) => {
-      if (typeof arg === 'string') templates.push({ path: [...base, 'payload', 'command', i], text: arg, field: 'command' });
+      if (typeof arg === 'string')
+        templates.push({ path: [...base, 'payload', 'command', i], text: arg, field: 'command' });
     });
   }
   const envPaths = new Map<string, Path>();
   for (const key of Object.keys(defaultEnv)) envPaths.set(key, ['spec', 'defaults', 'env', key]);
   for (const [key, value] of Object.entries(env)) {
     envPaths.set(key, [...base, 'payload', 'env', key]);
-    if (typeof value === 'string') templates.push({ path: [...base, 'payload', 'env', key], text: value, field: 'env' });
+    if (typeof value === 'string')
+      templates.push({ path: [...base, 'payload', 'env', key], text: value, field: 'env' });
   }
   for (const [key, value] of Object.entries(outputs)) {
-    if (typeof value === 'string') templates.push({ path: [...base, 'outputs', key], text: value, field: 'outputs' });
+    if (typeof value === 'string')
+      templates.push({ path: [...base, 'outputs', key], text: value, field: 'outputs' });
   }
   if (typeof payload['workingDir'] === 'string') {
-    templates.push({ path: [...base, 'payload', 'workingDir'], text: payload['workingDir'], field: 'workingDir' });
+    templates.push({
+      path: [...base, 'payload', 'workingDir'],
+      text: payload['workingDir'],
+      field: 'workingDir',
+    });
   }
   const secretNames = new Map<string, Path>();
   if (Array.isArray(payload['secretEnv'])) {
     payload['secretEnv'].forEach((s, i) => {
-      if (isPlainObject(s) && typeof s['name'] === 'string') secretNames.set(s['name'], [...base, 'payload', 'secretEnv', i, 'name']);
+      if (isPlainObject(s) && typeof s['name'] === 'string')
+        secretNames.set(s['name'], [...base, 'payload', 'secretEnv', i, 'name']);
     });
   }
   const dependsOn: StageView['dependsOn'] = [];
@@ -789,11 +945,13 @@ function checkReference(
     case 'param':
       return Object.hasOwn(params, ref.name) ? undefined : unknownParam(ref.text, ref.name, params);
     case 'env':
-      if (field === 'env') return `${ref.text}: env values cannot use \${env.*} (use it in command, workingDir or outputs)`;
+      if (field === 'env')
+        return `${ref.text}: env values cannot use \${env.*} (use it in command, workingDir or outputs)`;
       if (stage.secretNames.has(ref.name)) {
         return `${ref.text}: "${ref.name}" is a secret; secrets reach the payload only as environment variables, never in arguments or paths`;
       }
-      if (!stage.envKeys.has(ref.name)) return `${ref.text}: "${ref.name}" is not in this stage's payload.env (nor spec.defaults.env)`;
+      if (!stage.envKeys.has(ref.name))
+        return `${ref.text}: "${ref.name}" is not in this stage's payload.env (nor spec.defaults.env)`;
       return undefined;
     case 'stageOutput': {
       const target = byName.get(ref.stage);
@@ -898,7 +1056,10 @@ function normalizeStage(s: ParsedStage, defaults: ParsedDefaults): NormalizedSta
   const d = defaults.resources ?? {};
   const inherited = cpuStep ? { cpu: d.cpu, memory: d.memory } : d;
   const mine = s.resources ?? {};
-  const resources: Resources = { gpus: mine.gpus ?? inherited.gpus ?? 0, nodes: mine.nodes ?? inherited.nodes ?? 1 };
+  const resources: Resources = {
+    gpus: mine.gpus ?? inherited.gpus ?? 0,
+    nodes: mine.nodes ?? inherited.nodes ?? 1,
+  };
   const gpuType = mine.gpuType ?? inherited.gpuType;
   const cpu = mine.cpu ?? inherited.cpu;
   const memory = mine.memory ?? inherited.memory;
@@ -930,7 +1091,8 @@ function normalizeStage(s: ParsedStage, defaults: ParsedDefaults): NormalizedSta
     },
     activeDeadlineSeconds: s.budget?.activeDeadline,
     stallTimeoutSeconds: s.stallTimeout ?? defaults.stallTimeout ?? DEFAULT_STALL_TIMEOUT_SECONDS,
-    terminationGracePeriodSeconds: s.terminationGracePeriod ?? defaults.terminationGracePeriod ?? DEFAULT_GRACE_SECONDS,
+    terminationGracePeriodSeconds:
+      s.terminationGracePeriod ?? defaults.terminationGracePeriod ?? DEFAULT_GRACE_SECONDS,
     priority: s.priority,
   };
 }
@@ -939,7 +1101,12 @@ function normalizeStage(s: ParsedStage, defaults: ParsedDefaults): NormalizedSta
 // Values
 
 function isPlainObject(value: unknown): value is Record<string, Json> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) && Object.getPrototypeOf(value) === Object.prototype;
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    !Array.isArray(value) &&
+    Object.getPrototypeOf(value) === Object.prototype
+  );
 }
 
 /**

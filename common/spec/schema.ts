@@ -35,7 +35,10 @@ const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 export const Name = z
   .string()
   .max(40, 'at most 40 characters (it becomes part of Kubernetes object names)')
-  .regex(DNS_LABEL, 'a name of lower-case letters, digits and "-", starting and ending with a letter or digit');
+  .regex(
+    DNS_LABEL,
+    'a name of lower-case letters, digits and "-", starting and ending with a letter or digit',
+  );
 
 const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/;
 const UNIT_SECONDS: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 };
@@ -46,7 +49,10 @@ export const Duration = z.union([
   z.string().transform((value, ctx) => {
     const m = DURATION.exec(value.trim());
     if (!m) {
-      ctx.addIssue({ code: 'custom', message: `"${value}" is not a duration (expected e.g. 30s, 10m, 2h)` });
+      ctx.addIssue({
+        code: 'custom',
+        message: `"${value}" is not a duration (expected e.g. 30s, 10m, 2h)`,
+      });
       return z.NEVER;
     }
     return Number(m[1]) * (UNIT_SECONDS[m[2] as string] ?? 1);
@@ -54,7 +60,12 @@ export const Duration = z.union([
 ]);
 
 const Quantity = z
-  .union([z.number().positive(), z.string().regex(/^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$/, 'a Kubernetes quantity such as 16Gi or 500m')])
+  .union([
+    z.number().positive(),
+    z
+      .string()
+      .regex(/^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$/, 'a Kubernetes quantity such as 16Gi or 500m'),
+  ])
   .transform(String);
 
 const EnvName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name');
@@ -107,7 +118,9 @@ export const Payload = z
               : `an argv array such as ${ARGV_EXAMPLE}: never a shell string`,
         })
         .min(1, 'needs at least the program to run'),
-      env: z.record(EnvName, z.union([z.string(), z.number(), z.boolean()]).transform(String)).default({}),
+      env: z
+        .record(EnvName, z.union([z.string(), z.number(), z.boolean()]).transform(String))
+        .default({}),
       secretEnv: z.array(SecretRef).default([]),
       workingDir: z.string().optional(),
     },
@@ -155,7 +168,9 @@ export type RetryPolicy = z.infer<typeof RetryPolicy>;
 /** Fields a stage has, and a TrainingRun's spec has inline. */
 const stageBody = {
   payload: Payload,
-  outputs: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_-]*$/, 'an output name is a word'), z.string()).default({}),
+  outputs: z
+    .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_-]*$/, 'an output name is a word'), z.string())
+    .default({}),
   resources: ResourceRequest.optional(),
   image: z.string().optional(),
   retry: RetryRequest.optional(),
@@ -180,13 +195,18 @@ export const Defaults = z
     resources: ResourceRequest.optional(),
     image: z.string().optional(),
     retry: RetryRequest.optional(),
-    env: z.record(EnvName, z.union([z.string(), z.number(), z.boolean()]).transform(String)).optional(),
+    env: z
+      .record(EnvName, z.union([z.string(), z.number(), z.boolean()]).transform(String))
+      .optional(),
     stallTimeout: Duration.optional(),
     terminationGracePeriod: Duration.optional(),
   })
   .strict();
 
-const Params = z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.union([z.string(), z.number(), z.boolean()]));
+const Params = z.record(
+  z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/),
+  z.union([z.string(), z.number(), z.boolean()]),
+);
 
 export const Metadata = z
   .object({
@@ -211,7 +231,10 @@ export const SingleStageSpec = z
   })
   .strict();
 
-const header = { apiVersion: z.literal(API_VERSION, { error: `must be "${API_VERSION}"` }), metadata: Metadata };
+const header = {
+  apiVersion: z.literal(API_VERSION, { error: `must be "${API_VERSION}"` }),
+  metadata: Metadata,
+};
 
 export const RunSpecDocument = z.discriminatedUnion(
   'kind',

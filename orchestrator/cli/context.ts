@@ -21,6 +21,8 @@ export interface GlobalOptions {
 
 export interface Context {
   home: string;
+  /** Timing knobs (milliseconds) from the environment; tests shorten them. */
+  timings: { leaderTtlMs?: number; lockDurationMs?: number; stalledIntervalMs?: number; resyncMs?: number };
   prefix: string;
   keys: Keys;
   log: Logger;
@@ -32,7 +34,20 @@ export function makeContext(opts: GlobalOptions, env: NodeJS.ProcessEnv = proces
   const prefix = opts.prefix ?? env.STOKER_PREFIX ?? 'stoker:';
   // The CLI's own log goes to stderr; quiet unless asked, so output stays readable.
   const log = createLogger({ level: opts.logLevel ?? env.STOKER_LOG_LEVEL ?? 'warn' });
-  return { home, prefix, keys: makeKeys(prefix), log, env };
+  const ms = (name: string): Record<string, number> => {
+    const v = env[name];
+    if (v === undefined || v === '') return {};
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0) throw new UsageError(`${name} must be a positive number of milliseconds, not "${v}"`);
+    return { [name]: n };
+  };
+  const t = { ...ms('STOKER_LEADER_TTL_MS'), ...ms('STOKER_LOCK_DURATION_MS'), ...ms('STOKER_STALLED_INTERVAL_MS'), ...ms('STOKER_RESYNC_MS') };
+  const timings: Context['timings'] = {};
+  if (t.STOKER_LEADER_TTL_MS) timings.leaderTtlMs = t.STOKER_LEADER_TTL_MS;
+  if (t.STOKER_LOCK_DURATION_MS) timings.lockDurationMs = t.STOKER_LOCK_DURATION_MS;
+  if (t.STOKER_STALLED_INTERVAL_MS) timings.stalledIntervalMs = t.STOKER_STALLED_INTERVAL_MS;
+  if (t.STOKER_RESYNC_MS) timings.resyncMs = t.STOKER_RESYNC_MS;
+  return { home, prefix, keys: makeKeys(prefix), log, env, timings };
 }
 
 /** The URL of a running stoker's Redis: configured, or the live embedded server of this home. */

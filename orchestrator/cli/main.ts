@@ -61,6 +61,7 @@ async function withSystem<T>(ctx: Context, opts: { concurrency?: number }, fn: (
       redisUrl: redis.url,
       prefix: ctx.prefix,
       log: ctx.log,
+      ...ctx.timings,
       leaderWaitMs: 0,
       concurrency: opts.concurrency ? { train: opts.concurrency, steps: Math.max(opts.concurrency, DEFAULT_CONCURRENCY.steps) } : DEFAULT_CONCURRENCY,
     });
@@ -208,6 +209,7 @@ export function buildProgram(): Command {
         redisUrl: redis.url,
         prefix: ctx.prefix,
         log: ctx.log,
+        ...ctx.timings,
         concurrency: o.concurrency ? { train: o.concurrency, steps: DEFAULT_CONCURRENCY.steps } : DEFAULT_CONCURRENCY,
       });
       ctx.log.info({ redis: redactUrl(redis.url), home: ctx.home, instance: sys.leadership.instanceId }, 'stoker is up');

@@ -86,7 +86,10 @@ export class StageBuilder {
     this.fields['image'] = image;
     return this;
   }
-  retry(attempts: number, backoff?: { type?: 'exponential' | 'fixed'; delay?: number | string }): this {
+  retry(
+    attempts: number,
+    backoff?: { type?: 'exponential' | 'fixed'; delay?: number | string },
+  ): this {
     this.fields['retry'] = { attempts, ...(backoff ? { backoff } : {}) };
     return this;
   }
@@ -143,7 +146,10 @@ export class RunBuilder {
     return this;
   }
   label(key: string, value: string): this {
-    this.metadata['labels'] = { ...((this.metadata['labels'] as Obj | undefined) ?? {}), [key]: value };
+    this.metadata['labels'] = {
+      ...((this.metadata['labels'] as Obj | undefined) ?? {}),
+      [key]: value,
+    };
     return this;
   }
   description(text: string): this {
@@ -151,7 +157,10 @@ export class RunBuilder {
     return this;
   }
   params(params: Record<string, string | number | boolean>): this {
-    this.specFields['params'] = { ...((this.specFields['params'] as Obj | undefined) ?? {}), ...params };
+    this.specFields['params'] = {
+      ...((this.specFields['params'] as Obj | undefined) ?? {}),
+      ...params,
+    };
     return this;
   }
   /** `spec.defaults` of a Pipeline. */
@@ -200,7 +209,10 @@ export class RunBuilder {
   image(image: string): this {
     return this.body((s) => s.image(image));
   }
-  retry(attempts: number, backoff?: { type?: 'exponential' | 'fixed'; delay?: number | string }): this {
+  retry(
+    attempts: number,
+    backoff?: { type?: 'exponential' | 'fixed'; delay?: number | string },
+  ): this {
     return this.body((s) => s.retry(attempts, backoff));
   }
   stallTimeout(d: number | string): this {
@@ -214,10 +226,12 @@ export class RunBuilder {
   build(): Obj {
     const spec: Obj = { ...this.specFields };
     if (this.runKind === 'Pipeline') {
-      if (this.inlineUsed) throw new Error('makeRun: inline stage fields on a Pipeline; use .stage() instead');
+      if (this.inlineUsed)
+        throw new Error('makeRun: inline stage fields on a Pipeline; use .stage() instead');
       spec['stages'] = this.stages.map((s) => s.build());
     } else {
-      if (this.stages.length) throw new Error(`makeRun: .stage() on a ${this.runKind}; use makePipeline()`);
+      if (this.stages.length)
+        throw new Error(`makeRun: .stage() on a ${this.runKind}; use makePipeline()`);
       Object.assign(spec, this.inline.build());
     }
     return {

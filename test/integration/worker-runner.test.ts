@@ -13,13 +13,19 @@ import type { PayloadEvent } from '../../common/events.js';
 import { makeKeys, type Keys } from '../../common/keys.js';
 import { silentLogger } from '../../common/logger.js';
 import type { ResolvedPayload } from '../../common/model.js';
-import { readRecentTaskEvents, readTaskEvents, readTaskLogTail, readTaskProgress } from '../../common/progress.js';
+import {
+  readRecentTaskEvents,
+  readTaskEvents,
+  readTaskLogTail,
+  readTaskProgress,
+} from '../../common/progress.js';
 import { TaskReporter } from '../../worker/reporter.js';
 import { runPayload, type PayloadSink, type RunPayloadOptions } from '../../worker/runner.js';
 import { attemptLogFile, runTaskWorker } from '../../worker/task-worker.js';
 import { eventually, testRedisUrl, uniquePrefix } from '../util/redis-server.js';
 
-const fixture = (name: string): string => fileURLToPath(new URL(`../fixtures/payloads/${name}.mjs`, import.meta.url));
+const fixture = (name: string): string =>
+  fileURLToPath(new URL(`../fixtures/payloads/${name}.mjs`, import.meta.url));
 
 /** Alive and not a zombie (PID 1 of a container may never reap orphans). */
 function alive(pid: number): boolean {
@@ -90,7 +96,11 @@ async function runFixture(
   const outcome = await runPayload({
     argv: [process.execPath, fixture(name), ...(opts.args ?? [])],
     cwd: dir,
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', STOKER_OUTPUT_DIR: join(dir, 'out'), ...opts.env },
+    env: {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      STOKER_OUTPUT_DIR: join(dir, 'out'),
+      ...opts.env,
+    },
     logFile,
     sink,
     terminationGraceMs: 2000,
@@ -103,7 +113,13 @@ async function runFixture(
 describe('runPayload + TaskReporter', () => {
   it('records progress, metrics, checkpoint, artifact and result of a well-behaved payload', async () => {
     const { outcome, log } = await runFixture('ok-progress');
-    expect(outcome).toMatchObject({ exitCode: 0, signal: null, terminated: null, malformedLines: 0, lastStep: 5 });
+    expect(outcome).toMatchObject({
+      exitCode: 0,
+      signal: null,
+      terminated: null,
+      malformedLines: 0,
+      lastStep: 5,
+    });
     expect(outcome.classification).toMatchObject({ reason: 'SUCCESS' });
 
     const progress = await readTaskProgress(redis, keys, taskId);
@@ -121,7 +137,11 @@ describe('runPayload + TaskReporter', () => {
 
     const types = (await readTaskEvents(redis, keys, taskId)).map((e) => e.type);
     expect(types[0]).toBe('attempt');
-    expect(types.filter((t) => t !== 'progress').slice(1)).toEqual(['checkpoint', 'artifact', 'result']);
+    expect(types.filter((t) => t !== 'progress').slice(1)).toEqual([
+      'checkpoint',
+      'artifact',
+      'result',
+    ]);
     expect(types.indexOf('progress')).toBeLessThan(types.indexOf('checkpoint'));
 
     expect(log).toContain('loading model');
@@ -156,7 +176,9 @@ describe('runPayload + TaskReporter', () => {
     expect(progress.step).toBe(3);
     expect(progress.warnings).toHaveLength(1);
     expect(progress.warnings[0]).toMatch(/malformed marker line ignored \(not JSON/);
-    const warnings = (await readTaskEvents(redis, keys, taskId)).filter((e) => e.type === 'warning');
+    const warnings = (await readTaskEvents(redis, keys, taskId)).filter(
+      (e) => e.type === 'warning',
+    );
     expect(warnings).toHaveLength(1);
     expect(log.match(/malformed marker line ignored/g)).toHaveLength(1);
     expect(log).toContain('4 malformed marker lines ignored in all');
@@ -168,7 +190,7 @@ describe('runPayload + TaskReporter', () => {
     let sink: TeeSink | undefined;
     const running = runFixture('ignore-sigterm', {
       signal: ac.signal,
-      terminationGraceMs: 500,
+      terminationGraceMs: 1000,
       onSink: (s) => (sink = s),
     });
     await eventually('the payload is ready', () => sink?.lines.includes('ready'));
@@ -193,10 +215,13 @@ describe('runPayload + TaskReporter', () => {
   });
 
   it('terminates a payload whose step has not moved for the stall timeout', async () => {
-    const { outcome, log } = await runFixture('hang', { stallTimeoutMs: 300, terminationGraceMs: 2000 });
+    const { outcome, log } = await runFixture('hang', {
+      stallTimeoutMs: 1000,
+      terminationGraceMs: 2000,
+    });
     expect(outcome).toMatchObject({ terminated: 'stall', signal: 'SIGTERM', lastStep: 1 });
     expect(outcome.classification.retryable).toBe(true);
-    expect(log).toContain('stalled: no step progress for 300 ms');
+    expect(log).toContain('stalled: no step progress for 1000 ms');
   });
 
   it('takes a flood of 20,000 progress events, records the last, and writes far fewer', async () => {
@@ -261,9 +286,19 @@ describe('runTaskWorker', () => {
   }
 
   const work = (attempt: number, extra: { signal?: AbortSignal } = {}) =>
-    runTaskWorker({ redis, keys, taskId, unitName: 'u1', attempt, parentEnv, log: silentLogger(), ...extra });
+    runTaskWorker({
+      redis,
+      keys,
+      taskId,
+      unitName: 'u1',
+      attempt,
+      parentEnv,
+      log: silentLogger(),
+      ...extra,
+    });
 
-  const envOf = (): Record<string, string> => JSON.parse(readFileSync(join(dir, 'out', 'env.json'), 'utf8')) as Record<string, string>;
+  const envOf = (): Record<string, string> =>
+    JSON.parse(readFileSync(join(dir, 'out', 'env.json'), 'utf8')) as Record<string, string>;
 
   it('runs the payload, records the unit, and redacts the secret everywhere', async () => {
     await createTask(
@@ -277,14 +312,30 @@ describe('runTaskWorker', () => {
     const unit = await redis.hgetall(keys.unit('u1'));
     const logFile = attemptLogFile(dir, taskId, 1);
     expect(logFile).toBe(join(dir, 'logs', 'run1.train.attempt-1.log'));
-    expect(unit).toMatchObject({ logFile, exitCode: '0', signal: '', reason: 'SUCCESS', terminated: '', retryable: 'false' });
+    expect(unit).toMatchObject({
+      logFile,
+      exitCode: '0',
+      signal: '',
+      reason: 'SUCCESS',
+      terminated: '',
+      retryable: 'false',
+    });
     expect(Number(unit.payloadPgid)).toBeGreaterThan(0);
-    expect(JSON.parse(unit.stderrTail ?? '[]')).toEqual(['stderr also has [redacted]', 'done training']);
+    expect(JSON.parse(unit.stderrTail ?? '[]')).toEqual([
+      'stderr also has [redacted]',
+      'done training',
+    ]);
     expect(unit.finishedAt).toMatch(/^\d{4}-/);
 
     // The payload got its secret, its identity, and nothing of the worker's own secrets.
     const env = envOf();
-    expect(env).toMatchObject({ MY_TOKEN: secret, STOKER_TASK_ID: taskId, STOKER_RUN_ID: 'run1', STOKER_STAGE: 'train', STOKER_ATTEMPT: '1' });
+    expect(env).toMatchObject({
+      MY_TOKEN: secret,
+      STOKER_TASK_ID: taskId,
+      STOKER_RUN_ID: 'run1',
+      STOKER_STAGE: 'train',
+      STOKER_ATTEMPT: '1',
+    });
     expect(env).not.toHaveProperty('REDIS_URL');
     expect(env).not.toHaveProperty('STOKER_TEST_TOKEN');
     expect(JSON.stringify(env)).not.toContain('redis-password-77');
@@ -305,19 +356,30 @@ describe('runTaskWorker', () => {
     expect(await work(1)).toBe(0);
     const ckpt = join(dir, 'out', 'checkpoint-3.json');
     expect(envOf()).not.toHaveProperty('RESUME_FROM');
-    expect((await readTaskProgress(redis, keys, taskId)).checkpoint).toEqual({ path: ckpt, step: 3 });
+    expect((await readTaskProgress(redis, keys, taskId)).checkpoint).toEqual({
+      path: ckpt,
+      step: 3,
+    });
 
     await createTask(payload('ok-progress', { env: { STEPS: '6' } }));
     expect(await work(2)).toBe(0);
     expect(envOf().RESUME_FROM).toBe(ckpt);
     expect(envOf().STOKER_ATTEMPT).toBe('2');
-    expect(readFileSync(attemptLogFile(dir, taskId, 2), 'utf8')).toContain(`resuming from ${ckpt} at step 3`);
+    expect(readFileSync(attemptLogFile(dir, taskId, 2), 'utf8')).toContain(
+      `resuming from ${ckpt} at step 3`,
+    );
     const progress = await readTaskProgress(redis, keys, taskId);
-    expect(progress).toMatchObject({ attempt: 2, step: 6, checkpoint: { path: join(dir, 'out', 'checkpoint-6.json'), step: 6 } });
+    expect(progress).toMatchObject({
+      attempt: 2,
+      step: 6,
+      checkpoint: { path: join(dir, 'out', 'checkpoint-6.json'), step: 6 },
+    });
   });
 
   it('warns and starts fresh when the recorded checkpoint is gone', async () => {
-    await redis.hset(keys.taskProgress(taskId), { checkpoint: JSON.stringify({ path: join(dir, 'gone'), step: 9 }) });
+    await redis.hset(keys.taskProgress(taskId), {
+      checkpoint: JSON.stringify({ path: join(dir, 'gone'), step: 9 }),
+    });
     await createTask(payload('ok-progress'));
     expect(await work(2)).toBe(0);
     expect(envOf()).not.toHaveProperty('RESUME_FROM');
@@ -335,7 +397,11 @@ describe('runTaskWorker', () => {
   });
 
   it('exits BAD_CONFIG naming a missing secret, before starting anything', async () => {
-    await createTask(payload('ok-progress', { secretEnv: [{ name: 'WANDB_API_KEY', fromEnv: 'NOT_SET_ANYWHERE' }] }));
+    await createTask(
+      payload('ok-progress', {
+        secretEnv: [{ name: 'WANDB_API_KEY', fromEnv: 'NOT_SET_ANYWHERE' }],
+      }),
+    );
     expect(await work(1)).toBe(64);
     const unit = await redis.hgetall(keys.unit('u1'));
     expect(unit).toMatchObject({ reason: 'MissingSecret', retryable: 'false' });
@@ -347,12 +413,24 @@ describe('runTaskWorker', () => {
     await createTask(payload('hang'));
     const ac = new AbortController();
     const running = work(1, { signal: ac.signal });
-    await eventually('the payload is running', async () => (await redis.hget(keys.unit('u1'), 'payloadPgid')) !== null);
-    await eventually('step 1 recorded', async () => (await readTaskProgress(redis, keys, taskId)).step === 1);
+    await eventually(
+      'the payload is running',
+      async () => (await redis.hget(keys.unit('u1'), 'payloadPgid')) !== null,
+    );
+    await eventually(
+      'step 1 recorded',
+      async () => (await readTaskProgress(redis, keys, taskId)).step === 1,
+    );
     ac.abort();
     expect(await running).toBe(143);
     const unit = await redis.hgetall(keys.unit('u1'));
-    expect(unit).toMatchObject({ exitCode: '143', signal: 'SIGTERM', terminated: 'abort', reason: 'SIGNAL_TERM', retryable: 'true' });
+    expect(unit).toMatchObject({
+      exitCode: '143',
+      signal: 'SIGTERM',
+      terminated: 'abort',
+      reason: 'SIGNAL_TERM',
+      retryable: 'true',
+    });
   });
 
   it('records a stalled payload as terminated: stall', async () => {

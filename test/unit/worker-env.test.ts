@@ -25,7 +25,9 @@ const parentEnv = {
   UNSET_ONE: undefined,
 };
 
-const payload = (over: Partial<ResolvedPayload> = {}): Pick<ResolvedPayload, 'env' | 'secretEnv' | 'outputDir'> => ({
+const payload = (
+  over: Partial<ResolvedPayload> = {},
+): Pick<ResolvedPayload, 'env' | 'secretEnv' | 'outputDir'> => ({
   env: { LEARNING_RATE: '1e-5' },
   secretEnv: [],
   outputDir: '/runs/r1/outputs/train',
@@ -36,11 +38,36 @@ const identity = { runId: 'r1', taskId: 'r1.train', stage: 'train', attempt: 2 }
 
 describe('buildPayloadEnv', () => {
   it('passes only the allowlisted part of the worker environment', () => {
-    const { env } = buildPayloadEnv({ parentEnv, payload: payload(), identity, pythonDir: '/stoker/worker/python' });
-    for (const name of ['PATH', 'HOME', 'LANG', 'LC_ALL', 'CUDA_VISIBLE_DEVICES', 'NCCL_DEBUG', 'OMP_NUM_THREADS', 'HF_HOME', 'TORCH_HOME']) {
+    const { env } = buildPayloadEnv({
+      parentEnv,
+      payload: payload(),
+      identity,
+      pythonDir: '/stoker/worker/python',
+    });
+    for (const name of [
+      'PATH',
+      'HOME',
+      'LANG',
+      'LC_ALL',
+      'CUDA_VISIBLE_DEVICES',
+      'NCCL_DEBUG',
+      'OMP_NUM_THREADS',
+      'HF_HOME',
+      'TORCH_HOME',
+    ]) {
       expect(env[name], name).toBe(parentEnv[name as keyof typeof parentEnv]);
     }
-    for (const name of ['REDIS_URL', 'STOKER_REDIS_URL', 'REDIS_PASSWORD', 'STOKER_API_TOKEN', 'AWS_SECRET_ACCESS_KEY', 'AWS_ACCESS_KEY_ID', 'HF_TOKEN', 'NODE_OPTIONS', 'UNSET_ONE']) {
+    for (const name of [
+      'REDIS_URL',
+      'STOKER_REDIS_URL',
+      'REDIS_PASSWORD',
+      'STOKER_API_TOKEN',
+      'AWS_SECRET_ACCESS_KEY',
+      'AWS_ACCESS_KEY_ID',
+      'HF_TOKEN',
+      'NODE_OPTIONS',
+      'UNSET_ONE',
+    ]) {
       expect(env, name).not.toHaveProperty(name);
     }
   });
@@ -54,7 +81,12 @@ describe('buildPayloadEnv', () => {
   });
 
   it("adds the spec's env, then stoker's identity, output dir and unbuffered Python", () => {
-    const { env } = buildPayloadEnv({ parentEnv, payload: payload(), identity, pythonDir: '/stoker/worker/python' });
+    const { env } = buildPayloadEnv({
+      parentEnv,
+      payload: payload(),
+      identity,
+      pythonDir: '/stoker/worker/python',
+    });
     expect(env).toMatchObject({
       LEARNING_RATE: '1e-5',
       STOKER_RUN_ID: 'r1',
@@ -89,13 +121,31 @@ describe('buildPayloadEnv', () => {
   });
 
   it('sets RESUME_FROM only when a checkpoint is given', () => {
-    const { env } = buildPayloadEnv({ parentEnv, payload: payload(), identity, resumeFrom: '/runs/r1/ckpt-100' });
+    const { env } = buildPayloadEnv({
+      parentEnv,
+      payload: payload(),
+      identity,
+      resumeFrom: '/runs/r1/ckpt-100',
+    });
     expect(env.RESUME_FROM).toBe('/runs/r1/ckpt-100');
   });
 
   it('passes the rank variables given by the caller', () => {
-    const rankEnv = rankEnvFrom({ RANK: '1', WORLD_SIZE: '2', MASTER_ADDR: 'r1-train-0.r1-train', MASTER_PORT: '29500', LOCAL_RANK: '0', OTHER: 'x' });
-    expect(rankEnv).toEqual({ RANK: '1', WORLD_SIZE: '2', MASTER_ADDR: 'r1-train-0.r1-train', MASTER_PORT: '29500', LOCAL_RANK: '0' });
+    const rankEnv = rankEnvFrom({
+      RANK: '1',
+      WORLD_SIZE: '2',
+      MASTER_ADDR: 'r1-train-0.r1-train',
+      MASTER_PORT: '29500',
+      LOCAL_RANK: '0',
+      OTHER: 'x',
+    });
+    expect(rankEnv).toEqual({
+      RANK: '1',
+      WORLD_SIZE: '2',
+      MASTER_ADDR: 'r1-train-0.r1-train',
+      MASTER_PORT: '29500',
+      LOCAL_RANK: '0',
+    });
     const { env } = buildPayloadEnv({ parentEnv, payload: payload(), identity, rankEnv });
     expect(env).toMatchObject(rankEnv);
   });

@@ -2,7 +2,12 @@ import { describe, expect, it } from 'vitest';
 import { PayloadEvent } from '../../common/events.js';
 import { emptyProgress, type TaskProgress } from '../../common/model.js';
 import { decodeProgress, encodeProgress } from '../../common/progress.js';
-import { TaskReporter, type ProgressStore, type ProgressWrite, type Timers } from '../../worker/reporter.js';
+import {
+  TaskReporter,
+  type ProgressStore,
+  type ProgressWrite,
+  type Timers,
+} from '../../worker/reporter.js';
 
 /** A clock and interval timers that move only when told to. */
 class FakeClock implements Timers {
@@ -31,7 +36,8 @@ class FakeClock implements Timers {
     const target = this.now + ms;
     for (;;) {
       let due: { fn: () => void; ms: number; next: number } | undefined;
-      for (const t of this.intervals.values()) if (t.next <= target && (!due || t.next < due.next)) due = t;
+      for (const t of this.intervals.values())
+        if (t.next <= target && (!due || t.next < due.next)) due = t;
       if (!due) break;
       this.now = due.next;
       due.next += due.ms;
@@ -60,7 +66,7 @@ class FakeStore implements ProgressStore {
     if (this.gate) await this.gate;
     if (this.failNext > 0) {
       this.failNext -= 1;
-      throw new Error('READONLY You can\'t write against a read only replica.');
+      throw new Error("READONLY You can't write against a read only replica.");
     }
     this.writes.push(structuredClone(w));
     Object.assign(this.hash, w.fields);
@@ -84,7 +90,13 @@ class FakeStore implements ProgressStore {
 async function started(opts: { initial?: Partial<TaskProgress>; attempt?: number } = {}) {
   const clock = new FakeClock();
   const store = new FakeStore(opts.initial);
-  const reporter = new TaskReporter({ store, clock: clock.clock, timers: clock, flushIntervalMs: 250, heartbeatIntervalMs: 2000 });
+  const reporter = new TaskReporter({
+    store,
+    clock: clock.clock,
+    timers: clock,
+    flushIntervalMs: 250,
+    heartbeatIntervalMs: 2000,
+  });
   await reporter.beginAttempt(opts.attempt ?? 1);
   store.writes.length = 0; // the attempt's own write is checked separately
   return { clock, store, reporter };
@@ -192,7 +204,9 @@ describe('TaskReporter', () => {
     const before = store.writes.length;
     const t0 = clock.now;
     await clock.advance(2000);
-    const beats = store.writes.slice(before).filter((w) => 'heartbeatAt' in w.fields && w.events.length === 0);
+    const beats = store.writes
+      .slice(before)
+      .filter((w) => 'heartbeatAt' in w.fields && w.events.length === 0);
     expect(beats.length).toBeGreaterThanOrEqual(1);
     expect(beats.at(-1)?.fields.step).toBe('5');
     expect(Date.parse(store.progress.heartbeatAt ?? '')).toBeGreaterThan(t0);
@@ -249,7 +263,12 @@ describe('TaskReporter', () => {
   it('batches log lines and keeps only the tail', async () => {
     const clock = new FakeClock();
     const store = new FakeStore();
-    const reporter = new TaskReporter({ store, clock: clock.clock, timers: clock, logTailLines: 10 });
+    const reporter = new TaskReporter({
+      store,
+      clock: clock.clock,
+      timers: clock,
+      logTailLines: 10,
+    });
     await reporter.beginAttempt(1);
     for (let i = 0; i < 1000; i++) reporter.log(`line ${i}`);
     reporter.event({ type: 'log', level: 'warn', message: 'structured' });

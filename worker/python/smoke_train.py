@@ -1,4 +1,4 @@
-"""Smoke training payload: a small MLP trained for real, on CPU, on a synthetic regression task.
+r"""Smoke training payload: a small MLP trained for real, on CPU, on a synthetic regression task.
 
 The payload of training-configs/smoke-cpu.yaml. It exercises every part of the payload
 protocol that a real fine-tune uses (progress, metrics, checkpoints, resume, preemption,
@@ -9,18 +9,23 @@ Usage (from the repository root; /usr/bin/python3 is the interpreter with torch)
     # 60 steps, outputs under /tmp/smoke
     /usr/bin/python3 worker/python/smoke_train.py --steps 60 --output-dir /tmp/smoke
 
-    # options from a file; flags override it
-    /usr/bin/python3 worker/python/smoke_train.py --config training-configs/smoke-cpu.yaml --steps 100
+    # as the worker starts it (training-configs/smoke-cpu.yaml): a module on PYTHONPATH
+    PYTHONPATH=worker/python /usr/bin/python3 -m smoke_train --steps 300 --checkpoint-every 50 \
+        --step-delay 0.01 --output-dir /tmp/smoke
+
+    # options from a file of the same names (steps: 100, batch_size: 64, ...); flags override it
+    printf 'steps: 100\nbatch_size: 64\nlr: 0.005\n' > /tmp/smoke.yaml
+    /usr/bin/python3 worker/python/smoke_train.py --config /tmp/smoke.yaml --steps 120
 
     # watchable: a quarter second per step, a checkpoint every 20 steps
     /usr/bin/python3 worker/python/smoke_train.py --steps 200 --step-delay 0.25 --checkpoint-every 20
 
     # continue a run from its checkpoint (steps continue at 41)
-    RESUME_FROM=/tmp/smoke/checkpoints/step-000040.pt \\
+    RESUME_FROM=/tmp/smoke/checkpoints/step-000040.pt \
         /usr/bin/python3 worker/python/smoke_train.py --steps 60 --output-dir /tmp/smoke
 
     # two ranks, one process each (what torchrun would start), gloo over localhost
-    for r in 0 1; do RANK=$r WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29511 \\
+    for r in 0 1; do RANK=$r WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29511 \
         /usr/bin/python3 worker/python/smoke_train.py --steps 60 --output-dir /tmp/smoke2 & done; wait
 
 Contract:
@@ -282,7 +287,7 @@ def _train(
 
         if cfg.step_delay > 0:
             signals.sleep(cfg.step_delay)  # returns early on SIGTERM
-        if _stop_agreed(torch, dist):
+        if step < cfg.steps and _stop_agreed(torch, dist):  # at the last step, finishing is cheaper
             if last_saved != step:
                 save_checkpoint(step)
             if dist is not None:

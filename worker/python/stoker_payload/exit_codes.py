@@ -59,7 +59,7 @@ class ExitCode(NamedTuple):
 
 
 def _default_table_path() -> Path:
-    # worker/python/stoker_payload/exit_codes.py -> repository root is three levels up.
+    # <root>/worker/python/stoker_payload/exit_codes.py: the root is three directories up.
     return Path(__file__).resolve().parent.parent.parent.parent / "common" / "exit-codes.json"
 
 
@@ -156,7 +156,7 @@ class PayloadError(Exception):
         return f"{self.code_name}: {self.message}"
 
     def __reduce__(self):  # keep pickling (multiprocessing) working with the two-argument init
-        return (type(self) if type(self) is PayloadError else PayloadError, (self.code_name, self.message))
+        return (PayloadError, (self.code_name, self.message))
 
 
 class Preempted(PayloadError):

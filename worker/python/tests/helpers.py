@@ -77,7 +77,7 @@ def event_problem(e: Any) -> Optional[str]:
             return "totalSteps"
         if "epoch" in e and not (_is_finite(e["epoch"]) and e["epoch"] >= 0):
             return "epoch"
-        return None if set(e) <= {"type", "step", "totalSteps", "epoch"} else "extra keys"
+        return None
     if kind == "metrics":
         if "step" in e and not step_ok():
             return "step"
@@ -173,6 +173,9 @@ class LiveProcess:
             self.kill()
         self._out.join(timeout=5)
         self._err.join(timeout=5)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
         return code
 
     def kill(self) -> None:

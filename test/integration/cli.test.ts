@@ -1,0 +1,155 @@
+/** The CLI as a user runs it: real processes, real Redis. */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { stoker } from '../util/cli.js';
+import { testRedisUrl, uniquePrefix } from '../util/redis-server.js';
+import { payloadFixture } from '../util/system.js';
+
+let home: string;
+let redisUrl: string;
+let redis: Redis;
+const prefix = uniquePrefix('cli');
+
+const env = () => ({ home, redisUrl, prefix });
+
+async function keysUnderPrefix(): Promise<string[]> {
+  return redis.keys(`${prefix}*`);
+}
+
+beforeAll(async () => {
+  home = mkdtempSync(join(tmpdir(), 'stoker-cli-'));
+  redisUrl = await testRedisUrl();
+  redis = new Redis(redisUrl);
+});
+afterAll(async () => {
+  const keys = await keysUnderPrefix();
+  if (keys.length) await redis.del(...keys);
+  redis.disconnect();
+  rmSync(home, { recursive: true, force: true });
+});
+
+const write = (name: string, text: string) => {
+  const p = join(home, name);
+  writeFileSync(p, text);
+  return p;
+};
+
+describe('stoker validate', () => {
+  it('accepts the smoke spec', async () => {
+    const r = await stoker(['validate', 'training-configs/smoke-cpu.yaml'], env());
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toContain('valid: TrainingRun "smoke-cpu"');
+  });
+
+  it('lists every problem with its YAML path and line, exit 2', async () => {
+    const file = write(
+      'bad.yaml',
+      ['apiVersion: stoker/v1', 'kind: Pipeline', 'metadata:', '  name: Bad_Name', 'spec:', '  stages:', '    - name: a', '      kind: train', '      payload:', '        command: python train.py', '      dependsOn: [missing]', ''].join('\n'),
+    );
+    const r = await stoker(['validate', file], env());
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toContain('metadata.name');
+    expect(r.stderr).toContain('line 4');
+    expect(r.stderr).toContain('spec.stages[0].payload.command');
+    expect(r.stderr).toContain('argv array');
+    expect(r.stderr).toContain('missing');
+  });
+
+  it('reports an empty file, a non-YAML file and a YAML bomb clearly', async () => {
+    for (const [name, text, expected] of [
+      ['empty.yaml', '', /empty/i],
+      ['notyaml.yaml', 'apiVersion: [unclosed\n  : :\n', /line/i],
+      ['bomb.yaml', ['a: &a ["x","x","x","x","x","x","x","x","x"]', ...Array.from({ length: 9 }, (_, i) => `${String.fromCharCode(98 + i)}: &${String.fromCharCode(98 + i)} [${Array(9).fill(`*${String.fromCharCode(97 + i)}`).join(',')}]`)].join('\n'), /alias/i],
+    ] as const) {
+      const r = await stoker(['validate', write(name, text)], env());
+      expect(r.exitCode, name).toBe(2);
+      expect(r.stderr, name).toMatch(expected);
+    }
+  });
+
+  it('--json gives the issues as data', async () => {
+    const r = await stoker(['validate', '--json', write('bad2.yaml', 'apiVersion: stoker/v2\nkind: TrainingRun\nmetadata: {name: x}\nspec: {payload: {command: [a]}}\n')], env());
+    expect(r.exitCode).toBe(2);
+    const out = JSON.parse(r.stdout) as { valid: boolean; issues: Array<{ path: string }> };
+    expect(out.valid).toBe(false);
+    expect(out.issues.map((i) => i.path)).toContain('apiVersion');
+  });
+});
+
+describe('stoker submit with an invalid spec', () => {
+  it('exits 2 and writes nothing to Redis', async () => {
+    const r = await stoker(['submit', write('bad3.yaml', 'apiVersion: stoker/v1\nkind: TrainingRun\nmetadata: {name: x}\nspec: {payload: {command: "python x.py"}}\n')], env());
+    expect(r.exitCode).toBe(2);
+    expect(await keysUnderPrefix()).toEqual([]);
+  });
+});
+
+describe('Redis unreachable', () => {
+  it('status fails with a clear error and a non-zero exit instead of hanging', async () => {
+    const r = await stoker(['status'], { home, redisUrl: 'redis://127.0.0.1:1', prefix }, { timeoutMs: 30_000 });
+    expect(r.timedOut).toBe(false);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toContain('cannot reach Redis at redis://127.0.0.1:1');
+  });
+
+  it('with no Redis configured and nothing running, client commands say how to start one', async () => {
+    const r = await stoker(['status'], { home: join(home, 'nothing-here') });
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toContain('stoker up');
+  });
+});
+
+describe('stoker run, status, logs and queues', () => {
+  it('runs a spec to completion with --json, then the other commands report on it', async () => {
+    const spec = write(
+      'ok.yaml',
+      [
+        'apiVersion: stoker/v1',
+        'kind: TrainingRun',
+        'metadata: {name: cli-ok}',
+        'spec:',
+        `  payload: {command: ["${process.execPath}", "${payloadFixture('train-sim.mjs')}"], env: {STEPS: "8", STEP_MS: "5"}}`,
+        '',
+      ].join('\n'),
+    );
+    const r = await stoker(['run', spec, '--json', '--set', 'spec.payload.env.STEPS=9'], env());
+    expect(r.exitCode, r.all).toBe(0);
+    const view = JSON.parse(r.stdout) as { id: string; phase: string; stages: Array<{ tasks: Array<{ progress: { step: number } }> }> };
+    expect(view.phase).toBe('Succeeded');
+    expect(view.stages[0]?.tasks[0]?.progress.step).toBe(9);
+
+    const st = await stoker(['status', '--json'], env());
+    expect(st.exitCode).toBe(0);
+    expect((JSON.parse(st.stdout) as { runs: Array<{ id: string }> }).runs.map((x) => x.id)).toContain(view.id);
+
+    const one = await stoker(['status', 'cli-ok'], env());
+    expect(one.stdout).toContain(`run ${view.id}`);
+    expect(one.stdout).toContain('Succeeded');
+
+    const logs = await stoker(['logs', view.id, '--task', 'train'], env());
+    expect(logs.exitCode).toBe(0);
+    expect(logs.stdout).toContain('attempt 1 starting at step 0');
+
+    const q = await stoker(['queues', '--json'], env());
+    const queues = (JSON.parse(q.stdout) as { queues: Array<{ name: string; completed: number; paused: boolean }> }).queues;
+    expect(queues.map((x) => x.name)).toEqual(['train', 'steps']);
+    expect(queues[0]?.completed).toBeGreaterThanOrEqual(1);
+
+    const cancel = await stoker(['cancel', view.id], env());
+    expect(cancel.stdout).toContain('already Succeeded');
+  });
+
+  it('exits non-zero when the run fails', async () => {
+    const spec = write(
+      'fail.yaml',
+      ['apiVersion: stoker/v1', 'kind: TrainingRun', 'metadata: {name: cli-fail}', 'spec:', `  payload: {command: ["${process.execPath}", "${payloadFixture('bad-data.mjs')}"]}`, ''].join('\n'),
+    );
+    const r = await stoker(['run', spec], env());
+    expect(r.exitCode).toBe(1);
+    expect(r.stdout).toContain('Failed');
+    expect(r.stdout).toContain('BAD_DATA');
+  });
+});
