@@ -23,7 +23,9 @@ export class NonRetryableError extends StokerError {
 }
 
 export function isNonRetryable(err: unknown): boolean {
-  return err instanceof NonRetryableError || (err instanceof Error && err.name === 'NonRetryableError');
+  return (
+    err instanceof NonRetryableError || (err instanceof Error && err.name === 'NonRetryableError')
+  );
 }
 
 export interface SpecIssue {
@@ -48,7 +50,10 @@ export class SpecError extends StokerError {
 export function formatSpecIssues(issues: SpecIssue[], file?: string): string {
   const head = `${file ? `${file}: ` : ''}invalid spec (${issues.length} problem${issues.length === 1 ? '' : 's'})`;
   const lines = issues.map((i) => {
-    const at = i.line === undefined ? '' : ` (line ${i.line}${i.column === undefined ? '' : `, column ${i.column}`})`;
+    const at =
+      i.line === undefined
+        ? ''
+        : ` (line ${i.line}${i.column === undefined ? '' : `, column ${i.column}`})`;
     return `  - ${i.path || '<root>'}${at}: ${i.message}`;
   });
   return [head, ...lines].join('\n');

@@ -43,7 +43,9 @@ export const CheckpointEvent = z.object({
 });
 export const ArtifactEvent = z.object({
   type: z.literal('artifact'),
-  name: z.string().regex(/^[A-Za-z_][A-Za-z0-9_-]*$/, 'an artifact name is a word: letters, digits, _ and -'),
+  name: z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_-]*$/, 'an artifact name is a word: letters, digits, _ and -'),
   path: z.string().min(1),
 });
 export const ResultEvent = z.object({ type: z.literal('result') }).catchall(z.unknown());
@@ -70,7 +72,8 @@ export interface MetricsEvent {
 }
 export type ResultEvent = z.infer<typeof ResultEvent>;
 export type LogEvent = z.infer<typeof LogEvent>;
-export type PayloadEvent = ProgressEvent | MetricsEvent | CheckpointEvent | ArtifactEvent | ResultEvent | LogEvent;
+export type PayloadEvent =
+  ProgressEvent | MetricsEvent | CheckpointEvent | ArtifactEvent | ResultEvent | LogEvent;
 export type CheckpointEvent = z.infer<typeof CheckpointEvent>;
 export type ArtifactEvent = z.infer<typeof ArtifactEvent>;
 
@@ -88,7 +91,11 @@ export function parseLine(line: string): ParsedLine {
   if (at === -1) return { kind: 'log', line };
   const body = line.slice(at + MARKER.length).trim();
   if (body.length > MAX_MARKER_BYTES) {
-    return { kind: 'malformed', line: line.slice(0, 200), error: `marker line longer than ${MAX_MARKER_BYTES} bytes` };
+    return {
+      kind: 'malformed',
+      line: line.slice(0, 200),
+      error: `marker line longer than ${MAX_MARKER_BYTES} bytes`,
+    };
   }
   let json: unknown;
   try {

@@ -66,7 +66,10 @@ function signalName(num: number): string | undefined {
 }
 
 /** Classify how a process ended. `signal` is the Node signal name when it was killed. */
-export function classifyExit(exitCode: number | null, signal: string | null = null): ExitClassification {
+export function classifyExit(
+  exitCode: number | null,
+  signal: string | null = null,
+): ExitClassification {
   if (signal) {
     const num = signalNumber(signal);
     return {
@@ -78,12 +81,24 @@ export function classifyExit(exitCode: number | null, signal: string | null = nu
     };
   }
   if (exitCode === null) {
-    return { reason: 'UNKNOWN', retryable: true, description: 'the process vanished without an exit status', exitCode, signal };
+    return {
+      reason: 'UNKNOWN',
+      retryable: true,
+      description: 'the process vanished without an exit status',
+      exitCode,
+      signal,
+    };
   }
   const known = byCode.get(exitCode);
   if (known) {
     const [name, entry] = known;
-    return { reason: name, retryable: entry.retryable, description: entry.description, exitCode, signal };
+    return {
+      reason: name,
+      retryable: entry.retryable,
+      description: entry.description,
+      exitCode,
+      signal,
+    };
   }
   if (exitCode > table.signalBase && exitCode < table.signalBase + 65) {
     const sig = signalName(exitCode - table.signalBase) ?? `SIG${exitCode - table.signalBase}`;
@@ -100,7 +115,9 @@ export function classifyExit(exitCode: number | null, signal: string | null = nu
   return {
     reason: `EXIT_${exitCode}`,
     retryable,
-    description: retryable ? `exited with code ${exitCode}` : `exited with reserved non-retryable code ${exitCode}`,
+    description: retryable
+      ? `exited with code ${exitCode}`
+      : `exited with reserved non-retryable code ${exitCode}`,
     exitCode,
     signal,
   };

@@ -19,7 +19,9 @@ export const REDACT_PATHS = [
   '*.env.HF_TOKEN',
 ];
 
-export function createLogger(opts: { level?: string; name?: string; destination?: number | string } = {}): Logger {
+export function createLogger(
+  opts: { level?: string; name?: string; destination?: number | string } = {},
+): Logger {
   const options: LoggerOptions = {
     name: opts.name ?? 'stoker',
     level: opts.level ?? process.env.STOKER_LOG_LEVEL ?? 'info',

@@ -10,12 +10,16 @@ export function packageRoot(): string {
   if (cachedRoot) return cachedRoot;
   let dir = dirname(fileURLToPath(import.meta.url));
   for (;;) {
-    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'common', 'exit-codes.json'))) {
+    if (
+      existsSync(join(dir, 'package.json')) &&
+      existsSync(join(dir, 'common', 'exit-codes.json'))
+    ) {
       cachedRoot = dir;
       return dir;
     }
     const parent = dirname(dir);
-    if (parent === dir) throw new Error(`cannot find stoker's package root above ${fileURLToPath(import.meta.url)}`);
+    if (parent === dir)
+      throw new Error(`cannot find stoker's package root above ${fileURLToPath(import.meta.url)}`);
     dir = parent;
   }
 }

@@ -42,7 +42,10 @@ export async function connectRedis(
   opts: { timeoutMs?: number; name?: string; extra?: RedisOptions } = {},
 ): Promise<Redis> {
   const timeoutMs = opts.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
-  const client = new Redis(url, redisOptions({ connectionName: opts.name, connectTimeout: timeoutMs, ...opts.extra }));
+  const client = new Redis(
+    url,
+    redisOptions({ connectionName: opts.name, connectTimeout: timeoutMs, ...opts.extra }),
+  );
   // Errors surface through connect()/ping(); keep the default 'error' listener quiet.
   let lastError: Error | undefined;
   client.on('error', (err: Error) => {
@@ -72,6 +75,16 @@ export async function connectRedis(
 }
 
 /** Connection options for BullMQ Queues and Workers (BullMQ opens its own connections). */
-export function bullConnection(url: string): { url: string; maxRetriesPerRequest: null; connectTimeout: number; enableOfflineQueue: boolean } {
-  return { url, maxRetriesPerRequest: null, connectTimeout: DEFAULT_CONNECT_TIMEOUT_MS, enableOfflineQueue: true };
+export function bullConnection(url: string): {
+  url: string;
+  maxRetriesPerRequest: null;
+  connectTimeout: number;
+  enableOfflineQueue: boolean;
+} {
+  return {
+    url,
+    maxRetriesPerRequest: null,
+    connectTimeout: DEFAULT_CONNECT_TIMEOUT_MS,
+    enableOfflineQueue: true,
+  };
 }

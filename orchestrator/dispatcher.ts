@@ -65,7 +65,8 @@ export class Dispatcher {
       const worker = new Worker<DispatchJobData>(queue, (job, token) => this.process(job, token), {
         connection: this.opts.connection,
         prefix: this.opts.keys.bullPrefix,
-        concurrency: queue === QUEUES.train ? this.opts.concurrency.train : this.opts.concurrency.steps,
+        concurrency:
+          queue === QUEUES.train ? this.opts.concurrency.train : this.opts.concurrency.steps,
         lockDuration: this.opts.lockDurationMs ?? 15_000,
         stalledInterval: this.opts.stalledIntervalMs ?? 5_000,
         // Every controller crash counts a stall; re-attaching is safe, so allow many.
@@ -99,7 +100,10 @@ export class Dispatcher {
     }
   }
 
-  private async process(job: Job<DispatchJobData>, token?: string): Promise<{ unit: string; attempt: number; exitCode: number | null }> {
+  private async process(
+    job: Job<DispatchJobData>,
+    token?: string,
+  ): Promise<{ unit: string; attempt: number; exitCode: number | null }> {
     const { store, backend } = this.opts;
     const { taskId, runId } = job.data;
     const log = this.opts.log.child({ runId, taskId });
@@ -119,12 +123,23 @@ export class Dispatcher {
     const prior = unit && status.phase === 'Running' ? await backend.observe(unit) : null;
     if (!unit || !prior || prior.phase === 'NotFound') {
       if (await store.cancelRequestedAt(runId)) {
-        await this.finish(status, 'Cancelled', { reason: 'CancelRequested', message: 'cancelled before it started' });
+        await this.finish(status, 'Cancelled', {
+          reason: 'CancelRequested',
+          message: 'cancelled before it started',
+        });
         throw new UnrecoverableError('cancelled');
       }
       attempt = prior?.phase === 'NotFound' ? attempt : attempt + 1;
       unit = unitNameFor(taskId, attempt);
-      status = { ...status, phase: 'Running', attempt, unit, startedAt: status.startedAt ?? nowIso(this.clock), reason: null, message: null };
+      status = {
+        ...status,
+        phase: 'Running',
+        attempt,
+        unit,
+        startedAt: status.startedAt ?? nowIso(this.clock),
+        reason: null,
+        message: null,
+      };
       await store.writeTaskStatus(status);
       const { attached } = await backend.launch({
         unitName: unit,
@@ -140,7 +155,10 @@ export class Dispatcher {
       });
       log.info({ unit, attempt, attached }, attached ? 're-attached to unit' : 'launched unit');
     } else {
-      log.info({ unit, attempt, phase: prior.phase }, 're-attached to unit after a controller restart');
+      log.info(
+        { unit, attempt, phase: prior.phase },
+        're-attached to unit after a controller restart',
+      );
     }
 
     // 2. Supervise: cancel requests, the stage's deadline, our own shutdown.
@@ -158,7 +176,9 @@ export class Dispatcher {
         else if (deadlineAt !== null && this.clock() > deadlineAt) stopReason = 'deadline';
         if (stopReason) {
           log.info({ unit, stopReason }, 'terminating unit');
-          await backend.terminate(unit as string, { graceSeconds: grace }).catch((err: unknown) => log.error({ err }, 'terminate failed'));
+          await backend
+            .terminate(unit as string, { graceSeconds: grace })
+            .catch((err: unknown) => log.error({ err }, 'terminate failed'));
         }
       })();
     }, 500);
@@ -172,7 +192,10 @@ export class Dispatcher {
 
     // 3. Record the outcome and tell BullMQ whether to retry.
     const c = classifyExit(state.exitCode, state.signal);
-    const reason = state.reason && !['SUCCESS'].includes(state.reason) && state.reason !== c.reason ? state.reason : c.reason;
+    const reason =
+      state.reason && !['SUCCESS'].includes(state.reason) && state.reason !== c.reason
+        ? state.reason
+        : c.reason;
     const entry = {
       attempt,
       reason,
@@ -189,21 +212,39 @@ export class Dispatcher {
       history: [...status.history.filter((h) => h.attempt !== attempt), entry],
     };
     if (state.phase === 'Succeeded') {
-      await this.finish(base, 'Succeeded', { reason: 'Completed', message: 'the payload finished', retryable: null });
+      await this.finish(base, 'Succeeded', {
+        reason: 'Completed',
+        message: 'the payload finished',
+        retryable: null,
+      });
       return { unit, attempt, exitCode: state.exitCode };
     }
     const detail = describeFailure(state, c.description);
     if (stopReason === 'cancel' || (await store.cancelRequestedAt(runId))) {
-      await this.finish(base, 'Cancelled', { reason: 'CancelRequested', message: `cancelled by request (${detail})`, retryable: false });
+      await this.finish(base, 'Cancelled', {
+        reason: 'CancelRequested',
+        message: `cancelled by request (${detail})`,
+        retryable: false,
+      });
       throw new UnrecoverableError('cancelled');
     }
     if (stopReason === 'deadline') {
-      await this.finish(base, 'Failed', { reason: 'DeadlineExceeded', message: `ran past its budget of ${stageSpec.activeDeadlineSeconds} s`, retryable: false });
+      await this.finish(base, 'Failed', {
+        reason: 'DeadlineExceeded',
+        message: `ran past its budget of ${stageSpec.activeDeadlineSeconds} s`,
+        retryable: false,
+      });
       throw new UnrecoverableError('deadline exceeded');
     }
     if (this.stopMode !== 'none') {
       // We stopped it to shut down: requeue without spending an attempt.
-      await store.writeTaskStatus({ ...base, phase: 'Pending', reason: 'Preempted', message: `stopped for a controller shutdown (${detail}); it resumes from its last checkpoint`, retryable: true });
+      await store.writeTaskStatus({
+        ...base,
+        phase: 'Pending',
+        reason: 'Preempted',
+        message: `stopped for a controller shutdown (${detail}); it resumes from its last checkpoint`,
+        retryable: true,
+      });
       await job.moveToDelayed(this.clock() + 1000, token);
       throw new DelayedError();
     }
@@ -211,14 +252,28 @@ export class Dispatcher {
     const retryable = reason === 'WorkerLost' ? true : c.retryable;
     const maxAttempts = job.opts.attempts ?? 1;
     if (!retryable) {
-      await this.finish(base, 'Failed', { reason: reasonLabel, message: `${detail}; not retryable`, retryable: false });
+      await this.finish(base, 'Failed', {
+        reason: reasonLabel,
+        message: `${detail}; not retryable`,
+        retryable: false,
+      });
       throw new UnrecoverableError(`${reasonLabel}: ${detail}`);
     }
     if (job.attemptsMade + 1 >= maxAttempts) {
-      await this.finish(base, 'Failed', { reason: reasonLabel, message: `${detail}; gave up after ${maxAttempts} attempt${maxAttempts === 1 ? '' : 's'}`, retryable: true });
+      await this.finish(base, 'Failed', {
+        reason: reasonLabel,
+        message: `${detail}; gave up after ${maxAttempts} attempt${maxAttempts === 1 ? '' : 's'}`,
+        retryable: true,
+      });
       throw new Error(`${reasonLabel}: ${detail}`);
     }
-    await store.writeTaskStatus({ ...base, phase: 'Pending', reason: reasonLabel, message: `attempt ${attempt} failed: ${detail}; retrying`, retryable: true });
+    await store.writeTaskStatus({
+      ...base,
+      phase: 'Pending',
+      reason: reasonLabel,
+      message: `attempt ${attempt} failed: ${detail}; retrying`,
+      retryable: true,
+    });
     log.warn({ unit, attempt, reason: reasonLabel }, 'attempt failed; retrying');
     throw new Error(`${reasonLabel}: ${detail}`);
   }

@@ -59,7 +59,10 @@ export class RunStore {
   }
 
   /** Create a run from a validated spec: record, stages Pending, indexed, controller woken. */
-  async createRun(spec: NormalizedSpec, opts: { home: string; id?: string; workDir?: string }): Promise<RunRecord> {
+  async createRun(
+    spec: NormalizedSpec,
+    opts: { home: string; id?: string; workDir?: string },
+  ): Promise<RunRecord> {
     const id = opts.id ?? makeRunId(spec.name, this.clock);
     const createdAt = nowIso(this.clock);
     const run: RunRecord = {
@@ -126,7 +129,9 @@ export class RunStore {
     if (named.length > 0) return named[named.length - 1] as string;
     if (byPrefix.length === 1) return byPrefix[0] as string;
     if (byPrefix.length > 1) {
-      throw new RunNotFoundError(`"${query}" matches ${byPrefix.length} runs: ${byPrefix.slice(-5).join(', ')}`);
+      throw new RunNotFoundError(
+        `"${query}" matches ${byPrefix.length} runs: ${byPrefix.slice(-5).join(', ')}`,
+      );
     }
     throw new RunNotFoundError(`no run matches "${query}" (stoker status lists runs)`);
   }
@@ -138,7 +143,9 @@ export class RunStore {
     const pipe = this.redis.pipeline();
     for (const id of ids) pipe.hget(this.keys.run(id), 'record');
     const res = (await pipe.exec()) ?? [];
-    return res.flatMap(([, raw]) => (typeof raw === 'string' ? [RunRecord.parse(JSON.parse(raw))] : []));
+    return res.flatMap(([, raw]) =>
+      typeof raw === 'string' ? [RunRecord.parse(JSON.parse(raw))] : [],
+    );
   }
 
   async activeRunIds(): Promise<string[]> {
@@ -147,7 +154,9 @@ export class RunStore {
 
   async getStages(runId: string): Promise<Record<string, StageStatus>> {
     const raw = await this.redis.hgetall(this.keys.runStages(runId));
-    return Object.fromEntries(Object.entries(raw).map(([name, v]) => [name, StageStatus.parse(JSON.parse(v))]));
+    return Object.fromEntries(
+      Object.entries(raw).map(([name, v]) => [name, StageStatus.parse(JSON.parse(v))]),
+    );
   }
 
   /** Write the run record if it differs; drop it from the active set once terminal. */
@@ -162,7 +171,11 @@ export class RunStore {
     return true;
   }
 
-  async writeStageIfChanged(runId: string, before: StageStatus | undefined, after: StageStatus): Promise<boolean> {
+  async writeStageIfChanged(
+    runId: string,
+    before: StageStatus | undefined,
+    after: StageStatus,
+  ): Promise<boolean> {
     const a = JSON.stringify(after);
     if (before && JSON.stringify(before) === a) return false;
     await this.redis.hset(this.keys.runStages(runId), after.name, a);
@@ -224,7 +237,10 @@ export class RunStore {
       .exec();
   }
 
-  async updateTaskStatus(taskId: string, patch: (s: TaskStatus) => TaskStatus): Promise<TaskStatus> {
+  async updateTaskStatus(
+    taskId: string,
+    patch: (s: TaskStatus) => TaskStatus,
+  ): Promise<TaskStatus> {
     const raw = await this.redis.hget(this.keys.task(taskId), 'status');
     if (!raw) throw new StokerError(`no task ${taskId}`);
     const next = patch(TaskStatus.parse(JSON.parse(raw)));

@@ -63,8 +63,14 @@ export async function startSystem(opts: SystemOptions): Promise<System> {
   const store = new RunStore(redis, keys);
   const connection = bullConnection(opts.redisUrl);
   const queues = {
-    [QUEUES.train]: new Queue<DispatchJobData>(QUEUES.train, { connection, prefix: keys.bullPrefix }),
-    [QUEUES.steps]: new Queue<DispatchJobData>(QUEUES.steps, { connection, prefix: keys.bullPrefix }),
+    [QUEUES.train]: new Queue<DispatchJobData>(QUEUES.train, {
+      connection,
+      prefix: keys.bullPrefix,
+    }),
+    [QUEUES.steps]: new Queue<DispatchJobData>(QUEUES.steps, {
+      connection,
+      prefix: keys.bullPrefix,
+    }),
   } as Record<DispatchQueue, Queue<DispatchJobData>>;
   const backend =
     opts.backend?.({ redis, keys, redisUrl: opts.redisUrl, log }) ??
@@ -108,9 +114,11 @@ export async function startSystem(opts: SystemOptions): Promise<System> {
       subscriber.disconnect();
       redis.disconnect();
     })());
-  leadership.lost.then(() => {
-    log.error('stopping: this controller lost leadership');
-    void stop('preempt');
-  }).catch(() => undefined);
+  leadership.lost
+    .then(() => {
+      log.error('stopping: this controller lost leadership');
+      void stop('preempt');
+    })
+    .catch(() => undefined);
   return { redis, keys, store, controller, dispatcher, backend, queues, leadership, stop };
 }

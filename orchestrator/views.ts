@@ -39,7 +39,14 @@ export const TaskView = z.object({
   result: z.record(z.string(), z.unknown()).nullable(),
   warnings: z.array(z.string()),
   history: z.array(
-    z.object({ attempt: z.number(), reason: z.string(), message: z.string(), exitCode: z.number().nullable(), signal: z.string().nullable(), finishedAt: z.string() }),
+    z.object({
+      attempt: z.number(),
+      reason: z.string(),
+      message: z.string(),
+      exitCode: z.number().nullable(),
+      signal: z.string().nullable(),
+      finishedAt: z.string(),
+    }),
   ),
 });
 export type TaskView = z.infer<typeof TaskView>;
@@ -74,7 +81,12 @@ export const RunView = z.object({
 });
 export type RunView = z.infer<typeof RunView>;
 
-export async function buildRunView(store: RunStore, redis: Redis, keys: Keys, runId: string): Promise<RunView> {
+export async function buildRunView(
+  store: RunStore,
+  redis: Redis,
+  keys: Keys,
+  runId: string,
+): Promise<RunView> {
   const run = await store.mustGetRun(runId);
   const stages = await store.getStages(runId);
   const spec = run.spec as { stages: Array<{ name: string; dependsOn: string[] }> };
@@ -91,7 +103,11 @@ export async function buildRunView(store: RunStore, redis: Redis, keys: Keys, ru
       const p = await readTaskProgress(redis, keys, id);
       const unit = t.unit ? await redis.hget(keys.unit(t.unit), 'logFile') : null;
       const eta =
-        p.step !== null && p.totalSteps !== null && p.stepsPerSec && p.stepsPerSec > 0 && t.phase === 'Running'
+        p.step !== null &&
+        p.totalSteps !== null &&
+        p.stepsPerSec &&
+        p.stepsPerSec > 0 &&
+        t.phase === 'Running'
           ? Math.max(0, (p.totalSteps - p.step) / p.stepsPerSec)
           : null;
       tasks.push({
@@ -104,7 +120,7 @@ export async function buildRunView(store: RunStore, redis: Redis, keys: Keys, ru
         exitCode: t.exitCode,
         signal: t.signal,
         stderrTail: t.stderrTail,
-        logFile: unit && existsSync(unit) ? unit : unit ?? null,
+        logFile: unit && existsSync(unit) ? unit : (unit ?? null),
         startedAt: t.startedAt,
         finishedAt: t.finishedAt,
         progress: {

@@ -43,10 +43,14 @@ const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve) => {
     if (signal?.aborted) return resolve();
     const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => {
-      clearTimeout(t);
-      resolve();
-    }, { once: true });
+    signal?.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(t);
+        resolve();
+      },
+      { once: true },
+    );
   });
 
 export class LocalBackend implements Backend {
@@ -82,7 +86,16 @@ export class LocalBackend implements Backend {
     try {
       child = spawn(
         cmd as string,
-        [...prefixArgs, 'worker', '--task', req.taskId, '--unit', req.unitName, '--attempt', String(req.attempt)],
+        [
+          ...prefixArgs,
+          'worker',
+          '--task',
+          req.taskId,
+          '--unit',
+          req.unitName,
+          '--attempt',
+          String(req.attempt),
+        ],
         {
           detached: true,
           stdio: ['ignore', fd, fd],
@@ -105,7 +118,11 @@ export class LocalBackend implements Backend {
     child.once('exit', () => {
       // Keep the handle until observe() has read the signal; Node reaps the process.
     });
-    await this.opts.redis.hset(key, { pid: String(pid), pidStartTime: procStartTime(pid) ?? '', workerLog });
+    await this.opts.redis.hset(key, {
+      pid: String(pid),
+      pidStartTime: procStartTime(pid) ?? '',
+      workerLog,
+    });
     this.opts.log.info({ unit: req.unitName, pid }, 'launched worker process');
     return { attached: false };
   }
@@ -118,7 +135,9 @@ export class LocalBackend implements Backend {
     const pid = u.pid ? Number(u.pid) : null;
     if (pid === null) return unitState('Running'); // being launched
     const child = this.children.get(unitName);
-    const alive = child ? child.exitCode === null && child.signalCode === null && isRunning(pid) : isRunning(pid, u.pidStartTime || null);
+    const alive = child
+      ? child.exitCode === null && child.signalCode === null && isRunning(pid)
+      : isRunning(pid, u.pidStartTime || null);
     if (alive) return { ...unitState('Running'), logFile: u.logFile ?? null };
     // The worker is gone. It writes its result before exiting; read once more in case
     // we raced with that write.
@@ -131,6 +150,10 @@ export class LocalBackend implements Backend {
     if (pgid && groupAlive(pgid)) {
       killGroup(pgid, 'SIGKILL');
       this.opts.log.warn({ unit: unitName, pgid }, 'worker died; killed its payload process group');
+      // Report the attempt finished only once its payload is gone, so a retry never
+      // overlaps with it.
+      const until = this.clock() + 10_000;
+      while (isRunning(pgid) && this.clock() < until) await sleep(50);
     }
     const message = `the worker process (pid ${pid}) died without reporting a result${signal ? ` (${signal})` : exitCode !== null ? ` (exit ${exitCode})` : ''}`;
     await this.opts.redis.hset(key, {
@@ -153,7 +176,10 @@ export class LocalBackend implements Backend {
     }
   }
 
-  async terminate(unitName: string, opts: { graceSeconds: number; force?: boolean }): Promise<void> {
+  async terminate(
+    unitName: string,
+    opts: { graceSeconds: number; force?: boolean },
+  ): Promise<void> {
     const u = await this.opts.redis.hgetall(this.opts.keys.unit(unitName));
     if (!u.pid || u.finishedAt) return;
     const pid = Number(u.pid);
@@ -173,7 +199,10 @@ export class LocalBackend implements Backend {
         clearInterval(timer);
         if (pgid) killGroup(pgid, 'SIGKILL');
         killGroup(pid, 'SIGKILL');
-        this.opts.log.warn({ unit: unitName, pid }, 'worker ignored SIGTERM past its grace period; killed');
+        this.opts.log.warn(
+          { unit: unitName, pid },
+          'worker ignored SIGTERM past its grace period; killed',
+        );
       }
     }, 500);
     timer.unref();
@@ -185,7 +214,15 @@ export class LocalBackend implements Backend {
 }
 
 function unitState(phase: UnitState['phase']): UnitState {
-  return { phase, exitCode: null, signal: null, reason: null, message: null, stderrTail: [], logFile: null };
+  return {
+    phase,
+    exitCode: null,
+    signal: null,
+    reason: null,
+    message: null,
+    stderrTail: [],
+    logFile: null,
+  };
 }
 
 function finishedState(u: Record<string, string>): UnitState {

@@ -9,7 +9,12 @@ import { UsageError } from '../../common/errors.js';
 import { makeKeys, type Keys } from '../../common/keys.js';
 import { createLogger, type Logger } from '../../common/logger.js';
 import { connectRedis } from '../../common/redis.js';
-import { defaultStokerHome, embeddedRedisPaths, resolveRedis, type EmbeddedRedis } from '../embedded-redis.js';
+import {
+  defaultStokerHome,
+  embeddedRedisPaths,
+  resolveRedis,
+  type EmbeddedRedis,
+} from '../embedded-redis.js';
 import { isRunning } from '../backends/proc.js';
 import { RunStore } from '../store.js';
 
@@ -22,7 +27,12 @@ export interface GlobalOptions {
 export interface Context {
   home: string;
   /** Timing knobs (milliseconds) from the environment; tests shorten them. */
-  timings: { leaderTtlMs?: number; lockDurationMs?: number; stalledIntervalMs?: number; resyncMs?: number };
+  timings: {
+    leaderTtlMs?: number;
+    lockDurationMs?: number;
+    stalledIntervalMs?: number;
+    resyncMs?: number;
+  };
   prefix: string;
   keys: Keys;
   log: Logger;
@@ -38,10 +48,16 @@ export function makeContext(opts: GlobalOptions, env: NodeJS.ProcessEnv = proces
     const v = env[name];
     if (v === undefined || v === '') return {};
     const n = Number(v);
-    if (!Number.isFinite(n) || n <= 0) throw new UsageError(`${name} must be a positive number of milliseconds, not "${v}"`);
+    if (!Number.isFinite(n) || n <= 0)
+      throw new UsageError(`${name} must be a positive number of milliseconds, not "${v}"`);
     return { [name]: n };
   };
-  const t = { ...ms('STOKER_LEADER_TTL_MS'), ...ms('STOKER_LOCK_DURATION_MS'), ...ms('STOKER_STALLED_INTERVAL_MS'), ...ms('STOKER_RESYNC_MS') };
+  const t = {
+    ...ms('STOKER_LEADER_TTL_MS'),
+    ...ms('STOKER_LOCK_DURATION_MS'),
+    ...ms('STOKER_STALLED_INTERVAL_MS'),
+    ...ms('STOKER_RESYNC_MS'),
+  };
   const timings: Context['timings'] = {};
   if (t.STOKER_LEADER_TTL_MS) timings.leaderTtlMs = t.STOKER_LEADER_TTL_MS;
   if (t.STOKER_LOCK_DURATION_MS) timings.lockDurationMs = t.STOKER_LOCK_DURATION_MS;
@@ -86,6 +102,8 @@ export async function connectClient(ctx: Context): Promise<ClientConnection> {
 }
 
 /** Redis for commands that run a system: configured, or an embedded server started (or adopted) now. */
-export async function ensureRedis(ctx: Context): Promise<{ url: string; embedded?: EmbeddedRedis }> {
+export async function ensureRedis(
+  ctx: Context,
+): Promise<{ url: string; embedded?: EmbeddedRedis }> {
   return resolveRedis({ env: ctx.env, home: ctx.home, log: ctx.log });
 }

@@ -22,8 +22,13 @@ export function formatNumber(n: number | null | undefined, digits = 4): string {
 
 export function table(rows: string[][]): string {
   const widths: number[] = [];
-  for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
-  return rows.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i] ?? 0))).join('  ')).join('\n');
+  for (const row of rows)
+    row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
+  return rows
+    .map((row) =>
+      row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i] ?? 0))).join('  '),
+    )
+    .join('\n');
 }
 
 export function taskLine(t: TaskView): string {
@@ -39,14 +44,20 @@ export function taskLine(t: TaskView): string {
 }
 
 export function describeRun(view: RunView): string {
-  const lines = [`run ${view.id} (${view.kind} ${view.name}): ${view.phase}${view.message ? ` - ${view.message}` : ''}`];
+  const lines = [
+    `run ${view.id} (${view.kind} ${view.name}): ${view.phase}${view.message ? ` - ${view.message}` : ''}`,
+  ];
   for (const s of view.stages) {
     lines.push(`  stage ${s.name} [${s.kind}] ${s.phase}${s.message ? `: ${s.message}` : ''}`);
     for (const t of s.tasks) {
       lines.push(`    task ${t.id} ${t.phase} (${taskLine(t)})`);
-      if (t.reason && t.phase !== 'Succeeded') lines.push(`      reason: ${t.reason}${t.message ? `: ${t.message}` : ''}`);
+      if (t.reason && t.phase !== 'Succeeded')
+        lines.push(`      reason: ${t.reason}${t.message ? `: ${t.message}` : ''}`);
       if ((t.phase === 'Failed' || t.phase === 'Pending') && t.stderrTail.length > 0) {
-        lines.push('      stderr (last lines):', ...t.stderrTail.slice(-5).map((l) => `        ${l}`));
+        lines.push(
+          '      stderr (last lines):',
+          ...t.stderrTail.slice(-5).map((l) => `        ${l}`),
+        );
       }
       if (t.logFile) lines.push(`      log: ${t.logFile}`);
     }

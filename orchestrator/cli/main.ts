@@ -21,7 +21,13 @@ import { controllerAlive } from '../leader.js';
 import { RunNotFoundError } from '../store.js';
 import { startSystem, DEFAULT_CONCURRENCY, type System } from '../system.js';
 import { buildRunView, type RunView } from '../views.js';
-import { connectClient, ensureRedis, makeContext, type Context, type GlobalOptions } from './context.js';
+import {
+  connectClient,
+  ensureRedis,
+  makeContext,
+  type Context,
+  type GlobalOptions,
+} from './context.js';
 import { age, describeRun, table } from './format.js';
 import { watchRun } from './watch.js';
 
@@ -44,16 +50,24 @@ async function loadSpec(file: string, sets: string[] | undefined): Promise<Norma
 }
 
 function describeSpec(spec: NormalizedSpec): string {
-  const lines = [`valid: ${spec.kind} "${spec.name}" with ${spec.stages.length} stage${spec.stages.length === 1 ? '' : 's'}`];
+  const lines = [
+    `valid: ${spec.kind} "${spec.name}" with ${spec.stages.length} stage${spec.stages.length === 1 ? '' : 's'}`,
+  ];
   for (const s of spec.stages) {
     const res = s.resources.gpus > 0 ? `${s.resources.nodes}x${s.resources.gpus} GPU` : 'CPU';
-    lines.push(`  ${s.name} [${s.kind}, ${res}]${s.dependsOn.length ? ` after ${s.dependsOn.join(', ')}` : ''}: ${s.payload.command.join(' ')}`);
+    lines.push(
+      `  ${s.name} [${s.kind}, ${res}]${s.dependsOn.length ? ` after ${s.dependsOn.join(', ')}` : ''}: ${s.payload.command.join(' ')}`,
+    );
   }
   return lines.join('\n');
 }
 
 /** Start (or adopt) Redis and a whole system in this process; stop both on the way out. */
-async function withSystem<T>(ctx: Context, opts: { concurrency?: number }, fn: (sys: System) => Promise<T>): Promise<T> {
+async function withSystem<T>(
+  ctx: Context,
+  opts: { concurrency?: number },
+  fn: (sys: System) => Promise<T>,
+): Promise<T> {
   const redis = await ensureRedis(ctx);
   let sys: System | undefined;
   try {
@@ -63,7 +77,9 @@ async function withSystem<T>(ctx: Context, opts: { concurrency?: number }, fn: (
       log: ctx.log,
       ...ctx.timings,
       leaderWaitMs: 0,
-      concurrency: opts.concurrency ? { train: opts.concurrency, steps: Math.max(opts.concurrency, DEFAULT_CONCURRENCY.steps) } : DEFAULT_CONCURRENCY,
+      concurrency: opts.concurrency
+        ? { train: opts.concurrency, steps: Math.max(opts.concurrency, DEFAULT_CONCURRENCY.steps) }
+        : DEFAULT_CONCURRENCY,
     });
     return await fn(sys);
   } finally {
@@ -89,7 +105,11 @@ function onInterrupt(first: () => void, second: () => void): () => void {
   };
 }
 
-async function runCommand(ctx: Context, file: string, o: { set?: string[]; json?: boolean; concurrency?: number }): Promise<number> {
+async function runCommand(
+  ctx: Context,
+  file: string,
+  o: { set?: string[]; json?: boolean; concurrency?: number },
+): Promise<number> {
   const spec = await loadSpec(file, o.set);
   // A stoker already running on this home or REDIS_URL: submit to it and watch.
   let alive: string | null = null;
@@ -99,7 +119,8 @@ async function runCommand(ctx: Context, file: string, o: { set?: string[]; json?
     if (alive) {
       try {
         const run = await client.store.createRun(spec, { home: ctx.home });
-        if (!o.json) process.stderr.write(`submitted ${run.id} to the running controller ${alive}\n`);
+        if (!o.json)
+          process.stderr.write(`submitted ${run.id} to the running controller ${alive}\n`);
         const view = await watchUntilDone(ctx, client.store, client.redis, run.id, o.json ?? false);
         return finishRun(view, o.json ?? false);
       } finally {
@@ -112,7 +133,10 @@ async function runCommand(ctx: Context, file: string, o: { set?: string[]; json?
   }
   return withSystem(ctx, o, async (sys) => {
     const run = await sys.store.createRun(spec, { home: ctx.home });
-    if (!o.json) process.stderr.write(`run ${run.id}: ${spec.stages.length} stage(s), logs under ${run.runDir}\n`);
+    if (!o.json)
+      process.stderr.write(
+        `run ${run.id}: ${spec.stages.length} stage(s), logs under ${run.runDir}\n`,
+      );
     const abort = new AbortController();
     const restore = onInterrupt(
       () => {
@@ -125,7 +149,14 @@ async function runCommand(ctx: Context, file: string, o: { set?: string[]; json?
       },
     );
     try {
-      const view = await watchUntilDone(ctx, sys.store, sys.redis, run.id, o.json ?? false, abort.signal);
+      const view = await watchUntilDone(
+        ctx,
+        sys.store,
+        sys.redis,
+        run.id,
+        o.json ?? false,
+        abort.signal,
+      );
       return finishRun(view, o.json ?? false);
     } finally {
       restore();
@@ -133,11 +164,19 @@ async function runCommand(ctx: Context, file: string, o: { set?: string[]; json?
   });
 }
 
-async function watchUntilDone(ctx: Context, store: System['store'], redis: System['redis'], runId: string, json: boolean, signal?: AbortSignal): Promise<RunView> {
+async function watchUntilDone(
+  ctx: Context,
+  store: System['store'],
+  redis: System['redis'],
+  runId: string,
+  json: boolean,
+  signal?: AbortSignal,
+): Promise<RunView> {
   if (json) {
     for (;;) {
       const run = await store.mustGetRun(runId);
-      if (isTerminal(run.phase) || signal?.aborted) return buildRunView(store, redis, ctx.keys, runId);
+      if (isTerminal(run.phase) || signal?.aborted)
+        return buildRunView(store, redis, ctx.keys, runId);
       await new Promise((r) => setTimeout(r, 300));
     }
   }
@@ -158,18 +197,33 @@ export function buildProgram(): Command {
   const program = new Command();
   program
     .name('stoker')
-    .description('Distributed fine-tuning orchestrator: run FIRE-style training pipelines on BullMQ, Redis and Kubernetes')
-    .option('--home <dir>', 'stoker home: runs, logs and the embedded Redis (env STOKER_HOME)', undefined)
+    .description(
+      'Distributed fine-tuning orchestrator: run FIRE-style training pipelines on BullMQ, Redis and Kubernetes',
+    )
+    .option(
+      '--home <dir>',
+      'stoker home: runs, logs and the embedded Redis (env STOKER_HOME)',
+      undefined,
+    )
     .option('--prefix <prefix>', 'Redis key prefix (env STOKER_PREFIX)', undefined)
-    .option('--log-level <level>', 'log level of stoker itself: debug, info, warn, error (env STOKER_LOG_LEVEL)')
+    .option(
+      '--log-level <level>',
+      'log level of stoker itself: debug, info, warn, error (env STOKER_LOG_LEVEL)',
+    )
     .showHelpAfterError()
     .configureHelp({ sortSubcommands: false });
 
   program
     .command('validate')
-    .description('check a run spec; every problem is listed with its YAML path and line (exit 2 if invalid)')
+    .description(
+      'check a run spec; every problem is listed with its YAML path and line (exit 2 if invalid)',
+    )
     .argument('<file>', 'spec file (YAML)')
-    .option('--set <path=value>', 'override a value, e.g. spec.params.steps=100 (repeatable)', collect)
+    .option(
+      '--set <path=value>',
+      'override a value, e.g. spec.params.steps=100 (repeatable)',
+      collect,
+    )
     .option('--json', 'print the normalised spec, or {valid:false, issues:[...]} ')
     .action(async (file: string, o: { set?: string[]; json?: boolean }) => {
       try {
@@ -188,20 +242,38 @@ export function buildProgram(): Command {
 
   program
     .command('run')
-    .description('run a spec to completion in this process (embedded Redis, controller and local workers), with live progress; exit 0 if it succeeded')
+    .description(
+      'run a spec to completion in this process (embedded Redis, controller and local workers), with live progress; exit 0 if it succeeded',
+    )
     .argument('<file>', 'spec file (YAML)')
     .option('--set <path=value>', 'override a value (repeatable)', collect)
     .option('--json', 'print the final run status as JSON (schema: README, "JSON output")')
-    .addOption(new Option('--concurrency <n>', 'dispatched tasks at once').argParser((v) => Number.parseInt(v, 10)))
-    .action(async (file: string, o: { set?: string[]; json?: boolean; concurrency?: number }, cmd: Command) => {
-      requireFile(file);
-      process.exitCode = await runCommand(makeContext(globals(cmd)), file, o);
-    });
+    .addOption(
+      new Option('--concurrency <n>', 'dispatched tasks at once').argParser((v) =>
+        Number.parseInt(v, 10),
+      ),
+    )
+    .action(
+      async (
+        file: string,
+        o: { set?: string[]; json?: boolean; concurrency?: number },
+        cmd: Command,
+      ) => {
+        requireFile(file);
+        process.exitCode = await runCommand(makeContext(globals(cmd)), file, o);
+      },
+    );
 
   program
     .command('up')
-    .description('start stoker in the foreground: embedded Redis (unless REDIS_URL), controller, local backend. Ctrl-C drains, twice forces')
-    .addOption(new Option('--concurrency <n>', 'dispatched tasks at once (the GPU budget)').argParser((v) => Number.parseInt(v, 10)))
+    .description(
+      'start stoker in the foreground: embedded Redis (unless REDIS_URL), controller, local backend. Ctrl-C drains, twice forces',
+    )
+    .addOption(
+      new Option('--concurrency <n>', 'dispatched tasks at once (the GPU budget)').argParser((v) =>
+        Number.parseInt(v, 10),
+      ),
+    )
     .action(async (o: { concurrency?: number }, cmd: Command) => {
       const ctx = makeContext({ logLevel: 'info', ...globals(cmd) });
       const redis = await ensureRedis(ctx);
@@ -210,14 +282,23 @@ export function buildProgram(): Command {
         prefix: ctx.prefix,
         log: ctx.log,
         ...ctx.timings,
-        concurrency: o.concurrency ? { train: o.concurrency, steps: DEFAULT_CONCURRENCY.steps } : DEFAULT_CONCURRENCY,
+        concurrency: o.concurrency
+          ? { train: o.concurrency, steps: DEFAULT_CONCURRENCY.steps }
+          : DEFAULT_CONCURRENCY,
       });
-      ctx.log.info({ redis: redactUrl(redis.url), home: ctx.home, instance: sys.leadership.instanceId }, 'stoker is up');
-      process.stderr.write(`stoker is up (Redis ${redis.embedded ? `embedded on port ${redis.embedded.port}` : redactUrl(redis.url)}, home ${ctx.home}). Ctrl-C to stop.\n`);
+      ctx.log.info(
+        { redis: redactUrl(redis.url), home: ctx.home, instance: sys.leadership.instanceId },
+        'stoker is up',
+      );
+      process.stderr.write(
+        `stoker is up (Redis ${redis.embedded ? `embedded on port ${redis.embedded.port}` : redactUrl(redis.url)}, home ${ctx.home}). Ctrl-C to stop.\n`,
+      );
       await new Promise<void>((resolve) => {
         onInterrupt(
           () => {
-            process.stderr.write('draining: running payloads checkpoint and are requeued (Ctrl-C again to force)\n');
+            process.stderr.write(
+              'draining: running payloads checkpoint and are requeued (Ctrl-C again to force)\n',
+            );
             void sys.stop('preempt').then(resolve);
           },
           () => {
@@ -238,27 +319,37 @@ export function buildProgram(): Command {
     .option('--set <path=value>', 'override a value (repeatable)', collect)
     .option('--wait', 'watch until the run finishes; exit 0 if it succeeded')
     .option('--json', 'print {id} at submit, or the final status with --wait')
-    .action(async (file: string, o: { set?: string[]; wait?: boolean; json?: boolean }, cmd: Command) => {
-      requireFile(file);
-      const ctx = makeContext(globals(cmd));
-      const spec = await loadSpec(file, o.set);
-      const client = await connectClient(ctx);
-      try {
-        if (!(await controllerAlive(client.redis, ctx.keys))) {
-          process.stderr.write('warning: no stoker controller is alive on this Redis; the run waits until one starts (stoker up)\n');
+    .action(
+      async (file: string, o: { set?: string[]; wait?: boolean; json?: boolean }, cmd: Command) => {
+        requireFile(file);
+        const ctx = makeContext(globals(cmd));
+        const spec = await loadSpec(file, o.set);
+        const client = await connectClient(ctx);
+        try {
+          if (!(await controllerAlive(client.redis, ctx.keys))) {
+            process.stderr.write(
+              'warning: no stoker controller is alive on this Redis; the run waits until one starts (stoker up)\n',
+            );
+          }
+          const run = await client.store.createRun(spec, { home: ctx.home });
+          if (!o.wait) {
+            if (o.json) printJson({ id: run.id });
+            else print(run.id);
+            return;
+          }
+          const view = await watchUntilDone(
+            ctx,
+            client.store,
+            client.redis,
+            run.id,
+            o.json ?? false,
+          );
+          process.exitCode = finishRun(view, o.json ?? false);
+        } finally {
+          client.close();
         }
-        const run = await client.store.createRun(spec, { home: ctx.home });
-        if (!o.wait) {
-          if (o.json) printJson({ id: run.id });
-          else print(run.id);
-          return;
-        }
-        const view = await watchUntilDone(ctx, client.store, client.redis, run.id, o.json ?? false);
-        process.exitCode = finishRun(view, o.json ?? false);
-      } finally {
-        client.close();
-      }
-    });
+      },
+    );
 
   program
     .command('status')
@@ -266,44 +357,64 @@ export function buildProgram(): Command {
     .argument('[run]', 'run id, id prefix, or name (the newest run of that name)')
     .option('--json', 'JSON output (schema: README, "JSON output")')
     .option('--limit <n>', 'runs to list', (v) => Number.parseInt(v, 10), 20)
-    .action(async (query: string | undefined, o: { json?: boolean; limit: number }, cmd: Command) => {
-      const ctx = makeContext(globals(cmd));
-      const client = await connectClient(ctx);
-      try {
-        if (query) {
-          const view = await buildRunView(client.store, client.redis, ctx.keys, await client.store.resolveRunId(query));
-          if (o.json) printJson(view);
-          else print(describeRun(view));
-          return;
+    .action(
+      async (query: string | undefined, o: { json?: boolean; limit: number }, cmd: Command) => {
+        const ctx = makeContext(globals(cmd));
+        const client = await connectClient(ctx);
+        try {
+          if (query) {
+            const view = await buildRunView(
+              client.store,
+              client.redis,
+              ctx.keys,
+              await client.store.resolveRunId(query),
+            );
+            if (o.json) printJson(view);
+            else print(describeRun(view));
+            return;
+          }
+          const runs = await client.store.listRuns(o.limit);
+          if (o.json) {
+            printJson({ runs: runs.map(summary) });
+            return;
+          }
+          if (runs.length === 0) return print('no runs yet: stoker submit FILE');
+          const rows = [['RUN', 'PHASE', 'STAGES', 'AGE', 'MESSAGE']];
+          for (const r of runs) {
+            const stages = await client.store.getStages(r.id);
+            const done = Object.values(stages).filter((s) => s.phase === 'Succeeded').length;
+            rows.push([
+              r.id,
+              r.phase,
+              `${done}/${Object.keys(stages).length}`,
+              age(r.createdAt),
+              r.message ?? '',
+            ]);
+          }
+          print(table(rows));
+        } finally {
+          client.close();
         }
-        const runs = await client.store.listRuns(o.limit);
-        if (o.json) {
-          printJson({ runs: runs.map(summary) });
-          return;
-        }
-        if (runs.length === 0) return print('no runs yet: stoker submit FILE');
-        const rows = [['RUN', 'PHASE', 'STAGES', 'AGE', 'MESSAGE']];
-        for (const r of runs) {
-          const stages = await client.store.getStages(r.id);
-          const done = Object.values(stages).filter((s) => s.phase === 'Succeeded').length;
-          rows.push([r.id, r.phase, `${done}/${Object.keys(stages).length}`, age(r.createdAt), r.message ?? '']);
-        }
-        print(table(rows));
-      } finally {
-        client.close();
-      }
-    });
+      },
+    );
 
   program
     .command('watch')
-    .description('live progress bars of a run: step/total, loss, throughput, ETA; exits when it finishes (0 if it succeeded)')
+    .description(
+      'live progress bars of a run: step/total, loss, throughput, ETA; exits when it finishes (0 if it succeeded)',
+    )
     .argument('<run>', 'run id, id prefix, or name')
     .action(async (query: string, _o: unknown, cmd: Command) => {
       const ctx = makeContext(globals(cmd));
       const client = await connectClient(ctx);
       try {
         const runId = await client.store.resolveRunId(query);
-        const view = await watchRun({ store: client.store, redis: client.redis, keys: ctx.keys, runId });
+        const view = await watchRun({
+          store: client.store,
+          redis: client.redis,
+          keys: ctx.keys,
+          runId,
+        });
         process.exitCode = finishRun(view, false);
       } finally {
         client.close();
@@ -312,41 +423,70 @@ export function buildProgram(): Command {
 
   program
     .command('logs')
-    .description("print a run's task logs (the full log file, or the last lines kept in Redis); -f follows")
+    .description(
+      "print a run's task logs (the full log file, or the last lines kept in Redis); -f follows",
+    )
     .argument('<run>', 'run id, id prefix, or name')
     .option('--task <task>', 'task id or stage name (default: every task)')
     .option('--attempt <n>', 'attempt number (default: the latest)', (v) => Number.parseInt(v, 10))
     .option('-f, --follow', 'keep printing new lines until the task finishes')
-    .action(async (query: string, o: { task?: string; attempt?: number; follow?: boolean }, cmd: Command) => {
-      const ctx = makeContext(globals(cmd));
-      const client = await connectClient(ctx);
-      try {
-        const view = await buildRunView(client.store, client.redis, ctx.keys, await client.store.resolveRunId(query));
-        const tasks = view.stages.flatMap((s) => s.tasks.map((t) => ({ stage: s.name, t })));
-        const chosen = o.task ? tasks.filter(({ stage, t }) => t.id === o.task || stage === o.task) : tasks;
-        if (o.task && chosen.length === 0) throw new UsageError(`run ${view.id} has no task or stage "${o.task}" (tasks: ${tasks.map((x) => x.t.id).join(', ') || 'none yet'})`);
-        for (const { stage, t } of chosen) {
-          const attempt = o.attempt ?? t.attempt;
-          const file = join(view.runDir, 'logs', `${t.id.replace(/[^A-Za-z0-9._-]/g, '_')}.attempt-${attempt}.log`);
-          if (chosen.length > 1) print(`==> ${stage} (${t.id}, attempt ${attempt}) <==`);
-          if (existsSync(file)) {
-            await printFile(file, o.follow ? async () => {
-              const s = (await client.store.getTaskStatuses([t.id]))[t.id];
-              return !s || isTerminal(s.phase) || s.attempt !== attempt;
-            } : null);
-          } else {
-            const tail = await readTaskLogTail(client.redis, ctx.keys, t.id);
-            print(tail.length ? tail.join('\n') : '(no log lines yet)');
+    .action(
+      async (
+        query: string,
+        o: { task?: string; attempt?: number; follow?: boolean },
+        cmd: Command,
+      ) => {
+        const ctx = makeContext(globals(cmd));
+        const client = await connectClient(ctx);
+        try {
+          const view = await buildRunView(
+            client.store,
+            client.redis,
+            ctx.keys,
+            await client.store.resolveRunId(query),
+          );
+          const tasks = view.stages.flatMap((s) => s.tasks.map((t) => ({ stage: s.name, t })));
+          const chosen = o.task
+            ? tasks.filter(({ stage, t }) => t.id === o.task || stage === o.task)
+            : tasks;
+          if (o.task && chosen.length === 0)
+            throw new UsageError(
+              `run ${view.id} has no task or stage "${o.task}" (tasks: ${tasks.map((x) => x.t.id).join(', ') || 'none yet'})`,
+            );
+          for (const { stage, t } of chosen) {
+            const attempt = o.attempt ?? t.attempt;
+            const file = join(
+              view.runDir,
+              'logs',
+              `${t.id.replace(/[^A-Za-z0-9._-]/g, '_')}.attempt-${attempt}.log`,
+            );
+            if (chosen.length > 1) print(`==> ${stage} (${t.id}, attempt ${attempt}) <==`);
+            if (existsSync(file)) {
+              await printFile(
+                file,
+                o.follow
+                  ? async () => {
+                      const s = (await client.store.getTaskStatuses([t.id]))[t.id];
+                      return !s || isTerminal(s.phase) || s.attempt !== attempt;
+                    }
+                  : null,
+              );
+            } else {
+              const tail = await readTaskLogTail(client.redis, ctx.keys, t.id);
+              print(tail.length ? tail.join('\n') : '(no log lines yet)');
+            }
           }
+        } finally {
+          client.close();
         }
-      } finally {
-        client.close();
-      }
-    });
+      },
+    );
 
   program
     .command('cancel')
-    .description('cancel a run: queued tasks are removed, running payloads get SIGTERM; nothing is retried')
+    .description(
+      'cancel a run: queued tasks are removed, running payloads get SIGTERM; nothing is retried',
+    )
     .argument('<run>', 'run id, id prefix, or name')
     .option('--wait', 'wait until the run has stopped')
     .action(async (query: string, o: { wait?: boolean }, cmd: Command) => {
@@ -378,29 +518,68 @@ export function buildProgram(): Command {
 
   program
     .command('queues')
-    .description('job counts per queue (waiting, prioritized, delayed, active, completed, failed, paused) and connected workers')
-    .option('--json', 'JSON output: {queues: [{name, waiting, prioritized, delayed, active, completed, failed, paused, workers}]}')
+    .description(
+      'job counts per queue (waiting, prioritized, delayed, active, completed, failed, paused) and connected workers',
+    )
+    .option(
+      '--json',
+      'JSON output: {queues: [{name, waiting, prioritized, delayed, active, completed, failed, paused, workers}]}',
+    )
     .action(async (o: { json?: boolean }, cmd: Command) => {
       const ctx = makeContext(globals(cmd));
       const client = await connectClient(ctx);
       try {
         const out = [];
         for (const name of Object.values(QUEUES)) {
-          const q = new Queue(name, { connection: bullConnection(client.url), prefix: ctx.keys.bullPrefix });
+          const q = new Queue(name, {
+            connection: bullConnection(client.url),
+            prefix: ctx.keys.bullPrefix,
+          });
           try {
-            const counts = await q.getJobCounts('waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed');
+            const counts = await q.getJobCounts(
+              'waiting',
+              'prioritized',
+              'delayed',
+              'active',
+              'completed',
+              'failed',
+            );
             // BullMQ 5+ keeps a paused queue's jobs in `waiting` and flags the queue.
             const paused = await q.isPaused();
             const workers = await q.getWorkersCount();
-            out.push({ name, waiting: counts.waiting ?? 0, prioritized: counts.prioritized ?? 0, delayed: counts.delayed ?? 0, active: counts.active ?? 0, completed: counts.completed ?? 0, failed: counts.failed ?? 0, paused, workers });
+            out.push({
+              name,
+              waiting: counts.waiting ?? 0,
+              prioritized: counts.prioritized ?? 0,
+              delayed: counts.delayed ?? 0,
+              active: counts.active ?? 0,
+              completed: counts.completed ?? 0,
+              failed: counts.failed ?? 0,
+              paused,
+              workers,
+            });
           } finally {
             await q.close();
           }
         }
         if (o.json) printJson({ queues: out });
         else {
-          const cols = ['waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed', 'paused', 'workers'] as const;
-          print(table([['QUEUE', ...cols.map((c) => c.toUpperCase())], ...out.map((q) => [q.name, ...cols.map((c) => String(q[c]))])]));
+          const cols = [
+            'waiting',
+            'prioritized',
+            'delayed',
+            'active',
+            'completed',
+            'failed',
+            'paused',
+            'workers',
+          ] as const;
+          print(
+            table([
+              ['QUEUE', ...cols.map((c) => c.toUpperCase())],
+              ...out.map((q) => [q.name, ...cols.map((c) => String(q[c]))]),
+            ]),
+          );
         }
       } finally {
         client.close();
@@ -409,16 +588,22 @@ export function buildProgram(): Command {
 
   program
     .command('demo')
-    .description('run the demo pipeline end to end on this machine (for now: training-configs/smoke-cpu.yaml) and print the result')
+    .description(
+      'run the demo pipeline end to end on this machine (for now: training-configs/smoke-cpu.yaml) and print the result',
+    )
     .option('--json', 'print the final run status as JSON')
     .action(async (o: { json?: boolean }, cmd: Command) => {
       const file = join(packageRoot(), 'training-configs', 'smoke-cpu.yaml');
-      process.exitCode = await runCommand(makeContext(globals(cmd)), file, { json: o.json ?? false });
+      process.exitCode = await runCommand(makeContext(globals(cmd)), file, {
+        json: o.json ?? false,
+      });
     });
 
   program
     .command('worker')
-    .description('run one task attempt (started by the local backend or a Kubernetes pod; not for direct use)')
+    .description(
+      'run one task attempt (started by the local backend or a Kubernetes pod; not for direct use)',
+    )
     .requiredOption('--task <id>', 'task id')
     .requiredOption('--unit <name>', 'unit name')
     .requiredOption('--attempt <n>', 'attempt number', (v) => Number.parseInt(v, 10))
@@ -434,7 +619,16 @@ export function buildProgram(): Command {
       process.on('SIGTERM', stop);
       process.on('SIGINT', stop);
       try {
-        const code = await runTaskWorker({ redis, keys: ctx.keys, taskId: o.task, unitName: o.unit, attempt: o.attempt, parentEnv: process.env, log: ctx.log, signal: abort.signal });
+        const code = await runTaskWorker({
+          redis,
+          keys: ctx.keys,
+          taskId: o.task,
+          unitName: o.unit,
+          attempt: o.attempt,
+          parentEnv: process.env,
+          log: ctx.log,
+          signal: abort.signal,
+        });
         process.exitCode = code;
       } finally {
         redis.disconnect();
@@ -445,7 +639,16 @@ export function buildProgram(): Command {
 }
 
 function summary(r: RunRecord) {
-  return { id: r.id, name: r.name, kind: r.kind, phase: r.phase, message: r.message, createdAt: r.createdAt, startedAt: r.startedAt, finishedAt: r.finishedAt };
+  return {
+    id: r.id,
+    name: r.name,
+    kind: r.kind,
+    phase: r.phase,
+    message: r.message,
+    createdAt: r.createdAt,
+    startedAt: r.startedAt,
+    finishedAt: r.finishedAt,
+  };
 }
 
 async function printFile(file: string, done: (() => Promise<boolean>) | null): Promise<void> {

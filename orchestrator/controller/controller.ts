@@ -20,7 +20,11 @@ import type { Logger } from '../../common/logger.js';
 import { nowIso, type ResolvedPayload, type RunRecord } from '../../common/model.js';
 import { readTaskProgress } from '../../common/progress.js';
 import { resolveStage } from '../../common/spec/interpolate.js';
-import { CPU_STEP_KINDS, type NormalizedSpec, type NormalizedStage } from '../../common/spec/schema.js';
+import {
+  CPU_STEP_KINDS,
+  type NormalizedSpec,
+  type NormalizedStage,
+} from '../../common/spec/schema.js';
 import type { DispatchJobData } from '../dispatcher.js';
 import { newTaskStatus, taskIdFor, type RunStore } from '../store.js';
 import { planRun, setCondition, type Plan, type RunObservation } from './plan.js';
@@ -129,7 +133,11 @@ export class Controller {
     }
     if (await store.writeRunIfChanged(run, plan.run)) {
       this.stats.writes++;
-      if (plan.run.phase !== run.phase) this.opts.log.info({ runId, phase: plan.run.phase, message: plan.run.message }, 'run phase changed');
+      if (plan.run.phase !== run.phase)
+        this.opts.log.info(
+          { runId, phase: plan.run.phase, message: plan.run.message },
+          'run phase changed',
+        );
     }
   }
 
@@ -140,9 +148,17 @@ export class Controller {
     const tasks = await store.getTaskStatuses(taskIds);
     const artifacts: Record<string, Record<string, string>> = {};
     for (const id of taskIds) {
-      if (tasks[id]?.phase === 'Succeeded') artifacts[id] = (await readTaskProgress(redis, keys, id)).artifacts;
+      if (tasks[id]?.phase === 'Succeeded')
+        artifacts[id] = (await readTaskProgress(redis, keys, id)).artifacts;
     }
-    return { run, stages, tasks, artifacts, cancelRequested: (await store.cancelRequestedAt(run.id)) !== null, now: nowIso(this.clock) };
+    return {
+      run,
+      stages,
+      tasks,
+      artifacts,
+      cancelRequested: (await store.cancelRequestedAt(run.id)) !== null,
+      now: nowIso(this.clock),
+    };
   }
 
   private async converge(run: RunRecord, plan: Plan, obs: RunObservation): Promise<void> {
@@ -159,10 +175,19 @@ export class Controller {
     const status = plan.stages[stageName] ?? (await store.getStages(run.id))[stageName];
     if (!stage || !status) return;
     const outputDir = join(run.runDir, 'stages', stage.name);
-    const upstream = Object.fromEntries(Object.entries(plan.stages).filter(([, s]) => s.phase === 'Succeeded').map(([n, s]) => [n, { outputs: s.outputs }]));
+    const upstream = Object.fromEntries(
+      Object.entries(plan.stages)
+        .filter(([, s]) => s.phase === 'Succeeded')
+        .map(([n, s]) => [n, { outputs: s.outputs }]),
+    );
     let resolved: ReturnType<typeof resolveStage>;
     try {
-      resolved = resolveStage(stage, { run: { id: run.id, dir: run.runDir }, params: spec.params, stageOutputDir: outputDir, stages: upstream });
+      resolved = resolveStage(stage, {
+        run: { id: run.id, dir: run.runDir },
+        params: spec.params,
+        stageOutputDir: outputDir,
+        stages: upstream,
+      });
     } catch (err) {
       const now = nowIso(this.clock);
       const message = `cannot resolve the stage's payload: ${(err as Error).message}`;
@@ -171,14 +196,21 @@ export class Controller {
         phase: 'Failed',
         message,
         finishedAt: now,
-        conditions: setCondition(status.conditions, { type: 'Failed', status: 'True', reason: 'InvalidReference', message }, now),
+        conditions: setCondition(
+          status.conditions,
+          { type: 'Failed', status: 'True', reason: 'InvalidReference', message },
+          now,
+        ),
       });
       return;
     }
     const payload: ResolvedPayload = {
       command: resolved.command,
       env: resolved.env,
-      secretEnv: stage.payload.secretEnv.map((s) => ({ name: s.name, fromEnv: s.fromEnv ?? s.name })),
+      secretEnv: stage.payload.secretEnv.map((s) => ({
+        name: s.name,
+        fromEnv: s.fromEnv ?? s.name,
+      })),
       workingDir: resolved.workingDir ?? run.workDir,
       outputDir,
       terminationGracePeriodSeconds: stage.terminationGracePeriodSeconds,
@@ -187,13 +219,24 @@ export class Controller {
     const taskId = taskIdFor(run.id, stage.name);
     const queue = queueForStage(stage);
     await store.createTask({
-      status: newTaskStatus({ id: taskId, runId: run.id, stage: stage.name, queue, maxAttempts: stage.retry.attempts }),
+      status: newTaskStatus({
+        id: taskId,
+        runId: run.id,
+        stage: stage.name,
+        queue,
+        maxAttempts: stage.retry.attempts,
+      }),
       payload,
       runDir: run.runDir,
     });
     // Record the task on the stage before enqueueing: a crash in between leaves a task
     // the next pass re-adds (same job id: no duplicate), never an orphan job.
-    await store.writeStageIfChanged(run.id, status, { ...status, tasks: [taskId], outputs: resolved.outputs, message: 'queued' });
+    await store.writeStageIfChanged(run.id, status, {
+      ...status,
+      tasks: [taskId],
+      outputs: resolved.outputs,
+      message: 'queued',
+    });
     await this.enqueue(run.id, taskId, stage);
     log.info({ runId: run.id, taskId, queue }, 'task queued');
   }
@@ -205,7 +248,10 @@ export class Controller {
       {
         jobId: taskId,
         attempts: stage.retry.attempts,
-        backoff: { type: stage.retry.backoff.type, delay: Math.round(stage.retry.backoff.delay * 1000) },
+        backoff: {
+          type: stage.retry.backoff.type,
+          delay: Math.round(stage.retry.backoff.delay * 1000),
+        },
         ...(stage.priority === undefined ? {} : { priority: stage.priority }),
         removeOnComplete: { age: 7 * 24 * 3600, count: 10_000 },
         removeOnFail: { age: 30 * 24 * 3600, count: 10_000 },
@@ -235,7 +281,13 @@ export class Controller {
     // remove() refuses a job that is locked by a processor: the dispatcher cancels those.
     const removed = queue ? await queue.remove(taskId) : 0;
     if (removed === 1) {
-      await this.opts.store.writeTaskStatus({ ...task, phase: 'Cancelled', reason: 'CancelRequested', message: 'cancelled while queued', finishedAt: nowIso(this.clock) });
+      await this.opts.store.writeTaskStatus({
+        ...task,
+        phase: 'Cancelled',
+        reason: 'CancelRequested',
+        message: 'cancelled while queued',
+        finishedAt: nowIso(this.clock),
+      });
     }
   }
 }

@@ -18,8 +18,7 @@ export interface RunObservation {
 }
 
 export type Action =
-  | { type: 'createTask'; stage: string }
-  | { type: 'cancelQueued'; taskId: string };
+  { type: 'createTask'; stage: string } | { type: 'cancelQueued'; taskId: string };
 
 export interface Plan {
   run: RunRecord;
@@ -36,7 +35,9 @@ export function setCondition(
   const prev = conditions.find((c) => c.type === next.type);
   const lastTransitionTime = prev && prev.status === next.status ? prev.lastTransitionTime : now;
   const updated: Condition = { ...next, lastTransitionTime };
-  return prev ? conditions.map((c) => (c.type === next.type ? updated : c)) : [...conditions, updated];
+  return prev
+    ? conditions.map((c) => (c.type === next.type ? updated : c))
+    : [...conditions, updated];
 }
 
 /** Stages in an order where every stage comes after its dependencies (validated acyclic). */
@@ -92,7 +93,13 @@ export function planRun(obs: RunObservation): Plan {
       const failedDep = s.dependsOn.find((d) => stages[d]?.phase === 'Failed');
       const cancelledDep = s.dependsOn.find((d) => stages[d]?.phase === 'Cancelled');
       if (obs.cancelRequested || cancelledDep) {
-        next = finishStage(next, 'Cancelled', 'CancelRequested', obs.cancelRequested ? 'the run was cancelled' : `stage ${cancelledDep} was cancelled`, now);
+        next = finishStage(
+          next,
+          'Cancelled',
+          'CancelRequested',
+          obs.cancelRequested ? 'the run was cancelled' : `stage ${cancelledDep} was cancelled`,
+          now,
+        );
       } else if (failedDep) {
         next = finishStage(next, 'Failed', 'DependencyFailed', `stage ${failedDep} failed`, now);
       } else if (deps.every((d) => d?.phase === 'Succeeded')) {
@@ -101,16 +108,28 @@ export function planRun(obs: RunObservation): Plan {
       } else {
         const waiting = s.dependsOn.filter((d) => stages[d]?.phase !== 'Succeeded');
         next.message = `waiting for ${waiting.join(', ')}`;
-        next.conditions = setCondition(next.conditions, { type: 'Ready', status: 'False', reason: 'WaitingForDependencies', message: next.message }, now);
+        next.conditions = setCondition(
+          next.conditions,
+          {
+            type: 'Ready',
+            status: 'False',
+            reason: 'WaitingForDependencies',
+            message: next.message,
+          },
+          now,
+        );
       }
       stages[s.name] = next;
       continue;
     }
 
     // The stage has tasks: aggregate them. (One task per stage for dispatched stages.)
-    const tasks = cur.tasks.map((id) => obs.tasks[id]).filter((t): t is TaskStatus => t !== undefined);
+    const tasks = cur.tasks
+      .map((id) => obs.tasks[id])
+      .filter((t): t is TaskStatus => t !== undefined);
     if (obs.cancelRequested) {
-      for (const t of tasks) if (t.phase === 'Pending') actions.push({ type: 'cancelQueued', taskId: t.id });
+      for (const t of tasks)
+        if (t.phase === 'Pending') actions.push({ type: 'cancelQueued', taskId: t.id });
     }
     const phases = tasks.map(taskPhaseToStage);
     const failed = tasks.find((t) => t.phase === 'Failed');
@@ -121,13 +140,20 @@ export function planRun(obs: RunObservation): Plan {
       for (const t of tasks) Object.assign(outputs, obs.artifacts[t.id] ?? {});
       next = finishStage({ ...next, outputs }, 'Succeeded', 'Completed', 'completed', now);
     } else if (allDone && failed) {
-      next = finishStage(next, 'Failed', failed.reason ?? 'TaskFailed', failed.message ?? 'a task failed', now);
+      next = finishStage(
+        next,
+        'Failed',
+        failed.reason ?? 'TaskFailed',
+        failed.message ?? 'a task failed',
+        now,
+      );
     } else if (allDone && anyCancelled) {
       next = finishStage(next, 'Cancelled', 'CancelRequested', 'cancelled', now);
     } else {
       const running = phases.some((p) => p === 'Running');
       next.phase = running ? 'Running' : 'Pending';
-      if (running && !next.startedAt) next.startedAt = tasks.map((t) => t.startedAt).find((x) => x) ?? now;
+      if (running && !next.startedAt)
+        next.startedAt = tasks.map((t) => t.startedAt).find((x) => x) ?? now;
       const retrying = tasks.find((t) => t.phase === 'Pending' && t.attempt > 0);
       next.message = obs.cancelRequested
         ? 'cancelling'
@@ -139,8 +165,18 @@ export function planRun(obs: RunObservation): Plan {
       next.conditions = setCondition(
         next.conditions,
         retrying
-          ? { type: 'Retrying', status: 'True', reason: retrying.reason ?? 'AttemptFailed', message: retrying.message ?? 'retrying' }
-          : { type: 'Retrying', status: 'False', reason: running ? 'Running' : 'Queued', message: '' },
+          ? {
+              type: 'Retrying',
+              status: 'True',
+              reason: retrying.reason ?? 'AttemptFailed',
+              message: retrying.message ?? 'retrying',
+            }
+          : {
+              type: 'Retrying',
+              status: 'False',
+              reason: running ? 'Running' : 'Queued',
+              message: '',
+            },
         now,
       );
     }
@@ -150,7 +186,13 @@ export function planRun(obs: RunObservation): Plan {
   return { run: runStatus(obs.run, spec, stages, obs.cancelRequested, now), stages, actions };
 }
 
-function finishStage(s: StageStatus, phase: 'Succeeded' | 'Failed' | 'Cancelled', reason: string, message: string, now: string): StageStatus {
+function finishStage(
+  s: StageStatus,
+  phase: 'Succeeded' | 'Failed' | 'Cancelled',
+  reason: string,
+  message: string,
+  now: string,
+): StageStatus {
   return {
     ...s,
     phase,
@@ -164,8 +206,16 @@ function finishStage(s: StageStatus, phase: 'Succeeded' | 'Failed' | 'Cancelled'
   };
 }
 
-function runStatus(run: RunRecord, spec: NormalizedSpec, stages: Record<string, StageStatus>, cancelRequested: boolean, now: string): RunRecord {
-  const list = spec.stages.map((s) => stages[s.name]).filter((s): s is StageStatus => s !== undefined);
+function runStatus(
+  run: RunRecord,
+  spec: NormalizedSpec,
+  stages: Record<string, StageStatus>,
+  cancelRequested: boolean,
+  now: string,
+): RunRecord {
+  const list = spec.stages
+    .map((s) => stages[s.name])
+    .filter((s): s is StageStatus => s !== undefined);
   const next: RunRecord = { ...run };
   const allTerminal = list.every((s) => isTerminal(s.phase));
   if (allTerminal) {
@@ -183,7 +233,10 @@ function runStatus(run: RunRecord, spec: NormalizedSpec, stages: Record<string, 
       reason = 'CancelRequested';
       message = 'cancelled by request';
     } else {
-      const first = failed.find((s) => s.conditions.find((c) => c.type === 'Failed')?.reason !== 'DependencyFailed') ?? failed[0];
+      const first =
+        failed.find(
+          (s) => s.conditions.find((c) => c.type === 'Failed')?.reason !== 'DependencyFailed',
+        ) ?? failed[0];
       phase = 'Failed';
       reason = 'StageFailed';
       message = `stage ${first?.name} failed: ${first?.message ?? 'unknown'}`;
@@ -192,16 +245,35 @@ function runStatus(run: RunRecord, spec: NormalizedSpec, stages: Record<string, 
     next.message = message;
     next.finishedAt = run.finishedAt ?? now;
     next.startedAt = run.startedAt ?? now;
-    next.conditions = setCondition(run.conditions, { type: phase === 'Succeeded' ? 'Complete' : phase, status: 'True', reason, message }, now);
+    next.conditions = setCondition(
+      run.conditions,
+      { type: phase === 'Succeeded' ? 'Complete' : phase, status: 'True', reason, message },
+      now,
+    );
     return next;
   }
   const started = list.some((s) => s.phase !== 'Pending' || s.tasks.length > 0);
   next.phase = started ? 'Running' : 'Pending';
   if (started && !next.startedAt) next.startedAt = now;
   const running = list.filter((s) => s.phase === 'Running').map((s) => s.name);
-  next.message = cancelRequested ? 'cancelling' : running.length > 0 ? `running ${running.join(', ')}` : started ? 'queued' : 'pending';
+  next.message = cancelRequested
+    ? 'cancelling'
+    : running.length > 0
+      ? `running ${running.join(', ')}`
+      : started
+        ? 'queued'
+        : 'pending';
   if (cancelRequested) {
-    next.conditions = setCondition(next.conditions, { type: 'Cancelling', status: 'True', reason: 'CancelRequested', message: 'cancel requested; stopping tasks' }, now);
+    next.conditions = setCondition(
+      next.conditions,
+      {
+        type: 'Cancelling',
+        status: 'True',
+        reason: 'CancelRequested',
+        message: 'cancel requested; stopping tasks',
+      },
+      now,
+    );
   }
   return next;
 }

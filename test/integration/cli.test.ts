@@ -47,7 +47,20 @@ describe('stoker validate', () => {
   it('lists every problem with its YAML path and line, exit 2', async () => {
     const file = write(
       'bad.yaml',
-      ['apiVersion: stoker/v1', 'kind: Pipeline', 'metadata:', '  name: Bad_Name', 'spec:', '  stages:', '    - name: a', '      kind: train', '      payload:', '        command: python train.py', '      dependsOn: [missing]', ''].join('\n'),
+      [
+        'apiVersion: stoker/v1',
+        'kind: Pipeline',
+        'metadata:',
+        '  name: Bad_Name',
+        'spec:',
+        '  stages:',
+        '    - name: a',
+        '      kind: train',
+        '      payload:',
+        '        command: python train.py',
+        '      dependsOn: [missing]',
+        '',
+      ].join('\n'),
     );
     const r = await stoker(['validate', file], env());
     expect(r.exitCode).toBe(2);
@@ -62,7 +75,20 @@ describe('stoker validate', () => {
     for (const [name, text, expected] of [
       ['empty.yaml', '', /empty/i],
       ['notyaml.yaml', 'apiVersion: [unclosed\n  : :\n', /line/i],
-      ['bomb.yaml', ['a: &a ["x","x","x","x","x","x","x","x","x"]', ...Array.from({ length: 9 }, (_, i) => `${String.fromCharCode(98 + i)}: &${String.fromCharCode(98 + i)} [${Array(9).fill(`*${String.fromCharCode(97 + i)}`).join(',')}]`)].join('\n'), /alias/i],
+      [
+        'bomb.yaml',
+        [
+          'a: &a ["x","x","x","x","x","x","x","x","x"]',
+          ...Array.from(
+            { length: 9 },
+            (_, i) =>
+              `${String.fromCharCode(98 + i)}: &${String.fromCharCode(98 + i)} [${Array(9)
+                .fill(`*${String.fromCharCode(97 + i)}`)
+                .join(',')}]`,
+          ),
+        ].join('\n'),
+        /alias/i,
+      ],
     ] as const) {
       const r = await stoker(['validate', write(name, text)], env());
       expect(r.exitCode, name).toBe(2);
@@ -71,7 +97,17 @@ describe('stoker validate', () => {
   });
 
   it('--json gives the issues as data', async () => {
-    const r = await stoker(['validate', '--json', write('bad2.yaml', 'apiVersion: stoker/v2\nkind: TrainingRun\nmetadata: {name: x}\nspec: {payload: {command: [a]}}\n')], env());
+    const r = await stoker(
+      [
+        'validate',
+        '--json',
+        write(
+          'bad2.yaml',
+          'apiVersion: stoker/v2\nkind: TrainingRun\nmetadata: {name: x}\nspec: {payload: {command: [a]}}\n',
+        ),
+      ],
+      env(),
+    );
     expect(r.exitCode).toBe(2);
     const out = JSON.parse(r.stdout) as { valid: boolean; issues: Array<{ path: string }> };
     expect(out.valid).toBe(false);
@@ -81,7 +117,16 @@ describe('stoker validate', () => {
 
 describe('stoker submit with an invalid spec', () => {
   it('exits 2 and writes nothing to Redis', async () => {
-    const r = await stoker(['submit', write('bad3.yaml', 'apiVersion: stoker/v1\nkind: TrainingRun\nmetadata: {name: x}\nspec: {payload: {command: "python x.py"}}\n')], env());
+    const r = await stoker(
+      [
+        'submit',
+        write(
+          'bad3.yaml',
+          'apiVersion: stoker/v1\nkind: TrainingRun\nmetadata: {name: x}\nspec: {payload: {command: "python x.py"}}\n',
+        ),
+      ],
+      env(),
+    );
     expect(r.exitCode).toBe(2);
     expect(await keysUnderPrefix()).toEqual([]);
   });
@@ -89,7 +134,11 @@ describe('stoker submit with an invalid spec', () => {
 
 describe('Redis unreachable', () => {
   it('status fails with a clear error and a non-zero exit instead of hanging', async () => {
-    const r = await stoker(['status'], { home, redisUrl: 'redis://127.0.0.1:1', prefix }, { timeoutMs: 30_000 });
+    const r = await stoker(
+      ['status'],
+      { home, redisUrl: 'redis://127.0.0.1:1', prefix },
+      { timeoutMs: 30_000 },
+    );
     expect(r.timedOut).toBe(false);
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toContain('cannot reach Redis at redis://127.0.0.1:1');
@@ -117,13 +166,19 @@ describe('stoker run, status, logs and queues', () => {
     );
     const r = await stoker(['run', spec, '--json', '--set', 'spec.payload.env.STEPS=9'], env());
     expect(r.exitCode, r.all).toBe(0);
-    const view = JSON.parse(r.stdout) as { id: string; phase: string; stages: Array<{ tasks: Array<{ progress: { step: number } }> }> };
+    const view = JSON.parse(r.stdout) as {
+      id: string;
+      phase: string;
+      stages: Array<{ tasks: Array<{ progress: { step: number } }> }>;
+    };
     expect(view.phase).toBe('Succeeded');
     expect(view.stages[0]?.tasks[0]?.progress.step).toBe(9);
 
     const st = await stoker(['status', '--json'], env());
     expect(st.exitCode).toBe(0);
-    expect((JSON.parse(st.stdout) as { runs: Array<{ id: string }> }).runs.map((x) => x.id)).toContain(view.id);
+    expect(
+      (JSON.parse(st.stdout) as { runs: Array<{ id: string }> }).runs.map((x) => x.id),
+    ).toContain(view.id);
 
     const one = await stoker(['status', 'cli-ok'], env());
     expect(one.stdout).toContain(`run ${view.id}`);
@@ -134,7 +189,11 @@ describe('stoker run, status, logs and queues', () => {
     expect(logs.stdout).toContain('attempt 1 starting at step 0');
 
     const q = await stoker(['queues', '--json'], env());
-    const queues = (JSON.parse(q.stdout) as { queues: Array<{ name: string; completed: number; paused: boolean }> }).queues;
+    const queues = (
+      JSON.parse(q.stdout) as {
+        queues: Array<{ name: string; completed: number; paused: boolean }>;
+      }
+    ).queues;
     expect(queues.map((x) => x.name)).toEqual(['train', 'steps']);
     expect(queues[0]?.completed).toBeGreaterThanOrEqual(1);
 
@@ -145,7 +204,14 @@ describe('stoker run, status, logs and queues', () => {
   it('exits non-zero when the run fails', async () => {
     const spec = write(
       'fail.yaml',
-      ['apiVersion: stoker/v1', 'kind: TrainingRun', 'metadata: {name: cli-fail}', 'spec:', `  payload: {command: ["${process.execPath}", "${payloadFixture('bad-data.mjs')}"]}`, ''].join('\n'),
+      [
+        'apiVersion: stoker/v1',
+        'kind: TrainingRun',
+        'metadata: {name: cli-fail}',
+        'spec:',
+        `  payload: {command: ["${process.execPath}", "${payloadFixture('bad-data.mjs')}"]}`,
+        '',
+      ].join('\n'),
     );
     const r = await stoker(['run', spec], env());
     expect(r.exitCode).toBe(1);

@@ -32,7 +32,12 @@ afterAll(async () => {
   rmSync(home, { recursive: true, force: true });
 });
 
-const fast = { STOKER_LEADER_TTL_MS: '2000', STOKER_LOCK_DURATION_MS: '3000', STOKER_STALLED_INTERVAL_MS: '1000', STOKER_RESYNC_MS: '500' };
+const fast = {
+  STOKER_LEADER_TTL_MS: '2000',
+  STOKER_LOCK_DURATION_MS: '3000',
+  STOKER_STALLED_INTERVAL_MS: '1000',
+  STOKER_RESYNC_MS: '500',
+};
 
 it('re-attaches to running work after the controller is killed with SIGKILL', async () => {
   const env = { home, redisUrl, prefix, extra: fast };
@@ -40,27 +45,51 @@ it('re-attaches to running work after the controller is killed with SIGKILL', as
   const spec = join(home, 'long.yaml');
   writeFileSync(
     spec,
-    ['apiVersion: stoker/v1', 'kind: TrainingRun', 'metadata: {name: survivor}', 'spec:', `  payload: {command: ["${process.execPath}", "${payloadFixture('train-sim.mjs')}"], env: {STEPS: "60", STEP_MS: "100", CKPT_EVERY: "10"}}`, ''].join('\n'),
+    [
+      'apiVersion: stoker/v1',
+      'kind: TrainingRun',
+      'metadata: {name: survivor}',
+      'spec:',
+      `  payload: {command: ["${process.execPath}", "${payloadFixture('train-sim.mjs')}"], env: {STEPS: "60", STEP_MS: "100", CKPT_EVERY: "10"}}`,
+      '',
+    ].join('\n'),
   );
-  await eventually('a controller to be alive', async () => (await redis.get(keys.controllerAlive())) !== null, 30_000);
+  await eventually(
+    'a controller to be alive',
+    async () => (await redis.get(keys.controllerAlive())) !== null,
+    30_000,
+  );
   const sub = await stoker(['submit', spec, '--json'], env);
   expect(sub.exitCode, sub.all).toBe(0);
   const runId = (JSON.parse(sub.stdout) as { id: string }).id;
   const taskId = `${runId}.train`;
-  await eventually('progress past step 10', async () => ((await readTaskProgress(redis, keys, taskId)).step ?? 0) >= 10, 60_000);
+  await eventually(
+    'progress past step 10',
+    async () => ((await readTaskProgress(redis, keys, taskId)).step ?? 0) >= 10,
+    60_000,
+  );
 
   up1.kill('SIGKILL');
   await up1;
   const stepAtKill = (await readTaskProgress(redis, keys, taskId)).step ?? 0;
   // The worker keeps training while no controller runs.
-  await eventually('the orphaned worker to keep making progress', async () => ((await readTaskProgress(redis, keys, taskId)).step ?? 0) > stepAtKill + 3, 30_000);
+  await eventually(
+    'the orphaned worker to keep making progress',
+    async () => ((await readTaskProgress(redis, keys, taskId)).step ?? 0) > stepAtKill + 3,
+    30_000,
+  );
 
   const up2 = stoker(['up'], env, { timeoutMs: 120_000 });
   const store = new RunStore(redis, keys);
-  const run = await eventually('the run to finish', async () => {
-    const r = await store.getRun(runId);
-    return r && ['Succeeded', 'Failed', 'Cancelled'].includes(r.phase) ? r : null;
-  }, 90_000, 200);
+  const run = await eventually(
+    'the run to finish',
+    async () => {
+      const r = await store.getRun(runId);
+      return r && ['Succeeded', 'Failed', 'Cancelled'].includes(r.phase) ? r : null;
+    },
+    90_000,
+    200,
+  );
   expect(run.phase).toBe('Succeeded');
   const task = (await store.getTaskStatuses([taskId]))[taskId];
   expect(task?.attempt).toBe(1);

@@ -8,7 +8,13 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { readTaskProgress } from '../../common/progress.js';
 import { isRunning } from '../../orchestrator/backends/proc.js';
 import { eventually } from '../util/redis-server.js';
-import { nodePayloadRun, payloadFixture, specFrom, startTestSystem, type TestSystem } from '../util/system.js';
+import {
+  nodePayloadRun,
+  payloadFixture,
+  specFrom,
+  startTestSystem,
+  type TestSystem,
+} from '../util/system.js';
 
 let sys: TestSystem | undefined;
 afterEach(async () => {
@@ -20,12 +26,22 @@ const starts = (outDir: string) =>
   readFileSync(join(outDir, 'starts.jsonl'), 'utf8')
     .trim()
     .split('\n')
-    .map((l) => JSON.parse(l) as { attempt: number; pid: number; resumeFrom: string | null; step: number });
+    .map(
+      (l) =>
+        JSON.parse(l) as { attempt: number; pid: number; resumeFrom: string | null; step: number },
+    );
 
 describe('a training run on the local backend', () => {
   it('goes from Pending to Succeeded and exposes progress, metrics and outputs', async () => {
     sys = await startTestSystem();
-    const runId = await sys.submit(nodePayloadRun('ok', 'train-sim.mjs', { STEPS: 12, STEP_MS: 5 }, { outputs: { checkpoint: 'final.json' } }));
+    const runId = await sys.submit(
+      nodePayloadRun(
+        'ok',
+        'train-sim.mjs',
+        { STEPS: 12, STEP_MS: 5 },
+        { outputs: { checkpoint: 'final.json' } },
+      ),
+    );
     const view = await sys.waitForPhase(runId, ['Succeeded', 'Failed', 'Cancelled']);
     expect(view.phase).toBe('Succeeded');
     const task = view.stages[0]?.tasks[0];
@@ -51,12 +67,27 @@ describe('a training run on the local backend', () => {
       metadata: { name: 'chain' },
       spec: {
         stages: [
-          { name: 'first', kind: 'train', payload: { command: [process.execPath, payloadFixture('train-sim.mjs')], env: { STEPS: 3, STEP_MS: 1 } }, outputs: { model: 'final.json' } },
+          {
+            name: 'first',
+            kind: 'train',
+            payload: {
+              command: [process.execPath, payloadFixture('train-sim.mjs')],
+              env: { STEPS: 3, STEP_MS: 1 },
+            },
+            outputs: { model: 'final.json' },
+          },
           {
             name: 'second',
             kind: 'evaluate',
             dependsOn: ['first'],
-            payload: { command: [process.execPath, payloadFixture('train-sim.mjs'), '${stages.first.outputs.model}'], env: { STEPS: 2, STEP_MS: 1 } },
+            payload: {
+              command: [
+                process.execPath,
+                payloadFixture('train-sim.mjs'),
+                '${stages.first.outputs.model}',
+              ],
+              env: { STEPS: 2, STEP_MS: 1 },
+            },
           },
         ],
       },
@@ -66,14 +97,24 @@ describe('a training run on the local backend', () => {
     expect(view.phase).toBe('Succeeded');
     const first = view.stages.find((s) => s.name === 'first');
     const second = view.stages.find((s) => s.name === 'second');
-    expect(Date.parse(second?.startedAt ?? '')).toBeGreaterThanOrEqual(Date.parse(first?.finishedAt ?? ''));
+    expect(Date.parse(second?.startedAt ?? '')).toBeGreaterThanOrEqual(
+      Date.parse(first?.finishedAt ?? ''),
+    );
     const task = await sys.store.getTask(second?.tasks[0]?.id ?? '');
     expect(task?.payload.command[2]).toBe(first?.outputs.model);
   });
 
   it('retries a retryable failure with backoff and records each attempt', async () => {
     sys = await startTestSystem();
-    const runId = await sys.submit(nodePayloadRun('flaky', 'train-sim.mjs', { STEPS: 6, STEP_MS: 5, FAIL_ATTEMPTS: 2, FAIL_AT: 3, CKPT_EVERY: 2 }));
+    const runId = await sys.submit(
+      nodePayloadRun('flaky', 'train-sim.mjs', {
+        STEPS: 6,
+        STEP_MS: 5,
+        FAIL_ATTEMPTS: 2,
+        FAIL_AT: 3,
+        CKPT_EVERY: 2,
+      }),
+    );
     const view = await sys.waitForPhase(runId, ['Succeeded', 'Failed']);
     expect(view.phase).toBe('Succeeded');
     const task = view.stages[0]?.tasks[0];
@@ -89,7 +130,15 @@ describe('a training run on the local backend', () => {
 
   it('fails a non-retryable exit at once, with the classification and the stderr tail', async () => {
     sys = await startTestSystem();
-    const runId = await sys.submit(nodePayloadRun('baddata', 'train-sim.mjs', { STEPS: 6, STEP_MS: 5, FAIL_ATTEMPTS: 5, FAIL_AT: 2, FAIL_CODE: 65 }));
+    const runId = await sys.submit(
+      nodePayloadRun('baddata', 'train-sim.mjs', {
+        STEPS: 6,
+        STEP_MS: 5,
+        FAIL_ATTEMPTS: 5,
+        FAIL_AT: 2,
+        FAIL_CODE: 65,
+      }),
+    );
     const view = await sys.waitForPhase(runId, ['Succeeded', 'Failed']);
     expect(view.phase).toBe('Failed');
     const task = view.stages[0]?.tasks[0];
@@ -103,7 +152,14 @@ describe('a training run on the local backend', () => {
 
   it('gives up after the last attempt of a retryable failure', async () => {
     sys = await startTestSystem();
-    const runId = await sys.submit(nodePayloadRun('alwaysfail', 'train-sim.mjs', { STEPS: 6, STEP_MS: 1, FAIL_ATTEMPTS: 9, FAIL_AT: 1 }, { retry: { attempts: 2, backoff: { type: 'fixed', delay: '50ms' } } }));
+    const runId = await sys.submit(
+      nodePayloadRun(
+        'alwaysfail',
+        'train-sim.mjs',
+        { STEPS: 6, STEP_MS: 1, FAIL_ATTEMPTS: 9, FAIL_AT: 1 },
+        { retry: { attempts: 2, backoff: { type: 'fixed', delay: '50ms' } } },
+      ),
+    );
     const view = await sys.waitForPhase(runId, ['Succeeded', 'Failed']);
     expect(view.phase).toBe('Failed');
     expect(view.stages[0]?.tasks[0]?.attempt).toBe(2);
@@ -122,7 +178,9 @@ describe('a training run on the local backend', () => {
 
   it('retries a task whose worker was killed with SIGKILL, resuming from the last checkpoint', async () => {
     sys = await startTestSystem();
-    const runId = await sys.submit(nodePayloadRun('kill9', 'train-sim.mjs', { STEPS: 40, STEP_MS: 50, CKPT_EVERY: 5 }));
+    const runId = await sys.submit(
+      nodePayloadRun('kill9', 'train-sim.mjs', { STEPS: 40, STEP_MS: 50, CKPT_EVERY: 5 }),
+    );
     const unitName = `${runId}.train-a1`;
     await eventually('a checkpoint of attempt 1', async () => {
       const p = await readTaskProgress(sys!.redis, sys!.keys, `${runId}.train`);
@@ -146,8 +204,13 @@ describe('a training run on the local backend', () => {
 
   it('cancels a running task: SIGTERM to the payload, run Cancelled, no retry', async () => {
     sys = await startTestSystem();
-    const runId = await sys.submit(nodePayloadRun('cancel', 'train-sim.mjs', { HANG: 1, STEP_MS: 10 }));
-    await eventually('the payload to make progress', async () => (await readTaskProgress(sys!.redis, sys!.keys, `${runId}.train`)).step === 2);
+    const runId = await sys.submit(
+      nodePayloadRun('cancel', 'train-sim.mjs', { HANG: 1, STEP_MS: 10 }),
+    );
+    await eventually(
+      'the payload to make progress',
+      async () => (await readTaskProgress(sys!.redis, sys!.keys, `${runId}.train`)).step === 2,
+    );
     await sys.store.requestCancel(runId);
     const view = await sys.waitForPhase(runId, ['Succeeded', 'Failed', 'Cancelled']);
     expect(view.phase).toBe('Cancelled');
@@ -166,7 +229,10 @@ describe('a training run on the local backend', () => {
     const blocker = await sys.submit(nodePayloadRun('blocker', 'train-sim.mjs', { HANG: 1 }));
     await eventually('blocker running', async () => (await sys!.view(blocker)).phase === 'Running');
     const queued = await sys.submit(nodePayloadRun('queued', 'train-sim.mjs', { STEPS: 2 }));
-    await eventually('second run queued', async () => (await sys!.view(queued)).stages[0]?.tasks.length === 1);
+    await eventually(
+      'second run queued',
+      async () => (await sys!.view(queued)).stages[0]?.tasks.length === 1,
+    );
     await sys.store.requestCancel(queued);
     const view = await sys.waitForPhase(queued, ['Cancelled', 'Succeeded', 'Failed']);
     expect(view.phase).toBe('Cancelled');
@@ -177,7 +243,9 @@ describe('a training run on the local backend', () => {
 
   it('writes status only when it changed', async () => {
     sys = await startTestSystem();
-    const runId = await sys.submit(nodePayloadRun('quiet', 'train-sim.mjs', { STEPS: 3, STEP_MS: 1 }));
+    const runId = await sys.submit(
+      nodePayloadRun('quiet', 'train-sim.mjs', { STEPS: 3, STEP_MS: 1 }),
+    );
     await sys.waitForPhase(runId, ['Succeeded']);
     const before = sys.controller.stats.writes;
     for (let i = 0; i < 5; i++) await sys.controller.reconcileRun(runId);

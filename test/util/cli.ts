@@ -18,7 +18,11 @@ export function cliEnv(e: CliEnv): Record<string, string> {
   return env;
 }
 
-export function stoker(args: string[], e: CliEnv, opts: { timeoutMs?: number; detached?: boolean } = {}): ResultPromise<{ reject: false; all: true }> {
+export function stoker(
+  args: string[],
+  e: CliEnv,
+  opts: { timeoutMs?: number; detached?: boolean } = {},
+): ResultPromise<{ reject: false; all: true }> {
   return execa(process.execPath, [STOKER_BIN, ...args], {
     env: { ...process.env, REDIS_URL: '', STOKER_REDIS_URL: '', ...cliEnv(e) },
     reject: false,

@@ -16,7 +16,9 @@ export async function freePort(): Promise<number> {
     srv.on('error', reject);
     srv.listen(0, '127.0.0.1', () => {
       const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
+      srv.close(() =>
+        typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port')),
+      );
     });
   });
 }
@@ -35,13 +37,20 @@ export async function startTestRedis(opts: { appendonly?: boolean } = {}): Promi
     const child: ChildProcess = spawn(
       'redis-server',
       [
-        '--port', String(port),
-        '--bind', '127.0.0.1',
-        '--dir', dir,
-        '--save', '',
-        '--appendonly', opts.appendonly ? 'yes' : 'no',
-        '--maxmemory-policy', 'noeviction',
-        '--daemonize', 'no',
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--dir',
+        dir,
+        '--save',
+        '',
+        '--appendonly',
+        opts.appendonly ? 'yes' : 'no',
+        '--maxmemory-policy',
+        'noeviction',
+        '--daemonize',
+        'no',
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
@@ -70,7 +79,13 @@ export async function startTestRedis(opts: { appendonly?: boolean } = {}): Promi
 async function waitForPing(port: number, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    const c = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+    const c = new Redis({
+      port,
+      host: '127.0.0.1',
+      lazyConnect: true,
+      retryStrategy: () => null,
+      maxRetriesPerRequest: 0,
+    });
     c.on('error', () => {});
     try {
       await c.connect();
@@ -91,7 +106,12 @@ export function uniquePrefix(label = 't'): string {
 }
 
 /** Poll `fn` until it returns a truthy value; fail with `name` after `timeoutMs`. */
-export async function eventually<T>(name: string, fn: () => Promise<T> | T, timeoutMs = 20_000, everyMs = 50): Promise<NonNullable<T>> {
+export async function eventually<T>(
+  name: string,
+  fn: () => Promise<T> | T,
+  timeoutMs = 20_000,
+  everyMs = 50,
+): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -102,7 +122,9 @@ export async function eventually<T>(name: string, fn: () => Promise<T> | T, time
       last = err;
     }
     if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for: ${name}${last ? ` (last error: ${(last as Error).message})` : ''}`);
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for: ${name}${last ? ` (last error: ${(last as Error).message})` : ''}`,
+      );
     }
     await new Promise((r) => setTimeout(r, everyMs));
   }

@@ -27,7 +27,9 @@ export async function startTestSystem(extra: Partial<SystemOptions> = {}): Promi
   const redisUrl = await testRedisUrl();
   const prefix = extra.prefix ?? uniquePrefix('sys');
   const home = mkdtempSync(join(tmpdir(), 'stoker-test-home-'));
-  const log = process.env.STOKER_TEST_LOG ? createLogger({ level: process.env.STOKER_TEST_LOG }) : silentLogger();
+  const log = process.env.STOKER_TEST_LOG
+    ? createLogger({ level: process.env.STOKER_TEST_LOG })
+    : silentLogger();
   const sys = await startSystem({
     redisUrl,
     prefix,
@@ -82,7 +84,12 @@ export function specFrom(doc: unknown): NormalizedSpec {
 }
 
 /** A TrainingRun whose payload is a Node fixture script. */
-export function nodePayloadRun(name: string, fixture: string, env: Record<string, string | number> = {}, extra: Record<string, unknown> = {}): NormalizedSpec {
+export function nodePayloadRun(
+  name: string,
+  fixture: string,
+  env: Record<string, string | number> = {},
+  extra: Record<string, unknown> = {},
+): NormalizedSpec {
   return specFrom({
     apiVersion: 'stoker/v1',
     kind: 'TrainingRun',
