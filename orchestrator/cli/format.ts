@@ -59,6 +59,10 @@ export function describeRun(view: RunView): string {
           ...t.stderrTail.slice(-5).map((l) => `        ${l}`),
         );
       }
+      if (t.result) {
+        const r = JSON.stringify(t.result);
+        lines.push(`      result: ${r.length > 300 ? `${r.slice(0, 297)}...` : r}`);
+      }
       if (t.logFile) lines.push(`      log: ${t.logFile}`);
     }
     const outputs = Object.entries(s.outputs);
