@@ -249,7 +249,7 @@ export class Dispatcher {
       throw new DelayedError();
     }
     const reasonLabel = reason;
-    const retryable = reason === 'WorkerLost' ? true : c.retryable;
+    const retryable = reason === 'WorkerLost' || reason === 'Stalled' ? true : c.retryable;
     const maxAttempts = job.opts.attempts ?? 1;
     if (!retryable) {
       await this.finish(base, 'Failed', {

@@ -276,12 +276,16 @@ export async function runTaskWorker(opts: TaskWorkerOptions): Promise<number> {
     },
     'payload finished',
   );
+  const stalled = outcome.terminated === 'stall';
   return finish({
     exitCode,
     signal: outcome.signal,
-    reason: c.reason,
-    message: c.description,
-    retryable: c.retryable,
+    // A hang is reported as such: the exit after our SIGTERM is only its consequence.
+    reason: stalled ? 'Stalled' : c.reason,
+    message: stalled
+      ? `no step progress for ${task.payload.stallTimeoutSeconds} s (last step ${outcome.lastStep ?? 'none'}): terminated as hung`
+      : c.description,
+    retryable: stalled ? true : c.retryable,
     stderrTail: outcome.stderrTail,
     terminated: outcome.terminated,
   });

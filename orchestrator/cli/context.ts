@@ -3,7 +3,7 @@
  * Configuration is read here, once, from flags and the environment, and passed inward.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Redis } from 'ioredis';
 import { UsageError } from '../../common/errors.js';
 import { makeKeys, type Keys } from '../../common/keys.js';
@@ -13,6 +13,7 @@ import {
   defaultStokerHome,
   embeddedRedisPaths,
   resolveRedis,
+  startEmbeddedRedis,
   type EmbeddedRedis,
 } from '../embedded-redis.js';
 import { isRunning } from '../backends/proc.js';
@@ -85,20 +86,43 @@ export interface ClientConnection {
   redis: Redis;
   store: RunStore;
   url: string;
-  close(): void;
+  /** Disconnect; stop a temporarily started embedded Redis. */
+  close(): Promise<void>;
 }
 
 /** Connect to a running stoker's Redis, for client commands (status, submit, cancel...). */
 export async function connectClient(ctx: Context): Promise<ClientConnection> {
   const url = findRedisUrl(ctx);
-  if (!url) {
-    throw new UsageError(
-      `no stoker is running for ${ctx.home}: start one with \`stoker up\` (or set REDIS_URL to the Redis of a running stoker)`,
-      1,
-    );
+  if (url) {
+    const redis = await connectRedis(url, { name: 'stoker-cli' });
+    return {
+      redis,
+      url,
+      store: new RunStore(redis, ctx.keys),
+      close: async () => {
+        redis.disconnect();
+      },
+    };
   }
-  const redis = await connectRedis(url, { name: 'stoker-cli' });
-  return { redis, url, store: new RunStore(redis, ctx.keys), close: () => redis.disconnect() };
+  // Nothing running, but this home has the data of an earlier embedded Redis (after a
+  // `stoker run`, or a stopped `stoker up`): start it for this command, stop it after.
+  if (existsSync(join(embeddedRedisPaths(ctx.home).dir, 'appendonlydir'))) {
+    const embedded = await startEmbeddedRedis({ home: ctx.home, log: ctx.log });
+    const redis = await connectRedis(embedded.url, { name: 'stoker-cli' });
+    return {
+      redis,
+      url: embedded.url,
+      store: new RunStore(redis, ctx.keys),
+      close: async () => {
+        redis.disconnect();
+        if (!embedded.reused) await embedded.stop();
+      },
+    };
+  }
+  throw new UsageError(
+    `no stoker is running for ${ctx.home}: start one with \`stoker up\` (or set REDIS_URL to the Redis of a running stoker)`,
+    1,
+  );
 }
 
 /** Redis for commands that run a system: configured, or an embedded server started (or adopted) now. */

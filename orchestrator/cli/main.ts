@@ -24,6 +24,7 @@ import { buildRunView, type RunView } from '../views.js';
 import {
   connectClient,
   ensureRedis,
+  findRedisUrl,
   makeContext,
   type Context,
   type GlobalOptions,
@@ -112,24 +113,20 @@ async function runCommand(
 ): Promise<number> {
   const spec = await loadSpec(file, o.set);
   // A stoker already running on this home or REDIS_URL: submit to it and watch.
-  let alive: string | null = null;
-  try {
+  if (findRedisUrl(ctx)) {
     const client = await connectClient(ctx);
-    alive = await controllerAlive(client.redis, ctx.keys);
-    if (alive) {
-      try {
+    try {
+      const alive = await controllerAlive(client.redis, ctx.keys);
+      if (alive) {
         const run = await client.store.createRun(spec, { home: ctx.home });
         if (!o.json)
           process.stderr.write(`submitted ${run.id} to the running controller ${alive}\n`);
         const view = await watchUntilDone(ctx, client.store, client.redis, run.id, o.json ?? false);
         return finishRun(view, o.json ?? false);
-      } finally {
-        client.close();
       }
+    } finally {
+      await client.close();
     }
-    client.close();
-  } catch (err) {
-    if (!(err instanceof UsageError)) throw err;
   }
   return withSystem(ctx, o, async (sys) => {
     const run = await sys.store.createRun(spec, { home: ctx.home });
@@ -308,8 +305,8 @@ export function buildProgram(): Command {
         );
         void sys.leadership.lost.then(resolve);
       });
-      if (redis.embedded && !redis.embedded.reused) await redis.embedded.stop();
-      else if (redis.embedded) await redis.embedded.stop();
+      // `stoker up` owns the embedded Redis, also one it adopted after a crash.
+      if (redis.embedded) await redis.embedded.stop();
     });
 
   program
@@ -346,7 +343,7 @@ export function buildProgram(): Command {
           );
           process.exitCode = finishRun(view, o.json ?? false);
         } finally {
-          client.close();
+          await client.close();
         }
       },
     );
@@ -393,7 +390,7 @@ export function buildProgram(): Command {
           }
           print(table(rows));
         } finally {
-          client.close();
+          await client.close();
         }
       },
     );
@@ -417,7 +414,7 @@ export function buildProgram(): Command {
         });
         process.exitCode = finishRun(view, false);
       } finally {
-        client.close();
+        await client.close();
       }
     });
 
@@ -477,7 +474,7 @@ export function buildProgram(): Command {
             }
           }
         } finally {
-          client.close();
+          await client.close();
         }
       },
     );
@@ -512,7 +509,7 @@ export function buildProgram(): Command {
           }
         }
       } finally {
-        client.close();
+        await client.close();
       }
     });
 
@@ -582,7 +579,7 @@ export function buildProgram(): Command {
           );
         }
       } finally {
-        client.close();
+        await client.close();
       }
     });
 

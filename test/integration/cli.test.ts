@@ -219,3 +219,29 @@ describe('stoker run, status, logs and queues', () => {
     expect(r.stdout).toContain('BAD_DATA');
   });
 });
+
+describe('with the embedded Redis (no REDIS_URL)', () => {
+  it('runs a spec, then status reads the finished run back from the stopped embedded Redis', async () => {
+    const own = join(home, 'embedded-home');
+    const spec = write(
+      'embedded.yaml',
+      [
+        'apiVersion: stoker/v1',
+        'kind: TrainingRun',
+        'metadata: {name: emb}',
+        'spec:',
+        `  payload: {command: ["${process.execPath}", "${payloadFixture('train-sim.mjs')}"], env: {STEPS: "3", STEP_MS: "1"}}`,
+        '',
+      ].join('\n'),
+    );
+    const r = await stoker(['run', spec, '--json'], { home: own });
+    expect(r.exitCode, r.all).toBe(0);
+    const id = (JSON.parse(r.stdout) as { id: string }).id;
+    const st = await stoker(['status', 'emb', '--json'], { home: own });
+    expect(st.exitCode, st.all).toBe(0);
+    expect(JSON.parse(st.stdout) as { id: string; phase: string }).toMatchObject({
+      id,
+      phase: 'Succeeded',
+    });
+  });
+});

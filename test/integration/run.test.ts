@@ -251,4 +251,64 @@ describe('a training run on the local backend', () => {
     for (let i = 0; i < 5; i++) await sys.controller.reconcileRun(runId);
     expect(sys.controller.stats.writes).toBe(before);
   });
+
+  it('kills and retries a task whose step counter stops moving (stallTimeout)', async () => {
+    sys = await startTestSystem();
+    const runId = await sys.submit(
+      nodePayloadRun(
+        'stall',
+        'train-sim.mjs',
+        { HANG: 1, STEP_MS: 10 },
+        { stallTimeout: '1s', retry: { attempts: 2, backoff: { type: 'fixed', delay: '50ms' } } },
+      ),
+    );
+    const view = await sys.waitForPhase(runId, ['Succeeded', 'Failed']);
+    expect(view.phase).toBe('Failed');
+    const task = view.stages[0]?.tasks[0];
+    expect(task?.attempt).toBe(2);
+    expect(task?.history.map((h) => h.reason)).toEqual(['Stalled', 'Stalled']);
+    expect(task?.history[0]?.message).toContain('no step progress for 1 s');
+  });
+
+  it('fails a task that runs past its budget without retrying it', async () => {
+    sys = await startTestSystem();
+    const runId = await sys.submit(
+      nodePayloadRun(
+        'deadline',
+        'train-sim.mjs',
+        { HANG: 1 },
+        { budget: { activeDeadline: '2s' } },
+      ),
+    );
+    const view = await sys.waitForPhase(runId, ['Succeeded', 'Failed']);
+    expect(view.phase).toBe('Failed');
+    expect(view.stages[0]?.tasks[0]?.reason).toBe('DeadlineExceeded');
+    expect(view.stages[0]?.tasks[0]?.attempt).toBe(1);
+  });
+
+  it("never passes the worker's Redis URL or unrelated secrets to the payload", async () => {
+    sys = await startTestSystem({
+      workerEnv: {
+        ...process.env,
+        AWS_SECRET_ACCESS_KEY: 'aws-secret',
+        HF_TOKEN: 'hf-secret-value',
+      },
+    });
+    const spec = nodePayloadRun('envcheck', 'ok-progress.mjs', { PRINT_ENV_VAR: 'HF_TOKEN' });
+    spec.stages[0]?.payload.secretEnv.push({ name: 'HF_TOKEN', fromEnv: 'HF_TOKEN' });
+    const runId = await sys.submit(spec);
+    const view = await sys.waitForPhase(runId, ['Succeeded', 'Failed']);
+    expect(view.phase).toBe('Succeeded');
+    const env = JSON.parse(
+      readFileSync(join(view.runDir, 'stages', 'train', 'env.json'), 'utf8'),
+    ) as Record<string, string>;
+    expect(env.STOKER_REDIS_URL).toBeUndefined();
+    expect(env.REDIS_URL).toBeUndefined();
+    expect(env.AWS_SECRET_ACCESS_KEY).toBeUndefined();
+    expect(env.HF_TOKEN).toBe('hf-secret-value');
+    expect(env.STOKER_TASK_ID).toBe(`${runId}.train`);
+    const log = readFileSync(view.stages[0]?.tasks[0]?.logFile ?? '', 'utf8');
+    expect(log).not.toContain('hf-secret-value');
+    expect(log).toContain('[redacted]');
+  });
 });
