@@ -55,6 +55,50 @@ export const LogEvent = z.object({
   message: z.string(),
 });
 
+/*
+ * Server mode (pulled execution, pool workers). The worker starts the payload once and
+ * writes requests as JSON lines on its stdin:
+ *
+ *   {"type":"shard","id":TASK_ID,"input":PATH,"output":PATH,"attempt":N,"params":{...}}
+ *   {"type":"shutdown"}                      (or EOF): finish and exit 0
+ *
+ * `output` is a temporary name chosen by the worker; the worker renames it to the
+ * shard's final name after `done`, so a retried shard never leaves a half file. The
+ * payload answers with marker lines:
+ *
+ *   ready  {}                                once loaded; requests are sent after it
+ *   done   {id, items}                       the shard is written to `output`
+ *   failed {id, reason, message}             the shard failed; `reason` is a name of
+ *                                            common/exit-codes.json (BAD_DATA: not retried)
+ *
+ * and may print progress/metrics/log events while it works on a shard.
+ */
+export const ReadyEvent = z.object({ type: z.literal('ready') }).catchall(z.unknown());
+export const ShardDoneEvent = z.object({
+  type: z.literal('done'),
+  id: z.string().min(1),
+  items: z.number().int().nonnegative(),
+});
+export const ShardFailedEvent = z.object({
+  type: z.literal('failed'),
+  id: z.string().min(1),
+  reason: z.string().min(1),
+  message: z.string(),
+});
+export type ReadyEvent = z.infer<typeof ReadyEvent>;
+export type ShardDoneEvent = z.infer<typeof ShardDoneEvent>;
+export type ShardFailedEvent = z.infer<typeof ShardFailedEvent>;
+
+export const ShardRequest = z.object({
+  type: z.literal('shard'),
+  id: z.string(),
+  input: z.string(),
+  output: z.string(),
+  attempt: z.number().int().positive(),
+  params: z.record(z.string(), z.unknown()),
+});
+export type ShardRequest = z.infer<typeof ShardRequest>;
+
 export const PayloadEvent = z.discriminatedUnion('type', [
   ProgressEvent,
   MetricsEvent,
@@ -62,6 +106,9 @@ export const PayloadEvent = z.discriminatedUnion('type', [
   ArtifactEvent,
   ResultEvent,
   LogEvent,
+  ReadyEvent,
+  ShardDoneEvent,
+  ShardFailedEvent,
 ]);
 export type ProgressEvent = z.infer<typeof ProgressEvent>;
 /** Written by hand: zod's inferred catchall type would make `type` a number. */
@@ -73,7 +120,15 @@ export interface MetricsEvent {
 export type ResultEvent = z.infer<typeof ResultEvent>;
 export type LogEvent = z.infer<typeof LogEvent>;
 export type PayloadEvent =
-  ProgressEvent | MetricsEvent | CheckpointEvent | ArtifactEvent | ResultEvent | LogEvent;
+  | ProgressEvent
+  | MetricsEvent
+  | CheckpointEvent
+  | ArtifactEvent
+  | ResultEvent
+  | LogEvent
+  | ReadyEvent
+  | ShardDoneEvent
+  | ShardFailedEvent;
 export type CheckpointEvent = z.infer<typeof CheckpointEvent>;
 export type ArtifactEvent = z.infer<typeof ArtifactEvent>;
 

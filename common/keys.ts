@@ -25,6 +25,20 @@ export interface Keys {
   taskEvents(taskId: string): string;
   taskLogs(taskId: string): string;
   unit(unitName: string): string;
+  /** Pulled stages: per-shard outcome (hash taskId -> JSON), done/failed sets, counters. */
+  stageShards(runId: string, stage: string): string;
+  stageShardsDone(runId: string, stage: string): string;
+  stageShardsFailed(runId: string, stage: string): string;
+  stageShardsCounts(runId: string, stage: string): string;
+  /** Pools: names (set), spec and desired replicas (hash), processes started by the
+   * backend (hash workerId -> JSON), worker self-reported state (hash workerId -> JSON),
+   * shard completions (zset time -> id), stages using the pool (set). */
+  pools(): string;
+  pool(name: string): string;
+  poolProcs(name: string): string;
+  poolWorkers(name: string): string;
+  poolCompletions(name: string): string;
+  poolUsers(name: string): string;
   controllerLock(): string;
   controllerAlive(): string;
   wakeChannel(): string;
@@ -46,6 +60,16 @@ export function makeKeys(prefix: string = DEFAULT_PREFIX): Keys {
     taskEvents: (id) => `${p}task:${id}:events`,
     taskLogs: (id) => `${p}task:${id}:logs`,
     unit: (name) => `${p}unit:${name}`,
+    stageShards: (r, s) => `${p}run:${r}:stage:${s}:shards`,
+    stageShardsDone: (r, s) => `${p}run:${r}:stage:${s}:shards:done`,
+    stageShardsFailed: (r, s) => `${p}run:${r}:stage:${s}:shards:failed`,
+    stageShardsCounts: (r, s) => `${p}run:${r}:stage:${s}:shards:counts`,
+    pools: () => `${p}pools`,
+    pool: (n) => `${p}pool:${n}`,
+    poolProcs: (n) => `${p}pool:${n}:procs`,
+    poolWorkers: (n) => `${p}pool:${n}:workers`,
+    poolCompletions: (n) => `${p}pool:${n}:completions`,
+    poolUsers: (n) => `${p}pool:${n}:users`,
     controllerLock: () => `${p}controller:lock`,
     controllerAlive: () => `${p}controller:alive`,
     wakeChannel: () => `${p}wake`,
@@ -55,6 +79,13 @@ export function makeKeys(prefix: string = DEFAULT_PREFIX): Keys {
 /** Queue names. Dispatched stages go to `train` (the GPU budget) or `steps` (CPU steps). */
 export const QUEUES = { train: 'train', steps: 'steps' } as const;
 export type DispatchQueue = (typeof QUEUES)[keyof typeof QUEUES];
+
+/** The queue a pool's workers pull shards from. */
+export const poolQueueName = (pool: string): string => `pool.${pool}`;
+
+/** Shard task ids: `${runId}.${stage}.s00042`. */
+export const shardTaskId = (runId: string, stage: string, index: number): string =>
+  `${runId}.${stage}.s${String(index).padStart(5, '0')}`;
 
 /** How many log lines per task are kept in Redis (the full log is in a file). */
 export const LOG_TAIL_LINES = 200;

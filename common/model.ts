@@ -112,8 +112,43 @@ export const StageStatus = z.object({
   startedAt: z.string().nullable(),
   finishedAt: z.string().nullable(),
   message: z.string().nullable(),
+  /** Pulled stages: shard counts (their task ids are `${runId}.${stage}.sNNNNN`, not listed in `tasks`). */
+  shards: z
+    .object({
+      total: z.number().int(),
+      succeeded: z.number().int(),
+      failed: z.number().int(),
+      items: z.number(),
+      pool: z.string(),
+    })
+    .optional(),
 });
 export type StageStatus = z.infer<typeof StageStatus>;
+
+/** Where one shard of a pulled stage reads and writes. */
+export const ShardInfo = z.object({
+  index: z.number().int().nonnegative(),
+  input: z.string(),
+  output: z.string(),
+  pool: z.string(),
+  params: z.record(z.string(), z.unknown()),
+});
+export type ShardInfo = z.infer<typeof ShardInfo>;
+
+/** The final outcome of one shard, written once by the pool worker that ran it last. */
+export const ShardOutcome = z.object({
+  taskId: z.string(),
+  index: z.number().int(),
+  phase: z.enum(['Succeeded', 'Failed', 'Cancelled']),
+  items: z.number().int(),
+  output: z.string().nullable(),
+  reason: z.string(),
+  message: z.string(),
+  attempt: z.number().int(),
+  worker: z.string(),
+  finishedAt: z.string(),
+});
+export type ShardOutcome = z.infer<typeof ShardOutcome>;
 
 export const RunRecord = z.object({
   id: z.string(),

@@ -19,6 +19,8 @@ import type { Keys } from '../common/keys.js';
 import {
   nowIso,
   ResolvedPayload,
+  ShardInfo,
+  ShardOutcome,
   RunRecord,
   StageStatus,
   TaskStatus,
@@ -31,7 +33,30 @@ export interface TaskRecord {
   status: TaskStatus;
   payload: ResolvedPayload;
   runDir: string;
+  /** Shards of pulled stages only. */
+  shard?: ShardInfo;
 }
+
+/*
+ * KEYS: shards hash, done set, failed set, counts hash
+ * ARGV: taskId, phase (Succeeded|Failed|Cancelled), items, outcome JSON
+ * A success replaces an earlier failure of the same shard (it cannot happen the other
+ * way: a shard's outcome is final once Succeeded). Items are counted on the first success.
+ */
+const RECORD_SHARD = `
+local prev = redis.call('HGET', KEYS[1], ARGV[1])
+if prev and string.find(prev, '"phase":"Succeeded"', 1, true) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
+if ARGV[2] == 'Succeeded' then
+  redis.call('SREM', KEYS[3], ARGV[1])
+  if redis.call('SADD', KEYS[2], ARGV[1]) == 1 then
+    redis.call('HINCRBY', KEYS[4], 'items', tonumber(ARGV[3]))
+  end
+elseif ARGV[2] == 'Failed' then
+  redis.call('SADD', KEYS[3], ARGV[1])
+end
+return 1
+`;
 
 export class RunNotFoundError extends StokerError {
   override name = 'RunNotFoundError';
@@ -197,23 +222,94 @@ export class RunStore {
   /** Create a task once: its payload and first status. Returns false if it existed. */
   async createTask(task: TaskRecord): Promise<boolean> {
     const key = this.keys.task(task.status.id);
+    const fields: Record<string, string> = {
+      payload: JSON.stringify(task.payload),
+      runDir: task.runDir,
+    };
+    if (task.shard) fields.shard = JSON.stringify(task.shard);
     const res = await this.redis
       .multi()
       .hsetnx(key, 'status', JSON.stringify(task.status))
-      .hset(key, 'payload', JSON.stringify(task.payload), 'runDir', task.runDir)
+      .hset(key, fields)
       .exec();
     return res?.[0]?.[1] === 1;
   }
 
+  /** Create many tasks in one round trip (shards of a pulled stage); existing ones are kept. */
+  async createTasks(tasks: TaskRecord[]): Promise<void> {
+    for (let i = 0; i < tasks.length; i += 500) {
+      const multi = this.redis.multi();
+      for (const task of tasks.slice(i, i + 500)) {
+        const key = this.keys.task(task.status.id);
+        const fields: Record<string, string> = {
+          payload: JSON.stringify(task.payload),
+          runDir: task.runDir,
+        };
+        if (task.shard) fields.shard = JSON.stringify(task.shard);
+        multi.hsetnx(key, 'status', JSON.stringify(task.status)).hset(key, fields);
+      }
+      await multi.exec();
+    }
+  }
+
   async getTask(taskId: string): Promise<TaskRecord | null> {
-    const raw = await this.redis.hmget(this.keys.task(taskId), 'status', 'payload', 'runDir');
-    const [status, payload, runDir] = raw;
+    const raw = await this.redis.hmget(
+      this.keys.task(taskId),
+      'status',
+      'payload',
+      'runDir',
+      'shard',
+    );
+    const [status, payload, runDir, shard] = raw;
     if (!status || !payload || !runDir) return null;
     return {
       status: TaskStatus.parse(JSON.parse(status)),
       payload: ResolvedPayload.parse(JSON.parse(payload)),
       runDir,
+      ...(shard ? { shard: ShardInfo.parse(JSON.parse(shard)) } : {}),
     };
+  }
+
+  /**
+   * Record a shard's final outcome, idempotently: a shard retried after its outcome was
+   * written (at-least-once execution) is counted once.
+   */
+  async recordShardOutcome(runId: string, stage: string, outcome: ShardOutcome): Promise<void> {
+    await this.redis.eval(
+      RECORD_SHARD,
+      4,
+      this.keys.stageShards(runId, stage),
+      this.keys.stageShardsDone(runId, stage),
+      this.keys.stageShardsFailed(runId, stage),
+      this.keys.stageShardsCounts(runId, stage),
+      outcome.taskId,
+      outcome.phase,
+      String(outcome.items),
+      JSON.stringify(outcome),
+    );
+    await this.redis.publish(this.keys.wakeChannel(), runId);
+  }
+
+  async shardCounts(
+    runId: string,
+    stage: string,
+  ): Promise<{ succeeded: number; failed: number; items: number }> {
+    const res = await this.redis
+      .multi()
+      .scard(this.keys.stageShardsDone(runId, stage))
+      .scard(this.keys.stageShardsFailed(runId, stage))
+      .hget(this.keys.stageShardsCounts(runId, stage), 'items')
+      .exec();
+    return {
+      succeeded: Number(res?.[0]?.[1] ?? 0),
+      failed: Number(res?.[1]?.[1] ?? 0),
+      items: Number(res?.[2]?.[1] ?? 0),
+    };
+  }
+
+  async shardOutcomes(runId: string, stage: string): Promise<ShardOutcome[]> {
+    const raw = await this.redis.hvals(this.keys.stageShards(runId, stage));
+    return raw.map((r) => ShardOutcome.parse(JSON.parse(r))).sort((a, b) => a.index - b.index);
   }
 
   async getTaskStatuses(taskIds: string[]): Promise<Record<string, TaskStatus>> {

@@ -28,6 +28,8 @@ export interface SystemOptions {
   /** Command that starts stoker for worker processes (tests may point at tsx). */
   stokerCommand?: string[];
   workerEnv?: NodeJS.ProcessEnv;
+  /** stoker home (pool worker logs). */
+  home?: string;
   backend?: (ctx: { redis: Redis; keys: Keys; redisUrl: string; log: Logger }) => Backend;
 }
 
@@ -81,6 +83,7 @@ export async function startSystem(opts: SystemOptions): Promise<System> {
       log,
       ...(opts.stokerCommand ? { stokerCommand: opts.stokerCommand } : {}),
       ...(opts.workerEnv ? { env: opts.workerEnv } : {}),
+      ...(opts.home ? { home: opts.home } : {}),
     });
   const dispatcher = new Dispatcher({
     connection,
@@ -98,6 +101,8 @@ export async function startSystem(opts: SystemOptions): Promise<System> {
     keys,
     store,
     queues,
+    connection,
+    backend,
     log,
     ...(opts.resyncMs === undefined ? {} : { resyncMs: opts.resyncMs }),
   });
@@ -108,6 +113,8 @@ export async function startSystem(opts: SystemOptions): Promise<System> {
     (stopping ??= (async () => {
       await dispatcher.stop(mode);
       await controller.stop();
+      // Pool workers finish their shard and exit (force: killed).
+      await backend.stopPools?.({ force: mode === 'force' });
       await Promise.all(Object.values(queues).map((q) => q.close()));
       await backend.close();
       await leadership.release();

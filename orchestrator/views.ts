@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { Keys } from '../common/keys.js';
-import { Condition, Phase } from '../common/model.js';
+import { Condition, isTerminal, Phase, type StageStatus } from '../common/model.js';
 import { readTaskProgress } from '../common/progress.js';
 import type { RunStore } from './store.js';
 
@@ -62,6 +62,25 @@ export const StageView = z.object({
   startedAt: z.string().nullable(),
   finishedAt: z.string().nullable(),
   tasks: z.array(TaskView),
+  /** Pulled stages: shards done of total, items per second, the failed shards. */
+  shards: z
+    .object({
+      pool: z.string(),
+      total: z.number(),
+      succeeded: z.number(),
+      failed: z.number(),
+      items: z.number(),
+      itemsPerSec: z.number().nullable(),
+      failures: z.array(
+        z.object({
+          index: z.number(),
+          taskId: z.string(),
+          reason: z.string(),
+          message: z.string(),
+        }),
+      ),
+    })
+    .nullable(),
 });
 export type StageView = z.infer<typeof StageView>;
 
@@ -151,6 +170,7 @@ export async function buildRunView(
       startedAt: st.startedAt,
       finishedAt: st.finishedAt,
       tasks,
+      shards: st.shards ? await shardSummary(store, runId, st) : null,
     });
   }
   return {
@@ -166,5 +186,34 @@ export async function buildRunView(
     finishedAt: run.finishedAt,
     cancelRequestedAt: await store.cancelRequestedAt(runId),
     stages: views,
+  };
+}
+
+async function shardSummary(
+  store: RunStore,
+  runId: string,
+  st: StageStatus,
+): Promise<NonNullable<StageView['shards']>> {
+  const shards = st.shards as NonNullable<StageStatus['shards']>;
+  const counts = isTerminal(st.phase)
+    ? shards
+    : { ...shards, ...(await store.shardCounts(runId, st.name)) };
+  const end = st.finishedAt ? Date.parse(st.finishedAt) : Date.now();
+  const secs = st.startedAt ? (end - Date.parse(st.startedAt)) / 1000 : 0;
+  const failures =
+    counts.failed > 0
+      ? (await store.shardOutcomes(runId, st.name))
+          .filter((o) => o.phase === 'Failed')
+          .slice(0, 20)
+          .map((o) => ({ index: o.index, taskId: o.taskId, reason: o.reason, message: o.message }))
+      : [];
+  return {
+    pool: shards.pool,
+    total: shards.total,
+    succeeded: counts.succeeded,
+    failed: counts.failed,
+    items: counts.items,
+    itemsPerSec: secs > 0 ? counts.items / secs : null,
+    failures,
   };
 }

@@ -82,6 +82,8 @@ export interface ResolvedStage {
   /** Absolute paths (or URLs, left alone). */
   outputs: Record<string, string>;
   workingDir?: string;
+  /** Pulled stages: the input with references resolved (paths as written, maybe relative). */
+  input?: { file?: string; shardSize?: number; shards?: string[] };
 }
 
 /** A template cannot be resolved: a syntax error or a value missing at run time. */
@@ -289,6 +291,15 @@ export function resolveStage(stage: NormalizedStage, ctx: StageResolutionContext
     outputs[name] = URL_LIKE.test(resolved) ? resolved : path.resolve(ctx.stageOutputDir, resolved);
   }
   const result: ResolvedStage = { command, env, outputs };
+  if (stage.input) {
+    const input: NonNullable<ResolvedStage['input']> = {};
+    const { file, shards, shardSize } = stage.input;
+    if (file !== undefined) input.file = at('input.file', () => interpolate(file, full));
+    if (shards !== undefined)
+      input.shards = shards.map((t, i) => at(`input.shards[${i}]`, () => interpolate(t, full)));
+    if (shardSize !== undefined) input.shardSize = shardSize;
+    result.input = input;
+  }
   if (stage.payload.workingDir !== undefined) {
     const workingDir = stage.payload.workingDir;
     result.workingDir = at('payload.workingDir', () => interpolate(workingDir, full));

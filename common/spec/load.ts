@@ -27,6 +27,7 @@ import { findReferences } from './interpolate.js';
 import {
   API_VERSION,
   CPU_STEP_KINDS,
+  PULLED_KINDS,
   DEFAULT_BACKOFF,
   DEFAULT_GRACE_SECONDS,
   DEFAULT_RETRY_ATTEMPTS,
@@ -745,11 +746,16 @@ interface StageView {
   kind: string | undefined;
   dependsOn: { name: string; path: Path }[];
   outputs: Set<string>;
-  templates: { path: Path; text: string; field: 'command' | 'env' | 'outputs' | 'workingDir' }[];
+  templates: {
+    path: Path;
+    text: string;
+    field: 'command' | 'env' | 'outputs' | 'workingDir' | 'input';
+  }[];
   envKeys: Set<string>;
   envPaths: Map<string, Path>;
   secretNames: Map<string, Path>;
   resources: Record<string, Json>;
+  raw: Record<string, Json>;
 }
 
 function checkGraph(root: Record<string, Json>, issues: IssueList): void {
@@ -849,6 +855,7 @@ function checkGraph(root: Record<string, Json>, issues: IssueList): void {
           `"${name}" is set in payload.env too: a variable is either plain env or a secret`,
         );
     }
+    checkPulled(stage, issues);
     if (stage.kind !== undefined && CPU_STEP_KINDS.has(stage.kind as StageKind)) {
       const { gpus, nodes } = stage.resources;
       if (typeof gpus === 'number' && gpus > 0) {
@@ -863,6 +870,79 @@ function checkGraph(root: Record<string, Json>, issues: IssueList): void {
           `a ${stage.kind} stage cannot span nodes: CPU steps run on one node without GPUs`,
         );
       }
+    }
+  }
+}
+
+/** A pulled stage has both an input and a pool, and is a generate or evaluate stage. */
+function checkPulled(stage: StageView, issues: IssueList): void {
+  const { raw, base } = stage;
+  const hasInput = raw['input'] !== undefined;
+  const pool = raw['pool'];
+  if (!hasInput && pool === undefined) return;
+  if (stage.kind !== undefined && !PULLED_KINDS.has(stage.kind as StageKind)) {
+    issues.add(
+      [...base, hasInput ? 'input' : 'pool'],
+      `a ${stage.kind} stage is dispatched as one task; only generate and evaluate stages can be sharded over a pool`,
+    );
+    return;
+  }
+  if (hasInput && pool === undefined) {
+    issues.add(
+      [...base, 'pool'],
+      'a sharded input needs a pool: {name, maxReplicas} of the workers that run its shards',
+    );
+  }
+  if (!hasInput && pool !== undefined) {
+    issues.add(
+      [...base, 'input'],
+      'a pool needs a sharded input: {file, shardSize} or {shards: [...]}',
+    );
+  }
+  const input = raw['input'];
+  if (isPlainObject(input)) {
+    const hasFile = input['file'] !== undefined;
+    const hasShards = input['shards'] !== undefined;
+    if (hasFile === hasShards) {
+      issues.add(
+        [...base, 'input'],
+        'give either file (with shardSize) or shards, not both and not neither',
+      );
+    }
+    if (hasFile && input['shardSize'] === undefined) {
+      issues.add(
+        [...base, 'input', 'shardSize'],
+        'a JSONL input file needs shardSize: the lines per shard',
+      );
+    }
+    if (hasShards && input['shardSize'] !== undefined) {
+      issues.add(
+        [...base, 'input', 'shardSize'],
+        'shardSize applies to an input file, not to a list of shards',
+      );
+    }
+  }
+  if (isPlainObject(pool)) {
+    const min = pool['minReplicas'];
+    const max = pool['maxReplicas'];
+    const replicas = pool['replicas'];
+    if (typeof min === 'number' && typeof max === 'number' && min > max) {
+      issues.add(
+        [...base, 'pool', 'minReplicas'],
+        `minReplicas (${min}) is more than maxReplicas (${max})`,
+      );
+    }
+    if (typeof replicas === 'number' && typeof max === 'number' && replicas > max) {
+      issues.add(
+        [...base, 'pool', 'replicas'],
+        `replicas (${replicas}) is more than maxReplicas (${max})`,
+      );
+    }
+    if (typeof replicas === 'number' && typeof min === 'number' && replicas < min) {
+      issues.add(
+        [...base, 'pool', 'replicas'],
+        `replicas (${replicas}) is less than minReplicas (${min})`,
+      );
     }
   }
 }
@@ -903,6 +983,16 @@ function viewStage(
       field: 'workingDir',
     });
   }
+  const input = isPlainObject(raw['input']) ? raw['input'] : {};
+  if (typeof input['file'] === 'string') {
+    templates.push({ path: [...base, 'input', 'file'], text: input['file'], field: 'input' });
+  }
+  if (Array.isArray(input['shards'])) {
+    input['shards'].forEach((shard, i) => {
+      if (typeof shard === 'string')
+        templates.push({ path: [...base, 'input', 'shards', i], text: shard, field: 'input' });
+    });
+  }
   const secretNames = new Map<string, Path>();
   if (Array.isArray(payload['secretEnv'])) {
     payload['secretEnv'].forEach((s, i) => {
@@ -927,6 +1017,7 @@ function viewStage(
     envPaths,
     secretNames,
     resources: isPlainObject(raw['resources']) ? raw['resources'] : {},
+    raw,
   };
 }
 
@@ -1094,6 +1185,30 @@ function normalizeStage(s: ParsedStage, defaults: ParsedDefaults): NormalizedSta
     terminationGracePeriodSeconds:
       s.terminationGracePeriod ?? defaults.terminationGracePeriod ?? DEFAULT_GRACE_SECONDS,
     priority: s.priority,
+    ...(s.input ? { input: s.input } : {}),
+    ...(s.pool
+      ? {
+          pool: {
+            name: s.pool.name,
+            minReplicas: s.pool.minReplicas,
+            maxReplicas: s.pool.maxReplicas,
+            replicas: Math.min(
+              s.pool.maxReplicas,
+              Math.max(s.pool.minReplicas, s.pool.replicas ?? s.pool.maxReplicas),
+            ),
+            resources: {
+              ...resources,
+              gpus: s.pool.resources?.gpus ?? resources.gpus,
+              nodes: 1,
+              ...(s.pool.resources?.gpuType ? { gpuType: s.pool.resources.gpuType } : {}),
+              ...(s.pool.resources?.cpu ? { cpu: s.pool.resources.cpu } : {}),
+              ...(s.pool.resources?.memory ? { memory: s.pool.resources.memory } : {}),
+            },
+          },
+        }
+      : {}),
+    maxFailedShards: s.failurePolicy?.maxFailedShards ?? 0,
+    shardParams: s.shardParams ?? {},
   };
 }
 

@@ -178,6 +178,36 @@ const stageBody = {
   stallTimeout: Duration.optional(),
   terminationGracePeriod: Duration.optional(),
   priority: z.number().int().min(1).max(2_097_152).optional(),
+  /** Pulled stages (generate, evaluate): the sharded input. */
+  input: z
+    .object({
+      /** A JSONL file, split into shards of `shardSize` lines. */
+      file: z.string().optional(),
+      shardSize: z.number().int().positive().optional(),
+      /** Or a list of shard files, one task each. */
+      shards: z.array(z.string()).min(1).optional(),
+    })
+    .strict()
+    .optional(),
+  /** Pulled stages: the pool of warm workers that runs the shards. */
+  pool: z
+    .object({
+      name: Name,
+      minReplicas: z.number().int().nonnegative().default(0),
+      maxReplicas: z.number().int().positive(),
+      /** Workers to start with (default: maxReplicas); `stoker scale` changes it. */
+      replicas: z.number().int().nonnegative().optional(),
+      resources: ResourceRequest.optional(),
+    })
+    .strict()
+    .optional(),
+  /** How many shards may fail (after their retries) before the stage fails. */
+  failurePolicy: z
+    .object({ maxFailedShards: z.number().int().nonnegative().default(0) })
+    .strict()
+    .optional(),
+  /** Passed to the server payload with every shard request, as `params`. */
+  shardParams: z.record(z.string(), z.unknown()).optional(),
 };
 
 export const Stage = z
@@ -266,7 +296,23 @@ export interface NormalizedStage {
   stallTimeoutSeconds: number;
   terminationGracePeriodSeconds: number;
   priority: number | undefined;
+  /** Set for pulled stages (a pool and an input): shards run on the pool's workers. */
+  input?: { file?: string; shardSize?: number; shards?: string[] };
+  pool?: NormalizedPool;
+  maxFailedShards: number;
+  shardParams: Record<string, unknown>;
 }
+
+export interface NormalizedPool {
+  name: string;
+  minReplicas: number;
+  maxReplicas: number;
+  replicas: number;
+  resources: Resources;
+}
+
+/** Kinds whose stages may be pulled (sharded over a pool). */
+export const PULLED_KINDS: ReadonlySet<StageKind> = new Set(['generate', 'evaluate']);
 
 export interface NormalizedSpec {
   apiVersion: typeof API_VERSION;

@@ -22,7 +22,8 @@ import type { Keys } from '../../common/keys.js';
 import type { Logger } from '../../common/logger.js';
 import { nowIso } from '../../common/model.js';
 import { stokerBin } from '../../common/paths.js';
-import type { Backend, LaunchRequest, UnitState } from './types.js';
+import { randomBytes } from 'node:crypto';
+import type { Backend, LaunchRequest, PoolSpec, UnitState } from './types.js';
 import { groupAlive, isRunning, killGroup, killPid, procStartTime } from './proc.js';
 
 export interface LocalBackendOptions {
@@ -37,6 +38,8 @@ export interface LocalBackendOptions {
   stokerCommand?: string[];
   pollMs?: number;
   clock?: () => number;
+  /** stoker home: pool worker logs go to `${home}/pools/NAME/`. */
+  home?: string;
 }
 
 const sleep = (ms: number, signal?: AbortSignal) =>
@@ -206,6 +209,125 @@ export class LocalBackend implements Backend {
       }
     }, 500);
     timer.unref();
+  }
+
+  async ensurePool(pool: PoolSpec, replicas: number): Promise<void> {
+    const { redis, keys } = this.opts;
+    const procs = await this.poolProcs(pool.name);
+    // Forget workers that are gone (and their self-reported state).
+    const dead = procs.filter((p) => !isRunning(p.pid, p.pidStartTime || null));
+    if (dead.length > 0) {
+      await redis
+        .multi()
+        .hdel(keys.poolProcs(pool.name), ...dead.map((p) => p.workerId))
+        .hdel(keys.poolWorkers(pool.name), ...dead.map((p) => p.workerId))
+        .exec();
+    }
+    const active = procs.filter((p) => !dead.includes(p) && !p.draining);
+    if (active.length < replicas) {
+      for (let i = active.length; i < replicas; i++) await this.startPoolWorker(pool.name);
+    } else if (active.length > replicas) {
+      const states = new Map(
+        Object.entries(await redis.hgetall(keys.poolWorkers(pool.name))).map(([id, raw]) => [
+          id,
+          (JSON.parse(raw) as { state?: string }).state ?? 'starting',
+        ]),
+      );
+      const order = (id: string) =>
+        ({ idle: 0, starting: 1, busy: 2 })[states.get(id) as 'idle'] ?? 1;
+      const victims = [...active]
+        .sort((a, b) => order(a.workerId) - order(b.workerId))
+        .slice(0, active.length - replicas);
+      for (const v of victims) {
+        await redis.hset(
+          keys.poolProcs(pool.name),
+          v.workerId,
+          JSON.stringify({ ...v, draining: true }),
+        );
+        killPid(v.pid, 'SIGTERM'); // drain: finish the current shard, then exit
+        this.opts.log.info(
+          { pool: pool.name, workerId: v.workerId, state: states.get(v.workerId) },
+          'scaling down: draining worker',
+        );
+      }
+    }
+  }
+
+  async stopPools(opts: { force?: boolean }): Promise<void> {
+    const { redis, keys } = this.opts;
+    for (const name of await redis.smembers(keys.pools())) {
+      for (const p of await this.poolProcs(name)) {
+        if (!isRunning(p.pid, p.pidStartTime || null)) continue;
+        if (opts.force) killGroup(p.pid, 'SIGKILL');
+        else killPid(p.pid, 'SIGTERM');
+      }
+    }
+  }
+
+  private async poolProcs(
+    name: string,
+  ): Promise<
+    Array<{
+      workerId: string;
+      pid: number;
+      pidStartTime: string;
+      startedAt: string;
+      draining: boolean;
+    }>
+  > {
+    const raw = await this.opts.redis.hgetall(this.opts.keys.poolProcs(name));
+    return Object.entries(raw).map(([workerId, v]) => ({
+      workerId,
+      ...(JSON.parse(v) as {
+        pid: number;
+        pidStartTime: string;
+        startedAt: string;
+        draining: boolean;
+      }),
+    }));
+  }
+
+  private async startPoolWorker(pool: string): Promise<void> {
+    const workerId = `${pool}-${randomBytes(3).toString('hex')}`;
+    const [cmd, ...prefixArgs] = this.opts.stokerCommand ?? [process.execPath, stokerBin()];
+    const logDir = join(this.opts.home ?? join(process.cwd(), '.stoker'), 'pools', pool);
+    mkdirSync(logDir, { recursive: true });
+    const fd = openSync(join(logDir, `${workerId}.log`), 'a');
+    let child: ChildProcess;
+    try {
+      child = spawn(
+        cmd as string,
+        [...prefixArgs, 'worker', '--pool', pool, '--worker-id', workerId],
+        {
+          detached: true,
+          stdio: ['ignore', fd, fd],
+          env: {
+            ...(this.opts.env ?? process.env),
+            STOKER_REDIS_URL: this.opts.redisUrl,
+            STOKER_PREFIX: this.opts.keys.prefix,
+            ...(this.opts.home ? { STOKER_HOME: this.opts.home } : {}),
+          },
+        },
+      );
+    } finally {
+      closeSync(fd);
+    }
+    const pid = await new Promise<number>((resolve, reject) => {
+      child.once('spawn', () => resolve(child.pid as number));
+      child.once('error', reject);
+    });
+    child.unref();
+    await this.opts.redis.hset(
+      this.opts.keys.poolProcs(pool),
+      workerId,
+      JSON.stringify({
+        pid,
+        pidStartTime: procStartTime(pid) ?? '',
+        startedAt: nowIso(this.clock),
+        draining: false,
+      }),
+    );
+    this.opts.log.info({ pool, workerId, pid }, 'started pool worker');
   }
 
   async close(): Promise<void> {

@@ -14,6 +14,12 @@
  */
 import type { Resources } from '../../common/spec/schema.js';
 
+/** A pool as the backend sizes it (pulled execution). */
+export interface PoolSpec {
+  name: string;
+  resources: Resources;
+}
+
 export interface LaunchRequest {
   unitName: string;
   taskId: string;
@@ -50,5 +56,13 @@ export interface Backend {
   wait(unitName: string, signal?: AbortSignal): Promise<UnitState>;
   /** Stop the unit: SIGTERM (the payload checkpoints), then kill after the grace period. */
   terminate(unitName: string, opts: { graceSeconds: number; force?: boolean }): Promise<void>;
+  /**
+   * Run `replicas` workers of the pool (`stoker worker --pool NAME`). Scaling down asks
+   * idle workers to stop first, then busy ones; a busy worker finishes its shard before
+   * it exits (SIGTERM drains): no shard is killed half-way.
+   */
+  ensurePool?(pool: PoolSpec, replicas: number): Promise<void>;
+  /** Stop every worker of every pool (drain; force kills). */
+  stopPools?(opts: { force?: boolean }): Promise<void>;
   close(): Promise<void>;
 }

@@ -65,6 +65,14 @@ export function describeRun(view: RunView): string {
       }
       if (t.logFile) lines.push(`      log: ${t.logFile}`);
     }
+    if (s.shards) {
+      const sh = s.shards;
+      lines.push(
+        `    shards ${sh.succeeded}/${sh.total} done${sh.failed ? `, ${sh.failed} failed` : ''} on pool ${sh.pool}: ${sh.items} items${sh.itemsPerSec ? `, ${formatNumber(sh.itemsPerSec, 3)} items/s` : ''}`,
+      );
+      for (const f of sh.failures.slice(0, 5))
+        lines.push(`      shard ${f.index} failed: ${f.reason}: ${f.message}`);
+    }
     const outputs = Object.entries(s.outputs);
     if (s.phase === 'Succeeded' && outputs.length > 0) {
       for (const [k, v] of outputs) lines.push(`    output ${k}: ${v}`);

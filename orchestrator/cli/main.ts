@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { Queue } from 'bullmq';
 import { SpecError, StokerError, UsageError } from '../../common/errors.js';
-import { QUEUES } from '../../common/keys.js';
+import { poolQueueName, QUEUES } from '../../common/keys.js';
 import { isTerminal, type RunRecord } from '../../common/model.js';
 import { readTaskLogTail } from '../../common/progress.js';
 import { bullConnection, connectRedis, redactUrl } from '../../common/redis.js';
@@ -29,7 +29,8 @@ import {
   type Context,
   type GlobalOptions,
 } from './context.js';
-import { age, describeRun, table } from './format.js';
+import { age, describeRun, formatDuration, table } from './format.js';
+import { buildPoolView, scalePool } from '../pools.js';
 import { watchRun } from './watch.js';
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -76,6 +77,7 @@ async function withSystem<T>(
       redisUrl: redis.url,
       prefix: ctx.prefix,
       log: ctx.log,
+      home: ctx.home,
       ...ctx.timings,
       leaderWaitMs: 0,
       concurrency: opts.concurrency
@@ -278,6 +280,7 @@ export function buildProgram(): Command {
         redisUrl: redis.url,
         prefix: ctx.prefix,
         log: ctx.log,
+        home: ctx.home,
         ...ctx.timings,
         concurrency: o.concurrency
           ? { train: o.concurrency, steps: DEFAULT_CONCURRENCY.steps }
@@ -527,7 +530,10 @@ export function buildProgram(): Command {
       const client = await connectClient(ctx);
       try {
         const out = [];
-        for (const name of Object.values(QUEUES)) {
+        const poolQueues = (await client.redis.smembers(ctx.keys.pools()))
+          .sort()
+          .map(poolQueueName);
+        for (const name of [...Object.values(QUEUES), ...poolQueues]) {
           const q = new Queue(name, {
             connection: bullConnection(client.url),
             prefix: ctx.keys.bullPrefix,
@@ -599,36 +605,161 @@ export function buildProgram(): Command {
   program
     .command('worker')
     .description(
-      'run one task attempt (started by the local backend or a Kubernetes pod; not for direct use)',
+      'run one task attempt (--task), or serve a pool (--pool); started by a backend, not for direct use',
     )
-    .requiredOption('--task <id>', 'task id')
-    .requiredOption('--unit <name>', 'unit name')
-    .requiredOption('--attempt <n>', 'attempt number', (v) => Number.parseInt(v, 10))
-    .action(async (o: { task: string; unit: string; attempt: number }, cmd: Command) => {
-      const ctx = makeContext({ logLevel: 'info', ...globals(cmd) });
-      const url = ctx.env.STOKER_REDIS_URL || ctx.env.REDIS_URL;
-      if (!url) throw new UsageError('stoker worker needs STOKER_REDIS_URL');
-      const { runTaskWorker } = await import('../../worker/task-worker.js');
-      const redis = await connectRedis(url, { name: `stoker-worker-${o.unit}` });
-      const abort = new AbortController();
-      // SIGTERM/SIGINT: forward to the payload (it checkpoints), SIGKILL after the grace period.
-      const stop = () => abort.abort();
-      process.on('SIGTERM', stop);
-      process.on('SIGINT', stop);
+    .option('--task <id>', 'dispatched: the task id')
+    .option('--unit <name>', 'dispatched: the unit name')
+    .option('--attempt <n>', 'dispatched: the attempt number', (v) => Number.parseInt(v, 10))
+    .option(
+      '--pool <name>',
+      'pulled: pull shards from this pool until told to stop (SIGTERM drains)',
+    )
+    .option('--worker-id <id>', "pulled: this worker's id (default: generated)")
+    .action(
+      async (
+        o: { task?: string; unit?: string; attempt?: number; pool?: string; workerId?: string },
+        cmd: Command,
+      ) => {
+        const ctx = makeContext({ logLevel: 'info', ...globals(cmd) });
+        const url = ctx.env.STOKER_REDIS_URL || ctx.env.REDIS_URL;
+        if (!url) throw new UsageError('stoker worker needs STOKER_REDIS_URL');
+        if (o.pool) {
+          const { runPoolWorker } = await import('../../worker/pool-worker.js');
+          const workerId = o.workerId ?? `${o.pool}-${process.pid}`;
+          const redis = await connectRedis(url, { name: `stoker-pool-${workerId}` });
+          const drain = new AbortController();
+          const force = new AbortController();
+          // First SIGTERM/SIGINT: finish the current shard, then exit. Second: abort it.
+          const stop = () => (drain.signal.aborted ? force.abort() : drain.abort());
+          process.on('SIGTERM', stop);
+          process.on('SIGINT', stop);
+          try {
+            process.exitCode = await runPoolWorker({
+              redis,
+              keys: ctx.keys,
+              connection: bullConnection(url),
+              pool: o.pool,
+              workerId,
+              parentEnv: process.env,
+              log: ctx.log,
+              logDir: join(ctx.home, 'pools', o.pool),
+              drain: drain.signal,
+              force: force.signal,
+            });
+          } finally {
+            redis.disconnect();
+          }
+          return;
+        }
+        if (!o.task || !o.unit || o.attempt === undefined) {
+          throw new UsageError(
+            'stoker worker needs --task, --unit and --attempt (dispatched) or --pool (pulled)',
+          );
+        }
+        const { runTaskWorker } = await import('../../worker/task-worker.js');
+        const redis = await connectRedis(url, { name: `stoker-worker-${o.unit}` });
+        const abort = new AbortController();
+        // SIGTERM/SIGINT: forward to the payload (it checkpoints), SIGKILL after the grace period.
+        const stop = () => abort.abort();
+        process.on('SIGTERM', stop);
+        process.on('SIGINT', stop);
+        try {
+          const code = await runTaskWorker({
+            redis,
+            keys: ctx.keys,
+            taskId: o.task,
+            unitName: o.unit,
+            attempt: o.attempt,
+            parentEnv: process.env,
+            log: ctx.log,
+            signal: abort.signal,
+          });
+          process.exitCode = code;
+        } finally {
+          redis.disconnect();
+        }
+      },
+    );
+
+  program
+    .command('scale')
+    .description(
+      "set a pool's desired workers, within its bounds; scaling down lets busy workers finish their shard",
+    )
+    .argument('<pool>', 'pool name')
+    .requiredOption('--replicas <n>', 'desired workers', (v) => Number(v))
+    .action(async (pool: string, o: { replicas: number }, cmd: Command) => {
+      const ctx = makeContext(globals(cmd));
+      const client = await connectClient(ctx);
       try {
-        const code = await runTaskWorker({
-          redis,
-          keys: ctx.keys,
-          taskId: o.task,
-          unitName: o.unit,
-          attempt: o.attempt,
-          parentEnv: process.env,
-          log: ctx.log,
-          signal: abort.signal,
-        });
-        process.exitCode = code;
+        const rec = await scalePool(client.redis, ctx.keys, pool, o.replicas);
+        print(
+          `pool ${pool}: desired ${rec.desired} (bounds ${rec.minReplicas}-${rec.maxReplicas})`,
+        );
       } finally {
-        redis.disconnect();
+        await client.close();
+      }
+    });
+
+  program
+    .command('pools')
+    .description(
+      'per pool: desired/running/busy/idle workers, backlog, shards per second over the last minute, ETA',
+    )
+    .option('--json', 'JSON output: {pools: [PoolView]} (schema: README, "JSON output")')
+    .action(async (o: { json?: boolean }, cmd: Command) => {
+      const ctx = makeContext(globals(cmd));
+      const client = await connectClient(ctx);
+      const queues = new Map<string, Queue>();
+      try {
+        const counts = async (name: string) => {
+          let q = queues.get(name);
+          if (!q) {
+            q = new Queue(name, {
+              connection: bullConnection(client.url),
+              prefix: ctx.keys.bullPrefix,
+            });
+            queues.set(name, q);
+          }
+          const c = await q.getJobCounts('waiting', 'prioritized', 'delayed', 'active');
+          return {
+            waiting: c.waiting ?? 0,
+            prioritized: c.prioritized ?? 0,
+            delayed: c.delayed ?? 0,
+            active: c.active ?? 0,
+          };
+        };
+        const names = (await client.redis.smembers(ctx.keys.pools())).sort();
+        const views = [];
+        for (const name of names) {
+          const v = await buildPoolView(client.redis, ctx.keys, name, counts);
+          if (v) views.push(v);
+        }
+        if (o.json) {
+          printJson({ pools: views });
+          return;
+        }
+        if (views.length === 0)
+          return print('no pools yet: a pool exists once a stage that uses it has started');
+        print(
+          table([
+            ['POOL', 'DESIRED', 'RUNNING', 'BUSY', 'IDLE', 'BACKLOG', 'SHARDS/S', 'ETA', 'BOUNDS'],
+            ...views.map((v) => [
+              v.name,
+              String(v.desired),
+              String(v.running),
+              String(v.busy),
+              String(v.idle),
+              String(v.backlog),
+              v.shardsPerSecond.toFixed(2),
+              formatDuration(v.etaSeconds),
+              `${v.minReplicas}-${v.maxReplicas}`,
+            ]),
+          ]),
+        );
+      } finally {
+        await Promise.all([...queues.values()].map((q) => q.close()));
+        await client.close();
       }
     });
 

@@ -46,6 +46,28 @@ export async function watchRun(opts: WatchOptions): Promise<RunView> {
   for (;;) {
     view = await buildRunView(opts.store, opts.redis, opts.keys, opts.runId);
     for (const stage of view.stages) {
+      if (stage.shards) {
+        const sh = stage.shards;
+        const value = sh.succeeded + sh.failed;
+        const info = `${stage.phase} ${sh.items} items${sh.itemsPerSec ? ` ${formatNumber(sh.itemsPerSec, 3)} items/s` : ''}${sh.failed ? ` ${sh.failed} failed` : ''} pool ${sh.pool}`;
+        const id = `${stage.name}/shards`;
+        if (bars) {
+          const payload = { stage: stage.name.padEnd(10), info, unit: 'shards' };
+          let bar = byTask.get(id);
+          if (!bar) {
+            bar = bars.create(sh.total, value, payload);
+            byTask.set(id, bar);
+          }
+          bar.update(value, payload);
+        } else {
+          const bucket = `${stage.phase}:${Math.floor((value / Math.max(1, sh.total)) * 10)}`;
+          if (lastLine.get(id) !== bucket) {
+            lastLine.set(id, bucket);
+            out.write(`${stage.name}: ${stage.phase} shards ${value}/${sh.total}, ${info}\n`);
+          }
+        }
+        continue;
+      }
       for (const t of stage.tasks) {
         const total = t.progress.totalSteps ?? 0;
         const value = t.progress.step ?? 0;

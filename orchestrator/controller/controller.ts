@@ -11,23 +11,40 @@
  *      deterministic id), remove queued jobs of a cancelled run; then observe and plan again
  *   5. write stage and run status, only what changed
  */
-import { join } from 'node:path';
-import type { Queue } from 'bullmq';
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { Queue, type ConnectionOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Keys } from '../../common/keys.js';
-import { QUEUES, type DispatchQueue } from '../../common/keys.js';
+import { poolQueueName, QUEUES, shardTaskId, type DispatchQueue } from '../../common/keys.js';
 import type { Logger } from '../../common/logger.js';
-import { nowIso, type ResolvedPayload, type RunRecord } from '../../common/model.js';
+import {
+  isTerminal,
+  nowIso,
+  type ResolvedPayload,
+  type RunRecord,
+  type StageStatus,
+} from '../../common/model.js';
 import { readTaskProgress } from '../../common/progress.js';
 import { resolveStage } from '../../common/spec/interpolate.js';
 import {
   CPU_STEP_KINDS,
+  type NormalizedPool,
   type NormalizedSpec,
   type NormalizedStage,
 } from '../../common/spec/schema.js';
+import type { Backend } from '../backends/types.js';
 import type { DispatchJobData } from '../dispatcher.js';
-import { newTaskStatus, taskIdFor, type RunStore } from '../store.js';
-import { planRun, setCondition, type Plan, type RunObservation } from './plan.js';
+import { readPool, registerPool } from '../pools.js';
+import { planShards, type ShardPlan } from '../sharding.js';
+import { newTaskStatus, taskIdFor, type RunStore, type TaskRecord } from '../store.js';
+import {
+  planRun,
+  setCondition,
+  shardManifestPath,
+  type Plan,
+  type RunObservation,
+} from './plan.js';
 
 export interface ControllerOptions {
   redis: Redis;
@@ -36,6 +53,10 @@ export interface ControllerOptions {
   keys: Keys;
   store: RunStore;
   queues: Record<DispatchQueue, Queue<DispatchJobData>>;
+  /** BullMQ connection, for the queues of pools. */
+  connection: ConnectionOptions;
+  /** Sizes pools (pulled execution). */
+  backend?: Backend;
   log: Logger;
   resyncMs?: number;
   clock?: () => number;
@@ -53,6 +74,7 @@ export class Controller {
   private idle: Promise<void> = Promise.resolve();
   private readonly clock: () => number;
   private readonly ensured = new Set<string>();
+  private readonly poolQueues = new Map<string, Queue<DispatchJobData>>();
   /** Reconcile passes and status writes, for tests and the reconcile benchmark. */
   readonly stats = { passes: 0, writes: 0 };
 
@@ -95,6 +117,7 @@ export class Controller {
     clearInterval(this.timer);
     await this.idle;
     await this.opts.subscriber.unsubscribe().catch(() => undefined);
+    await Promise.all([...this.poolQueues.values()].map((q) => q.close()));
   }
 
   async reconcileAll(): Promise<void> {
@@ -105,6 +128,11 @@ export class Controller {
       } catch (err) {
         this.opts.log.error({ err, runId }, 'reconcile of run failed');
       }
+    }
+    try {
+      await this.reconcilePools();
+    } catch (err) {
+      this.opts.log.error({ err }, 'reconcile of pools failed');
     }
   }
 
@@ -151,6 +179,11 @@ export class Controller {
       if (tasks[id]?.phase === 'Succeeded')
         artifacts[id] = (await readTaskProgress(redis, keys, id)).artifacts;
     }
+    const shardCounts: RunObservation['shardCounts'] = {};
+    for (const st of Object.values(stages)) {
+      if (st.shards && !isTerminal(st.phase))
+        shardCounts[st.name] = await store.shardCounts(run.id, st.name);
+    }
     return {
       run,
       stages,
@@ -158,13 +191,26 @@ export class Controller {
       artifacts,
       cancelRequested: (await store.cancelRequestedAt(run.id)) !== null,
       now: nowIso(this.clock),
+      shardCounts,
     };
   }
 
   private async converge(run: RunRecord, plan: Plan, obs: RunObservation): Promise<void> {
     for (const action of plan.actions) {
-      if (action.type === 'createTask') await this.createTask(run, action.stage, plan);
-      else await this.cancelQueued(action.taskId, obs);
+      switch (action.type) {
+        case 'createTask':
+          await this.createTask(run, action.stage, plan);
+          break;
+        case 'cancelQueued':
+          await this.cancelQueued(action.taskId, obs);
+          break;
+        case 'cancelShards':
+          await this.cancelShards(run, action.stage, obs);
+          break;
+        case 'writeShardManifest':
+          await this.writeShardManifest(run, action.stage);
+          break;
+      }
     }
   }
 
@@ -216,6 +262,10 @@ export class Controller {
       terminationGracePeriodSeconds: stage.terminationGracePeriodSeconds,
       stallTimeoutSeconds: stage.stallTimeoutSeconds,
     };
+    if (stage.pool && resolved.input) {
+      await this.createShards(run, stage, status, payload, resolved.input, resolved.outputs);
+      return;
+    }
     const taskId = taskIdFor(run.id, stage.name);
     const queue = queueForStage(stage);
     await store.createTask({
@@ -271,6 +321,165 @@ export class Controller {
       if (task.phase !== 'Pending' || this.ensured.has(task.id) || obs.cancelRequested) continue;
       const stage = spec.stages.find((s) => s.name === task.stage);
       if (stage) await this.enqueue(run.id, task.id, stage);
+    }
+  }
+
+  /**
+   * A pulled stage: split its input into shards (once), register its pool, create one
+   * task per shard with a deterministic id and enqueue them on the pool's queue.
+   */
+  private async createShards(
+    run: RunRecord,
+    stage: NormalizedStage,
+    status: StageStatus,
+    payload: ResolvedPayload,
+    input: { file?: string; shardSize?: number; shards?: string[] },
+    outputs: Record<string, string>,
+  ): Promise<void> {
+    const { store, log } = this.opts;
+    const pool = stage.pool as NormalizedPool;
+    let plan: ShardPlan;
+    try {
+      plan = await planShards(input, { workDir: run.workDir, outputDir: payload.outputDir });
+    } catch (err) {
+      const now = nowIso(this.clock);
+      const message = `cannot shard the input: ${(err as Error).message}`;
+      await store.writeStageIfChanged(run.id, status, {
+        ...status,
+        phase: 'Failed',
+        message,
+        finishedAt: now,
+        conditions: setCondition(
+          status.conditions,
+          { type: 'Failed', status: 'True', reason: 'InvalidInput', message },
+          now,
+        ),
+      });
+      return;
+    }
+    await registerPool(this.opts.redis, this.opts.keys, pool, `${run.id}/${stage.name}`);
+    const queue = poolQueueName(pool.name);
+    const tasks: TaskRecord[] = plan.inputs.map((inputPath, index) => ({
+      status: newTaskStatus({
+        id: shardTaskId(run.id, stage.name, index),
+        runId: run.id,
+        stage: stage.name,
+        queue,
+        maxAttempts: stage.retry.attempts,
+      }),
+      payload,
+      runDir: run.runDir,
+      shard: {
+        index,
+        input: inputPath,
+        output: plan.outputs[index] as string,
+        pool: pool.name,
+        params: stage.shardParams,
+      },
+    }));
+    await store.createTasks(tasks);
+    await store.writeStageIfChanged(run.id, status, {
+      ...status,
+      outputs: { ...outputs, dir: join(payload.outputDir, 'shards') },
+      shards: { total: tasks.length, succeeded: 0, failed: 0, items: 0, pool: pool.name },
+      message: `${tasks.length} shards queued on pool ${pool.name}`,
+    });
+    const q = this.poolQueue(pool.name);
+    for (let i = 0; i < tasks.length; i += 1000) {
+      await q.addBulk(
+        tasks.slice(i, i + 1000).map((t) => ({
+          name: stage.kind,
+          data: { taskId: t.status.id, runId: run.id },
+          opts: {
+            jobId: t.status.id,
+            attempts: stage.retry.attempts,
+            backoff: {
+              type: stage.retry.backoff.type,
+              delay: Math.round(stage.retry.backoff.delay * 1000),
+            },
+            ...(stage.priority === undefined ? {} : { priority: stage.priority }),
+            removeOnComplete: { age: 7 * 24 * 3600, count: 100_000 },
+            removeOnFail: { age: 30 * 24 * 3600, count: 100_000 },
+          },
+        })),
+      );
+    }
+    log.info(
+      { runId: run.id, stage: stage.name, shards: tasks.length, pool: pool.name },
+      'shards queued',
+    );
+  }
+
+  private poolQueue(name: string): Queue<DispatchJobData> {
+    let q = this.poolQueues.get(name);
+    if (!q) {
+      q = new Queue<DispatchJobData>(poolQueueName(name), {
+        connection: this.opts.connection,
+        prefix: this.opts.keys.bullPrefix,
+      });
+      this.poolQueues.set(name, q);
+    }
+    return q;
+  }
+
+  /** Remove the queued shards of a stage that was cancelled or failed; running ones stop by themselves. */
+  private async cancelShards(
+    run: RunRecord,
+    stageName: string,
+    obs: RunObservation,
+  ): Promise<void> {
+    const st = obs.stages[stageName];
+    if (!st?.shards || isTerminal(st.phase)) return;
+    const q = this.poolQueue(st.shards.pool);
+    const reason = obs.cancelRequested ? 'CancelRequested' : 'StageFailed';
+    for (let i = 0; i < st.shards.total; i++) {
+      const id = shardTaskId(run.id, stageName, i);
+      if ((await q.remove(id)) === 1) {
+        await this.opts.store.recordShardOutcome(run.id, stageName, {
+          taskId: id,
+          index: i,
+          phase: 'Cancelled',
+          items: 0,
+          output: null,
+          reason,
+          message: obs.cancelRequested ? 'cancelled while queued' : 'not run: the stage failed',
+          attempt: 0,
+          worker: '',
+          finishedAt: nowIso(this.clock),
+        });
+      }
+    }
+    await this.opts.redis.srem(this.opts.keys.poolUsers(st.shards.pool), `${run.id}/${stageName}`);
+  }
+
+  private async writeShardManifest(run: RunRecord, stageName: string): Promise<void> {
+    const outcomes = await this.opts.store.shardOutcomes(run.id, stageName);
+    const path = shardManifestPath(run.runDir, stageName);
+    mkdirSync(dirname(path), { recursive: true });
+    const manifest = {
+      stage: stageName,
+      shards: outcomes
+        .filter((o) => o.phase === 'Succeeded')
+        .map((o) => ({ index: o.index, path: o.output, items: o.items })),
+      failed: outcomes
+        .filter((o) => o.phase !== 'Succeeded')
+        .map((o) => ({ index: o.index, reason: o.reason, message: o.message })),
+    };
+    writeFileSync(`${path}.tmp`, `${JSON.stringify(manifest, null, 2)}\n`);
+    renameSync(`${path}.tmp`, path);
+    const pool = (run.spec as NormalizedSpec).stages.find((s) => s.name === stageName)?.pool?.name;
+    if (pool) await this.opts.redis.srem(this.opts.keys.poolUsers(pool), `${run.id}/${stageName}`);
+  }
+
+  /** Size every pool: its desired replicas while a stage uses it, its minimum otherwise. */
+  async reconcilePools(): Promise<void> {
+    const { backend } = this.opts;
+    if (!backend?.ensurePool) return;
+    for (const name of await this.opts.redis.smembers(this.opts.keys.pools())) {
+      const pool = await readPool(this.opts.redis, this.opts.keys, name);
+      if (!pool) continue;
+      const users = await this.opts.redis.scard(this.opts.keys.poolUsers(name));
+      await backend.ensurePool(pool, users > 0 ? pool.desired : pool.minReplicas);
     }
   }
 

@@ -15,10 +15,21 @@ export interface RunObservation {
   artifacts: Record<string, Record<string, string>>;
   cancelRequested: boolean;
   now: string;
+  /** Pulled stages: shard counts. */
+  shardCounts: Record<string, { succeeded: number; failed: number; items: number }>;
 }
 
 export type Action =
-  { type: 'createTask'; stage: string } | { type: 'cancelQueued'; taskId: string };
+  | { type: 'createTask'; stage: string }
+  | { type: 'cancelQueued'; taskId: string }
+  /** Remove the queued shard jobs of a pulled stage (cancel, or too many failures). */
+  | { type: 'cancelShards'; stage: string }
+  /** Write the list of shard outputs of a finished pulled stage. */
+  | { type: 'writeShardManifest'; stage: string };
+
+/** Outputs every pulled stage has once it succeeded. */
+export const shardManifestPath = (runDir: string, stage: string): string =>
+  `${runDir}/stages/${stage}/shards.json`;
 
 export interface Plan {
   run: RunRecord;
@@ -88,6 +99,11 @@ export function planRun(obs: RunObservation): Plan {
       continue;
     }
     let next: StageStatus = { ...cur };
+    if (cur.shards) {
+      const planned = planShardedStage(obs, s, next, actions);
+      stages[s.name] = planned;
+      continue;
+    }
     if (cur.tasks.length === 0) {
       const deps = s.dependsOn.map((d) => stages[d]);
       const failedDep = s.dependsOn.find((d) => stages[d]?.phase === 'Failed');
@@ -184,6 +200,54 @@ export function planRun(obs: RunObservation): Plan {
   }
 
   return { run: runStatus(obs.run, spec, stages, obs.cancelRequested, now), stages, actions };
+}
+
+/** A pulled stage: shards done of total, the failure policy, cancel. */
+function planShardedStage(
+  obs: RunObservation,
+  s: NormalizedStage,
+  cur: StageStatus,
+  actions: Action[],
+): StageStatus {
+  const { now } = obs;
+  const shards = cur.shards;
+  if (!shards) return cur;
+  const counts = obs.shardCounts[s.name] ?? { succeeded: 0, failed: 0, items: 0 };
+  const next: StageStatus = { ...cur, shards: { ...shards, ...counts } };
+  const done = counts.succeeded + counts.failed;
+  const summary = `${counts.succeeded}/${shards.total} shards done${counts.failed ? `, ${counts.failed} failed` : ''}, ${counts.items} items`;
+  if (obs.cancelRequested) {
+    actions.push({ type: 'cancelShards', stage: s.name });
+    return finishStage(
+      next,
+      'Cancelled',
+      'CancelRequested',
+      `the run was cancelled (${summary})`,
+      now,
+    );
+  }
+  if (counts.failed > s.maxFailedShards) {
+    actions.push({ type: 'cancelShards', stage: s.name });
+    return finishStage(
+      next,
+      'Failed',
+      'TooManyShardsFailed',
+      `${counts.failed} shard${counts.failed === 1 ? '' : 's'} failed, more than the ${s.maxFailedShards} the failure policy allows (${summary})`,
+      now,
+    );
+  }
+  if (done >= shards.total) {
+    actions.push({ type: 'writeShardManifest', stage: s.name });
+    const outputs = { ...next.outputs, shards: shardManifestPath(obs.run.runDir, s.name) };
+    return finishStage({ ...next, outputs }, 'Succeeded', 'Completed', summary, now);
+  }
+  const started = done > 0 || obs.tasks !== undefined;
+  return {
+    ...next,
+    phase: 'Running',
+    startedAt: next.startedAt ?? (started ? now : null),
+    message: summary,
+  };
 }
 
 function finishStage(

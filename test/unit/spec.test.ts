@@ -164,6 +164,8 @@ describe('parseSpec: valid specs', () => {
         stallTimeoutSeconds: 0,
         terminationGracePeriodSeconds: 30,
         priority: undefined,
+        maxFailedShards: 0,
+        shardParams: {},
       },
     ] satisfies NormalizedSpec['stages']);
   });

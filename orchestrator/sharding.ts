@@ -1,0 +1,122 @@
+/**
+ * Splitting a pulled stage's input into shards, deterministically and once.
+ *
+ * A JSONL input file becomes `${outputDir}/input-shards/shard-NNNNN.jsonl` files of
+ * `shardSize` non-empty lines each, plus a manifest. They are written to a temporary
+ * directory renamed into place, so a controller that dies half-way leaves nothing a
+ * restarted one would trust; a finished split is reused (the same shards, the same task
+ * ids). A list of shard files is used as given. Shard i writes
+ * `${outputDir}/shards/shard-NNNNN.jsonl`.
+ */
+import {
+  createReadStream,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  createWriteStream,
+  type WriteStream,
+} from 'node:fs';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { once } from 'node:events';
+import { randomBytes } from 'node:crypto';
+import { NonRetryableError } from '../common/errors.js';
+
+export interface ShardPlan {
+  inputs: string[];
+  outputs: string[];
+  /** Lines in the input file (file inputs only). */
+  items: number | null;
+}
+
+const pad = (i: number) => String(i).padStart(5, '0');
+export const shardOutputPath = (outputDir: string, index: number): string =>
+  join(outputDir, 'shards', `shard-${pad(index)}.jsonl`);
+
+export async function planShards(
+  input: { file?: string; shardSize?: number; shards?: string[] },
+  opts: { workDir: string; outputDir: string },
+): Promise<ShardPlan> {
+  mkdirSync(join(opts.outputDir, 'shards'), { recursive: true });
+  if (input.shards) {
+    const inputs = input.shards.map((s) => resolve(opts.workDir, s));
+    const missing = inputs.filter((p) => !existsSync(p));
+    if (missing.length > 0)
+      throw new NonRetryableError(
+        `input shard files do not exist: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ` and ${missing.length - 5} more` : ''}`,
+        'MissingInput',
+      );
+    return {
+      inputs,
+      outputs: inputs.map((_, i) => shardOutputPath(opts.outputDir, i)),
+      items: null,
+    };
+  }
+  if (!input.file || !input.shardSize)
+    throw new NonRetryableError('a sharded input needs file and shardSize', 'InvalidInput');
+  const file = resolve(opts.workDir, input.file);
+  if (!existsSync(file) || !statSync(file).isFile())
+    throw new NonRetryableError(`input file ${file} does not exist`, 'MissingInput');
+  const dir = join(opts.outputDir, 'input-shards');
+  const manifestPath = join(dir, 'manifest.json');
+  if (existsSync(manifestPath)) {
+    const m = JSON.parse(readFileSync(manifestPath, 'utf8')) as { shards: string[]; items: number };
+    return {
+      inputs: m.shards.map((s) => join(dir, s)),
+      outputs: m.shards.map((_, i) => shardOutputPath(opts.outputDir, i)),
+      items: m.items,
+    };
+  }
+  const tmp = `${dir}.tmp-${randomBytes(4).toString('hex')}`;
+  mkdirSync(tmp, { recursive: true });
+  const names: string[] = [];
+  let items = 0;
+  let out: WriteStream | null = null;
+  let inShard = 0;
+  try {
+    const rl = createInterface({ input: createReadStream(file), crlfDelay: Infinity });
+    for await (const line of rl) {
+      if (line.trim() === '') continue;
+      if (!out || inShard === input.shardSize) {
+        if (out) {
+          out.end();
+          await once(out, 'finish');
+        }
+        const name = `shard-${pad(names.length)}.jsonl`;
+        names.push(name);
+        out = createWriteStream(join(tmp, name));
+        inShard = 0;
+      }
+      if (!out.write(`${line}\n`)) await once(out, 'drain');
+      inShard++;
+      items++;
+    }
+    if (out) {
+      out.end();
+      await once(out, 'finish');
+    }
+    if (names.length === 0)
+      throw new NonRetryableError(`input file ${file} has no records`, 'EmptyInput');
+    const manifest = { source: file, shardSize: input.shardSize, items, shards: names };
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(join(tmp, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+    try {
+      renameSync(tmp, dir);
+    } catch (err) {
+      if (!existsSync(manifestPath)) throw err;
+      rmSync(tmp, { recursive: true, force: true }); // another pass finished first
+    }
+  } catch (err) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw err;
+  }
+  const m = JSON.parse(readFileSync(manifestPath, 'utf8')) as { shards: string[]; items: number };
+  return {
+    inputs: m.shards.map((s) => join(dir, s)),
+    outputs: m.shards.map((_, i) => shardOutputPath(opts.outputDir, i)),
+    items: m.items,
+  };
+}
