@@ -645,6 +645,10 @@ export function buildProgram(): Command {
               logDir: join(ctx.home, 'pools', o.pool),
               drain: drain.signal,
               force: force.signal,
+              ...(ctx.timings.lockDurationMs ? { lockDurationMs: ctx.timings.lockDurationMs } : {}),
+              ...(ctx.timings.stalledIntervalMs
+                ? { stalledIntervalMs: ctx.timings.stalledIntervalMs }
+                : {}),
             });
           } finally {
             redis.disconnect();

@@ -245,3 +245,17 @@ describe('with the embedded Redis (no REDIS_URL)', () => {
     });
   });
 });
+
+describe('stoker scale and pools', () => {
+  it('refuses to scale an unknown pool, with a clear error', async () => {
+    const r = await stoker(['scale', 'no-such-pool', '--replicas', '2'], env());
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toContain('no pool "no-such-pool"');
+  });
+
+  it('pools --json lists no pools before any stage used one', async () => {
+    const r = await stoker(['pools', '--json'], env());
+    expect(r.exitCode, r.all).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({ pools: [] });
+  });
+});

@@ -2,7 +2,7 @@
  * The real PyTorch payload (worker/python/smoke_train.py, /usr/bin/python3 with Debian's
  * python3-torch) through the whole system: loss falls, checkpoints, resume after kill -9.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { readTaskProgress } from '../../common/progress.js';
@@ -68,5 +68,31 @@ describe('training-configs/smoke-cpu.yaml', () => {
     expect(result.resumedFrom).toMatch(/step-\d+\.pt$/);
     expect(result.startStep).toBeGreaterThanOrEqual(40);
     expect(result.lossFell).toBe(true);
+  });
+});
+
+describe('training-configs/generate-cpu.yaml', () => {
+  it('scores every input item exactly once on a pool of 2 workers with a resident model', async () => {
+    sys = await startTestSystem();
+    const spec = await loadSpecFile(
+      join(import.meta.dirname, '..', '..', 'training-configs', 'generate-cpu.yaml'),
+      {
+        sets: ['spec.params.items=60', 'spec.params.loadDelay=0'],
+      },
+    );
+    const runId = await sys.submit(spec);
+    const view = await sys.waitForPhase(runId, ['Succeeded', 'Failed'], 180_000);
+    expect(view.phase, view.message ?? '').toBe('Succeeded');
+    const score = view.stages.find((s) => s.name === 'score');
+    expect(score?.shards).toMatchObject({ total: 3, succeeded: 3, failed: 0, items: 60 });
+    const manifest = JSON.parse(readFileSync(score?.outputs.shards ?? '', 'utf8')) as {
+      shards: Array<{ path: string }>;
+    };
+    const rows = manifest.shards
+      .flatMap((s) => readFileSync(s.path, 'utf8').trim().split('\n'))
+      .map((l) => JSON.parse(l) as { id: string; score: number });
+    expect(rows).toHaveLength(60);
+    expect(new Set(rows.map((r) => r.id)).size).toBe(60);
+    expect(rows.every((r) => Number.isFinite(r.score))).toBe(true);
   });
 });

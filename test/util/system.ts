@@ -39,6 +39,12 @@ export async function startTestSystem(extra: Partial<SystemOptions> = {}): Promi
     lockDurationMs: 4000,
     stalledIntervalMs: 1000,
     resyncMs: 500,
+    // Worker processes (pool workers read these): a killed worker's shard comes back fast.
+    workerEnv: {
+      ...process.env,
+      STOKER_LOCK_DURATION_MS: '4000',
+      STOKER_STALLED_INTERVAL_MS: '1000',
+    },
     ...extra,
   });
   const ts: TestSystem = {

@@ -1,0 +1,261 @@
+/**
+ * Pulled execution on the local backend: sharded generate stages over pools of warm
+ * worker processes (`stoker worker --pool`), a resident server payload, faults.
+ */
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { UsageError } from '../../common/errors.js';
+import { buildPoolView, readWorkers, scalePool } from '../../orchestrator/pools.js';
+import { eventually } from '../util/redis-server.js';
+import { payloadFixture, specFrom, startTestSystem, type TestSystem } from '../util/system.js';
+
+let sys: TestSystem | undefined;
+afterEach(async () => {
+  await sys?.cleanup();
+  sys = undefined;
+});
+
+interface GenOpts {
+  items?: number;
+  shardSize?: number;
+  env?: Record<string, string | number>;
+  pool?: Record<string, unknown>;
+  maxFailedShards?: number;
+  attempts?: number;
+  badLineAt?: number;
+}
+
+/** Write an input file and a Pipeline with one generate stage over pool `gen`. */
+function generateRun(name: string, o: GenOpts = {}) {
+  const dir = join(sys!.home, name);
+  mkdirSync(dir, { recursive: true });
+  const items = o.items ?? 40;
+  const lines = Array.from({ length: items }, (_, i) =>
+    JSON.stringify({ id: `item-${String(i).padStart(4, '0')}` }),
+  );
+  if (o.badLineAt !== undefined) lines.splice(o.badLineAt, 0, '{not json');
+  writeFileSync(join(dir, 'items.jsonl'), `${lines.join('\n')}\n`);
+  const spec = specFrom({
+    apiVersion: 'stoker/v1',
+    kind: 'Pipeline',
+    metadata: { name },
+    spec: {
+      stages: [
+        {
+          name: 'gen',
+          kind: 'generate',
+          input: { file: join(dir, 'items.jsonl'), shardSize: o.shardSize ?? 5 },
+          pool: { name: `gen-${name}`, maxReplicas: 4, replicas: 2, ...(o.pool ?? {}) },
+          failurePolicy: { maxFailedShards: o.maxFailedShards ?? 0 },
+          retry: { attempts: o.attempts ?? 3, backoff: { type: 'fixed', delay: '100ms' } },
+          terminationGracePeriod: '5s',
+          payload: {
+            command: [process.execPath, payloadFixture('server.mjs')],
+            env: { STATE_DIR: dir, ...(o.env ?? {}) },
+          },
+        },
+      ],
+    },
+  });
+  return { spec, dir, pool: `gen-${name}` };
+}
+
+function outputs(runDir: string): { ids: string[]; workers: Set<number>; files: string[] } {
+  const dir = join(runDir, 'stages', 'gen', 'shards');
+  const files = readdirSync(dir);
+  const rows = files
+    .filter((f) => f.endsWith('.jsonl'))
+    .flatMap((f) => readFileSync(join(dir, f), 'utf8').trim().split('\n').filter(Boolean))
+    .map((l) => JSON.parse(l) as { id: string; worker: number });
+  return { ids: rows.map((r) => r.id), workers: new Set(rows.map((r) => r.worker)), files };
+}
+
+const loads = (dir: string) =>
+  readFileSync(join(dir, 'loads.jsonl'), 'utf8').trim().split('\n').length;
+
+describe('a generate stage over a pool', () => {
+  it('runs every shard once on warm workers that load their payload once', async () => {
+    sys = await startTestSystem();
+    const { spec, dir, pool } = generateRun('basic', {
+      items: 60,
+      shardSize: 5,
+      env: { LOAD_MS: 300, ITEM_MS: 5 },
+    });
+    const runId = await sys.submit(spec);
+    const view = await sys.waitForPhase(runId, ['Succeeded', 'Failed'], 90_000);
+    expect(view.phase, view.message ?? '').toBe('Succeeded');
+    const stage = view.stages[0];
+    expect(stage?.shards).toMatchObject({ total: 12, succeeded: 12, failed: 0, items: 60, pool });
+    const out = outputs(view.runDir);
+    expect(out.ids.sort()).toEqual(
+      Array.from({ length: 60 }, (_, i) => `item-${String(i).padStart(4, '0')}`),
+    );
+    expect(out.files.filter((f) => f.includes('.partial-'))).toEqual([]);
+    // 12 shards, 2 workers: the server was loaded once per worker, not once per shard
+    expect(loads(dir)).toBe(2);
+    const manifest = JSON.parse(readFileSync(stage?.outputs.shards ?? '', 'utf8')) as {
+      shards: Array<{ path: string }>;
+    };
+    expect(manifest.shards).toHaveLength(12);
+    expect(manifest.shards.every((s) => existsSync(s.path))).toBe(true);
+  });
+
+  it('retries the shard of a pool worker killed with SIGKILL; its output appears exactly once', async () => {
+    sys = await startTestSystem();
+    const { spec, dir, pool } = generateRun('kill9', {
+      items: 30,
+      shardSize: 5,
+      pool: { replicas: 1, maxReplicas: 1 },
+      env: { ITEM_MS: 150 },
+    });
+    const runId = await sys.submit(spec);
+    const busy = await eventually(
+      'a busy worker',
+      async () => (await readWorkers(sys!.redis, sys!.keys, pool)).find((w) => w.state === 'busy'),
+      60_000,
+    );
+    process.kill(busy.pid, 'SIGKILL');
+    const view = await sys.waitForPhase(runId, ['Succeeded', 'Failed'], 120_000);
+    expect(view.phase).toBe('Succeeded');
+    const out = outputs(view.runDir);
+    expect(out.ids).toHaveLength(30);
+    expect(new Set(out.ids).size).toBe(30);
+    expect(out.files.filter((f) => f.includes('.partial-'))).toEqual([]);
+    expect(loads(dir)).toBeGreaterThanOrEqual(2); // a new worker took over
+  });
+
+  it('fails the shard of a crashed server, restarts the server, and the next shards run', async () => {
+    sys = await startTestSystem();
+    const { spec, dir } = generateRun('crash', {
+      items: 20,
+      shardSize: 5,
+      pool: { replicas: 1 },
+      env: { CRASH_ON: 'shard-00001' },
+    });
+    const runId = await sys.submit(spec);
+    const view = await sys.waitForPhase(runId, ['Succeeded', 'Failed'], 90_000);
+    expect(view.phase).toBe('Succeeded');
+    expect(outputs(view.runDir).ids).toHaveLength(20);
+    expect(loads(dir)).toBe(2); // restarted once
+    const task = await sys.store.getTask(`${runId}.gen.s00001`);
+    expect(task?.status.attempt).toBe(2);
+    const attempts = await sys.redis.hget(
+      sys.keys.stageShards(runId, 'gen'),
+      `${runId}.gen.s00001`,
+    );
+    expect(JSON.parse(attempts ?? '{}')).toMatchObject({ phase: 'Succeeded', attempt: 2 });
+  });
+
+  it('treats a malformed response as a failed attempt and restarts the server', async () => {
+    sys = await startTestSystem();
+    const { spec, dir } = generateRun('malformed', {
+      items: 15,
+      shardSize: 5,
+      pool: { replicas: 1 },
+      env: { MALFORMED_ON: 'shard-00000' },
+    });
+    const runId = await sys.submit(spec);
+    const view = await sys.waitForPhase(runId, ['Succeeded', 'Failed'], 90_000);
+    expect(view.phase).toBe('Succeeded');
+    expect(outputs(view.runDir).ids).toHaveLength(15);
+    expect(loads(dir)).toBe(2);
+    const status = await sys.store.getTask(`${runId}.gen.s00000`);
+    expect(status?.status.history ?? []).toEqual([]); // shard history lives in the outcome
+    expect(status?.status.attempt).toBe(2);
+  });
+
+  it('fails a shard with bad input without retrying it; the others finish within the failure policy', async () => {
+    sys = await startTestSystem();
+    const { spec } = generateRun('baddata', {
+      items: 20,
+      shardSize: 5,
+      badLineAt: 7,
+      maxFailedShards: 1,
+    });
+    const runId = await sys.submit(spec);
+    const view = await sys.waitForPhase(runId, ['Succeeded', 'Failed'], 90_000);
+    expect(view.phase).toBe('Succeeded');
+    const sh = view.stages[0]?.shards;
+    expect(sh).toMatchObject({ total: 5, succeeded: 4, failed: 1 });
+    expect(sh?.failures[0]).toMatchObject({ index: 1, reason: 'BAD_DATA' });
+    expect(sh?.failures[0]?.message).toContain('input line 3');
+    expect((await sys.store.getTask(`${runId}.gen.s00001`))?.status.attempt).toBe(1);
+  });
+
+  it('fails the stage when more shards fail than its policy allows', async () => {
+    sys = await startTestSystem();
+    const { spec } = generateRun('policy', {
+      items: 20,
+      shardSize: 5,
+      badLineAt: 7,
+      maxFailedShards: 0,
+    });
+    const runId = await sys.submit(spec);
+    const view = await sys.waitForPhase(runId, ['Succeeded', 'Failed'], 90_000);
+    expect(view.phase).toBe('Failed');
+    expect(view.stages[0]?.conditions.find((c) => c.type === 'Failed')?.reason).toBe(
+      'TooManyShardsFailed',
+    );
+  });
+});
+
+describe('scaling a pool', () => {
+  it('refuses an unknown pool or replicas beyond its bounds, changing nothing', async () => {
+    sys = await startTestSystem();
+    await expect(scalePool(sys.redis, sys.keys, 'nope', 1)).rejects.toThrow(UsageError);
+    const { spec, pool } = generateRun('bounds', {
+      items: 5,
+      shardSize: 5,
+      pool: { minReplicas: 1, maxReplicas: 2, replicas: 1 },
+    });
+    await sys.waitForPhase(await sys.submit(spec), ['Succeeded']);
+    await expect(scalePool(sys.redis, sys.keys, pool, 3)).rejects.toThrow(/1 to 2 replicas/);
+    await expect(scalePool(sys.redis, sys.keys, pool, 0)).rejects.toThrow(/outside its bounds/);
+    expect(await sys.redis.hget(sys.keys.pool(pool), 'desired')).toBe('1');
+  });
+
+  it('scales down under load without losing or repeating a shard', async () => {
+    sys = await startTestSystem();
+    const { spec, pool } = generateRun('down', {
+      items: 120,
+      shardSize: 4,
+      pool: { replicas: 4, maxReplicas: 4 },
+      env: { ITEM_MS: 100 },
+    });
+    const runId = await sys.submit(spec);
+    await eventually(
+      '4 busy workers',
+      async () =>
+        (await readWorkers(sys!.redis, sys!.keys, pool)).filter((w) => w.state === 'busy').length >=
+        3,
+      60_000,
+    );
+    await scalePool(sys.redis, sys.keys, pool, 1);
+    await sys.controller.reconcileAll();
+    await eventually(
+      'three workers to drain and leave while shards still flow',
+      async () => {
+        const ws = await readWorkers(sys!.redis, sys!.keys, pool);
+        return ws.length === 1 && (await sys!.view(runId)).phase === 'Running';
+      },
+      60_000,
+    );
+    const view = await sys.waitForPhase(runId, ['Succeeded', 'Failed'], 120_000);
+    expect(view.phase).toBe('Succeeded');
+    const out = outputs(view.runDir);
+    expect(out.ids).toHaveLength(120);
+    expect(new Set(out.ids).size).toBe(120);
+    // every shard ran exactly once: one completion each, on its first attempt
+    const completions = await sys.redis.zrange(sys.keys.poolCompletions(pool), '0', '-1');
+    expect(completions).toHaveLength(30);
+    expect(completions.every((c) => c.endsWith(':1'))).toBe(true);
+    const pv = await buildPoolView(sys.redis, sys.keys, pool, async () => ({
+      waiting: 0,
+      prioritized: 0,
+      delayed: 0,
+      active: 0,
+    }));
+    expect(pv?.desired).toBe(1);
+  });
+});
