@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import { PayloadEvent } from '../../common/events.js';
 import { emptyProgress, type TaskProgress } from '../../common/model.js';
 import { decodeProgress, encodeProgress } from '../../common/progress.js';
 import {
