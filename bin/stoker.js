@@ -27,10 +27,14 @@ function distIsFresh() {
   return ['common', 'orchestrator', 'worker'].every((d) => newestSource(join(root, d)) <= builtAt);
 }
 
+// `stoker worker` starts once per task attempt: it gets a slim entry point that loads
+// only the worker's modules (worker/entry.ts), not the whole CLI.
+const entry = process.argv[2] === 'worker' ? ['worker', 'entry'] : ['orchestrator', 'cli', 'main'];
+
 if (distIsFresh()) {
-  await import(pathToFileURL(built).href);
+  await import(pathToFileURL(join(root, 'dist', ...entry.slice(0, -1), `${entry.at(-1)}.js`)).href);
 } else {
   const { register } = await import('tsx/esm/api');
   register();
-  await import(pathToFileURL(join(root, 'orchestrator', 'cli', 'main.ts')).href);
+  await import(pathToFileURL(join(root, ...entry.slice(0, -1), `${entry.at(-1)}.ts`)).href);
 }

@@ -62,12 +62,19 @@ export class RunNotFoundError extends StokerError {
   override name = 'RunNotFoundError';
 }
 
+export class RunExistsError extends StokerError {
+  override name = 'RunExistsError';
+}
+
 export function makeRunId(name: string, clock: () => number = Date.now): string {
   const d = new Date(clock());
   const pad = (n: number) => String(n).padStart(2, '0');
   const stamp = `${d.getUTCFullYear()}${pad(d.getUTCMonth() + 1)}${pad(d.getUTCDate())}-${pad(d.getUTCHours())}${pad(d.getUTCMinutes())}${pad(d.getUTCSeconds())}`;
-  return `${name}-${stamp}-${randomBytes(2).toString('hex')}`;
+  return `${name}-${stamp}-${randomBytes(3).toString('hex')}`;
 }
+
+/** Characters a run id adds to the name: -YYYYMMDD-HHMMSS-xxxxxx. */
+const RUN_ID_SUFFIX = 23;
 
 /** Task ids are `${runId}.${stage}`: deterministic, so re-adding a task never duplicates it. */
 export const taskIdFor = (runId: string, stage: string): string => `${runId}.${stage}`;
@@ -88,7 +95,24 @@ export class RunStore {
     spec: NormalizedSpec,
     opts: { home: string; id?: string; workDir?: string },
   ): Promise<RunRecord> {
-    const id = opts.id ?? makeRunId(spec.name, this.clock);
+    // A generated id that collides (same name, same second, same random suffix) is drawn again.
+    for (let tries = 0; ; tries++) {
+      try {
+        return await this.createRunOnce(spec, {
+          ...opts,
+          id: opts.id ?? makeRunId(spec.name, this.clock),
+        });
+      } catch (err) {
+        if (opts.id || tries >= 4 || !(err instanceof RunExistsError)) throw err;
+      }
+    }
+  }
+
+  private async createRunOnce(
+    spec: NormalizedSpec,
+    opts: { home: string; id: string; workDir?: string },
+  ): Promise<RunRecord> {
+    const id = opts.id;
     const createdAt = nowIso(this.clock);
     const run: RunRecord = {
       id,
@@ -127,7 +151,7 @@ export class RunStore {
       .sadd(this.activeKey(), id)
       .publish(this.keys.wakeChannel(), id)
       .exec();
-    if (!created || created[0]?.[1] !== 1) throw new StokerError(`run ${id} already exists`);
+    if (!created || created[0]?.[1] !== 1) throw new RunExistsError(`run ${id} already exists`);
     return run;
   }
 
@@ -150,7 +174,7 @@ export class RunStore {
     if (await this.redis.exists(this.keys.run(query))) return query;
     const ids = await this.redis.zrange(this.keys.runIndex(), '0', '-1');
     const byPrefix = ids.filter((id) => id.startsWith(query));
-    const named = byPrefix.filter((id) => id.slice(0, id.length - 21) === query);
+    const named = byPrefix.filter((id) => id.slice(0, id.length - RUN_ID_SUFFIX) === query);
     if (named.length > 0) return named[named.length - 1] as string;
     if (byPrefix.length === 1) return byPrefix[0] as string;
     if (byPrefix.length > 1) {

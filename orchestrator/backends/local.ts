@@ -175,7 +175,14 @@ export class LocalBackend implements Backend {
     for (;;) {
       const state = await this.observe(unitName);
       if (state.phase !== 'Running' || signal?.aborted) return state;
-      await sleep(this.pollMs, signal);
+      // Poll, but wake at once when our own child exits (it wrote its result just before).
+      const child = this.children.get(unitName);
+      await Promise.race([
+        sleep(this.pollMs, signal),
+        ...(child && child.exitCode === null && child.signalCode === null
+          ? [new Promise<void>((r) => child.once('exit', () => r()))]
+          : []),
+      ]);
     }
   }
 
@@ -264,9 +271,7 @@ export class LocalBackend implements Backend {
     }
   }
 
-  private async poolProcs(
-    name: string,
-  ): Promise<
+  private async poolProcs(name: string): Promise<
     Array<{
       workerId: string;
       pid: number;

@@ -13,7 +13,7 @@ import { SpecError, StokerError, UsageError } from '../../common/errors.js';
 import { poolQueueName, QUEUES } from '../../common/keys.js';
 import { isTerminal, type RunRecord } from '../../common/model.js';
 import { readTaskLogTail } from '../../common/progress.js';
-import { bullConnection, connectRedis, redactUrl } from '../../common/redis.js';
+import { bullConnection, redactUrl } from '../../common/redis.js';
 import { loadSpecFile } from '../../common/spec/load.js';
 import type { NormalizedSpec } from '../../common/spec/schema.js';
 import { packageRoot } from '../../common/paths.js';
@@ -605,85 +605,17 @@ export function buildProgram(): Command {
   program
     .command('worker')
     .description(
-      'run one task attempt (--task), or serve a pool (--pool); started by a backend, not for direct use',
+      'run one task attempt (--task --unit --attempt), or serve a pool (--pool [--worker-id]); started by a backend, not for direct use',
     )
-    .option('--task <id>', 'dispatched: the task id')
-    .option('--unit <name>', 'dispatched: the unit name')
-    .option('--attempt <n>', 'dispatched: the attempt number', (v) => Number.parseInt(v, 10))
-    .option(
-      '--pool <name>',
-      'pulled: pull shards from this pool until told to stop (SIGTERM drains)',
-    )
-    .option('--worker-id <id>', "pulled: this worker's id (default: generated)")
-    .action(
-      async (
-        o: { task?: string; unit?: string; attempt?: number; pool?: string; workerId?: string },
-        cmd: Command,
-      ) => {
-        const ctx = makeContext({ logLevel: 'info', ...globals(cmd) });
-        const url = ctx.env.STOKER_REDIS_URL || ctx.env.REDIS_URL;
-        if (!url) throw new UsageError('stoker worker needs STOKER_REDIS_URL');
-        if (o.pool) {
-          const { runPoolWorker } = await import('../../worker/pool-worker.js');
-          const workerId = o.workerId ?? `${o.pool}-${process.pid}`;
-          const redis = await connectRedis(url, { name: `stoker-pool-${workerId}` });
-          const drain = new AbortController();
-          const force = new AbortController();
-          // First SIGTERM/SIGINT: finish the current shard, then exit. Second: abort it.
-          const stop = () => (drain.signal.aborted ? force.abort() : drain.abort());
-          process.on('SIGTERM', stop);
-          process.on('SIGINT', stop);
-          try {
-            process.exitCode = await runPoolWorker({
-              redis,
-              keys: ctx.keys,
-              connection: bullConnection(url),
-              pool: o.pool,
-              workerId,
-              parentEnv: process.env,
-              log: ctx.log,
-              logDir: join(ctx.home, 'pools', o.pool),
-              drain: drain.signal,
-              force: force.signal,
-              ...(ctx.timings.lockDurationMs ? { lockDurationMs: ctx.timings.lockDurationMs } : {}),
-              ...(ctx.timings.stalledIntervalMs
-                ? { stalledIntervalMs: ctx.timings.stalledIntervalMs }
-                : {}),
-            });
-          } finally {
-            redis.disconnect();
-          }
-          return;
-        }
-        if (!o.task || !o.unit || o.attempt === undefined) {
-          throw new UsageError(
-            'stoker worker needs --task, --unit and --attempt (dispatched) or --pool (pulled)',
-          );
-        }
-        const { runTaskWorker } = await import('../../worker/task-worker.js');
-        const redis = await connectRedis(url, { name: `stoker-worker-${o.unit}` });
-        const abort = new AbortController();
-        // SIGTERM/SIGINT: forward to the payload (it checkpoints), SIGKILL after the grace period.
-        const stop = () => abort.abort();
-        process.on('SIGTERM', stop);
-        process.on('SIGINT', stop);
-        try {
-          const code = await runTaskWorker({
-            redis,
-            keys: ctx.keys,
-            taskId: o.task,
-            unitName: o.unit,
-            attempt: o.attempt,
-            parentEnv: process.env,
-            log: ctx.log,
-            signal: abort.signal,
-          });
-          process.exitCode = code;
-        } finally {
-          redis.disconnect();
-        }
-      },
-    );
+    .allowUnknownOption()
+    .helpOption(false)
+    .argument('[args...]')
+    .action(async () => {
+      // The same code as the slim entry point bin/stoker.js uses (worker/entry.ts).
+      const { workerMain } = await import('../../worker/main.js');
+      const at = process.argv.indexOf('worker');
+      process.exitCode = await workerMain(process.argv.slice(at + 1));
+    });
 
   program
     .command('scale')

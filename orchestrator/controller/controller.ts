@@ -1,7 +1,8 @@
 /**
  * The controller: a level-triggered reconcile loop. Events (a published wake-up after
- * a submit, a task status write, a cancel request) only wake it; each pass re-reads the
- * state of every active run and converges it. A periodic resync covers lost wake-ups.
+ * a submit, a task status write, a cancel request) only wake it, naming the run; a pass
+ * re-reads that run's state and converges it. A periodic resync re-reads every active
+ * run and covers lost wake-ups.
  *
  * reconcileRun(), one page of numbered steps:
  *   1. load the run; terminal -> done
@@ -69,7 +70,8 @@ export function queueForStage(stage: NormalizedStage): DispatchQueue {
 export class Controller {
   private timer: NodeJS.Timeout | undefined;
   private running = false;
-  private again = false;
+  private pendingAll = false;
+  private readonly pendingRuns = new Set<string>();
   private stopped = false;
   private idle: Promise<void> = Promise.resolve();
   private readonly clock: () => number;
@@ -84,32 +86,54 @@ export class Controller {
 
   async start(): Promise<void> {
     const { subscriber, keys } = this.opts;
-    subscriber.on('message', () => this.wake());
+    // A wake-up names the run it concerns: only that run is reconciled, so the work per
+    // event does not grow with the number of active runs. Anything else (a pool, '*')
+    // and the periodic resync reconcile everything.
+    subscriber.on('message', (_channel: string, message: string) => this.wake(message));
     await subscriber.subscribe(keys.wakeChannel());
     this.timer = setInterval(() => this.wake(), this.opts.resyncMs ?? 2000);
     this.wake();
   }
 
   /** Ask for a reconcile pass; passes never overlap, wake-ups during one coalesce into one more. */
-  wake(): void {
+  wake(runId?: string): void {
     if (this.stopped) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
+    if (runId && runId !== '*' && !runId.startsWith('pool:')) this.pendingRuns.add(runId);
+    else this.pendingAll = true;
+    if (this.running) return;
     this.running = true;
     this.idle = (async () => {
       try {
-        do {
-          this.again = false;
-          await this.reconcileAll();
-        } while (this.again && !this.stopped);
+        while (!this.stopped && (this.pendingAll || this.pendingRuns.size > 0)) {
+          const all = this.pendingAll;
+          const runs = [...this.pendingRuns];
+          this.pendingAll = false;
+          this.pendingRuns.clear();
+          if (all) await this.reconcileAll();
+          else await this.reconcileSome(runs);
+        }
       } catch (err) {
         this.opts.log.error({ err }, 'reconcile pass failed');
       } finally {
         this.running = false;
       }
     })();
+  }
+
+  private async reconcileSome(runIds: string[]): Promise<void> {
+    this.stats.passes++;
+    for (const runId of runIds) {
+      try {
+        await this.reconcileRun(runId);
+      } catch (err) {
+        this.opts.log.error({ err, runId }, 'reconcile of run failed');
+      }
+    }
+    try {
+      await this.reconcilePools();
+    } catch (err) {
+      this.opts.log.error({ err }, 'reconcile of pools failed');
+    }
   }
 
   async stop(): Promise<void> {

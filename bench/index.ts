@@ -1,0 +1,234 @@
+/**
+ * `npm run bench [-- --json] [--quick] [--only NAME[,NAME]]`: stoker's benchmarks
+ * (DESIGN.md section 8). Each prints one JSON object on one line on stdout:
+ *
+ *   {name, unit, ...measured fields, baseline: {...}, ratio, ratioOf, target?, met?,
+ *    quick, workerCommand, sourcesNewerThanBuild, build, benchSeconds, loadavg1m, node, cpus}
+ *   or {name, error, node, cpus} when the measurement failed (the others still run;
+ *   the exit status is then 1).
+ *
+ * Every baseline is measured in the same invocation on the same Redis: a redis-server the
+ * bench starts on a free port (never the machine's 6379), with a key prefix per benchmark.
+ * Before anything, `tsc -p tsconfig.build.json` compiles dist/, and the local backend
+ * starts workers as `node dist/worker/entry.js worker ...` (`workerCommand`), the slim
+ * entry point bin/stoker.js routes `stoker worker` to.
+ * Why not bin/stoker.js, as `stoker up` does: it runs the sources through tsx as soon as
+ * any .ts file is newer than the build, and people edit sources while a long bench runs,
+ * so some samples would silently measure a tsx start (about 1 s more). bin/stoker.js
+ * adds only its freshness scan (stat of the sources) on top of this. Sources edited since
+ * the build are rebuilt before each benchmark; `build.rebuiltBefore` and
+ * `sourcesNewerThanBuild` (at the end of the benchmark) say when that happened.
+ *
+ * --json     only the JSON lines on stdout, nothing on stderr but failures
+ * --quick    small counts: a smoke check of the whole bench in about a minute
+ * --only     run these benchmarks (names below), in this order
+ *
+ * Exit: 0 all measured; 1 a benchmark failed or cleanup failed; 2 bad usage.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { dispatchLatency } from './dispatch-latency.js';
+import { dispatchThroughput } from './dispatch-throughput.js';
+import { type Benchmark, type BenchContext, Cleanup, round, distIsFresh } from './lib/harness.js';
+import { startBenchRedis } from './lib/redis-server.js';
+import { progressIngestion } from './progress-ingestion.js';
+import { wrapperOverhead } from './wrapper-overhead.js';
+
+const BENCHMARKS: readonly Benchmark[] = [
+  dispatchLatency,
+  dispatchThroughput,
+  wrapperOverhead,
+  progressIngestion,
+];
+
+interface Options {
+  json: boolean;
+  quick: boolean;
+  only: Benchmark[];
+}
+
+class UsageError extends Error {}
+
+function parseArgs(argv: readonly string[]): Options {
+  const opts: Options = { json: false, quick: false, only: [...BENCHMARKS] };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] as string;
+    if (a === '--json') opts.json = true;
+    else if (a === '--quick') opts.quick = true;
+    else if (a === '--only' || a.startsWith('--only=')) {
+      const value = a === '--only' ? argv[++i] : a.slice('--only='.length);
+      if (!value) throw new UsageError('--only needs a list of benchmark names');
+      const names = value
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean);
+      const unknown = names.filter((n) => !BENCHMARKS.some((b) => b.name === n));
+      if (unknown.length > 0) {
+        throw new UsageError(
+          `unknown benchmark ${unknown.join(', ')} (known: ${BENCHMARKS.map((b) => b.name).join(', ')})`,
+        );
+      }
+      opts.only = names.map((n) => BENCHMARKS.find((b) => b.name === n) as Benchmark);
+    } else if (a === '--help' || a === '-h') {
+      throw new UsageError('');
+    } else throw new UsageError(`unknown option ${a}`);
+  }
+  return opts;
+}
+
+/** Compile dist/ (incremental). Type errors elsewhere still emit, so the code is usable. */
+function build(
+  root: string,
+): Promise<{ ran: boolean; exitCode: number | null; ms: number; output: string }> {
+  const t0 = Date.now();
+  return new Promise((resolve) => {
+    const child = spawn('npx', ['tsc', '-p', 'tsconfig.build.json'], {
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    const keep = (d: Buffer) => {
+      output = (output + d.toString()).slice(-4000);
+    };
+    child.stdout.on('data', keep);
+    child.stderr.on('data', keep);
+    child.once('error', (err) =>
+      resolve({ ran: false, exitCode: null, ms: Date.now() - t0, output: err.message }),
+    );
+    child.once('close', (code) =>
+      resolve({ ran: true, exitCode: code, ms: Date.now() - t0, output }),
+    );
+  });
+}
+
+function human(line: Record<string, unknown>): string {
+  const name = String(line.name);
+  if (line.error) return `${name}: FAILED: ${String(line.error)}`;
+  const f = (v: unknown) => (typeof v === 'number' ? String(v) : JSON.stringify(v));
+  const b = (line.baseline ?? {}) as Record<string, unknown>;
+  switch (name) {
+    case 'dispatch-latency': {
+      const sp = b.bullmqAddToSpawnedPayload as { p50: number; p99: number } | undefined;
+      const ip = b.bullmqAddToProcessor as { p50: number; p99: number } | undefined;
+      return `${name}: stoker p50 ${f(line.p50)} ms, p99 ${f(line.p99)} ms | raw BullMQ+spawn p50 ${f(sp?.p50)} p99 ${f(sp?.p99)} | raw BullMQ in-process p50 ${f(ip?.p50)} p99 ${f(ip?.p99)} | ratio ${f(line.ratio)}`;
+    }
+    case 'dispatch-throughput':
+      return `${name}: stoker ${f(line.tasksPerSec)} tasks/s vs raw BullMQ ${f(b.tasksPerSec)} tasks/s (${f(line.tasks)} tasks, concurrency ${f(line.concurrency)}) | ratio ${f(line.ratio)}`;
+    case 'wrapper-overhead':
+      return `${name}: unit ${f(line.unitMs)} ms vs direct ${f(b.directMs)} ms (${f(line.steps)} steps) | ratio ${f(line.ratio)} (target <= ${f(line.target)}: ${line.met ? 'met' : 'NOT met'}) | end to end ${f(line.endToEndMs)} ms`;
+    case 'progress-ingestion':
+      return `${name}: ${f(line.eventsEmitted)} events, last step recorded: ${f(line.lastStepRecorded)}, XLEN ${f(line.eventsStreamXlen)}, worker CPU ${f(line.workerCpuS)} s over ${f(line.workerWallS)} s wall, payload wall ${f(line.payloadWallS)} s vs direct ${f(b.payloadWallS)} s | ratio ${f(line.ratio)}`;
+    default:
+      return `${name}: ratio ${f(line.ratio)}`;
+  }
+}
+
+async function main(): Promise<number> {
+  let opts: Options;
+  try {
+    opts = parseArgs(process.argv.slice(2));
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    if (err.message) process.stderr.write(`bench: ${err.message}\n`);
+    process.stderr.write(
+      `usage: npm run bench -- [--json] [--quick] [--only ${BENCHMARKS.map((b) => b.name).join(',')}]\n`,
+    );
+    return 2;
+  }
+  const note = (m: string) => {
+    if (!opts.json) process.stderr.write(`[bench] ${m}\n`);
+  };
+  const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+  const env = { node: process.version, cpus: cpus().length };
+  const cleanup = new Cleanup();
+  let failed = false;
+
+  const onSignal = (sig: NodeJS.Signals) => {
+    process.stderr.write(`bench: ${sig}: cleaning up\n`);
+    void cleanup.run().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  try {
+    note('building dist/ (tsc -p tsconfig.build.json)');
+    const built = await build(root);
+    const workerMain = join(root, 'dist', 'worker', 'entry.js');
+    if (!existsSync(workerMain))
+      throw new Error(`the build did not produce ${workerMain}: ${built.output.trim()}`);
+    note(
+      `build: ${built.ran ? `tsc exit ${built.exitCode}` : `did not run (${built.output})`} in ${built.ms} ms`,
+    );
+    if (built.exitCode !== 0 && !opts.json) process.stderr.write(`${built.output.trim()}\n`);
+    const buildInfo = { ran: built.ran, tscExitCode: built.exitCode, ms: built.ms };
+
+    const tmpRoot = mkdtempSync(join(tmpdir(), 'stoker-bench-'));
+    cleanup.defer(`remove ${tmpRoot}`, () => rmSync(tmpRoot, { recursive: true, force: true }));
+    const redis = await startBenchRedis(tmpRoot);
+    cleanup.defer('stop redis-server', () => redis.stop());
+    note(`redis-server ${redis.version} on ${redis.url}`);
+    const stokerCommand = [process.execPath, workerMain];
+    const ctx: BenchContext = {
+      quick: opts.quick,
+      redisUrl: redis.url,
+      tmpRoot,
+      root,
+      stokerCommand,
+      note,
+    };
+
+    for (const bench of opts.only) {
+      // Others may edit sources while the bench runs: rebuild so workers keep starting
+      // from dist/ (what a deployment runs), and say so in the line.
+      let rebuilt = false;
+      if (!distIsFresh(root)) {
+        note(`${bench.name}: sources changed since the build; rebuilding dist/`);
+        await build(root);
+        rebuilt = true;
+      }
+      const t0 = Date.now();
+      const loadBefore = loadavg()[0] ?? 0;
+      const scope = cleanup.child(bench.name);
+      let line: Record<string, unknown>;
+      try {
+        const fields = await bench.run(ctx, scope);
+        line = { name: bench.name, ...fields };
+      } catch (err) {
+        failed = true;
+        line = { name: bench.name, error: (err as Error).message };
+      }
+      const errors = await scope.run();
+      if (errors.length > 0) {
+        failed = true;
+        line.cleanupErrors = errors;
+      }
+      line.quick = opts.quick;
+      line.workerCommand = 'node dist/worker/entry.js worker ...';
+      line.sourcesNewerThanBuild = !distIsFresh(root);
+      line.build = rebuilt ? { ...buildInfo, rebuiltBefore: true } : buildInfo;
+      line.benchSeconds = round((Date.now() - t0) / 1000, 1);
+      // Other work on the machine skews every number here: say how busy it was.
+      line.loadavg1m = { before: round(loadBefore, 2), after: round(loadavg()[0] ?? 0, 2) };
+      Object.assign(line, env);
+      process.stdout.write(`${JSON.stringify(line)}\n`);
+      if (!opts.json) process.stderr.write(`${human(line)}\n`);
+    }
+  } catch (err) {
+    failed = true;
+    process.stdout.write(
+      `${JSON.stringify({ name: 'bench', error: (err as Error).message, ...env })}\n`,
+    );
+  } finally {
+    const errors = await cleanup.run();
+    if (errors.length > 0) {
+      failed = true;
+      process.stderr.write(`bench: cleanup failed: ${errors.join('; ')}\n`);
+    }
+  }
+  return failed ? 1 : 0;
+}
+
+process.exit(await main());
