@@ -260,13 +260,28 @@ export class LocalBackend implements Backend {
     }
   }
 
-  async stopPools(opts: { force?: boolean }): Promise<void> {
+  /**
+   * Stop every pool worker and wait for them: SIGTERM drains (the current shard
+   * finishes); whatever still runs after `drainMs` is killed with its process group, so
+   * no worker outlives the Redis it talks to (an embedded one is stopped next).
+   */
+  async stopPools(opts: { force?: boolean; drainMs?: number }): Promise<void> {
     const { redis, keys } = this.opts;
+    const running: Array<{ pid: number; start: string | null }> = [];
     for (const name of await redis.smembers(keys.pools())) {
       for (const p of await this.poolProcs(name)) {
         if (!isRunning(p.pid, p.pidStartTime || null)) continue;
+        running.push({ pid: p.pid, start: p.pidStartTime || null });
         if (opts.force) killGroup(p.pid, 'SIGKILL');
         else killPid(p.pid, 'SIGTERM');
+      }
+    }
+    const deadline = this.clock() + (opts.force ? 5000 : (opts.drainMs ?? 60_000));
+    while (running.some((p) => isRunning(p.pid, p.start)) && this.clock() < deadline) await sleep(100);
+    for (const p of running) {
+      if (isRunning(p.pid, p.start)) {
+        this.opts.log.warn({ pid: p.pid }, 'pool worker did not drain in time; killed');
+        killGroup(p.pid, 'SIGKILL');
       }
     }
   }

@@ -63,6 +63,6 @@ export interface Backend {
    */
   ensurePool?(pool: PoolSpec, replicas: number): Promise<void>;
   /** Stop every worker of every pool (drain; force kills). */
-  stopPools?(opts: { force?: boolean }): Promise<void>;
+  stopPools?(opts: { force?: boolean; drainMs?: number }): Promise<void>;
   close(): Promise<void>;
 }

@@ -259,3 +259,36 @@ describe('stoker scale and pools', () => {
     expect(JSON.parse(r.stdout)).toEqual({ pools: [] });
   });
 });
+
+describe('stoker run with a pool', () => {
+  it('leaves no pool worker running after the run', async () => {
+    const own = join(home, 'pool-home');
+    const items = write(
+      'pool-items.jsonl',
+      Array.from({ length: 6 }, (_, i) => JSON.stringify({ id: `i${i}` })).join('\n'),
+    );
+    const spec = write(
+      'pool.yaml',
+      [
+        'apiVersion: stoker/v1',
+        'kind: Pipeline',
+        'metadata: {name: cli-pool}',
+        'spec:',
+        '  stages:',
+        '    - name: gen',
+        '      kind: generate',
+        `      input: {file: "${items}", shardSize: 2}`,
+        '      pool: {name: cli-pool, maxReplicas: 2}',
+        `      payload: {command: ["${process.execPath}", "${payloadFixture('server.mjs')}"], env: {STATE_DIR: "${home}"}}`,
+        '',
+      ].join('\n'),
+    );
+    const r = await stoker(['run', spec, '--json'], { home: own });
+    expect(r.exitCode, r.all).toBe(0);
+    expect((JSON.parse(r.stdout) as { phase: string }).phase).toBe('Succeeded');
+    const ps = await import('node:child_process').then((cp) =>
+      cp.execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }),
+    );
+    expect(ps.split('\n').filter((l) => l.includes('--pool cli-pool'))).toEqual([]);
+  });
+});
