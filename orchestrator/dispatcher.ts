@@ -87,7 +87,17 @@ export class Dispatcher {
    * Stop. `preempt`: stop taking jobs, SIGTERM running units (their payloads checkpoint),
    * requeue their jobs without spending an attempt, then close. `force`: also SIGKILL.
    */
-  async stop(mode: Exclude<StopMode, 'none'> = 'preempt'): Promise<void> {
+  async stop(mode: Exclude<StopMode, 'none'> | 'detach' = 'preempt'): Promise<void> {
+    if (mode === 'detach') {
+      // Leave the units running (Kubernetes Jobs outlive their controller): the BullMQ
+      // jobs stall and the next leader's dispatcher re-attaches to the units.
+      this.stopMode = 'force';
+      await Promise.race([
+        Promise.all(this.workers.map((w) => w.close(true))),
+        new Promise((r) => setTimeout(r, 3000)),
+      ]);
+      return;
+    }
     this.stopMode = mode;
     const closing = this.workers.map((w) => w.close(mode === 'force'));
     for (const [, { unit, grace }] of this.active) {
@@ -184,7 +194,16 @@ export class Dispatcher {
     }, 500);
     let state: UnitState;
     try {
-      state = await backend.wait(unit);
+      // A backend that sees why a unit waits (unschedulable, pulling an image) says so; the
+      // task's message shows it to the user.
+      let lastNote: string | null = null;
+      state = await backend.wait(unit, undefined, (note) => {
+        if (note === lastNote) return;
+        lastNote = note;
+        void store
+          .updateTaskStatus(taskId, (t) => ({ ...t, message: note }))
+          .catch((err: unknown) => log.warn({ err }, 'cannot record the unit note'));
+      });
     } finally {
       clearInterval(watcher);
       this.active.delete(taskId);
@@ -236,6 +255,19 @@ export class Dispatcher {
       });
       throw new UnrecoverableError('deadline exceeded');
     }
+    if (state.freeRetry) {
+      // Evicted or preempted by the cluster: retried without spending the retry budget.
+      await store.writeTaskStatus({
+        ...base,
+        phase: 'Pending',
+        reason,
+        message: `${detail}; retried without spending an attempt`,
+        retryable: true,
+      });
+      log.warn({ unit, reason }, 'unit disrupted by the cluster; retrying');
+      await job.moveToDelayed(this.clock() + 1000, token);
+      throw new DelayedError();
+    }
     if (this.stopMode !== 'none') {
       // We stopped it to shut down: requeue without spending an attempt.
       await store.writeTaskStatus({
@@ -249,7 +281,8 @@ export class Dispatcher {
       throw new DelayedError();
     }
     const reasonLabel = reason;
-    const retryable = reason === 'WorkerLost' || reason === 'Stalled' ? true : c.retryable;
+    const retryable =
+      state.retryable ?? (reason === 'WorkerLost' || reason === 'Stalled' ? true : c.retryable);
     const maxAttempts = job.opts.attempts ?? 1;
     if (!retryable) {
       await this.finish(base, 'Failed', {

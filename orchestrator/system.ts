@@ -30,7 +30,14 @@ export interface SystemOptions {
   workerEnv?: NodeJS.ProcessEnv;
   /** stoker home (pool worker logs). */
   home?: string;
-  backend?: (ctx: { redis: Redis; keys: Keys; redisUrl: string; log: Logger }) => Backend;
+  /** The backend (default: local). May start asynchronously (informers). */
+  backend?: (ctx: {
+    redis: Redis;
+    keys: Keys;
+    redisUrl: string;
+    log: Logger;
+    store: RunStore;
+  }) => Backend | Promise<Backend>;
 }
 
 export interface System {
@@ -74,8 +81,10 @@ export async function startSystem(opts: SystemOptions): Promise<System> {
       prefix: keys.bullPrefix,
     }),
   } as Record<DispatchQueue, Queue<DispatchJobData>>;
-  const backend =
-    opts.backend?.({ redis, keys, redisUrl: opts.redisUrl, log }) ??
+  const backend: Backend =
+    (opts.backend
+      ? await opts.backend({ redis, keys, redisUrl: opts.redisUrl, log, store })
+      : undefined) ??
     new LocalBackend({
       redis,
       keys,
@@ -111,7 +120,7 @@ export async function startSystem(opts: SystemOptions): Promise<System> {
   let stopping: Promise<void> | undefined;
   const stop = (mode: 'preempt' | 'force' = 'preempt') =>
     (stopping ??= (async () => {
-      await dispatcher.stop(mode);
+      await dispatcher.stop(backend.unitsOutliveController && mode === 'preempt' ? 'detach' : mode);
       await controller.stop();
       // Pool workers finish their shard and exit (force: killed).
       await backend.stopPools?.({ force: mode === 'force' });

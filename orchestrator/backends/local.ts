@@ -277,7 +277,8 @@ export class LocalBackend implements Backend {
       }
     }
     const deadline = this.clock() + (opts.force ? 5000 : (opts.drainMs ?? 60_000));
-    while (running.some((p) => isRunning(p.pid, p.start)) && this.clock() < deadline) await sleep(100);
+    while (running.some((p) => isRunning(p.pid, p.start)) && this.clock() < deadline)
+      await sleep(100);
     for (const p of running) {
       if (isRunning(p.pid, p.start)) {
         this.opts.log.warn({ pid: p.pid }, 'pool worker did not drain in time; killed');

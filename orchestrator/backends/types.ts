@@ -44,16 +44,25 @@ export interface UnitState {
   message: string | null;
   stderrTail: string[];
   logFile: string | null;
+  /** Set by a backend that knows better than the exit code (an image that cannot be pulled: false). */
+  retryable?: boolean;
+  /** Disrupted by the cluster (eviction, preemption): retry without spending an attempt. */
+  freeRetry?: boolean;
 }
 
 export interface Backend {
   readonly name: string;
+  /**
+   * Units outlive the controller (Kubernetes Jobs): a controller that stops leaves them
+   * running for the next leader instead of preempting them.
+   */
+  readonly unitsOutliveController?: boolean;
   /** Create the unit, or re-attach if it already exists. `attached` tells which. */
   launch(req: LaunchRequest): Promise<{ attached: boolean }>;
   /** The unit's state now. */
   observe(unitName: string): Promise<UnitState>;
   /** Resolve when the unit has finished (or `signal` aborts the wait: NotFound is not returned then). */
-  wait(unitName: string, signal?: AbortSignal): Promise<UnitState>;
+  wait(unitName: string, signal?: AbortSignal, onNote?: (note: string) => void): Promise<UnitState>;
   /** Stop the unit: SIGTERM (the payload checkpoints), then kill after the grace period. */
   terminate(unitName: string, opts: { graceSeconds: number; force?: boolean }): Promise<void>;
   /**

@@ -1,0 +1,172 @@
+/**
+ * Turning what the cluster says about a Job and its pods into a UnitState, in words a
+ * user understands. Pure: the backend passes what its informers cached.
+ *
+ *   Job Complete                         -> Succeeded
+ *   Job Failed, a container terminated   -> Failed with its exit code (OOMKilled: 137, retried)
+ *   Job Failed: DeadlineExceeded         -> Failed, not retried (the stage's budget)
+ *   a pod with DisruptionTarget          -> Failed, evicted or preempted: retried free
+ *   a pod waiting on ErrImagePull...     -> Failed fast, not retried, with the reason
+ *   a pod waiting on a config error      -> Failed, not retried (a missing Secret or key)
+ *   a pod unschedulable                  -> still waiting, with the scheduler's message
+ *                                           (a missing PVC: Failed, not retried)
+ */
+import type { V1Job, V1Pod } from '@kubernetes/client-node';
+import type { UnitState } from '../types.js';
+
+const IMAGE_PULL = new Set([
+  'ErrImagePull',
+  'ImagePullBackOff',
+  'InvalidImageName',
+  'ErrImageNeverPull',
+]);
+const CONFIG = new Set(['CreateContainerConfigError', 'CreateContainerError']);
+
+function state(phase: UnitState['phase'], extra: Partial<UnitState> = {}): UnitState {
+  return {
+    phase,
+    exitCode: null,
+    signal: null,
+    reason: null,
+    message: null,
+    stderrTail: [],
+    logFile: null,
+    ...extra,
+  };
+}
+
+export interface Observed {
+  state: UnitState;
+  /** Why it is not running yet, for the task's message (unschedulable, pulling...). */
+  note: string | null;
+}
+
+export function observeJob(job: V1Job | undefined, pods: V1Pod[]): Observed {
+  if (!job) return { state: state('NotFound'), note: null };
+  const conditions = job.status?.conditions ?? [];
+  const cond = (type: string) => conditions.find((c) => c.type === type && c.status === 'True');
+  const disrupted = pods.find((p) =>
+    p.status?.conditions?.some((c) => c.type === 'DisruptionTarget' && c.status === 'True'),
+  );
+  const terminated = pods
+    .flatMap((p) =>
+      (p.status?.containerStatuses ?? []).map((cs) => ({
+        pod: p,
+        t: cs.state?.terminated ?? cs.lastState?.terminated,
+      })),
+    )
+    .filter((x) => x.t);
+  const failedContainer = terminated.find((x) => (x.t?.exitCode ?? 0) !== 0);
+
+  if (cond('Complete'))
+    return {
+      state: state('Succeeded', { exitCode: 0, reason: 'Completed', message: 'the Job completed' }),
+      note: null,
+    };
+  const failed = cond('Failed');
+  if (failed || (job.status?.failed ?? 0) > 0) {
+    if (disrupted) {
+      const c = disrupted.status?.conditions?.find((x) => x.type === 'DisruptionTarget');
+      return {
+        state: state('Failed', {
+          reason: c?.reason?.includes('Preempt') ? 'Preempted' : 'Evicted',
+          message:
+            `pod ${disrupted.metadata?.name} was ${c?.reason ?? 'disrupted'}: ${c?.message ?? ''}`.trim(),
+          freeRetry: true,
+          signal: 'SIGTERM',
+        }),
+        note: null,
+      };
+    }
+    if (failed?.reason === 'DeadlineExceeded') {
+      return {
+        state: state('Failed', {
+          reason: 'DeadlineExceeded',
+          message: failed.message ?? 'the Job ran past its activeDeadlineSeconds',
+          retryable: false,
+        }),
+        note: null,
+      };
+    }
+    if (failedContainer?.t) {
+      const t = failedContainer.t;
+      const oom = t.reason === 'OOMKilled';
+      return {
+        state: state('Failed', {
+          exitCode: t.exitCode ?? null,
+          reason: oom ? 'OOMKilled' : null,
+          message: oom
+            ? `pod ${failedContainer.pod.metadata?.name} was OOMKilled: raise the stage's memory`
+            : `pod ${failedContainer.pod.metadata?.name} exited with code ${t.exitCode}${t.message ? `: ${t.message}` : ''}`,
+          ...(oom ? { retryable: true } : {}),
+        }),
+        note: null,
+      };
+    }
+    return {
+      state: state('Failed', {
+        reason: failed?.reason ?? 'JobFailed',
+        message: failed?.message ?? 'the Job failed',
+      }),
+      note: null,
+    };
+  }
+  for (const p of pods) {
+    for (const cs of p.status?.containerStatuses ?? []) {
+      const w = cs.state?.waiting;
+      if (w?.reason && IMAGE_PULL.has(w.reason)) {
+        return {
+          state: state('Failed', {
+            reason: 'ImagePullFailed',
+            message: `${w.reason}: ${w.message ?? cs.image}`,
+            retryable: false,
+          }),
+          note: null,
+        };
+      }
+      if (w?.reason && CONFIG.has(w.reason)) {
+        return {
+          state: state('Failed', {
+            reason: 'ConfigError',
+            message: `${w.reason}: ${w.message ?? ''}`.trim(),
+            retryable: false,
+          }),
+          note: null,
+        };
+      }
+    }
+    const sched = p.status?.conditions?.find(
+      (c) => c.type === 'PodScheduled' && c.status === 'False',
+    );
+    if (sched?.reason === 'Unschedulable') {
+      const msg = sched.message ?? 'unschedulable';
+      if (/persistentvolumeclaim .* not found/i.test(msg)) {
+        return {
+          state: state('Failed', { reason: 'MissingVolume', message: msg, retryable: false }),
+          note: null,
+        };
+      }
+      return { state: state('Running'), note: `Unschedulable: ${msg}` };
+    }
+  }
+  const failedCreate = conditions.find(
+    (c) => c.type === 'FailedCreate' || c.reason === 'FailedCreate',
+  );
+  if (failedCreate) {
+    return {
+      state: state('Failed', {
+        reason: 'FailedCreate',
+        message: failedCreate.message ?? 'the Job could not create its pods',
+        retryable: false,
+      }),
+      note: null,
+    };
+  }
+  if (job.spec?.suspend)
+    return { state: state('Running'), note: 'Suspended: waiting for admission (Kueue)' };
+  const running = pods.some((p) => p.status?.phase === 'Running');
+  return {
+    state: state('Running'),
+    note: running || pods.length === 0 ? null : 'Pending: pods are starting',
+  };
+}
