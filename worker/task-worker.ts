@@ -30,7 +30,7 @@ import { isNonRetryable, NonRetryableError } from '../common/errors.js';
 import { classifyExit, ExitCode } from '../common/exit-codes.js';
 import type { Keys } from '../common/keys.js';
 import type { Logger } from '../common/logger.js';
-import { nowIso, ResolvedPayload } from '../common/model.js';
+import { emptyProgress, nowIso, ResolvedPayload } from '../common/model.js';
 import { readTaskProgress } from '../common/progress.js';
 import { buildPayloadEnv, rankEnvFrom, type EnvSource } from './env.js';
 import { TaskReporter, type Timers } from './reporter.js';
@@ -119,6 +119,12 @@ export async function runTaskWorker(opts: TaskWorkerOptions): Promise<number> {
   const clock = opts.clock ?? Date.now;
   const log = opts.log.child({ taskId, attempt, unit: unitName });
   const unitKey = keys.unit(unitName);
+  // In a multi-node gang every node runs a worker; only node 0 writes the task's progress
+  // and the unit's result (one writer per record). The others run their payload rank and
+  // keep its log in a file of their own.
+  const nodeRank =
+    Number(opts.parentEnv.NODE_RANK ?? opts.parentEnv.JOB_COMPLETION_INDEX ?? 0) || 0;
+  const leader = nodeRank === 0;
 
   const finish = async (fields: {
     exitCode: number;
@@ -129,6 +135,7 @@ export async function runTaskWorker(opts: TaskWorkerOptions): Promise<number> {
     stderrTail: string[];
     terminated: string | null;
   }): Promise<number> => {
+    if (!leader) return fields.exitCode;
     await redis.hset(unitKey, {
       exitCode: String(fields.exitCode),
       signal: fields.signal ?? '',
@@ -142,13 +149,19 @@ export async function runTaskWorker(opts: TaskWorkerOptions): Promise<number> {
     return fields.exitCode;
   };
 
-  const reporter = TaskReporter.forRedis(redis, keys, taskId, {
+  const reporterOptions = {
     clock,
     timers: opts.timers,
     log,
     flushIntervalMs: opts.flushIntervalMs,
     heartbeatIntervalMs: opts.heartbeatIntervalMs,
-  });
+  };
+  const reporter = leader
+    ? TaskReporter.forRedis(redis, keys, taskId, reporterOptions)
+    : new TaskReporter({
+        ...reporterOptions,
+        store: { write: async () => undefined, read: async () => emptyProgress() },
+      });
 
   // 1. Load and validate the task; anything wrong here fails the same way next time.
   let task: LoadedTask;
@@ -227,7 +240,9 @@ export async function runTaskWorker(opts: TaskWorkerOptions): Promise<number> {
       terminated: 'abort',
     });
   }
-  const logFile = attemptLogFile(task.runDir, taskId, attempt);
+  const logFile = leader
+    ? attemptLogFile(task.runDir, taskId, attempt)
+    : attemptLogFile(task.runDir, taskId, attempt).replace(/\.log$/, `.node-${nodeRank}.log`);
   let spawnWrite: Promise<unknown> = Promise.resolve();
   log.info({ argv: task.payload.command, logFile, resumeFrom }, 'starting payload');
   const outcome = await runPayload({
@@ -243,6 +258,7 @@ export async function runTaskWorker(opts: TaskWorkerOptions): Promise<number> {
     log,
     clock,
     onSpawn: (pid) => {
+      if (!leader) return;
       spawnWrite = redis
         .hset(unitKey, { payloadPgid: String(pid), logFile })
         .catch((err: unknown) => {

@@ -44,9 +44,10 @@ import collections
 import json
 import math
 import os
+import re
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from stoker_payload import report, signals
 from stoker_payload.exit_codes import PayloadError, Preempted
@@ -477,7 +478,7 @@ def _lora_model(model: Any, cfg: Any) -> Any:
 
     targets = [t.strip() for t in cfg.lora_target_modules.split(",") if t.strip()]
     # Only the language model's projections: CLIP's attention has q/k/v_proj too.
-    pattern = r".*language_model.*\.(" + "|".join(map(_escape, targets)) + r")"
+    pattern = r".*language_model.*\.(" + "|".join(map(re.escape, targets)) + r")"
     lora = LoraConfig(
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
@@ -493,12 +494,6 @@ def _lora_model(model: Any, cfg: Any) -> Any:
     return peft_model
 
 
-def _escape(name: str) -> str:
-    import re
-
-    return re.escape(name)
-
-
 def _torch() -> Any:
     import torch
 
@@ -506,10 +501,12 @@ def _torch() -> Any:
 
 
 def _total_steps(cfg: Any, samples: int, world: int) -> int:
+    """Optimizer steps of the run, as the Trainer counts them (for the warmup length)."""
     if cfg.max_steps and cfg.max_steps > 0:
         return cfg.max_steps
-    per_step = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * world
-    return max(1, math.ceil(cfg.num_train_epochs * math.ceil(samples / (cfg.per_device_train_batch_size * world)) / cfg.gradient_accumulation_steps)) if per_step else 1
+    batches = math.ceil(samples / (cfg.per_device_train_batch_size * world))
+    per_epoch = max(1, batches // cfg.gradient_accumulation_steps)
+    return max(1, math.ceil(cfg.num_train_epochs * per_epoch))
 
 
 def _deepspeed(cfg: Any, reporter: report.Reporter) -> Optional[str]:
@@ -652,7 +649,7 @@ def train(
         "firstLoss": losses[0] if losses else None,
         "lastLoss": losses[-1] if losses else None,
         "lossFell": bool(losses) and len(losses) > 1 and losses[-1] < losses[0],
-        "trainLoss": output.training_loss,
+        "meanLoss": sum(losses) / len(losses) if losses else None,  # of this run's logged steps
         "samples": len(records),
         "trainableParameters": trainable,
         "parameters": total,
@@ -662,6 +659,20 @@ def train(
         "bf16": bf16,
         "device": torch.cuda.get_device_name() if cuda else "cpu",
     }
+
+
+def _stop_agreed() -> bool:
+    """Whether to stop now. With several ranks all must agree (a MAX all-reduce of the flag),
+    or one rank would save collectively while the others step on and hang."""
+    wanted = signals.stop_requested()
+    torch = _torch()
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return wanted
+    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    flag = torch.tensor([1 if wanted else 0], dtype=torch.int32, device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
 
 
 def _stoker_callback(transformers: Any, reporter: report.Reporter) -> Any:
@@ -676,9 +687,7 @@ def _stoker_callback(transformers: Any, reporter: report.Reporter) -> Any:
         def on_step_end(self, args, state, control, **kwargs):
             if state.is_world_process_zero:
                 reporter.progress(state.global_step, state.max_steps or None, max(0.0, float(state.epoch or 0.0)))
-            if signals.stop_requested() and state.global_step < state.max_steps:
-                # Agreed across ranks by the Trainer's own save/stop flow: every rank gets
-                # SIGTERM from the worker, and should_save is honoured collectively.
+            if _stop_agreed() and state.global_step < state.max_steps:
                 self.preempted = True
                 control.should_save = True
                 control.should_training_stop = True
@@ -722,4 +731,3 @@ def make_generator(
 
 
 __all__ += ["make_generator", "device_and_dtype", "build_tiny_tokenizer"]
-_unused: Callable[..., Any] = _escape  # keep linters quiet about helpers used only in patterns

@@ -154,7 +154,7 @@ def _draw(image_dir: str, name: str, shape: str, color: tuple[int, int, int], si
         draw.rectangle((0, height // 3, width, 2 * height // 3), fill=color)
     else:
         draw.rectangle(box, fill=color)
-    tmp = path + ".tmp"
+    tmp = f"{path}.{os.getpid()}.tmp"  # ranks may draw the same file at once
     img.save(tmp, format="PNG")
     os.replace(tmp, path)
     return name

@@ -1,0 +1,15 @@
+"""FIRE payloads (shared/FIRE.md): the training entrypoint, the self-play generation server
+and the pieces they share.
+
+    parsing         teacher `Score:/Feedback:` and student `Thought:/Answer:` formats
+    prompts         what the student and the teacher see (LLaVA messages)
+    selfplay_rules  the self-play dialogue rules, as pure code over batched callables
+    llava_data      LLaVA conversation JSON: reading, checking, a synthetic set
+    backends        model backends by name: hf (transformers + peft); tiny (planned)
+    hf              the hf backend: LLaVA-NeXT, LoRA, HF Trainer, batched greedy generate
+    train           `python -m fire.train --config x.yaml` (TRL-style entrypoint)
+    selfplay        `python -m fire.selfplay`: stoker server mode, one shard of seeds at a time
+
+Importing the package, parsing, prompts, selfplay_rules and llava_data needs neither torch
+nor transformers.
+"""

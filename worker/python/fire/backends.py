@@ -1,0 +1,50 @@
+"""Model backends of the FIRE payloads, by name (`--backend`).
+
+    hf     LLaVA-NeXT through transformers + peft (fire.hf): the real recipe, on GPUs.
+    tiny   planned (a later issue): a small pure-PyTorch model for CPU tests and demos.
+
+A backend is a module with:
+    require() -> None
+        raise PayloadError('MISSING_DEPENDENCY', ...) when its libraries are missing;
+        called first, before any data is read.
+    train(cfg, records, image_root, out_dir, resume_from, reporter) -> dict
+        LoRA-train on LLaVA conversation records (fire.llava_data) with the options of
+        fire.train.TrainConfig; report progress/metrics/checkpoint events; return the fields
+        of the final `result` event (fire.train lists them).
+    make_generator(name_or_path, *, seed, adapter, image_root, max_new_tokens, batch_size, bf16)
+        -> callable(list[fire.selfplay_rules.Prompt]) -> list[str]: batched greedy
+        generation for self-play, with a settable `image_root` and `batch_size`.
+    TINY_RANDOM: the model name that needs no download ("tiny-random").
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import Optional
+
+from stoker_payload.exit_codes import PayloadError
+
+__all__ = ["KNOWN", "PLANNED", "problem", "load"]
+
+KNOWN = {"hf": "fire.hf"}
+PLANNED = {"tiny": "a small pure-PyTorch model for CPU tests (not built yet)"}
+
+
+def problem(name: str) -> Optional[str]:
+    """Why `name` is not a usable backend, or None."""
+    if name in KNOWN:
+        return None
+    if name in PLANNED:
+        return f"backend {name!r} is planned but not built yet ({PLANNED[name]}); use: {', '.join(KNOWN)}"
+    return f"unknown backend {name!r} (known: {', '.join(KNOWN)}; planned: {', '.join(PLANNED)})"
+
+
+def load(name: str) -> ModuleType:
+    """The backend module, after its require() passed."""
+    why = problem(name)
+    if why is not None:
+        raise PayloadError("BAD_CONFIG", why)
+    module = importlib.import_module(KNOWN[name])
+    module.require()
+    return module
