@@ -35,6 +35,9 @@ import { dispatchThroughput } from './dispatch-throughput.js';
 import { type Benchmark, type BenchContext, Cleanup, round, distIsFresh } from './lib/harness.js';
 import { startBenchRedis } from './lib/redis-server.js';
 import { progressIngestion } from './progress-ingestion.js';
+import { pulledThroughput } from './pulled-throughput.js';
+import { residentVsReload } from './resident-vs-reload.js';
+import { scaleDownUnderLoad } from './scale-down-under-load.js';
 import { wrapperOverhead } from './wrapper-overhead.js';
 
 const BENCHMARKS: readonly Benchmark[] = [
@@ -42,6 +45,9 @@ const BENCHMARKS: readonly Benchmark[] = [
   dispatchThroughput,
   wrapperOverhead,
   progressIngestion,
+  pulledThroughput,
+  residentVsReload,
+  scaleDownUnderLoad,
 ];
 
 interface Options {
@@ -121,6 +127,18 @@ function human(line: Record<string, unknown>): string {
       return `${name}: unit ${f(line.unitMs)} ms vs direct ${f(b.directMs)} ms (${f(line.steps)} steps) | ratio ${f(line.ratio)} (target <= ${f(line.target)}: ${line.met ? 'met' : 'NOT met'}) | end to end ${f(line.endToEndMs)} ms`;
     case 'progress-ingestion':
       return `${name}: ${f(line.eventsEmitted)} events, last step recorded: ${f(line.lastStepRecorded)}, XLEN ${f(line.eventsStreamXlen)}, worker CPU ${f(line.workerCpuS)} s over ${f(line.workerWallS)} s wall, payload wall ${f(line.payloadWallS)} s vs direct ${f(b.payloadWallS)} s | ratio ${f(line.ratio)}`;
+    case 'pulled-throughput': {
+      const st = (line.stoker ?? {}) as Record<string, unknown>;
+      const rp = (st.redisPerShard ?? {}) as Record<string, unknown>;
+      const bp = (b.redisPerJob ?? {}) as Record<string, unknown>;
+      return `${name}: stoker ${f(line.shardsPerSec)} shards/s (${f(st.shardsPerSecFromSubmit)} from submit) vs raw BullMQ ${f(b.jobsPerSec)} jobs/s (${f(line.shards)} shards, ${f(line.workers)} workers) | ratio ${f(line.ratio)} (target >= ${f(line.target)}: ${line.met ? 'met' : 'NOT met'}) | Redis per shard ${f(rp.commandsPerUnit)} commands, ${f(rp.readsPerUnit)} reads vs per raw job ${f(bp.commandsPerUnit)}, ${f(bp.readsPerUnit)}`;
+    }
+    case 'resident-vs-reload': {
+      const st = (line.stoker ?? {}) as Record<string, unknown>;
+      return `${name}: pool ${f(st.wallMs)} ms (${f(line.shardsPerSec)} shards/s, ${f(st.serverLoads)} loads) vs a process per shard ${f(b.wallMs)} ms (${f(b.shardsPerSec)} shards/s, ${f(b.serverLoads)} loads) | ratio ${f(line.ratio)}`;
+    }
+    case 'scale-down-under-load':
+      return `${name}: lost ${f(line.shardsLost)}, run twice ${f(line.shardsRunTwice)} of ${f(line.shards)} shards (${line.met ? 'met' : 'NOT met'}) | 4 -> 1 worker in ${f(line.scaleToOneWorkerMs)} ms (victims' last shard ended at ${f(b.victimsLastShardEndMs)} ms) | run ${f(line.runPhase)}`;
     default:
       return `${name}: ratio ${f(line.ratio)}`;
   }

@@ -8,19 +8,23 @@
  *            input to the output, answers done). Clocks:
  *              shardsPerSec            N / (last shard completion - first shard start)
  *              shardsPerSecFromSubmit  N / (last shard completion - submit)
- *            first shard start: the earliest task status startedAt; last completion: the
+ *            first shard start: the earliest first entry of a shard's event stream (the
+ *            `attempt` event the worker writes as the shard starts); last completion: the
  *            newest score of the pool's completions zset (the worker's clock at its ZADD).
- *            Also the shard's own time in the worker (status startedAt -> finishedAt),
- *            the controller's reconcile passes and this process's CPU, and Redis work per
+ *            Also the shard's time in the worker (attempt event -> outcome finishedAt),
+ *            the controller's reconcile passes and this process's CPU, CPU per shard of the
+ *            pool workers, payload servers and this process (controller, dispatcher, the
+ *            bench's polling) once every worker has finished a shard, and Redis work per
  *            shard on the bench's own redis-server (INFO deltas from submit to the last
  *            outcome: commands, commands run inside Lua scripts included; reads =
- *            total_reads_processed, about one per request round trip; the bench's own
- *            polling is subtracted). Every shard is checked: outcome Succeeded, output there.
+ *            total_reads_processed, about one per request round trip; redis-server CPU;
+ *            the bench's own polling is subtracted from commands and reads). Every shard is checked: outcome Succeeded, output there.
  * Baseline   4 raw BullMQ Workers in 4 separate node processes (bench/payloads/
  *            raw-bull-worker.mjs: concurrency 1 each, the pool worker's lock settings),
  *            no-op processor, N jobs added with addBulk in chunks of 1,000 and the job
  *            options stoker uses: N / (last processor end - first processor start), and
- *            from the first addBulk call; Redis work per job measured the same way.
+ *            from the first addBulk call; Redis work and worker process CPU per job measured
+ *            the same way (CPU from ready to the last job).
  * Ratio      stoker shards/s / raw BullMQ jobs/s (first start -> last end); target >= 0.7.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -28,7 +32,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Queue } from 'bullmq';
-import { shardTaskId } from '../common/keys.js';
+import { poolQueueName, shardTaskId } from '../common/keys.js';
 import { bullConnection } from '../common/redis.js';
 import {
   type Benchmark,
@@ -44,12 +48,16 @@ import {
 import {
   benchConnection,
   countersPer,
+  cpuDelta,
+  cpuOf,
+  livePoolProcs,
   deleteKeys,
   generatePipeline,
   killStrayServers,
   payloadScript,
   readLoads,
   redisCounters,
+  shardStartTimes,
   startPoolSystem,
   stateDir,
   waitPoolGone,
@@ -79,7 +87,7 @@ async function throughStoker(ctx: BenchContext, cleanup: Cleanup, n: number, tim
   });
   const doneKey = (runId: string) => b.sys.keys.stageShardsDone(runId, 'gen');
   const failedKey = (runId: string) => b.sys.keys.stageShardsFailed(runId, 'gen');
-  let ownCommands = 2; // the INFO calls of the first snapshot
+  let ownCommands = 3; // the INFO calls of the first snapshot
   const passesBefore = b.sys.controller.stats.passes;
   const before = await redisCounters(probe);
   const cpu0 = process.cpuUsage();
@@ -87,6 +95,19 @@ async function throughStoker(ctx: BenchContext, cleanup: Cleanup, n: number, tim
   const deadline = Date.now() + timeoutMs;
   let lastNote = Date.now();
   let finished = 0;
+  const lastCpu = new Map<number, number>();
+  const latestCpu = (pids: number[]) => {
+    for (const [pid, v] of cpuOf(pids)) if (v !== null) lastCpu.set(pid, v);
+    return new Map(pids.map((pid) => [pid, lastCpu.get(pid) ?? null] as const));
+  };
+  let cpuFrom: {
+    spawned: [number, number] | null;
+    at: number;
+    done: number;
+    workers: Map<number, number | null>;
+    servers: Map<number, number | null>;
+    controller: NodeJS.CpuUsage;
+  } | null = null;
   for (;;) {
     const res = await probe.multi().scard(doneKey(runId)).scard(failedKey(runId)).exec();
     ownCommands += 4;
@@ -99,7 +120,33 @@ async function throughStoker(ctx: BenchContext, cleanup: Cleanup, n: number, tim
         `${failed} shard(s) failed (${succeeded} succeeded); run ${run?.phase ?? '?'}: ${run?.message ?? ''}`,
       );
     }
+    // The pool is scaled to 0 (servers stopped) within ms of the last outcome: keep the
+    // last CPU reading of every sampled process.
+    if (cpuFrom) latestCpu([...cpuFrom.workers.keys(), ...cpuFrom.servers.keys()]);
     if (finished >= n) break;
+    // CPU of the pool's processes from the moment all 4 workers have finished a shard
+    // (their start-up is behind them) to the last shard.
+    if (cpuFrom === null && succeeded >= WORKERS) {
+      const procs = await livePoolProcs(b.sys, pool);
+      ownCommands += 1;
+      const servers = readLoads(dir);
+      const active = await probe.hvals(b.sys.keys.poolWorkers(pool));
+      ownCommands += 1;
+      const shardsDone = active
+        .map((w) => (JSON.parse(w) as { shardsDone?: number }).shardsDone ?? 0)
+        .filter((d) => d > 0).length;
+      if (procs.length === WORKERS && servers.length === WORKERS && shardsDone === WORKERS) {
+        const spawned = procs.map((p) => Date.parse(p.startedAt)).filter(Number.isFinite);
+        cpuFrom = {
+          spawned: spawned.length > 0 ? [Math.min(...spawned), Math.max(...spawned)] : null,
+          at: Date.now(),
+          done: succeeded,
+          workers: cpuOf(procs.map((p) => p.pid)),
+          servers: cpuOf(servers),
+          controller: process.cpuUsage(),
+        };
+      }
+    }
     if (Date.now() > deadline)
       throw new Error(`timed out after ${timeoutMs} ms: ${finished} of ${n} shards finished`);
     if (Date.now() - lastNote > 15_000) {
@@ -107,6 +154,22 @@ async function throughStoker(ctx: BenchContext, cleanup: Cleanup, n: number, tim
       lastNote = Date.now();
     }
     await sleep(50);
+  }
+  // At once: the controller scales the pool to 0 as soon as it sees the stage done.
+  let cpuPerShard: Record<string, unknown> | null = null;
+  if (cpuFrom) {
+    const w = cpuDelta(cpuFrom.workers, latestCpu([...cpuFrom.workers.keys()]));
+    const sv = cpuDelta(cpuFrom.servers, latestCpu([...cpuFrom.servers.keys()]));
+    const c = process.cpuUsage(cpuFrom.controller);
+    const shards = n - cpuFrom.done;
+    const ms = (v: number) => round((v * 1000) / shards, 3);
+    cpuPerShard = {
+      shards,
+      poolWorkerMs: ms(w.cpuS),
+      payloadServerMs: ms(sv.cpuS),
+      controllerProcessMs: ms((c.user + c.system) / 1e6),
+      processesSampled: { workers: w.processes, servers: sv.processes },
+    };
   }
   // The completion ZADD follows the outcome by a round trip or two.
   const completionsKey = b.sys.keys.poolCompletions(pool);
@@ -124,7 +187,7 @@ async function throughStoker(ctx: BenchContext, cleanup: Cleanup, n: number, tim
   if (run.phase !== 'Succeeded') throw new Error(`run ${runId} ended ${run.phase}: ${run.message}`);
 
   // Times and checks, after the fact.
-  const completions = await probe.zrange(completionsKey, 0, -1, 'WITHSCORES');
+  const completions = await probe.zrange(completionsKey, '0', '-1', 'WITHSCORES');
   const scores: number[] = [];
   const members: string[] = [];
   for (let i = 0; i < completions.length; i += 2) {
@@ -134,14 +197,14 @@ async function throughStoker(ctx: BenchContext, cleanup: Cleanup, n: number, tim
   const lastDone = Math.max(...scores);
   const ids = Array.from({ length: n }, (_, i) => shardTaskId(runId, 'gen', i));
   const statuses = await b.sys.store.getTaskStatuses(ids);
-  const starts = Object.values(statuses).flatMap((s) =>
-    s.startedAt ? [Date.parse(s.startedAt)] : [],
-  );
-  const shardMs = Object.values(statuses).flatMap((s) =>
-    s.startedAt && s.finishedAt ? [Date.parse(s.finishedAt) - Date.parse(s.startedAt)] : [],
-  );
-  const firstStart = Math.min(...starts);
+  const startedAt = await shardStartTimes(probe, b.sys, ids);
+  if (startedAt.size !== n) throw new Error(`only ${startedAt.size} of ${n} shards have a start`);
+  const firstStart = Math.min(...startedAt.values());
   const outcomes = await b.sys.store.shardOutcomes(runId, 'gen');
+  const shardMs = outcomes.flatMap((o) => {
+    const s = startedAt.get(o.taskId);
+    return s === undefined ? [] : [Date.parse(o.finishedAt) - s];
+  });
   const succeeded = outcomes.filter((o) => o.phase === 'Succeeded');
   const missing = succeeded.filter((o) => !o.output || !existsSync(o.output)).length;
   const repeated = members.filter((m) => !m.endsWith(':1')).length;
@@ -149,6 +212,12 @@ async function throughStoker(ctx: BenchContext, cleanup: Cleanup, n: number, tim
     throw new Error(
       `${succeeded.length} of ${n} shards succeeded, ${missing} outputs missing (run ${run.phase})`,
     );
+  // Where the time before the first shard goes: the controller splits the input, creates
+  // the tasks and enqueues them all (the last job's BullMQ timestamp), then sizes the pool.
+  const lastJob = await probe.hget(
+    `${b.sys.keys.bullPrefix}:${poolQueueName(pool)}:${ids[n - 1] as string}`,
+    'timestamp',
+  );
   const wallMs = lastDone - firstStart;
   const fromSubmitMs = lastDone - submittedAt;
   const loads = readLoads(dir).length;
@@ -156,14 +225,30 @@ async function throughStoker(ctx: BenchContext, cleanup: Cleanup, n: number, tim
   return {
     shardsPerSec: round((n * 1000) / wallMs, 1),
     shardsPerSecFromSubmit: round((n * 1000) / fromSubmitMs, 1),
+    // From the moment all 4 workers had finished a shard (no start-up left) to the end.
+    steadyShardsPerSec: cpuFrom
+      ? round(((n - cpuFrom.done) * 1000) / (lastDone - cpuFrom.at), 1)
+      : null,
     wallMs: round(wallMs, 0),
     fromSubmitMs: round(fromSubmitMs, 0),
     firstShardStartMs: round(firstStart - submittedAt, 0),
+    beforeFirstShard: {
+      allShardsQueuedMs: lastJob ? round(Number(lastJob) - submittedAt, 0) : null,
+      workersSpawnedMs: cpuFrom?.spawned
+        ? cpuFrom.spawned.map((t) => round(t - submittedAt, 0))
+        : null,
+      firstShardStartMs: round(firstStart - submittedAt, 0),
+    },
     runSucceededMs: run.finishedAt ? round(Date.parse(run.finishedAt) - submittedAt, 0) : null,
     runSucceededSeenMs: round(runSeenMs, 0),
     shardInWorkerMsP50: shardMs.length > 0 ? round(median(shardMs), 0) : null,
     shardInWorkerMsMax: shardMs.length > 0 ? Math.max(...shardMs) : null,
+    // Evidence for the notes: final shard statuses that lost the startedAt of their Running write.
+    finalStatusesWithoutStartedAt: Object.values(statuses).filter(
+      (s) => s.finishedAt && !s.startedAt,
+    ).length,
     redisPerShard: countersPer(before, after, n, { commands: ownCommands, reads: ownCommands }),
+    cpuPerShard,
     controllerPasses: passes,
     controllerProcessCpuS: round((cpu.user + cpu.system) / 1e6, 2),
     serverLoads: loads,
@@ -247,7 +332,9 @@ async function rawBull(ctx: BenchContext, cleanup: Cleanup, n: number, timeoutMs
     'the raw BullMQ workers to start',
     30_000,
   );
-  let ownCommands = 2;
+  let ownCommands = 3;
+  const pids = children.map((c) => c.child.pid as number);
+  const cpuBefore = cpuOf(pids);
   const before = await redisCounters(probe);
   const t0 = nowMs();
   for (let i = 0; i < n; i += 1000) {
@@ -277,6 +364,7 @@ async function rawBull(ctx: BenchContext, cleanup: Cleanup, n: number, timeoutMs
     await sleep(50);
   }
   const after = await redisCounters(probe);
+  const workersCpu = cpuDelta(cpuBefore, cpuOf(pids));
   const reports = await withTimeout(
     Promise.all(
       children.map(async (c) => {
@@ -304,6 +392,10 @@ async function rawBull(ctx: BenchContext, cleanup: Cleanup, n: number, timeoutMs
     firstJobStartMs: round(firstStart - t0, 0),
     jobsPerWorker: reports.map((r) => r.processed),
     redisPerJob: countersPer(before, after, n, { commands: ownCommands, reads: ownCommands }),
+    cpuPerJob: {
+      workerProcessMs: round((workersCpu.cpuS * 1000) / n, 3),
+      processesSampled: workersCpu.processes,
+    },
     workers: `${WORKERS} separate node processes (bench/payloads/raw-bull-worker.mjs), concurrency 1 each`,
   };
 }

@@ -37,6 +37,7 @@ import {
   killStrayServers,
   payloadScript,
   readLoads,
+  shardStartTimes,
   startPoolSystem,
   stateDir,
   waitPoolGone,
@@ -100,15 +101,14 @@ async function throughPool(ctx: BenchContext, cleanup: Cleanup, n: number, timeo
   const run = await b.waitTerminal(runId, 60_000, 20);
   const runSeenMs = nowMs() - submittedAt;
   if (run.phase !== 'Succeeded') throw new Error(`run ${runId} ended ${run.phase}: ${run.message}`);
-  const scored = await probe.zrange(completionsKey, 0, -1, 'WITHSCORES');
+  const scored = await probe.zrange(completionsKey, '0', '-1', 'WITHSCORES');
   const lastDone = Math.max(...scored.filter((_, i) => i % 2 === 1).map(Number));
-  const statuses = await b.sys.store.getTaskStatuses(
+  const startedAt = await shardStartTimes(
+    probe,
+    b.sys,
     Array.from({ length: n }, (_, i) => shardTaskId(runId, 'gen', i)),
   );
-  const starts = Object.values(statuses).flatMap((s) =>
-    s.startedAt ? [Date.parse(s.startedAt)] : [],
-  );
-  const firstStart = Math.min(...starts);
+  const firstStart = Math.min(...startedAt.values());
   // Every shard's output holds exactly its 4 items.
   const outcomes = await b.sys.store.shardOutcomes(runId, 'gen');
   let bad = 0;

@@ -349,12 +349,12 @@ export class RunStore {
   }
 
   /** Write a task's status and wake the controller. */
-  async writeTaskStatus(status: TaskStatus): Promise<void> {
-    await this.redis
+  async writeTaskStatus(status: TaskStatus, opts: { wake?: boolean } = {}): Promise<void> {
+    const multi = this.redis
       .multi()
-      .hset(this.keys.task(status.id), 'status', JSON.stringify(status))
-      .publish(this.keys.wakeChannel(), status.runId)
-      .exec();
+      .hset(this.keys.task(status.id), 'status', JSON.stringify(status));
+    if (opts.wake ?? true) multi.publish(this.keys.wakeChannel(), status.runId);
+    await multi.exec();
   }
 
   async updateTaskStatus(

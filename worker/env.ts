@@ -58,6 +58,8 @@ export const ENV_ALLOWLIST_PREFIXES: readonly string[] = [
   'TORCH_',
   'PYTORCH_',
   'GLOO_',
+  // torchrun's own names for the rendezvous (PET_NNODES, PET_NODE_RANK, PET_MASTER_ADDR...)
+  'PET_',
 ];
 
 /** Rank variables a launcher (the Kubernetes backend, torchrun) may set for the worker. */
@@ -72,6 +74,7 @@ export const RANK_ENV_NAMES: readonly string[] = [
   'NPROC_PER_NODE',
   'MASTER_ADDR',
   'MASTER_PORT',
+  'JOB_COMPLETION_INDEX',
 ];
 
 export type EnvSource = Readonly<Record<string, string | undefined>>;

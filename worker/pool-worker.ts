@@ -163,8 +163,13 @@ export async function runPoolWorker(opts: PoolWorkerOptions): Promise<number> {
       worker: workerId,
       finishedAt: nowIso(),
     });
-    const writeStatus = (patch: Partial<TaskStatus>) =>
-      store.writeTaskStatus({ ...task.status, attempt, unit: workerId, ...patch });
+    // The shard's status, kept current across writes (startedAt survives to the end). A
+    // shard's status does not wake the controller: its outcome does (recordShardOutcome).
+    let current: TaskStatus = { ...task.status, attempt, unit: workerId };
+    const writeStatus = async (patch: Partial<TaskStatus>) => {
+      current = { ...current, ...patch };
+      await store.writeTaskStatus(current, { wake: false });
+    };
     // 2. Cancelled?
     if (await store.cancelRequestedAt(runId)) {
       await store.recordShardOutcome(
@@ -271,8 +276,12 @@ export async function runPoolWorker(opts: PoolWorkerOptions): Promise<number> {
           stage,
           outcome('Succeeded', 'Completed', `${r.items} items`, r.items),
         );
-        await redis.zadd(keys.poolCompletions(pool), Date.now(), `${taskId}:${attempt}`);
-        await redis.zremrangebyscore(keys.poolCompletions(pool), '-inf', Date.now() - 10 * 60_000);
+        const now = Date.now();
+        const multi = redis.multi().zadd(keys.poolCompletions(pool), now, `${taskId}:${attempt}`);
+        // Completions feed `stoker pools` (shards/s over the last minute): keep an hour.
+        if (state.shardsDone % 100 === 0)
+          multi.zremrangebyscore(keys.poolCompletions(pool), '-inf', now - 3600_000);
+        await multi.exec();
         await writeStatus({
           phase: 'Succeeded',
           reason: 'Completed',

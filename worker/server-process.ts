@@ -151,11 +151,15 @@ export class ServerProcess {
     const child = this.child;
     if (!child || this.exited) return;
     const exited = new Promise<void>((resolve) => this.exitWaiters.push(resolve));
-    const wait = (ms: number) =>
-      Promise.race([
+    // Timers are cleared as soon as the process exits, so they never hold the worker's
+    // event loop open after a drain.
+    const wait = (ms: number) => {
+      let t: NodeJS.Timeout | undefined;
+      return Promise.race([
         exited.then(() => true),
-        new Promise<boolean>((r) => setTimeout(() => r(false), ms)),
-      ]);
+        new Promise<boolean>((r) => (t = setTimeout(() => r(false), ms))),
+      ]).finally(() => clearTimeout(t));
+    };
     child.stdin?.write(`${JSON.stringify({ type: 'shutdown' })}\n`);
     child.stdin?.end();
     if (await wait(Math.min(graceMs, 5000))) return;
@@ -171,7 +175,9 @@ export class ServerProcess {
     if (!child || this.exited) return;
     const exited = new Promise<void>((resolve) => this.exitWaiters.push(resolve));
     if (child.pid) killGroup(child.pid, 'SIGKILL');
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+    let t: NodeJS.Timeout | undefined;
+    await Promise.race([exited, new Promise((r) => (t = setTimeout(r, 5000)))]);
+    clearTimeout(t);
     if (child.pid && isRunning(child.pid))
       this.opts.log.warn({ pid: child.pid }, 'payload server survived SIGKILL');
   }

@@ -19,7 +19,14 @@ import { parseSpec } from '../../common/spec/load.js';
 import type { NormalizedSpec } from '../../common/spec/schema.js';
 import { isRunning, killGroup, killPid } from '../../orchestrator/backends/proc.js';
 import { startSystem, type System } from '../../orchestrator/system.js';
-import { type BenchContext, type Cleanup, nowMs, sleep, waitFor } from './harness.js';
+import {
+  type BenchContext,
+  type Cleanup,
+  nowMs,
+  procCpuSeconds,
+  sleep,
+  waitFor,
+} from './harness.js';
 
 export interface PoolBench {
   sys: System;
@@ -173,6 +180,8 @@ interface PoolProc {
   workerId: string;
   pid: number;
   pidStartTime: string;
+  /** When the backend spawned it (ISO). */
+  startedAt: string;
   draining: boolean;
 }
 
@@ -180,11 +189,17 @@ interface PoolProc {
 export async function poolProcs(sys: System, pool: string): Promise<PoolProc[]> {
   const raw = await sys.redis.hgetall(sys.keys.poolProcs(pool));
   return Object.entries(raw).map(([workerId, v]) => {
-    const p = JSON.parse(v) as { pid: number; pidStartTime?: string; draining?: boolean };
+    const p = JSON.parse(v) as {
+      pid: number;
+      pidStartTime?: string;
+      startedAt?: string;
+      draining?: boolean;
+    };
     return {
       workerId,
       pid: p.pid,
       pidStartTime: p.pidStartTime ?? '',
+      startedAt: p.startedAt ?? '',
       draining: p.draining === true,
     };
   });
@@ -234,18 +249,27 @@ export interface RedisCounters {
   commands: number;
   /** total_reads_processed: read events on client sockets, about one per request round trip. */
   reads: number;
+  /** used_cpu_user + used_cpu_sys of the redis-server, seconds. */
+  cpuS: number;
 }
 
 export async function redisCounters(redis: Redis): Promise<RedisCounters> {
-  const [cmdstats, stats] = await Promise.all([redis.info('commandstats'), redis.info('stats')]);
+  const [cmdstats, stats, cpu] = await Promise.all([
+    redis.info('commandstats'),
+    redis.info('stats'),
+    redis.info('cpu'),
+  ]);
   const calls: Record<string, number> = {};
   for (const m of cmdstats.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm))
     calls[m[1] as string] = Number(m[2]);
   const stat = (name: string) => Number(new RegExp(`^${name}:(\\d+)`, 'm').exec(stats)?.[1] ?? 0);
+  const cpuStat = (name: string) =>
+    Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(cpu)?.[1] ?? 0);
   return {
     calls,
     commands: stat('total_commands_processed'),
     reads: stat('total_reads_processed'),
+    cpuS: cpuStat('used_cpu_user') + cpuStat('used_cpu_sys'),
   };
 }
 
@@ -263,6 +287,7 @@ export function countersPer(
 ): {
   commandsPerUnit: number;
   readsPerUnit: number;
+  redisCpuMsPerUnit: number;
   topCommandsPerUnit: Record<string, number>;
 } {
   const r = (v: number) => Math.round(v * 100) / 100;
@@ -274,6 +299,7 @@ export function countersPer(
   return {
     commandsPerUnit: r((after.commands - before.commands - own.commands) / units),
     readsPerUnit: r((after.reads - before.reads - own.reads) / units),
+    redisCpuMsPerUnit: Math.round(((after.cpuS - before.cpuS) * 1e6) / units) / 1000,
     topCommandsPerUnit: Object.fromEntries(deltas.map(([c, n]) => [c, r(n / units)])),
   };
 }
@@ -301,4 +327,50 @@ export async function benchConnection(cleanup: Cleanup, url: string): Promise<Re
   await r.connect();
   cleanup.defer('close the bench connection', () => r.disconnect());
   return r;
+}
+
+/**
+ * When each shard's attempt began, in ms (Redis server clock): the id of the first entry
+ * of the task's event stream, the `attempt` event the worker's reporter writes as the
+ * shard starts (right after its Running status). The task status cannot tell: the
+ * worker's final status write drops startedAt (see the bench notes).
+ */
+export async function shardStartTimes(
+  redis: Redis,
+  sys: System,
+  taskIds: readonly string[],
+): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (let i = 0; i < taskIds.length; i += 1000) {
+    const chunk = taskIds.slice(i, i + 1000);
+    const pipe = redis.pipeline();
+    for (const id of chunk) pipe.xrange(sys.keys.taskEvents(id), '-', '+', 'COUNT', 1);
+    const res = (await pipe.exec()) ?? [];
+    res.forEach(([, v], k) => {
+      const first = (v as Array<[string, string[]]> | null)?.[0]?.[0];
+      if (first) out.set(chunk[k] as string, Number(first.split('-')[0]));
+    });
+  }
+  return out;
+}
+
+/** CPU seconds of each of these processes now (null: gone). */
+export function cpuOf(pids: readonly number[]): Map<number, number | null> {
+  return new Map(pids.map((pid) => [pid, procCpuSeconds(pid)] as const));
+}
+
+/** CPU seconds used between two samples by the processes alive at both. */
+export function cpuDelta(
+  before: Map<number, number | null>,
+  after: Map<number, number | null>,
+): { cpuS: number; processes: number } {
+  let cpuS = 0;
+  let processes = 0;
+  for (const [pid, a] of after) {
+    const b = before.get(pid);
+    if (a === null || b === null || b === undefined) continue;
+    cpuS += a - b;
+    processes++;
+  }
+  return { cpuS, processes };
 }

@@ -53,7 +53,12 @@ for await (const line of createInterface({ input: process.stdin })) {
     emit({ type: 'progress', step: i + 1, totalSteps: lines.length });
   }
   if (bad !== null) {
-    emit({ type: 'failed', id: req.id, reason: 'BAD_DATA', message: `input line ${bad}: not JSON` });
+    emit({
+      type: 'failed',
+      id: req.id,
+      reason: 'BAD_DATA',
+      message: `input line ${bad}: not JSON`,
+    });
     continue;
   }
   writeFileSync(req.output, out.map((o) => `${o}\n`).join(''));

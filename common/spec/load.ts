@@ -14,7 +14,8 @@
  *   2. `--set path=value` overrides on the plain value (see applySets).
  *   3. The zod schema (schema.ts), its issues rewritten to say what is expected.
  *   4. Graph checks, on the raw value so that they run even when the schema failed
- *      elsewhere: stage names, dependsOn, cycles, ${...} references, CPU step resources.
+ *      elsewhere: stage names, dependsOn, cycles, ${...} references, CPU step resources,
+ *      and shapes the kubernetes backend cannot run (checkKubernetes).
  *   5. Normalisation: one list of stages, defaults merged in (see normalizeStage).
  */
 import { open } from 'node:fs/promises';
@@ -32,18 +33,36 @@ import {
   DEFAULT_GRACE_SECONDS,
   DEFAULT_RETRY_ATTEMPTS,
   DEFAULT_STALL_TIMEOUT_SECONDS,
+  DEFAULT_GPUS_PER_NODE_MAX,
   Defaults,
+  KubernetesRequest,
   Metadata,
   Payload,
   PipelineSpec,
+  PvcMount,
   ResourceRequest,
   RetryRequest,
+  RUN_ID_SUFFIX_LENGTH,
   RunSpecDocument,
   SecretRef,
   SingleStageSpec,
   Stage,
+  Toleration,
+  defaultKubernetes,
+  isDnsLabel,
+  isLabelKey,
+  isLabelValue,
+  isReservedLabelKey,
+  isReservedPodEnv,
+  jobNameFor,
 } from './schema.js';
-import type { NormalizedSpec, NormalizedStage, Resources, StageKind } from './schema.js';
+import type {
+  NormalizedKubernetes,
+  NormalizedSpec,
+  NormalizedStage,
+  Resources,
+  StageKind,
+} from './schema.js';
 
 /** A spec larger than this is refused before it is read. */
 export const DEFAULT_MAX_SPEC_BYTES = 1024 * 1024;
@@ -545,7 +564,12 @@ const KNOWN_FIELDS = new Set<string>([
     PipelineSpec,
     SingleStageSpec,
     SecretRef,
+    KubernetesRequest,
+    Toleration,
+    PvcMount,
   ].flatMap((s) => Object.keys(s.shape)),
+  'pvc',
+  'shmSize',
 ]);
 
 const KINDS = ['Pipeline', 'TrainingRun', 'SelfPlay', 'Evaluation'];
@@ -564,6 +588,16 @@ const BELONGS_UNDER: Record<string, string> = {
   attempts: 'retry',
   backoff: 'retry',
   activeDeadline: 'budget',
+  namespace: 'kubernetes',
+  nodeSelector: 'kubernetes',
+  tolerations: 'kubernetes',
+  priorityClassName: 'kubernetes',
+  serviceAccountName: 'kubernetes',
+  queueName: 'kubernetes',
+  imagePullPolicy: 'kubernetes',
+  volumes: 'kubernetes',
+  pvc: 'volumes',
+  shmSize: 'volumes',
 };
 
 function fieldHint(key: string, parent: Path): string {
@@ -759,6 +793,7 @@ interface StageView {
 }
 
 function checkGraph(root: Record<string, Json>, issues: IssueList): void {
+  checkRunLabels(root, issues);
   const spec = root['spec'];
   if (!isPlainObject(spec)) return;
   const kind = root['kind'];
@@ -856,6 +891,7 @@ function checkGraph(root: Record<string, Json>, issues: IssueList): void {
         );
     }
     checkPulled(stage, issues);
+    checkKubernetes(stage, defaults, root['metadata'], issues);
     if (stage.kind !== undefined && CPU_STEP_KINDS.has(stage.kind as StageKind)) {
       const { gpus, nodes } = stage.resources;
       if (typeof gpus === 'number' && gpus > 0) {
@@ -942,6 +978,188 @@ function checkPulled(stage: StageView, issues: IssueList): void {
       issues.add(
         [...base, 'pool', 'replicas'],
         `replicas (${replicas}) is less than minReplicas (${min})`,
+      );
+    }
+  }
+}
+
+/**
+ * Shapes the kubernetes backend cannot run, refused at submit rather than found when a
+ * pod never schedules. Each issue is at the path its value came from (the stage's own,
+ * else spec.defaults'):
+ *
+ *   - `nodes` > 1 without GPUs: refused unless `kubernetes.cpuDistributed: true` (CPU
+ *     training over gloo, one process per node); a forgotten `gpus` is the likelier cause.
+ *   - `gpus` (per node) above `kubernetes.gpusPerNodeMax` (default 8), for the stage and
+ *     for its pool's workers: such a pod never schedules.
+ *   - names over Kubernetes' limits, computed with the builders' own functions
+ *     (schema.ts) for the longest case the spec allows: the run id's full suffix, the
+ *     last attempt, the last node's index. Job names are cut to fit with a hash
+ *     (jobNameFor), so what can still overflow is a gang's pod hostnames
+ *     `${job}-${index}` (10,000 nodes or more) or a run id used as a label value.
+ *   - secretEnv variables that would shadow what the backend sets in the pod (STOKER_*,
+ *     PET_*, the rank variables, REDIS_URL).
+ *   - a PVC mounted at /dev/shm, or two at the same path.
+ */
+function checkKubernetes(
+  stage: StageView,
+  defaults: Record<string, Json>,
+  metadata: Json,
+  issues: IssueList,
+): void {
+  const { raw, base } = stage;
+  const cpuStep = stage.kind !== undefined && CPU_STEP_KINDS.has(stage.kind as StageKind);
+  const pulled = raw['input'] !== undefined || raw['pool'] !== undefined;
+  const defaultResources = isPlainObject(defaults['resources']) ? defaults['resources'] : {};
+  const mine = isPlainObject(raw['kubernetes']) ? raw['kubernetes'] : {};
+  const inherited = isPlainObject(defaults['kubernetes']) ? defaults['kubernetes'] : {};
+  const resource = (key: 'gpus' | 'nodes'): { value: number; path: Path } | undefined => {
+    const own = stage.resources[key];
+    if (typeof own === 'number') return { value: own, path: [...base, 'resources', key] };
+    const d = defaultResources[key];
+    if (!cpuStep && typeof d === 'number')
+      return { value: d, path: ['spec', 'defaults', 'resources', key] };
+    return undefined;
+  };
+  const setting = (key: string): Json => mine[key] ?? inherited[key];
+
+  const gpus = resource('gpus');
+  const nodes = resource('nodes');
+  const gpuCount = gpus?.value ?? 0;
+  const nodeCount = nodes?.value ?? 1;
+  const maxSetting = setting('gpusPerNodeMax');
+  const maxGpus = typeof maxSetting === 'number' ? maxSetting : DEFAULT_GPUS_PER_NODE_MAX;
+  const cpuDistributed = setting('cpuDistributed') === true;
+
+  if (!cpuStep && !pulled && nodes && nodeCount > 1 && gpuCount === 0 && !cpuDistributed) {
+    issues.add(
+      nodes.path,
+      `nodes: ${nodeCount} with no GPUs: a multi-node stage runs its processes on each node's GPUs; give the GPUs per node (e.g. gpus: 8), or set kubernetes.cpuDistributed: true for CPU training over gloo`,
+    );
+  }
+  if (mine['cpuDistributed'] === true && gpuCount > 0) {
+    issues.add(
+      [...base, 'kubernetes', 'cpuDistributed'],
+      `cpuDistributed is for multi-node stages without GPUs (this one has gpus: ${gpuCount})`,
+    );
+  }
+  const tooMany = (count: number): string => {
+    const n = Math.ceil(count / maxGpus);
+    return `gpus is per node: ${count} GPUs on one node is more than kubernetes.gpusPerNodeMax (${maxGpus}), so the pod would never schedule; for ${count} GPUs in all use nodes: ${n} with gpus: ${Math.ceil(count / n)}`;
+  };
+  if (gpus && gpuCount > maxGpus) issues.add(gpus.path, tooMany(gpuCount));
+  const gpuType = stage.resources['gpuType'] ?? (cpuStep ? undefined : defaultResources['gpuType']);
+  if (gpuCount > 0 && typeof gpuType === 'string' && !isLabelValue(gpuType)) {
+    issues.add(
+      stage.resources['gpuType'] === undefined
+        ? ['spec', 'defaults', 'resources', 'gpuType']
+        : [...base, 'resources', 'gpuType'],
+      `gpuType "${gpuType}" cannot select nodes: a short name such as h100, or a node label value (letters, digits, "-", "_", ".")`,
+    );
+  }
+  const pool = isPlainObject(raw['pool']) ? raw['pool'] : {};
+  const poolResources = isPlainObject(pool['resources']) ? pool['resources'] : {};
+  if (typeof poolResources['gpus'] === 'number' && poolResources['gpus'] > maxGpus)
+    issues.add([...base, 'pool', 'resources', 'gpus'], tooMany(poolResources['gpus']));
+
+  const runName = isPlainObject(metadata) ? metadata['name'] : undefined;
+  if (typeof runName === 'string' && stage.name !== undefined) {
+    // The longest id makeRunId can give this name (same length as any other).
+    const runId = `${runName}-99991231-235959-ffffff`;
+    if (runId.length !== runName.length + RUN_ID_SUFFIX_LENGTH || !isLabelValue(runId)) {
+      issues.add(
+        ['metadata', 'name'],
+        `run ids ("${runId}") must be Kubernetes label values of at most 63 characters: shorten the name`,
+      );
+    }
+    if (!pulled && nodeCount > 1 && nodes) {
+      const retry = isPlainObject(raw['retry']) ? raw['retry'] : {};
+      const defaultRetry = isPlainObject(defaults['retry']) ? defaults['retry'] : {};
+      const attempts = retry['attempts'] ?? defaultRetry['attempts'];
+      // The task id as orchestrator/store.ts's taskIdFor makes it.
+      const job = jobNameFor(
+        `${runId}.${stage.name}`,
+        typeof attempts === 'number' ? attempts : DEFAULT_RETRY_ATTEMPTS,
+      );
+      const host = `${job}-${nodeCount - 1}`;
+      if (!isDnsLabel(host)) {
+        issues.add(
+          nodes.path,
+          `nodes: ${nodeCount}: the last pod's hostname "${host}" would be longer than the 63 characters Kubernetes allows`,
+        );
+      }
+    }
+  }
+
+  const payload = isPlainObject(raw['payload']) ? raw['payload'] : {};
+  if (Array.isArray(payload['secretEnv'])) {
+    payload['secretEnv'].forEach((entry, i) => {
+      if (!isPlainObject(entry)) return;
+      for (const field of ['name', 'fromEnv']) {
+        const v = entry[field];
+        if (typeof v === 'string' && isReservedPodEnv(v)) {
+          issues.add(
+            [...base, 'payload', 'secretEnv', i, field],
+            `"${v}" is a variable stoker sets in the worker's environment (STOKER_*, PET_*, the rank variables, REDIS_URL): use another name`,
+          );
+        }
+      }
+    });
+  }
+
+  const shm = setting('volumes');
+  const shmSize = isPlainObject(shm) ? shm['shmSize'] : undefined;
+  for (const [owner, where] of [
+    [mine, [...base, 'kubernetes']],
+    [inherited, ['spec', 'defaults', 'kubernetes']],
+  ] as const) {
+    const volumes = isPlainObject(owner['volumes']) ? owner['volumes'] : {};
+    if (!Array.isArray(volumes['pvc'])) continue;
+    const seen = new Set<string>();
+    volumes['pvc'].forEach((m, j) => {
+      const mountPath = isPlainObject(m) ? m['mountPath'] : undefined;
+      if (typeof mountPath !== 'string') return;
+      const path = [...where, 'volumes', 'pvc', j, 'mountPath'];
+      const normalized = mountPath.replace(/\/+$/, '') || '/';
+      if (seen.has(normalized)) issues.add(path, `${mountPath} is mounted twice`);
+      else if (normalized === '/dev/shm' || normalized.startsWith('/dev/shm/'))
+        issues.add(
+          path,
+          `/dev/shm is the memory-backed volume of volumes.shmSize${shmSize === false ? '' : ' (set shmSize: false to mount something else there)'}`,
+        );
+      seen.add(normalized);
+    });
+  }
+}
+
+/**
+ * The run's metadata.labels go onto its Jobs and pods (cost allocation by team, say), so
+ * they must be Kubernetes labels, and not ones stoker, Kubernetes or Kueue set.
+ */
+function checkRunLabels(root: Record<string, Json>, issues: IssueList): void {
+  const metadata = root['metadata'];
+  const labels = isPlainObject(metadata) ? metadata['labels'] : undefined;
+  if (!isPlainObject(labels)) return;
+  for (const [key, value] of Object.entries(labels)) {
+    const path = ['metadata', 'labels', key];
+    if (!isLabelKey(key)) {
+      issues.add(
+        path,
+        `"${key}" is not a Kubernetes label key (an optional DNS prefix and "/", then at most 63 letters, digits, "-", "_", "."): the run's labels go onto its pods`,
+        { atKey: true },
+      );
+    } else if (isReservedLabelKey(key)) {
+      const hint = key.startsWith('kueue.x-k8s.io/')
+        ? ' (for a Kueue queue use kubernetes.queueName)'
+        : '';
+      issues.add(path, `"${key}" is a label stoker sets on the run's objects${hint}`, {
+        atKey: true,
+      });
+    }
+    if (typeof value === 'string' && !isLabelValue(value)) {
+      issues.add(
+        path,
+        `not a Kubernetes label value (at most 63 letters, digits, "-", "_", ".", starting and ending with a letter or digit): the run's labels go onto its pods`,
       );
     }
   }
@@ -1158,6 +1376,13 @@ function normalizeStage(s: ParsedStage, defaults: ParsedDefaults): NormalizedSta
   if (cpu !== undefined) resources.cpu = cpu;
   if (memory !== undefined) resources.memory = memory;
 
+  const poolGpus = s.pool ? (s.pool.resources?.gpus ?? resources.gpus) : 0;
+  const kubernetes = normalizeKubernetes(
+    s.kubernetes,
+    defaults.kubernetes,
+    resources.gpus > 0 || poolGpus > 0,
+  );
+
   const payload: NormalizedStage['payload'] = {
     command: s.payload.command,
     env: { ...(defaults.env ?? {}), ...s.payload.env },
@@ -1209,6 +1434,48 @@ function normalizeStage(s: ParsedStage, defaults: ParsedDefaults): NormalizedSta
       : {}),
     maxFailedShards: s.failurePolicy?.maxFailedShards ?? 0,
     shardParams: s.shardParams ?? {},
+    kubernetes,
+  };
+}
+
+/**
+ * A stage's kubernetes block over spec.defaults': field by field, nodeSelector key by
+ * key, PVC mounts by mount path (the stage's wins), tolerations whole. A memory-backed
+ * /dev/shm is on by default for GPU pods (NCCL and DataLoader workers need more than
+ * the container runtime's 64 MiB), off for CPU pods.
+ */
+function normalizeKubernetes(
+  mine: KubernetesRequest = {},
+  base: KubernetesRequest = {},
+  gpuPods: boolean,
+): NormalizedKubernetes {
+  const builtIn = defaultKubernetes(gpuPods);
+  const mounts = new Map<string, NormalizedKubernetes['volumes']['pvc'][number]>();
+  for (const m of [...(base.volumes?.pvc ?? []), ...(mine.volumes?.pvc ?? [])])
+    mounts.set(m.mountPath, {
+      claimName: m.claimName,
+      mountPath: m.mountPath,
+      readOnly: m.readOnly ?? false,
+    });
+  const shmSize = mine.volumes?.shmSize ?? base.volumes?.shmSize;
+  const ttl = mine.ttlSecondsAfterFinished ?? base.ttlSecondsAfterFinished;
+  return {
+    namespace: mine.namespace ?? base.namespace,
+    imagePullPolicy: mine.imagePullPolicy ?? base.imagePullPolicy,
+    serviceAccountName: mine.serviceAccountName ?? base.serviceAccountName,
+    nodeSelector: { ...base.nodeSelector, ...mine.nodeSelector },
+    tolerations: mine.tolerations ?? base.tolerations ?? builtIn.tolerations,
+    priorityClassName: mine.priorityClassName ?? base.priorityClassName,
+    volumes: {
+      pvc: [...mounts.values()],
+      shmSize: shmSize === false ? null : (shmSize ?? builtIn.volumes.shmSize),
+    },
+    queueName: mine.queueName ?? base.queueName,
+    ttlSecondsAfterFinished: ttl === undefined ? builtIn.ttlSecondsAfterFinished : Math.ceil(ttl),
+    runAsUser: mine.runAsUser ?? base.runAsUser,
+    fsGroup: mine.fsGroup ?? base.fsGroup,
+    gpusPerNodeMax: mine.gpusPerNodeMax ?? base.gpusPerNodeMax ?? builtIn.gpusPerNodeMax,
+    cpuDistributed: mine.cpuDistributed ?? base.cpuDistributed ?? builtIn.cpuDistributed,
   };
 }
 

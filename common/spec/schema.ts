@@ -15,14 +15,18 @@
  *   resources   {gpus, nodes, gpuType, cpu, memory}
  *   image, retry {attempts, backoff}, budget {activeDeadline}, stallTimeout,
  *   terminationGracePeriod
+ *   kubernetes  how the kubernetes backend runs it (namespace, nodeSelector, tolerations,
+ *               volumes, Kueue queue...; see KubernetesRequest); ignored by `local`
  *
  * A Pipeline's `spec.defaults` (resources, image, retry, env, stallTimeout,
- * terminationGracePeriod) merge into every stage, the stage winning field by field (env
- * key by key). CPU steps (prepare, merge, report) take only cpu and memory from the
+ * terminationGracePeriod, kubernetes) merge into every stage, the stage winning field by
+ * field (env and kubernetes.nodeSelector key by key, kubernetes.volumes.pvc mount path by
+ * mount path). CPU steps (prepare, merge, report) take only cpu and memory from the
  * default resources: they run on one node without GPUs. See load.ts.
  *
  * Durations are strings like "90s", "10m", "2h" or numbers of seconds.
  */
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
 
 export const API_VERSION = 'stoker/v1';
@@ -165,6 +169,113 @@ export const RetryPolicy = z
   .strict();
 export type RetryPolicy = z.infer<typeof RetryPolicy>;
 
+// ---------------------------------------------------------------------------------------
+// Kubernetes: the `kubernetes` block of a stage and of spec.defaults (DESIGN.md section 4)
+
+const K8S_LABEL_VALUE = /^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$/;
+const K8S_NAME_PART = /^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
+const K8S_DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+/** A DNS-1123 label: what Kubernetes requires of namespaces, hostnames and most names. */
+export const isDnsLabel = (v: string): boolean => v.length <= 63 && DNS_LABEL.test(v);
+export const isDnsSubdomain = (v: string): boolean => v.length <= 253 && K8S_DNS_SUBDOMAIN.test(v);
+/** A label value: at most 63 of [A-Za-z0-9-_.], alphanumeric at both ends (or empty). */
+export const isLabelValue = (v: string): boolean => v.length <= 63 && K8S_LABEL_VALUE.test(v);
+/** A label key: an optional DNS-subdomain prefix and "/", then a name of at most 63. */
+export function isLabelKey(k: string): boolean {
+  const parts = k.split('/');
+  if (parts.length > 2) return false;
+  const name = parts[parts.length - 1] as string;
+  const prefix = parts.length === 2 ? (parts[0] as string) : undefined;
+  if (prefix !== undefined && !isDnsSubdomain(prefix)) return false;
+  return name.length <= 63 && K8S_NAME_PART.test(name);
+}
+
+const DnsLabelName = z
+  .string()
+  .refine(isDnsLabel, 'a DNS label: at most 63 lower-case letters, digits and "-"');
+const DnsSubdomainName = z
+  .string()
+  .refine(isDnsSubdomain, 'a Kubernetes object name: lower-case letters, digits, "-" and "."');
+const LabelKey = z
+  .string()
+  .refine(
+    isLabelKey,
+    'a Kubernetes label key such as nvidia.com/gpu.product (an optional DNS prefix and "/", then at most 63 letters, digits, "-", "_", ".")',
+  );
+const LabelValue = z
+  .string()
+  .refine(
+    isLabelValue,
+    'a Kubernetes label value: at most 63 letters, digits, "-", "_", ".", starting and ending with a letter or digit',
+  );
+
+export const Toleration = z
+  .object({
+    key: LabelKey.optional(),
+    operator: z.enum(['Exists', 'Equal']).optional(),
+    value: z.string().optional(),
+    effect: z.enum(['NoSchedule', 'PreferNoSchedule', 'NoExecute']).optional(),
+    tolerationSeconds: z.number().int().optional(),
+  })
+  .strict();
+export type Toleration = z.infer<typeof Toleration>;
+
+export const PvcMount = z
+  .object({
+    /** A PersistentVolumeClaim in the stage's namespace (data sets, checkpoints). */
+    claimName: DnsSubdomainName,
+    mountPath: z.string().regex(/^\/[^\s:]*$/, 'an absolute path such as /data'),
+    readOnly: z.boolean().optional(),
+  })
+  .strict();
+
+/**
+ * How the kubernetes backend runs a stage. Every field optional: `spec.defaults.kubernetes`
+ * merges into a stage's block field by field (nodeSelector key by key, volumes.pvc mount
+ * path by mount path; tolerations are replaced whole). Fields left out fall back to the
+ * controller's settings (namespace, imagePullPolicy, serviceAccountName,
+ * priorityClassName, runAsUser, fsGroup) or to the built-in defaults below.
+ */
+export const KubernetesRequest = z
+  .object({
+    /** Default: the controller's namespace (its Role must reach this one too). */
+    namespace: DnsLabelName.optional(),
+    imagePullPolicy: z.enum(['Always', 'IfNotPresent', 'Never']).optional(),
+    serviceAccountName: DnsSubdomainName.optional(),
+    nodeSelector: z.record(LabelKey, LabelValue).optional(),
+    tolerations: z.array(Toleration).optional(),
+    priorityClassName: DnsSubdomainName.optional(),
+    volumes: z
+      .object({
+        pvc: z.array(PvcMount).optional(),
+        /** A memory-backed /dev/shm of this size; false: none. Default: 16Gi for GPU pods. */
+        shmSize: z.union([Quantity, z.literal(false)]).optional(),
+      })
+      .strict()
+      .optional(),
+    /** Kueue's LocalQueue: the Job is created suspended with `kueue.x-k8s.io/queue-name`. */
+    queueName: LabelValue.refine((v) => v !== '', 'a LocalQueue name').optional(),
+    /** How long a finished Job (and its pods) stays for inspection. Default 24h. */
+    ttlSecondsAfterFinished: Duration.optional(),
+    /** Pods run as non-root: default the controller's setting (1000, the image's user). */
+    runAsUser: z.number().int().min(1, 'pods run as non-root: a user id above 0').optional(),
+    fsGroup: z.number().int().nonnegative().optional(),
+    /** The GPUs one node has: `gpus` is per node, and more than this cannot be scheduled. */
+    gpusPerNodeMax: z.number().int().positive().optional(),
+    /**
+     * A multi-node stage without GPUs is refused (a forgotten `gpus` is the likely cause);
+     * true says it is meant: CPU training over gloo, one process per node.
+     */
+    cpuDistributed: z.boolean().optional(),
+  })
+  .strict();
+export type KubernetesRequest = z.infer<typeof KubernetesRequest>;
+
+export const DEFAULT_SHM_SIZE = '16Gi';
+export const DEFAULT_GPUS_PER_NODE_MAX = 8;
+export const DEFAULT_TTL_SECONDS_AFTER_FINISHED = 24 * 3600;
+
 /** Fields a stage has, and a TrainingRun's spec has inline. */
 const stageBody = {
   payload: Payload,
@@ -208,6 +319,7 @@ const stageBody = {
     .optional(),
   /** Passed to the server payload with every shard request, as `params`. */
   shardParams: z.record(z.string(), z.unknown()).optional(),
+  kubernetes: KubernetesRequest.optional(),
 };
 
 export const Stage = z
@@ -230,6 +342,7 @@ export const Defaults = z
       .optional(),
     stallTimeout: Duration.optional(),
     terminationGracePeriod: Duration.optional(),
+    kubernetes: KubernetesRequest.optional(),
   })
   .strict();
 
@@ -301,6 +414,51 @@ export interface NormalizedStage {
   pool?: NormalizedPool;
   maxFailedShards: number;
   shardParams: Record<string, unknown>;
+  /** The kubernetes backend's settings for this stage, defaults merged in. */
+  kubernetes: NormalizedKubernetes;
+}
+
+/**
+ * A stage's `kubernetes` block with the spec's defaults and the built-in ones applied.
+ * `undefined` means "the controller's setting" (known only where the objects are built).
+ */
+export interface NormalizedKubernetes {
+  namespace: string | undefined;
+  imagePullPolicy: 'Always' | 'IfNotPresent' | 'Never' | undefined;
+  serviceAccountName: string | undefined;
+  nodeSelector: Record<string, string>;
+  tolerations: Toleration[];
+  priorityClassName: string | undefined;
+  volumes: {
+    pvc: { claimName: string; mountPath: string; readOnly: boolean }[];
+    /** A memory-backed /dev/shm of this size, or null for none. */
+    shmSize: string | null;
+  };
+  queueName: string | undefined;
+  ttlSecondsAfterFinished: number;
+  runAsUser: number | undefined;
+  fsGroup: number | undefined;
+  gpusPerNodeMax: number;
+  cpuDistributed: boolean;
+}
+
+/** The block a stage without one gets (also for runs stored before the block existed). */
+export function defaultKubernetes(gpuPods: boolean): NormalizedKubernetes {
+  return {
+    namespace: undefined,
+    imagePullPolicy: undefined,
+    serviceAccountName: undefined,
+    nodeSelector: {},
+    tolerations: [],
+    priorityClassName: undefined,
+    volumes: { pvc: [], shmSize: gpuPods ? DEFAULT_SHM_SIZE : null },
+    queueName: undefined,
+    ttlSecondsAfterFinished: DEFAULT_TTL_SECONDS_AFTER_FINISHED,
+    runAsUser: undefined,
+    fsGroup: undefined,
+    gpusPerNodeMax: DEFAULT_GPUS_PER_NODE_MAX,
+    cpuDistributed: false,
+  };
 }
 
 export interface NormalizedPool {
@@ -328,3 +486,95 @@ export const DEFAULT_STALL_TIMEOUT_SECONDS = 0;
 export const DEFAULT_GRACE_SECONDS = 30;
 export const DEFAULT_RETRY_ATTEMPTS = 3;
 export const DEFAULT_BACKOFF = { type: 'exponential', delay: 2 } as const;
+
+// ---------------------------------------------------------------------------------------
+// Kubernetes names: one set of functions for the spec checks (load.ts, at submit) and the
+// object builders (orchestrator/backends/kubernetes), so that what submit accepts is
+// exactly what the backend will create.
+
+/** Names and label values Kubernetes accepts (DNS-1123 labels, label values). */
+export const K8S_NAME_MAX = 63;
+/**
+ * Job names leave room for "-" and a completion index of up to 4 digits: the Job
+ * controller names each pod of an Indexed Job `${job}-${index}` as its hostname, which is
+ * a DNS label of at most 63 characters. (A gang of 10,000 nodes is refused at submit.)
+ */
+export const JOB_NAME_MAX = 58;
+/** What makeRunId (orchestrator/store.ts) appends to a run's name: -YYYYMMDD-HHMMSS-xxxxxx. */
+export const RUN_ID_SUFFIX_LENGTH = 23;
+
+const shortHash = (text: string): string =>
+  createHash('sha256').update(text).digest('hex').slice(0, 8);
+
+/**
+ * `base` + `suffix` as a DNS-1123 label of at most `max` characters, deterministically.
+ * Stoker's ids (`${runId}.${stage}`) only need "." -> "-" and are kept whole when they
+ * fit: `fire-20261126-100422-c373ab-teacher-a1`. Anything longer, or changed beyond the
+ * dots, is cut and gets 8 hex characters of a hash of the original before the suffix, so
+ * two ids that differ only past the cut still get different names. `suffix` (e.g. `-a3`)
+ * is always kept whole.
+ */
+export function dnsLabelName(base: string, suffix = '', max: number = K8S_NAME_MAX): string {
+  const cleaned = base
+    .toLowerCase()
+    .replace(/[^a-z0-9-]/g, '-')
+    .replace(/^-+|-+$/g, '');
+  const whole = `${cleaned}${suffix}`;
+  if (cleaned !== '' && cleaned === base.replaceAll('.', '-') && whole.length <= max) return whole;
+  const tail = `${shortHash(base)}${suffix}`;
+  const head = cleaned.slice(0, Math.max(0, max - tail.length - 1)).replace(/-+$/, '');
+  return head ? `${head}-${tail}` : tail.slice(0, max);
+}
+
+/** A label value for `value`: itself when valid, else a cut, cleaned prefix and a hash. */
+export function labelValueFor(value: string): string {
+  if (isLabelValue(value)) return value;
+  const tail = shortHash(value);
+  const head = value
+    .replace(/[^A-Za-z0-9_.-]/g, '-')
+    .slice(0, K8S_NAME_MAX - tail.length - 1)
+    .replace(/^[^A-Za-z0-9]+|[^A-Za-z0-9]+$/g, '');
+  return head ? `${head}-${tail}` : tail;
+}
+
+/**
+ * The Job of one attempt of a dispatched task (the backend's unit
+ * `${taskId}-a${attempt}`), at most JOB_NAME_MAX characters.
+ */
+export function jobNameFor(taskId: string, attempt: number): string {
+  return dnsLabelName(taskId, `-a${attempt}`, JOB_NAME_MAX);
+}
+
+/**
+ * Variables the kubernetes backend sets in a worker pod itself: a secretEnv entry must
+ * not take one of these names (`fromEnv`, or `name` when fromEnv is left out).
+ */
+export const POD_RANK_ENV: readonly string[] = [
+  'RANK',
+  'WORLD_SIZE',
+  'LOCAL_RANK',
+  'LOCAL_WORLD_SIZE',
+  'NODE_RANK',
+  'GROUP_RANK',
+  'NNODES',
+  'NPROC_PER_NODE',
+  'MASTER_ADDR',
+  'MASTER_PORT',
+];
+export const isReservedPodEnv = (name: string): boolean =>
+  name === 'REDIS_URL' ||
+  name.startsWith('STOKER_') ||
+  name.startsWith('PET_') ||
+  POD_RANK_ENV.includes(name);
+
+/** Label keys stoker (or Kubernetes, or Kueue) sets on the objects it builds. */
+const RESERVED_LABEL_PREFIXES = ['stoker.dev/', 'kueue.x-k8s.io/', 'batch.kubernetes.io/'];
+const RESERVED_LABEL_KEYS = [
+  'app.kubernetes.io/managed-by',
+  'app.kubernetes.io/name',
+  'app.kubernetes.io/component',
+  'job-name',
+  'controller-uid',
+];
+export const isReservedLabelKey = (key: string): boolean =>
+  RESERVED_LABEL_KEYS.includes(key) || RESERVED_LABEL_PREFIXES.some((p) => key.startsWith(p));

@@ -111,6 +111,10 @@ export class Controller {
           this.pendingRuns.clear();
           if (all) await this.reconcileAll();
           else await this.reconcileSome(runs);
+          // Under a stream of events (shards finishing by the hundred), let them gather a
+          // moment: one pass then covers many. An isolated event is handled at once.
+          if (this.pendingAll || this.pendingRuns.size > 0)
+            await new Promise((r) => setTimeout(r, 50));
         }
       } catch (err) {
         this.opts.log.error({ err }, 'reconcile pass failed');
@@ -382,6 +386,8 @@ export class Controller {
       return;
     }
     await registerPool(this.opts.redis, this.opts.keys, pool, `${run.id}/${stage.name}`);
+    // Start the pool's workers now: they load while the shards are being queued.
+    await this.reconcilePools().catch((err: unknown) => log.warn({ err }, 'cannot size pools'));
     const queue = poolQueueName(pool.name);
     const tasks: TaskRecord[] = plan.inputs.map((inputPath, index) => ({
       status: newTaskStatus({

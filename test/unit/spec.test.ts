@@ -166,6 +166,21 @@ describe('parseSpec: valid specs', () => {
         priority: undefined,
         maxFailedShards: 0,
         shardParams: {},
+        kubernetes: {
+          namespace: undefined,
+          imagePullPolicy: undefined,
+          serviceAccountName: undefined,
+          nodeSelector: {},
+          tolerations: [],
+          priorityClassName: undefined,
+          volumes: { pvc: [], shmSize: null },
+          queueName: undefined,
+          ttlSecondsAfterFinished: 86400,
+          runAsUser: undefined,
+          fsGroup: undefined,
+          gpusPerNodeMax: 8,
+          cpuDistributed: false,
+        },
       },
     ] satisfies NormalizedSpec['stages']);
   });
@@ -190,10 +205,10 @@ describe('parseSpec: valid specs', () => {
       (spec) => expect(spec.stages.map((s) => s.name)).toEqual(['b', 'a']),
     ],
     [
-      'a multi-node CPU training stage (gloo) is allowed',
+      'a multi-node CPU training stage (gloo) is allowed when it says so',
       () =>
         makePipeline()
-          .stage('t', (s) => s.nodes(4).gpus(0))
+          .stage('t', (s) => s.nodes(4).gpus(0).set('kubernetes', { cpuDistributed: true }))
           .normalize(),
       (spec) => expect(spec.stages[0]?.resources).toEqual({ gpus: 0, nodes: 4 }),
     ],

@@ -1,0 +1,62 @@
+# stoker GPU worker image: CUDA PyTorch, Node 20, stoker (the worker) and its Python
+# payloads (worker/python). The kubernetes backend runs it as `stoker worker ...` in
+# every training and pool worker pod (STOKER_K8S_WORKER_IMAGE); see docs/kubernetes.md.
+#
+#   docker build -f docker/worker-gpu.Dockerfile -t stoker-worker-gpu:0.1.0 .
+#   docker run --rm --gpus all stoker-worker-gpu:0.1.0 python -c 'import torch; print(torch.cuda.is_available())'
+#
+# Build arguments: PYTORCH_IMAGE (the CUDA/PyTorch base; its CUDA must suit the nodes'
+# driver), NODE_IMAGE (where Node 20 comes from). It cannot be built on this project's
+# development machines (no Docker there); the e2e-kind workflow builds the CPU image.
+ARG PYTORCH_IMAGE=pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime
+ARG NODE_IMAGE=node:20-bookworm-slim
+
+# --- stoker, compiled, with its production dependencies only ------------------------------
+FROM ${NODE_IMAGE} AS stoker
+WORKDIR /app
+COPY package.json package-lock.json ./
+# --ignore-scripts: `prepare` would compile before the sources are here.
+RUN npm ci --ignore-scripts
+# Sources one by one (not `COPY . .`): no host node_modules, .stoker or secrets.
+COPY tsconfig.json tsconfig.build.json ./
+COPY bin ./bin
+COPY common ./common
+COPY orchestrator ./orchestrator
+COPY worker ./worker
+COPY bench ./bench
+RUN npm run build && npm prune --omit=dev && rm -rf bench dist/bench
+
+# --- the worker image ------------------------------------------------------------------
+FROM ${NODE_IMAGE} AS node
+FROM ${PYTORCH_IMAGE}
+
+# Node: the binary alone (no npm at run time). The PyTorch images are Ubuntu 22.04,
+# whose glibc and libstdc++ are newer than Debian bookworm's, which the binary needs.
+COPY --from=node /usr/local/bin/node /usr/local/bin/node
+
+# What the FIRE payloads import beyond torch (worker/python/fire): Hugging Face
+# transformers and PEFT, DeepSpeed for ZeRO, Pillow and PyYAML. Pin them for a release.
+RUN pip install --no-cache-dir \
+      'transformers>=4.44,<5' 'peft>=0.12,<1' 'deepspeed>=0.15,<1' \
+      'accelerate>=0.33,<2' pillow pyyaml
+
+WORKDIR /app
+COPY --from=stoker /app /app
+COPY worker/python ./worker/python
+# `stoker` on PATH: the pod's command is ["stoker", "worker", ...] (STOKER_K8S_WORKER_COMMAND).
+RUN printf '#!/bin/sh\nexec /usr/local/bin/node /app/bin/stoker.js "$@"\n' > /usr/local/bin/stoker \
+ && chmod 0755 /usr/local/bin/stoker
+
+# The unprivileged user the pods run as (runAsUser/fsGroup 1000, runAsNonRoot), with a
+# writable home for the Hugging Face and torch caches unless HF_HOME points elsewhere.
+RUN groupadd --gid 1000 stoker \
+ && useradd --uid 1000 --gid 1000 --create-home --home-dir /home/stoker stoker
+USER 1000:1000
+ENV HOME=/home/stoker \
+    PYTHONUNBUFFERED=1 \
+    NODE_ENV=production
+
+# Payloads name their interpreter in the spec's argv: `python3` here is the base image's
+# (with CUDA torch).
+ENTRYPOINT ["stoker"]
+CMD ["--help"]
