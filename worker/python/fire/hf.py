@@ -95,15 +95,19 @@ class TinySpec:
 
 
 def require() -> tuple[Any, Any]:
-    """(transformers, peft), or PayloadError('MISSING_DEPENDENCY') saying what to install."""
-    try:
-        import peft
-        import transformers
-    except ModuleNotFoundError as err:
-        raise PayloadError(
-            "MISSING_DEPENDENCY", f"the hf backend needs transformers and peft: {INSTALL_HINT} (missing: {err.name})"
-        ) from None
-    return transformers, peft
+    """(transformers, peft), or PayloadError('MISSING_DEPENDENCY') naming what is missing."""
+    import importlib
+
+    modules, missing = {}, []
+    for name in ("transformers", "peft"):
+        try:
+            modules[name] = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            missing.append(err.name or name)
+    if missing:
+        names = ", ".join(dict.fromkeys(missing))
+        raise PayloadError("MISSING_DEPENDENCY", f"the hf backend needs transformers and peft: {INSTALL_HINT} (missing: {names})")
+    return modules["transformers"], modules["peft"]
 
 
 # -- model and processor --------------------------------------------------------------
@@ -241,15 +245,16 @@ def load_model(
         torch.manual_seed(seed)  # the weights are a function of the seed
         model = transformers.LlavaNextForConditionalGeneration(config).to(dtype)
     else:
-        if os.path.sep in name_or_path and not os.path.exists(name_or_path):
-            raise PayloadError("UNKNOWN_MODEL", f"model path does not exist: {name_or_path}")
+        local = name_or_path.startswith((os.path.sep, ".", "~")) or os.path.exists(name_or_path)
+        if local and not os.path.isdir(os.path.expanduser(name_or_path)):
+            raise PayloadError("UNKNOWN_MODEL", f"model directory does not exist: {name_or_path}")
         kwargs: dict[str, Any] = {"dtype": dtype}
         if attn_implementation:
             kwargs["attn_implementation"] = attn_implementation
         try:
             processor = transformers.AutoProcessor.from_pretrained(name_or_path)
             model = transformers.LlavaNextForConditionalGeneration.from_pretrained(name_or_path, **kwargs)
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, KeyError) as err:  # not found, not LLaVA-NeXT, unknown model type
             raise PayloadError(
                 "UNKNOWN_MODEL", f"cannot load a LLaVA-NeXT model and processor from {name_or_path!r}: {err}"
             ) from None
@@ -288,11 +293,12 @@ def render_segments(messages: Sequence[dict[str, str]], eos: str) -> list[tuple[
     return pieces
 
 
-def render_prompt(messages: Sequence[dict[str, str]]) -> str:
-    """The generation prompt of messages that end with a human turn."""
+def render_prompt(messages: Sequence[dict[str, str]], eos: str = "") -> str:
+    """The generation prompt of messages that end with a human turn. Pass the tokenizer's
+    eos text so that earlier gpt turns end as they did in training."""
     if not messages or messages[-1]["from"] != "human":
         raise ValueError("a generation prompt must end with a human message")
-    return "".join(text for text, _ in render_segments(messages, eos=""))
+    return "".join(text for text, _ in render_segments(messages, eos=eos))
 
 
 def _load_image(path: str) -> Any:
@@ -453,7 +459,8 @@ class Generator:
         return img
 
     def __call__(self, prompts: Sequence[Any]) -> list[str]:
-        texts = [render_prompt(p.messages) for p in prompts]
+        eos = self.processor.tokenizer.eos_token or ""
+        texts = [render_prompt(p.messages, eos) for p in prompts]
         order = sorted(range(len(prompts)), key=lambda i: (prompts[i].image is None, len(texts[i])))
         out: list[Optional[str]] = [None] * len(prompts)
         start = 0

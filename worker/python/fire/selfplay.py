@@ -81,12 +81,15 @@ class SelfPlayConfig:
     teacher_sees_image: bool = field(default=False, metadata={"help": "give the teacher the image too"})
     split: str = field(default="fire_1m", metadata={"help": "split tag of the records"})
     bf16: Optional[bool] = field(default=None, metadata={"help": "bf16 on CUDA (default: on when CUDA is there)"})
+    threads: Optional[int] = field(default=None, metadata={"help": "torch CPU threads (default: torch's choice)"})
 
     def validate(self) -> list[str]:
         problems = []
         why = backends.problem(self.backend)
         if why:
             problems.append(f"backend: {why}")
+        if self.threads is not None and self.threads < 1:
+            problems.append(f"threads: must be >= 1, got {self.threads}")
         for name in ("batch_size", "max_new_tokens"):
             if getattr(self, name) < 1:
                 problems.append(f"{name}: must be >= 1, got {getattr(self, name)}")
@@ -121,6 +124,10 @@ class Models:
 
 def load_models(cfg: SelfPlayConfig, reporter: report.Reporter) -> Models:
     backend = backends.load(cfg.backend)
+    if cfg.threads is not None:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
     common = dict(image_root=cfg.image_root, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, bf16=cfg.bf16)
     student = backend.make_generator(cfg.student_model, seed=cfg.student_seed, adapter=cfg.student_adapter, **common)
     teacher = backend.make_generator(cfg.teacher_model, seed=cfg.teacher_seed, adapter=cfg.teacher_adapter, **common)
