@@ -618,6 +618,35 @@ export function buildProgram(): Command {
     });
 
   program
+    .command('render')
+    .description(
+      'print, as YAML, every Kubernetes object a run would create (a dry run: nothing is created)',
+    )
+    .argument('<file>', 'spec file (YAML)')
+    .option('--set <path=value>', 'override a value (repeatable)', collect)
+    .addOption(
+      new Option('--backend <name>', 'backend to render for')
+        .choices(['kubernetes'])
+        .default('kubernetes'),
+    )
+    .option('--run-id <id>', 'the run id to use in names (default: a new one)')
+    .action(async (file: string, o: { set?: string[]; runId?: string }, cmd: Command) => {
+      requireFile(file);
+      const ctx = makeContext(globals(cmd));
+      const spec = await loadSpec(file, o.set);
+      const [{ buildAll }, { settingsFromEnv }, { makeRunId }, { stringify }] = await Promise.all([
+        import('../backends/kubernetes/objects.js'),
+        import('../backends/kubernetes/settings.js'),
+        import('../store.js'),
+        import('yaml'),
+      ]);
+      const objects = buildAll(spec, o.runId ?? makeRunId(spec.name), settingsFromEnv(ctx.env));
+      process.stdout.write(
+        objects.map((obj) => stringify(JSON.parse(JSON.stringify(obj)) as unknown)).join('---\n'),
+      );
+    });
+
+  program
     .command('scale')
     .description(
       "set a pool's desired workers, within its bounds; scaling down lets busy workers finish their shard",

@@ -292,3 +292,28 @@ describe('stoker run with a pool', () => {
     expect(ps.split('\n').filter((l) => l.includes('--pool cli-pool'))).toEqual([]);
   });
 });
+
+describe('stoker render', () => {
+  it('prints every object of the smoke run as valid Kubernetes YAML', async () => {
+    const r = await stoker(
+      [
+        'render',
+        'training-configs/smoke-cpu.yaml',
+        '--backend',
+        'kubernetes',
+        '--run-id',
+        'smoke-cpu-20261126-000000-abcdef',
+      ],
+      env(),
+    );
+    expect(r.exitCode, r.all).toBe(0);
+    const { parseAllDocuments } = await import('yaml');
+    const docs = parseAllDocuments(r.stdout).map(
+      (d) => d.toJS() as { kind: string; metadata: { name: string } },
+    );
+    expect(docs.map((d) => d.kind)).toEqual(['Job']);
+    const { Job } = await import('kubernetes-models/batch/v1/Job');
+    for (const d of docs) expect(() => new Job(d as never).validate()).not.toThrow();
+    expect(docs[0]?.metadata.name).toBe('smoke-cpu-20261126-000000-abcdef-train-a1');
+  });
+});
