@@ -196,14 +196,20 @@ export class Dispatcher {
     try {
       // A backend that sees why a unit waits (unschedulable, pulling an image) says so; the
       // task's message shows it to the user.
+      // Note writes are serialised and finished before the outcome is written, so a late
+      // note never overwrites the final status.
       let lastNote: string | null = null;
+      let noteWrites: Promise<unknown> = Promise.resolve();
+      let waiting = true;
       state = await backend.wait(unit, undefined, (note) => {
-        if (note === lastNote) return;
+        if (note === lastNote || !waiting) return;
         lastNote = note;
-        void store
-          .updateTaskStatus(taskId, (t) => ({ ...t, message: note }))
+        noteWrites = noteWrites
+          .then(() => store.updateTaskStatus(taskId, (t) => ({ ...t, message: note })))
           .catch((err: unknown) => log.warn({ err }, 'cannot record the unit note'));
       });
+      waiting = false;
+      await noteWrites;
     } finally {
       clearInterval(watcher);
       this.active.delete(taskId);

@@ -30,6 +30,7 @@ import {
   type GlobalOptions,
 } from './context.js';
 import { age, describeRun, formatDuration, table } from './format.js';
+import { chooseBackend } from './backend-choice.js';
 import { buildPoolView, scalePool } from '../pools.js';
 import { watchRun } from './watch.js';
 
@@ -67,13 +68,21 @@ function describeSpec(spec: NormalizedSpec): string {
 /** Start (or adopt) Redis and a whole system in this process; stop both on the way out. */
 async function withSystem<T>(
   ctx: Context,
-  opts: { concurrency?: number },
+  opts: { concurrency?: number; backend?: string; simulate?: boolean },
   fn: (sys: System) => Promise<T>,
 ): Promise<T> {
   const redis = await ensureRedis(ctx);
   let sys: System | undefined;
+  const choice = await chooseBackend({
+    backend: opts.backend ?? 'local',
+    simulate: opts.simulate ?? false,
+    env: ctx.env,
+    prefix: ctx.prefix,
+    log: ctx.log,
+  });
   try {
     sys = await startSystem({
+      ...(choice ? { backend: choice.factory } : {}),
       redisUrl: redis.url,
       prefix: ctx.prefix,
       log: ctx.log,
@@ -87,6 +96,7 @@ async function withSystem<T>(
     return await fn(sys);
   } finally {
     await sys?.stop('preempt');
+    await choice?.stop();
     // An embedded server that `stoker up` owns is left alone; one we started is stopped.
     if (redis.embedded && !redis.embedded.reused) await redis.embedded.stop();
   }
@@ -111,11 +121,11 @@ function onInterrupt(first: () => void, second: () => void): () => void {
 async function runCommand(
   ctx: Context,
   file: string,
-  o: { set?: string[]; json?: boolean; concurrency?: number },
+  o: { set?: string[]; json?: boolean; concurrency?: number; backend?: string; simulate?: boolean },
 ): Promise<number> {
   const spec = await loadSpec(file, o.set);
   // A stoker already running on this home or REDIS_URL: submit to it and watch.
-  if (findRedisUrl(ctx)) {
+  if (findRedisUrl(ctx) && (o.backend ?? 'local') === 'local') {
     const client = await connectClient(ctx);
     try {
       const alive = await controllerAlive(client.redis, ctx.keys);
@@ -252,10 +262,25 @@ export function buildProgram(): Command {
         Number.parseInt(v, 10),
       ),
     )
+    .addOption(
+      new Option('--backend <name>', 'where tasks run')
+        .choices(['local', 'kubernetes'])
+        .default('local'),
+    )
+    .option(
+      '--simulate',
+      'with --backend kubernetes: a fake API server and simulated kubelet in this process (a testing aid)',
+    )
     .action(
       async (
         file: string,
-        o: { set?: string[]; json?: boolean; concurrency?: number },
+        o: {
+          set?: string[];
+          json?: boolean;
+          concurrency?: number;
+          backend?: string;
+          simulate?: boolean;
+        },
         cmd: Command,
       ) => {
         requireFile(file);

@@ -26,6 +26,9 @@ import { observeJob } from './observe.js';
 
 export const MANAGED_BY_SELECTOR = 'app.kubernetes.io/managed-by=stoker';
 
+/** A wait with no informer event for this long reads its Job directly once. */
+const QUIET_MS = 5000;
+
 export interface KubernetesBackendOptions {
   kc: KubeConfig;
   namespace: string;
@@ -168,8 +171,15 @@ export class KubernetesBackend implements Backend {
     signal?: AbortSignal,
     onNote?: (note: string) => void,
   ): Promise<UnitState> {
+    let quiet = false;
     for (;;) {
-      const { state, note } = await this.observeWithNote(unitName);
+      // After a quiet period (no informer event for this wait), read the Job directly once:
+      // a watch that silently missed an update must not leave a finished unit "running".
+      // This costs one GET per waiting unit per quiet period, not a poll of every object.
+      const { state, note } = quiet
+        ? await this.observeFresh(unitName)
+        : await this.observeWithNote(unitName);
+      this.opts.log.debug({ unit: unitName, phase: state.phase, quiet, note }, 'unit observed');
       if (note) onNote?.(note);
       if (state.phase !== 'Running' || signal?.aborted) {
         if (state.phase === 'Failed' && state.retryable === false) {
@@ -178,19 +188,36 @@ export class KubernetesBackend implements Backend {
         }
         return state;
       }
-      // Woken by any informer event (or every few seconds, in case one was missed).
-      await new Promise<void>((resolve) => {
-        const done = () => {
+      // Woken by any informer event, or after a quiet period.
+      quiet = await new Promise<boolean>((resolve) => {
+        const done = (timedOut: boolean) => {
           clearTimeout(t);
-          this.waiters.delete(done);
-          signal?.removeEventListener('abort', done);
-          resolve();
+          this.waiters.delete(wake);
+          signal?.removeEventListener('abort', wake);
+          resolve(timedOut);
         };
-        const t = setTimeout(done, 5000);
-        this.waiters.add(done);
-        signal?.addEventListener('abort', done, { once: true });
+        const wake = () => done(false);
+        const t = setTimeout(() => done(true), QUIET_MS);
+        this.waiters.add(wake);
+        signal?.addEventListener('abort', wake, { once: true });
       });
     }
+  }
+
+  private async observeFresh(unitName: string): Promise<ReturnType<typeof observeJob>> {
+    const name = this.opts.jobName(unitName);
+    let job: V1Job | undefined;
+    try {
+      this.requests.get++;
+      job = await this.batch.readNamespacedJob({ name, namespace: this.opts.namespace });
+    } catch (err) {
+      if (!isStatus(err, 404)) throw err;
+    }
+    const cached = this.jobs.get(name, this.opts.namespace);
+    if (job && cached && job.metadata?.resourceVersion !== cached.metadata?.resourceVersion) {
+      this.opts.log.warn({ job: name }, 'the Job informer cache was behind the API server');
+    }
+    return observeJob(job, this.podsOf(name));
   }
 
   private async deleteJob(unitName: string, graceSeconds: number): Promise<void> {

@@ -182,6 +182,15 @@ export function buildTrainJob(req: TrainJobRequest): TrainJobObjects {
     { name: 'PET_NNODES', value: String(nodes) },
     { name: 'PET_NPROC_PER_NODE', value: String(nproc) },
     { ...nodeRank, name: 'PET_NODE_RANK' },
+    // One process per node (CPU gloo, or a payload that starts no launcher): the process
+    // is the node, so its global rank is the node rank. A launcher (torchrun) with several
+    // processes per node sets RANK and LOCAL_RANK itself.
+    ...(nproc === 1
+      ? [
+          { ...nodeRank, name: 'RANK' },
+          { name: 'LOCAL_RANK', value: '0' },
+        ]
+      : []),
     { name: 'PET_MASTER_ADDR', value: masterAddr },
     { name: 'PET_MASTER_PORT', value: String(settings.masterPort) },
   ];

@@ -1,0 +1,91 @@
+/**
+ * `--backend local|kubernetes [--simulate]`: the backend factory a command passes to
+ * startSystem, and what to stop afterwards.
+ *
+ * kubernetes: in-cluster config when running in a pod, else the kubeconfig
+ * (KUBECONFIG or ~/.kube/config); settings from STOKER_K8S_* (the install's ConfigMap).
+ * --simulate: a fake API server and a simulated kubelet in this process, which run each
+ * pod's command as a local process: a testing aid to try the kubernetes path without a
+ * cluster, not a way to run on one.
+ */
+import { KubeConfig } from '@kubernetes/client-node';
+import type { Logger } from '../../common/logger.js';
+import { stokerBin } from '../../common/paths.js';
+import { UsageError } from '../../common/errors.js';
+import type { SystemOptions } from '../system.js';
+
+export interface BackendChoice {
+  factory: SystemOptions['backend'];
+  stop(): Promise<void>;
+  describe: string;
+}
+
+export async function chooseBackend(opts: {
+  backend: string;
+  simulate: boolean;
+  env: NodeJS.ProcessEnv;
+  prefix: string;
+  log: Logger;
+}): Promise<BackendChoice | null> {
+  if (opts.backend === 'local') {
+    if (opts.simulate) throw new UsageError('--simulate goes with --backend kubernetes');
+    return null;
+  }
+  if (opts.backend !== 'kubernetes')
+    throw new UsageError(`unknown backend "${opts.backend}" (local or kubernetes)`);
+  const [{ createKubernetesBackend }, { kubernetesSettings, settingsFromEnv }] = await Promise.all([
+    import('../backends/kubernetes/compose.js'),
+    import('../backends/kubernetes/settings.js'),
+  ]);
+  if (!opts.simulate) {
+    const kc = new KubeConfig();
+    kc.loadFromDefault();
+    const settings = settingsFromEnv(opts.env);
+    return {
+      describe: `kubernetes (${kc.getCurrentCluster()?.server ?? 'in-cluster'}, namespace ${settings.namespace})`,
+      factory: ({ store, log }) =>
+        createKubernetesBackend({
+          kc,
+          settings,
+          store,
+          log,
+          workerEnv: { STOKER_PREFIX: opts.prefix },
+        }),
+      stop: async () => undefined,
+    };
+  }
+  const { startFakeCluster } = await import('../backends/kubernetes/sim/kubelet.js');
+  const cluster = await startFakeCluster({ kubelet: { inheritEnv: 'all', gpus: 8 } });
+  const settings = kubernetesSettings({
+    namespace: 'stoker',
+    // The simulated kubelet runs pods here: stoker is this checkout, runs live in its home.
+    workerCommand: [process.execPath, stokerBin()],
+    runsVolume: undefined,
+    workerEnv: { STOKER_PREFIX: opts.prefix },
+  });
+  cluster.store.create('priorityclasses', {
+    apiVersion: 'scheduling.k8s.io/v1',
+    kind: 'PriorityClass',
+    metadata: { name: settings.priorityClassName ?? 'stoker-training' },
+    value: 100,
+  });
+  return {
+    describe: `kubernetes, simulated (fake API server ${cluster.url}, one simulated node)`,
+    factory: async ({ store, log, redisUrl }) => {
+      cluster.store.create('secrets', {
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: { name: settings.redisUrlSecret.name, namespace: settings.namespace },
+        stringData: { [settings.redisUrlSecret.key]: redisUrl },
+      });
+      return createKubernetesBackend({
+        kc: cluster.kubeConfig({ namespace: settings.namespace }),
+        settings,
+        store,
+        log,
+        workerEnv: { STOKER_PREFIX: opts.prefix },
+      });
+    },
+    stop: () => cluster.stop(),
+  };
+}
