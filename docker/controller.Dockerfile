@@ -15,7 +15,8 @@ WORKDIR /app
 
 # Dependencies first, so that source edits do not invalidate this layer.
 COPY package.json package-lock.json ./
-RUN npm ci
+# --ignore-scripts: the package's own `prepare` (tsc) needs the sources, copied below.
+RUN npm ci --ignore-scripts
 
 # Sources listed one by one (not `COPY . .`): a host node_modules or .stoker must not
 # land in the image.
