@@ -172,17 +172,17 @@ export class LocalBackend implements Backend {
   }
 
   async wait(unitName: string, signal?: AbortSignal): Promise<UnitState> {
+    // Poll, but wake at once when our own child exits (it wrote its result just before).
+    // One exit listener per wait, not one per poll.
+    const child = this.children.get(unitName);
+    const exited =
+      child && child.exitCode === null && child.signalCode === null
+        ? new Promise<void>((r) => child.once('exit', () => r()))
+        : null;
     for (;;) {
       const state = await this.observe(unitName);
       if (state.phase !== 'Running' || signal?.aborted) return state;
-      // Poll, but wake at once when our own child exits (it wrote its result just before).
-      const child = this.children.get(unitName);
-      await Promise.race([
-        sleep(this.pollMs, signal),
-        ...(child && child.exitCode === null && child.signalCode === null
-          ? [new Promise<void>((r) => child.once('exit', () => r()))]
-          : []),
-      ]);
+      await Promise.race([sleep(this.pollMs, signal), ...(exited ? [exited] : [])]);
     }
   }
 
