@@ -151,10 +151,17 @@ export function planRun(obs: RunObservation): Plan {
     const failed = tasks.find((t) => t.phase === 'Failed');
     const anyCancelled = tasks.some((t) => t.phase === 'Cancelled');
     const allDone = tasks.length === cur.tasks.length && tasks.every((t) => isTerminal(t.phase));
+    // A finished stage ends when its last task ended, not when this pass noticed it.
+    const endedAt =
+      tasks
+        .map((t) => t.finishedAt)
+        .filter((x): x is string => x !== null)
+        .sort()
+        .at(-1) ?? now;
     if (allDone && tasks.every((t) => t.phase === 'Succeeded')) {
       const outputs = { ...cur.outputs };
       for (const t of tasks) Object.assign(outputs, obs.artifacts[t.id] ?? {});
-      next = finishStage({ ...next, outputs }, 'Succeeded', 'Completed', 'completed', now);
+      next = finishStage({ ...next, outputs }, 'Succeeded', 'Completed', 'completed', now, endedAt);
     } else if (allDone && failed) {
       next = finishStage(
         next,
@@ -162,9 +169,10 @@ export function planRun(obs: RunObservation): Plan {
         failed.reason ?? 'TaskFailed',
         failed.message ?? 'a task failed',
         now,
+        endedAt,
       );
     } else if (allDone && anyCancelled) {
-      next = finishStage(next, 'Cancelled', 'CancelRequested', 'cancelled', now);
+      next = finishStage(next, 'Cancelled', 'CancelRequested', 'cancelled', now, endedAt);
     } else {
       const running = phases.some((p) => p === 'Running');
       next.phase = running ? 'Running' : 'Pending';
@@ -256,12 +264,13 @@ function finishStage(
   reason: string,
   message: string,
   now: string,
+  endedAt: string = now,
 ): StageStatus {
   return {
     ...s,
     phase,
     message,
-    finishedAt: s.finishedAt ?? now,
+    finishedAt: s.finishedAt ?? endedAt,
     conditions: setCondition(
       s.conditions.filter((c) => c.type !== 'Retrying'),
       { type: phase === 'Succeeded' ? 'Complete' : phase, status: 'True', reason, message },
