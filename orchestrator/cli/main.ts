@@ -288,20 +288,20 @@ export function buildProgram(): Command {
       },
     );
 
-  program
-    .command('up')
-    .description(
-      'start stoker in the foreground: embedded Redis (unless REDIS_URL), controller, local backend. Ctrl-C drains, twice forces',
-    )
-    .addOption(
-      new Option('--concurrency <n>', 'dispatched tasks at once (the GPU budget)').argParser((v) =>
-        Number.parseInt(v, 10),
-      ),
-    )
-    .action(async (o: { concurrency?: number }, cmd: Command) => {
+  const serveAction =
+    (defaultBackend: string) =>
+    async (o: { concurrency?: number; backend?: string; simulate?: boolean }, cmd: Command) => {
       const ctx = makeContext({ logLevel: 'info', ...globals(cmd) });
       const redis = await ensureRedis(ctx);
+      const choice = await chooseBackend({
+        backend: o.backend ?? ctx.env.STOKER_BACKEND ?? defaultBackend,
+        simulate: o.simulate ?? false,
+        env: ctx.env,
+        prefix: ctx.prefix,
+        log: ctx.log,
+      });
       const sys = await startSystem({
+        ...(choice ? { backend: choice.factory } : {}),
         redisUrl: redis.url,
         prefix: ctx.prefix,
         log: ctx.log,
@@ -316,13 +316,15 @@ export function buildProgram(): Command {
         'stoker is up',
       );
       process.stderr.write(
-        `stoker is up (Redis ${redis.embedded ? `embedded on port ${redis.embedded.port}` : redactUrl(redis.url)}, home ${ctx.home}). Ctrl-C to stop.\n`,
+        `stoker is up (Redis ${redis.embedded ? `embedded on port ${redis.embedded.port}` : redactUrl(redis.url)}, home ${ctx.home}, backend ${choice?.describe ?? 'local'}). Ctrl-C to stop.\n`,
       );
       await new Promise<void>((resolve) => {
         onInterrupt(
           () => {
             process.stderr.write(
-              'draining: running payloads checkpoint and are requeued (Ctrl-C again to force)\n',
+              choice
+                ? 'stopping: Kubernetes Jobs keep running; the next controller re-attaches (Ctrl-C again to force)\n'
+                : 'draining: running payloads checkpoint and are requeued (Ctrl-C again to force)\n',
             );
             void sys.stop('preempt').then(resolve);
           },
@@ -333,9 +335,43 @@ export function buildProgram(): Command {
         );
         void sys.leadership.lost.then(resolve);
       });
+      await choice?.stop();
       // `stoker up` owns the embedded Redis, also one it adopted after a crash.
       if (redis.embedded) await redis.embedded.stop();
-    });
+    };
+  const serveOptions = (c: Command) =>
+    c
+      .addOption(
+        new Option('--concurrency <n>', 'dispatched tasks at once (the GPU budget)').argParser(
+          (v) => Number.parseInt(v, 10),
+        ),
+      )
+      .addOption(
+        new Option('--backend <name>', 'where tasks run (env STOKER_BACKEND)').choices([
+          'local',
+          'kubernetes',
+        ]),
+      )
+      .option(
+        '--simulate',
+        'with --backend kubernetes: a fake API server and simulated kubelet in this process (a testing aid)',
+      );
+
+  serveOptions(
+    program
+      .command('up')
+      .description(
+        'start stoker in the foreground: embedded Redis (unless REDIS_URL), controller, local backend. Ctrl-C drains, twice forces',
+      ),
+  ).action(serveAction('local'));
+
+  serveOptions(
+    program
+      .command('serve')
+      .description(
+        'the controller as it runs in a cluster: like `up`, with the kubernetes backend by default (in-cluster config or kubeconfig; STOKER_K8S_* settings). One replica leads (Redis lock); another takes over when it dies',
+      ),
+  ).action(serveAction('kubernetes'));
 
   program
     .command('submit')
