@@ -14,7 +14,6 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { stringify } from 'yaml';
 import { silentLogger } from '../../common/logger.js';
-import type { RunRecord } from '../../common/model.js';
 import { parseSpec } from '../../common/spec/load.js';
 import type { NormalizedSpec } from '../../common/spec/schema.js';
 import { isRunning, killGroup, killPid } from '../../orchestrator/backends/proc.js';
@@ -27,18 +26,10 @@ import {
   sleep,
   waitFor,
 } from './harness.js';
+import { benchSystemHandle, type BenchSystem } from './stoker.js';
 
-export interface PoolBench {
-  sys: System;
-  prefix: string;
-  home: string;
-  /** Submit a run; `submittedAt` is nowMs() just before the submit call. */
-  submit(spec: NormalizedSpec): Promise<{ runId: string; submittedAt: number }>;
-  /** Poll the run record until its phase is terminal. */
-  waitTerminal(runId: string, timeoutMs: number, everyMs?: number): Promise<RunRecord>;
-}
-
-const TERMINAL = new Set(['Succeeded', 'Failed', 'Cancelled']);
+/** A system started for a pool benchmark: the same handle as bench/lib/stoker.ts's. */
+export type PoolBench = BenchSystem;
 
 /** The bench process's environment, less the settings that would change the product's timings. */
 export function workerEnv(): NodeJS.ProcessEnv {
@@ -69,27 +60,7 @@ export async function startPoolSystem(
   // After the stop: whatever pool worker is still alive (a drain that hangs) is killed.
   cleanup.defer(`kill leftover pool workers ${label}`, () => killPoolWorkers(sys));
   cleanup.defer(`stop stoker ${label}`, () => sys.stop('force'));
-  return {
-    sys,
-    prefix,
-    home,
-    async submit(spec) {
-      const submittedAt = nowMs();
-      const run = await sys.store.createRun(spec, { home });
-      return { runId: run.id, submittedAt };
-    },
-    waitTerminal(runId, timeoutMs, everyMs = 20) {
-      return waitFor(
-        `run ${runId} to finish`,
-        async () => {
-          const run = await sys.store.getRun(runId);
-          return run && TERMINAL.has(run.phase) ? run : null;
-        },
-        timeoutMs,
-        everyMs,
-      );
-    },
-  };
+  return benchSystemHandle(sys, prefix, home);
 }
 
 /** `count` JSONL items {"id": "item-NNNNNN"} written to `file`; returns their ids in order. */

@@ -47,6 +47,11 @@ export async function startBenchSystem(
     stokerCommand: ctx.stokerCommand,
   });
   cleanup.defer(`stop stoker ${label}`, () => sys.stop('force'));
+  return benchSystemHandle(sys, prefix, home);
+}
+
+/** submit/waitTerminal around a started system (shared with bench/lib/pools.ts). */
+export function benchSystemHandle(sys: System, prefix: string, home: string): BenchSystem {
   return {
     sys,
     prefix,

@@ -14,7 +14,7 @@
  */
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { Queue, type ConnectionOptions } from 'bullmq';
+import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Keys } from '../../common/keys.js';
 import { poolQueueName, QUEUES, shardTaskId, type DispatchQueue } from '../../common/keys.js';
@@ -61,6 +61,21 @@ export interface ControllerOptions {
   log: Logger;
   resyncMs?: number;
   clock?: () => number;
+}
+
+/** BullMQ options of a task's job: the id is the task id, retries are the stage's. */
+function jobOptions(stage: NormalizedStage, jobId: string, keep: number): JobsOptions {
+  return {
+    jobId,
+    attempts: stage.retry.attempts,
+    backoff: {
+      type: stage.retry.backoff.type,
+      delay: Math.round(stage.retry.backoff.delay * 1000),
+    },
+    ...(stage.priority === undefined ? {} : { priority: stage.priority }),
+    removeOnComplete: { age: 7 * 24 * 3600, count: keep },
+    removeOnFail: { age: 30 * 24 * 3600, count: keep },
+  };
 }
 
 export function queueForStage(stage: NormalizedStage): DispatchQueue {
@@ -263,19 +278,12 @@ export class Controller {
         stages: upstream,
       });
     } catch (err) {
-      const now = nowIso(this.clock);
-      const message = `cannot resolve the stage's payload: ${(err as Error).message}`;
-      await store.writeStageIfChanged(run.id, status, {
-        ...status,
-        phase: 'Failed',
-        message,
-        finishedAt: now,
-        conditions: setCondition(
-          status.conditions,
-          { type: 'Failed', status: 'True', reason: 'InvalidReference', message },
-          now,
-        ),
-      });
+      await this.failStage(
+        run.id,
+        status,
+        'InvalidReference',
+        `cannot resolve the stage's payload: ${(err as Error).message}`,
+      );
       return;
     }
     const payload: ResolvedPayload = {
@@ -319,21 +327,32 @@ export class Controller {
     log.info({ runId: run.id, taskId, queue }, 'task queued');
   }
 
+  /** A stage that cannot start (its payload or input cannot be resolved) fails with the reason. */
+  private async failStage(
+    runId: string,
+    status: StageStatus,
+    reason: string,
+    message: string,
+  ): Promise<void> {
+    const now = nowIso(this.clock);
+    await this.opts.store.writeStageIfChanged(runId, status, {
+      ...status,
+      phase: 'Failed',
+      message,
+      finishedAt: now,
+      conditions: setCondition(
+        status.conditions,
+        { type: 'Failed', status: 'True', reason, message },
+        now,
+      ),
+    });
+  }
+
   private async enqueue(runId: string, taskId: string, stage: NormalizedStage): Promise<void> {
     await this.opts.queues[queueForStage(stage)].add(
       stage.kind,
       { taskId, runId },
-      {
-        jobId: taskId,
-        attempts: stage.retry.attempts,
-        backoff: {
-          type: stage.retry.backoff.type,
-          delay: Math.round(stage.retry.backoff.delay * 1000),
-        },
-        ...(stage.priority === undefined ? {} : { priority: stage.priority }),
-        removeOnComplete: { age: 7 * 24 * 3600, count: 10_000 },
-        removeOnFail: { age: 30 * 24 * 3600, count: 10_000 },
-      },
+      jobOptions(stage, taskId, 10_000),
     );
     this.ensured.add(taskId);
   }
@@ -370,19 +389,12 @@ export class Controller {
     try {
       plan = await planShards(input, { workDir: run.workDir, outputDir: payload.outputDir });
     } catch (err) {
-      const now = nowIso(this.clock);
-      const message = `cannot shard the input: ${(err as Error).message}`;
-      await store.writeStageIfChanged(run.id, status, {
-        ...status,
-        phase: 'Failed',
-        message,
-        finishedAt: now,
-        conditions: setCondition(
-          status.conditions,
-          { type: 'Failed', status: 'True', reason: 'InvalidInput', message },
-          now,
-        ),
-      });
+      await this.failStage(
+        run.id,
+        status,
+        'InvalidInput',
+        `cannot shard the input: ${(err as Error).message}`,
+      );
       return;
     }
     await registerPool(this.opts.redis, this.opts.keys, pool, `${run.id}/${stage.name}`);
@@ -420,17 +432,7 @@ export class Controller {
         tasks.slice(i, i + 1000).map((t) => ({
           name: stage.kind,
           data: { taskId: t.status.id, runId: run.id },
-          opts: {
-            jobId: t.status.id,
-            attempts: stage.retry.attempts,
-            backoff: {
-              type: stage.retry.backoff.type,
-              delay: Math.round(stage.retry.backoff.delay * 1000),
-            },
-            ...(stage.priority === undefined ? {} : { priority: stage.priority }),
-            removeOnComplete: { age: 7 * 24 * 3600, count: 100_000 },
-            removeOnFail: { age: 30 * 24 * 3600, count: 100_000 },
-          },
+          opts: jobOptions(stage, t.status.id, 100_000),
         })),
       );
     }
