@@ -32,6 +32,10 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { dispatchLatency } from './dispatch-latency.js';
 import { dispatchThroughput } from './dispatch-throughput.js';
+import { k8sReconcile } from './k8s-reconcile.js';
+import { fireData } from './fire-data.js';
+import { fireMetrics } from './fire-metrics.js';
+import { fireSelfplay } from './fire-selfplay.js';
 import { type Benchmark, type BenchContext, Cleanup, round, distIsFresh } from './lib/harness.js';
 import { startBenchRedis } from './lib/redis-server.js';
 import { progressIngestion } from './progress-ingestion.js';
@@ -48,6 +52,10 @@ const BENCHMARKS: readonly Benchmark[] = [
   pulledThroughput,
   residentVsReload,
   scaleDownUnderLoad,
+  k8sReconcile,
+  fireData,
+  fireMetrics,
+  fireSelfplay,
 ];
 
 interface Options {
@@ -139,6 +147,10 @@ function human(line: Record<string, unknown>): string {
     }
     case 'scale-down-under-load':
       return `${name}: lost ${f(line.shardsLost)}, run twice ${f(line.shardsRunTwice)} of ${f(line.shards)} shards (${line.met ? 'met' : 'NOT met'}) | 4 -> 1 worker in ${f(line.scaleToOneWorkerMs)} ms (victims' last shard ended at ${f(b.victimsLastShardEndMs)} ms) | run ${f(line.runPhase)}`;
+    case 'fire-metrics': {
+      const peak = (line.peakRssMiB ?? {}) as Record<string, unknown>;
+      return `${name}: ${f(line.dialoguesPerSecAfterStartup)} dialogues/s after a ${f(line.startupMs)} ms start (${f(line.dialogues)} in ${f(line.wallSeconds)} s, ${f(line.fileMiB)} MiB) vs readline+JSON.parse ${f(b.linesPerSecAfterStartup)} lines/s | ratio ${f(line.ratio)} | peak RSS ${f(peak.large)} MiB (small file ${f(peak.small)}, one line ${f(peak.oneLine)}) | result matches: ${f(line.resultMatches)}`;
+    }
     default:
       return `${name}: ratio ${f(line.ratio)}`;
   }

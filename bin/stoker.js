@@ -29,7 +29,15 @@ function distIsFresh() {
 
 // `stoker worker` starts once per task attempt: it gets a slim entry point that loads
 // only the worker's modules (worker/entry.ts), not the whole CLI.
-const entry = process.argv[2] === 'worker' ? ['worker', 'entry'] : ['orchestrator', 'cli', 'main'];
+// The file tools (`stoker data|metrics|report`) likewise: no BullMQ, no Kubernetes client.
+const TOOLS = new Set(['data', 'metrics', 'report']);
+const command = process.argv[2];
+const entry =
+  command === 'worker'
+    ? ['worker', 'entry']
+    : TOOLS.has(command) && !process.argv.includes('--help') && !process.argv.includes('-h')
+      ? ['orchestrator', 'cli', 'tools']
+      : ['orchestrator', 'cli', 'main'];
 
 if (distIsFresh()) {
   await import(pathToFileURL(join(root, 'dist', ...entry.slice(0, -1), `${entry.at(-1)}.js`)).href);

@@ -30,6 +30,8 @@ export interface Keys {
   stageShardsDone(runId: string, stage: string): string;
   stageShardsFailed(runId: string, stage: string): string;
   stageShardsCounts(runId: string, stage: string): string;
+  /** Set (with a short expiry) when an outcome woke the controller: throttles wake-ups. */
+  stageShardsWake(runId: string, stage: string): string;
   /** Pools: names (set), spec and desired replicas (hash), processes started by the
    * backend (hash workerId -> JSON), worker self-reported state (hash workerId -> JSON),
    * shard completions (zset time -> id), stages using the pool (set). */
@@ -64,6 +66,7 @@ export function makeKeys(prefix: string = DEFAULT_PREFIX): Keys {
     stageShardsDone: (r, s) => `${p}run:${r}:stage:${s}:shards:done`,
     stageShardsFailed: (r, s) => `${p}run:${r}:stage:${s}:shards:failed`,
     stageShardsCounts: (r, s) => `${p}run:${r}:stage:${s}:shards:counts`,
+    stageShardsWake: (r, s) => `${p}run:${r}:stage:${s}:shards:wake`,
     pools: () => `${p}pools`,
     pool: (n) => `${p}pool:${n}`,
     poolProcs: (n) => `${p}pool:${n}:procs`,
@@ -86,6 +89,17 @@ export const poolQueueName = (pool: string): string => `pool.${pool}`;
 /** Shard task ids: `${runId}.${stage}.s00042`. */
 export const shardTaskId = (runId: string, stage: string, index: number): string =>
   `${runId}.${stage}.s${String(index).padStart(5, '0')}`;
+
+/**
+ * The stage of a shard task id made by shardTaskId(), or null when `taskId` is not one
+ * of `runId`'s shard ids. Unambiguous: stage names are DNS labels (no dots).
+ */
+export function shardStageOf(runId: string, taskId: string): string | null {
+  if (!taskId.startsWith(`${runId}.`)) return null;
+  const rest = taskId.slice(runId.length + 1);
+  const m = /^([a-z0-9](?:[-a-z0-9]*[a-z0-9])?)\.s\d{5,}$/.exec(rest);
+  return m ? (m[1] as string) : null;
+}
 
 /** How many log lines per task are kept in Redis (the full log is in a file). */
 export const LOG_TAIL_LINES = 200;

@@ -101,6 +101,27 @@ export const emptyProgress = (): TaskProgress => ({
   warnings: [],
 });
 
+/** What a stage consumed or produced, by content (orchestrator/lineage.ts). */
+export const LineageEntry = z.object({
+  /** Where the path came from: `stages.<stage>.outputs.<name>`, or `outputs.<name>`. */
+  ref: z.string(),
+  path: z.string(),
+  kind: z.enum(['file', 'directory', 'missing', 'url']),
+  sha256: z.string().nullable(),
+  bytes: z.number().nullable(),
+  files: z.number().int().nullable(),
+  records: z.number().int().nullable(),
+});
+export type LineageEntry = z.infer<typeof LineageEntry>;
+
+export const StageLineage = z.object({
+  consumed: z.array(LineageEntry),
+  produced: z.array(LineageEntry),
+  /** A path that could not be read (permissions, vanished mid-read): named, never fatal. */
+  problems: z.array(z.string()).default([]),
+});
+export type StageLineage = z.infer<typeof StageLineage>;
+
 export const StageStatus = z.object({
   name: z.string(),
   kind: z.string(),
@@ -122,6 +143,8 @@ export const StageStatus = z.object({
       pool: z.string(),
     })
     .optional(),
+  /** Upstream outputs read at start and outputs written, with content hashes. */
+  lineage: StageLineage.optional(),
 });
 export type StageStatus = z.infer<typeof StageStatus>;
 

@@ -32,3 +32,8 @@ export function stokerBin(): string {
 export function pythonPayloadDir(): string {
   return join(packageRoot(), 'worker', 'python');
 }
+
+/** Put first on a payload's PATH: holds `stoker`, so stages can run stoker's own tools. */
+export function payloadBinDir(): string {
+  return join(packageRoot(), 'worker', 'bin');
+}

@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { Keys } from '../common/keys.js';
-import { Condition, isTerminal, Phase, type StageStatus } from '../common/model.js';
+import { Condition, isTerminal, Phase, StageLineage, type StageStatus } from '../common/model.js';
 import { readTaskProgress } from '../common/progress.js';
 import type { RunStore } from './store.js';
 
@@ -81,6 +81,8 @@ export const StageView = z.object({
       ),
     })
     .nullable(),
+  /** What the stage read from upstream stages and wrote, by content (orchestrator/lineage.ts). */
+  lineage: StageLineage.nullable(),
 });
 export type StageView = z.infer<typeof StageView>;
 
@@ -171,6 +173,7 @@ export async function buildRunView(
       finishedAt: st.finishedAt,
       tasks,
       shards: st.shards ? await shardSummary(store, runId, st) : null,
+      lineage: st.lineage ?? null,
     });
   }
   return {

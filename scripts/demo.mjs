@@ -4,7 +4,8 @@
  * no dependencies (node_modules may not exist yet).
  *
  *   1. npm ci, when node_modules is missing or older than package-lock.json
- *   2. system packages: redis-server on PATH, and /usr/bin/python3 with torch, PIL, yaml.
+ *   2. system packages: redis-server on PATH, /usr/bin/python3 with torch, PIL, yaml, and
+ *      OpenBLAS where Debian's reference BLAS is installed.
  *      Missing ones are installed with apt-get when running as root on Debian/Ubuntu;
  *      otherwise the exact command is printed and the script exits 1
  *   3. node bin/stoker.js demo [extra args], exiting with its code
@@ -23,7 +24,11 @@ const APT_PACKAGES = [
   'python3-pil',
   'python3-yaml',
   'python3-pytest',
+  // Debian's torch links the reference BLAS, 3-5x slower for the demo's tiny models;
+  // installing OpenBLAS switches libblas.so.3 to it (update-alternatives, automatic).
+  'libopenblas0-pthread',
 ];
+const OPENBLAS = '/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3';
 const PYTHON = '/usr/bin/python3';
 
 function step(message) {
@@ -74,6 +79,9 @@ function missingSystemPackages() {
   if (!onPath('redis-server')) missing.push('redis-server');
   const py = spawnSync(PYTHON, ['-c', 'import torch, PIL, yaml'], { stdio: 'ignore' });
   if (py.status !== 0) missing.push(`${PYTHON} with torch, PIL and yaml`);
+  // Only where the reference BLAS is what Debian's torch would use (x86-64 Debian/Ubuntu).
+  if (existsSync('/usr/lib/x86_64-linux-gnu/blas/libblas.so.3') && !existsSync(OPENBLAS))
+    missing.push('OpenBLAS (libopenblas0-pthread: the reference BLAS makes the demo 3-5x slower)');
   return missing;
 }
 

@@ -23,13 +23,16 @@
  *      STOKER_OUTPUT_DIR, RESUME_FROM (only when a checkpoint exists; it overrides
  *      one in the spec's env),
  *      PYTHONUNBUFFERED=1 (marker lines must not sit in a block buffer), and
- *      PYTHONPATH = stoker's worker/python directory, then the spec's PYTHONPATH.
+ *      PYTHONPATH = stoker's worker/python directory, then the spec's PYTHONPATH,
+ *      PATH = stoker's worker/bin (a `stoker` command, so a stage can run
+ *      `[stoker, data, views, ...]`), then the PATH from above, and STOKER_NODE = the
+ *      node running the worker (what that `stoker` runs with).
  *
  * Pure: the caller passes the worker's environment in (no process.env read here).
  */
 import { NonRetryableError } from '../common/errors.js';
 import type { ResolvedPayload } from '../common/model.js';
-import { pythonPayloadDir } from '../common/paths.js';
+import { payloadBinDir, pythonPayloadDir } from '../common/paths.js';
 
 export const ENV_ALLOWLIST: readonly string[] = [
   'PATH',
@@ -119,6 +122,10 @@ export interface BuildPayloadEnvOptions {
   rankEnv?: Readonly<Record<string, string>>;
   /** Prepended to PYTHONPATH; defaults to stoker's worker/python. */
   pythonDir?: string;
+  /** Prepended to PATH; defaults to stoker's worker/bin. */
+  binDir?: string;
+  /** STOKER_NODE; defaults to the node running this process. */
+  nodePath?: string;
 }
 
 export interface PayloadEnv {
@@ -161,6 +168,10 @@ export function buildPayloadEnv(opts: BuildPayloadEnvOptions): PayloadEnv {
     STOKER_OUTPUT_DIR: opts.payload.outputDir,
     PYTHONUNBUFFERED: '1',
     PYTHONPATH: pythonPath,
+    PATH: [opts.binDir ?? payloadBinDir(), env.PATH]
+      .filter((p): p is string => typeof p === 'string' && p !== '')
+      .join(':'),
+    STOKER_NODE: opts.nodePath ?? process.execPath,
   });
   // A recorded checkpoint wins; without one, a RESUME_FROM written in the spec's env
   // (a user's chosen starting point) is kept.

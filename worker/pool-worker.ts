@@ -7,15 +7,19 @@
  * Job contract (queue `pool.NAME`): id = shard task id, data = {taskId, runId}; the
  * task hash holds the resolved payload and `shard` {index, input, output, params}.
  *
- * Per shard:
+ * Per shard, three Redis round trips: the start, the end, and BullMQ's moveToFinished
+ * (which brings the next job):
  *   1. its outcome already Succeeded (a redelivery after a crash) -> done, nothing runs
  *   2. cancel requested -> Cancelled, not retried
+ *      (1. and 2. are read, and otherwise the Running status, the attempt's progress
+ *      record and `attempt` event and the worker's state written, by one script:
+ *      RunStore.beginShard)
  *   3. the server for this stage's payload is started if needed (restarted if it died,
  *      replaced if the stage's payload differs from the one it runs)
  *   4. the shard is written to `${output}.partial-<worker>-a<attempt>` and renamed to
  *      `output` after `done`: a retried shard never leaves a half file or a duplicate
- *   5. outcome recorded once (RunStore.recordShardOutcome), completion counted for the
- *      pool's shards/s
+ *   5. outcome recorded once, with the final status, the completion (the pool's
+ *      shards/s) and the worker's state, by one script (RunStore.finishShard)
  * A `failed` answer with a non-retryable reason (BAD_DATA...) fails the shard at once;
  * a crash or a malformed answer fails the attempt (retried) and restarts the server.
  *
@@ -29,7 +33,7 @@ import { join } from 'node:path';
 import { DelayedError, UnrecoverableError, Worker, type ConnectionOptions, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { ExitCode, classifyExit, type ExitCodeName } from '../common/exit-codes.js';
-import { poolQueueName, type Keys } from '../common/keys.js';
+import { poolQueueName, shardStageOf, type Keys } from '../common/keys.js';
 import type { Logger } from '../common/logger.js';
 import {
   nowIso,
@@ -37,7 +41,7 @@ import {
   type ShardOutcome,
   type TaskStatus,
 } from '../common/model.js';
-import { RunStore, type TaskRecord } from '../orchestrator/store.js';
+import { RunStore } from '../orchestrator/store.js';
 import type { WorkerState } from '../orchestrator/pools.js';
 import { buildPayloadEnv, type EnvSource } from './env.js';
 import { TaskReporter } from './reporter.js';
@@ -65,6 +69,8 @@ export interface PoolWorkerOptions {
 
 interface RunningServer {
   key: string;
+  /** The payload it was started for (or last matched). */
+  payload: ResolvedPayload;
   server: ServerProcess;
 }
 
@@ -84,9 +90,14 @@ export async function runPoolWorker(opts: PoolWorkerOptions): Promise<number> {
     heartbeatAt: nowIso(),
     shardsDone: 0,
   };
-  const publish = async (patch: Partial<WorkerState>) => {
+  /** The worker's state after `patch`: heartbeatAt now, `since` moved when the state changed. */
+  const withState = (patch: Partial<WorkerState>): WorkerState => {
+    const now = nowIso();
     const changed = patch.state !== undefined && patch.state !== state.state;
-    state = { ...state, ...patch, heartbeatAt: nowIso(), ...(changed ? { since: nowIso() } : {}) };
+    return { ...state, ...patch, heartbeatAt: now, ...(changed ? { since: now } : {}) };
+  };
+  const publish = async (patch: Partial<WorkerState>) => {
+    state = withState(patch);
     await redis
       .hset(keys.poolWorkers(pool), workerId, JSON.stringify(state))
       .catch((err: unknown) => log.warn({ err }, 'cannot publish worker state'));
@@ -95,10 +106,18 @@ export async function runPoolWorker(opts: PoolWorkerOptions): Promise<number> {
   const heartbeat = setInterval(() => void publish({}), opts.heartbeatMs ?? 2000);
   let running: RunningServer | null = null;
 
-  const ensureServer = async (task: TaskRecord): Promise<ServerProcess> => {
-    const p = task.payload;
+  const ensureServer = async (
+    p: ResolvedPayload,
+    runId: string,
+    stage: string,
+  ): Promise<ServerProcess> => {
+    // The store hands out the same parsed payload while it does not change.
+    if (running && running.payload === p && running.server.alive) return running.server;
     const key = JSON.stringify([p.command, p.env, p.workingDir, p.secretEnv]);
-    if (running && running.key === key && running.server.alive) return running.server;
+    if (running && running.key === key && running.server.alive) {
+      running.payload = p;
+      return running.server;
+    }
     if (running) {
       log.info('replacing the payload server');
       await running.server.stop(p.terminationGracePeriodSeconds * 1000);
@@ -107,12 +126,7 @@ export async function runPoolWorker(opts: PoolWorkerOptions): Promise<number> {
     const { env, secretValues } = buildPayloadEnv({
       parentEnv: opts.parentEnv,
       payload: { ...p, env: { ...p.env, STOKER_POOL: pool, STOKER_WORKER_ID: workerId } },
-      identity: {
-        runId: task.status.runId,
-        taskId: workerId,
-        stage: task.status.stage,
-        attempt: 0,
-      },
+      identity: { runId, taskId: workerId, stage, attempt: 0 },
     });
     const server = new ServerProcess({
       argv: p.command,
@@ -126,7 +140,7 @@ export async function runPoolWorker(opts: PoolWorkerOptions): Promise<number> {
     log.info({ command: p.command[0] }, 'starting the payload server');
     await server.start();
     log.info({ pid: server.pid }, 'payload server ready');
-    running = { key, server };
+    running = { key, payload: p, server };
     return server;
   };
 
@@ -135,17 +149,50 @@ export async function runPoolWorker(opts: PoolWorkerOptions): Promise<number> {
     token?: string,
   ): Promise<{ items: number }> => {
     const { taskId, runId } = job.data;
-    const task = await store.getTask(taskId);
-    if (!task?.shard) throw new UnrecoverableError(`shard task ${taskId} does not exist`);
-    const shard = task.shard;
-    const stage = task.status.stage;
+    const stage = shardStageOf(runId, taskId);
+    if (!stage) throw new UnrecoverableError(`${taskId} is not a shard task of run ${runId}`);
     const attempt = job.attemptsMade + 1;
     const maxAttempts = job.opts.attempts ?? 1;
     const slog = log.child({ taskId, attempt });
-    // 1. Already done (redelivered after a crash that followed the outcome)?
-    const prior = await redis.hget(keys.stageShards(runId, stage), taskId);
-    if (prior && (JSON.parse(prior) as ShardOutcome).phase === 'Succeeded')
-      return { items: (JSON.parse(prior) as ShardOutcome).items };
+    // The shard's status, kept current across writes. A shard's status does not wake the
+    // controller: its outcome does (FINISH_SHARD). Every field is this attempt's: a
+    // shard's status has no history (only dispatched tasks keep one).
+    let current: TaskStatus = {
+      id: taskId,
+      runId,
+      stage,
+      queue: job.queueName,
+      phase: 'Running',
+      attempt,
+      maxAttempts,
+      unit: workerId,
+      reason: null,
+      message: null,
+      exitCode: null,
+      signal: null,
+      retryable: null,
+      stderrTail: [],
+      startedAt: nowIso(),
+      finishedAt: null,
+      history: [],
+    };
+    const reporter = TaskReporter.forRedis(redis, keys, taskId, { log: slog });
+    const busy = withState({ state: 'busy', shard: taskId });
+    // 1.-2. In one round trip: the task; done already (a redelivery after a crash that
+    // followed the outcome)? cancel requested? Else the Running status, the attempt's
+    // progress record and event, and the worker's state are written.
+    const begin = await store.beginShard({
+      runId,
+      stage,
+      taskId,
+      status: current,
+      progress: reporter.openAttempt(attempt),
+      worker: { pool, workerId, state: busy },
+    });
+    if (begin.kind === 'missing')
+      throw new UnrecoverableError(`shard task ${taskId} does not exist`);
+    if (begin.kind === 'done') return { items: begin.prior.items };
+    const { shard, payload, runDir } = begin.task;
     const outcome = (
       phase: ShardOutcome['phase'],
       reason: string,
@@ -163,39 +210,67 @@ export async function runPoolWorker(opts: PoolWorkerOptions): Promise<number> {
       worker: workerId,
       finishedAt: nowIso(),
     });
-    // The shard's status, kept current across writes (startedAt survives to the end). A
-    // shard's status does not wake the controller: its outcome does (recordShardOutcome).
-    let current: TaskStatus = { ...task.status, attempt, unit: workerId };
+    if (begin.kind === 'cancelled') {
+      await store.finishShard({
+        runId,
+        stage,
+        outcome: outcome('Cancelled', 'CancelRequested', 'the run was cancelled'),
+        status: {
+          ...begin.status,
+          attempt,
+          unit: workerId,
+          phase: 'Cancelled',
+          reason: 'CancelRequested',
+          message: 'the run was cancelled',
+          finishedAt: nowIso(),
+        },
+      });
+      throw new UnrecoverableError('cancelled');
+    }
+    state = busy;
+    current = { ...current, startedAt: begin.startedAt };
+    reporter.attemptOpened(begin.kept);
     const writeStatus = async (patch: Partial<TaskStatus>) => {
       current = { ...current, ...patch };
       await store.writeTaskStatus(current, { wake: false });
     };
-    // 2. Cancelled?
-    if (await store.cancelRequestedAt(runId)) {
-      await store.recordShardOutcome(
+    /** The worker's state once this shard is over, published with the outcome where there is one. */
+    const after = () =>
+      withState({
+        state: opts.drain.aborted ? 'draining' : 'idle',
+        shard: null,
+        shardsDone: state.shardsDone + 1,
+      });
+    let published = false;
+    /** The outcome, final status and worker state in one script; the job ends after it. */
+    const finish = async (o: ShardOutcome, status: Partial<TaskStatus>, completed: boolean) => {
+      current = { ...current, ...status };
+      const next = after();
+      const now = Date.now();
+      await store.finishShard({
         runId,
         stage,
-        outcome('Cancelled', 'CancelRequested', 'the run was cancelled'),
-      );
-      await writeStatus({
-        phase: 'Cancelled',
-        reason: 'CancelRequested',
-        message: 'the run was cancelled',
-        finishedAt: nowIso(),
+        outcome: o,
+        status: current,
+        ...(completed
+          ? {
+              completion: {
+                pool,
+                member: `${taskId}:${attempt}`,
+                atMs: now,
+                // Completions feed `stoker pools` (shards/s over the last minute): keep an hour.
+                ...(state.shardsDone % 100 === 0 ? { dropBeforeMs: now - 3600_000 } : {}),
+              },
+            }
+          : {}),
+        worker: { pool, workerId, state: next },
       });
-      throw new UnrecoverableError('cancelled');
-    }
-    await publish({ state: 'busy', shard: taskId });
-    await writeStatus({
-      phase: 'Running',
-      startedAt: task.status.startedAt ?? nowIso(),
-      reason: null,
-      message: null,
-    });
-    const reporter = TaskReporter.forRedis(redis, keys, taskId, { log: slog });
-    await reporter.beginAttempt(attempt);
-    const logFile = attemptLogFile(task.runDir, taskId, attempt);
+      state = next;
+      published = true;
+    };
+    const logFile = attemptLogFile(runDir, taskId, attempt);
     const tmp = `${shard.output}.partial-${workerId}-a${attempt}`;
+    let renamed = false;
     let result: ShardResult;
     // Abort the shard on a cancel request or a forced stop.
     const abort = new AbortController();
@@ -211,7 +286,7 @@ export async function runPoolWorker(opts: PoolWorkerOptions): Promise<number> {
       // 3. The server.
       let server: ServerProcess;
       try {
-        server = await ensureServer(task);
+        server = await ensureServer(payload, runId, stage);
       } catch (err) {
         const e = err as ServerStartError;
         const c = classifyExit(e.exitCode ?? null, e.signal ?? null);
@@ -257,56 +332,49 @@ export async function runPoolWorker(opts: PoolWorkerOptions): Promise<number> {
     try {
       return await settle(result);
     } finally {
-      rmSync(tmp, { force: true });
-      await publish({
-        state: opts.drain.aborted ? 'draining' : 'idle',
-        shard: null,
-        shardsDone: state.shardsDone + 1,
-      });
+      if (!renamed) rmSync(tmp, { force: true });
+      if (!published) await publish(after());
     }
 
     async function settle(r: ShardResult): Promise<{ items: number }> {
       if (r.kind === 'done') {
-        if (!existsSync(tmp)) {
+        try {
+          renameSync(tmp, shard.output);
+          renamed = true;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || existsSync(tmp)) throw err;
           return fail('MissingOutput', `the payload reported done but wrote no ${tmp}`, true);
         }
-        renameSync(tmp, shard.output);
-        await store.recordShardOutcome(
-          runId,
-          stage,
-          outcome('Succeeded', 'Completed', `${r.items} items`, r.items),
+        const message = `${r.items} items`;
+        await finish(
+          outcome('Succeeded', 'Completed', message, r.items),
+          {
+            phase: 'Succeeded',
+            reason: 'Completed',
+            message,
+            exitCode: 0,
+            finishedAt: nowIso(),
+          },
+          true,
         );
-        const now = Date.now();
-        const multi = redis.multi().zadd(keys.poolCompletions(pool), now, `${taskId}:${attempt}`);
-        // Completions feed `stoker pools` (shards/s over the last minute): keep an hour.
-        if (state.shardsDone % 100 === 0)
-          multi.zremrangebyscore(keys.poolCompletions(pool), '-inf', now - 3600_000);
-        await multi.exec();
-        await writeStatus({
-          phase: 'Succeeded',
-          reason: 'Completed',
-          message: `${r.items} items`,
-          exitCode: 0,
-          finishedAt: nowIso(),
-        });
-        slog.info({ items: r.items }, 'shard done');
+        // Thousands of shards a minute would drown the worker's log: debug only.
+        slog.debug({ items: r.items }, 'shard done');
         return { items: r.items };
       }
       if (r.kind === 'aborted') {
         await running?.server.kill();
         running = null;
         if (await store.cancelRequestedAt(runId)) {
-          await store.recordShardOutcome(
-            runId,
-            stage,
+          await finish(
             outcome('Cancelled', 'CancelRequested', 'cancelled while running'),
+            {
+              phase: 'Cancelled',
+              reason: 'CancelRequested',
+              message: 'cancelled while running',
+              finishedAt: nowIso(),
+            },
+            false,
           );
-          await writeStatus({
-            phase: 'Cancelled',
-            reason: 'CancelRequested',
-            message: 'cancelled while running',
-            finishedAt: nowIso(),
-          });
           throw new UnrecoverableError('cancelled');
         }
         // A forced stop of this worker: requeue without spending an attempt.
@@ -350,15 +418,18 @@ export async function runPoolWorker(opts: PoolWorkerOptions): Promise<number> {
         const why = retryable
           ? `${message}; gave up after ${maxAttempts} attempt${maxAttempts === 1 ? '' : 's'}`
           : `${message}; not retryable`;
-        await store.recordShardOutcome(runId, stage, outcome('Failed', reason, why));
-        await writeStatus({
-          phase: 'Failed',
-          reason,
-          message: why,
-          retryable,
-          stderrTail,
-          finishedAt: nowIso(),
-        });
+        await finish(
+          outcome('Failed', reason, why),
+          {
+            phase: 'Failed',
+            reason,
+            message: why,
+            retryable,
+            stderrTail,
+            finishedAt: nowIso(),
+          },
+          false,
+        );
         if (!retryable) throw new UnrecoverableError(`${reason}: ${message}`);
         throw new Error(`${reason}: ${message}`);
       }

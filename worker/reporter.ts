@@ -26,7 +26,9 @@
  *
  * Lifecycle: beginAttempt(attempt) (resets step, metrics, result, warnings; keeps
  * checkpoint and artifacts so RESUME_FROM survives; starts the timers) -> events ->
- * close() (stops the timers, writes everything pending, waits for the writes).
+ * close() (stops the timers, writes everything pending, waits for the writes). A caller
+ * that batches the attempt's first write with its own (the pool worker) splits
+ * beginAttempt into openAttempt() and attemptOpened().
  *
  * Side effects are injected: the store (Redis or a fake), the clock and the timers.
  */
@@ -186,11 +188,21 @@ export class TaskReporter implements PayloadSink {
    */
   async beginAttempt(attempt: number): Promise<void> {
     const existing = await this.store.read();
+    await this.enqueue(this.openAttempt(attempt));
+    this.attemptOpened(existing);
+  }
+
+  /**
+   * The first half of beginAttempt, for a caller that commits the attempt's first write
+   * itself, batched with its own writes (the pool worker's begin-shard script: one round
+   * trip per shard start instead of three): resets the record in memory and returns the
+   * write. The caller commits it before any other write of this reporter, then calls
+   * attemptOpened() with what the store held.
+   */
+  openAttempt(attempt: number): ProgressWrite {
     const now = nowIso(this.clock);
     this.progress = {
       ...emptyProgress(),
-      checkpoint: existing.checkpoint,
-      artifacts: existing.artifacts,
       attempt,
       updatedAt: now,
       heartbeatAt: now,
@@ -211,7 +223,16 @@ export class TaskReporter implements PayloadSink {
     });
     this.pendingLogs.push(`[stoker] attempt ${attempt} started at ${now}`);
     const logs = this.takeLogs();
-    await this.enqueue({ fields, events: [{ type: 'attempt', at: now, data: { attempt } }], logs });
+    return { fields, events: [{ type: 'attempt', at: now, data: { attempt } }], logs };
+  }
+
+  /**
+   * The second half: keep the checkpoint and artifacts the store held (RESUME_FROM
+   * survives a retry) and start the timers.
+   */
+  attemptOpened(existing: Pick<TaskProgress, 'checkpoint' | 'artifacts'>): void {
+    this.progress.checkpoint = existing.checkpoint;
+    this.progress.artifacts = existing.artifacts;
     this.startTimers();
   }
 

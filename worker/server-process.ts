@@ -7,6 +7,12 @@
  * to that shard's sink and log file; otherwise to the worker's log. A malformed marker
  * line, or an answer about another shard, while a shard runs is a malformed response:
  * the shard fails and the server is restarted, since its state is unknown.
+ *
+ * A shard's log file gets its lines in batches: one append every LOG_FLUSH_MS while the
+ * shard prints, and the rest when it ends (a file opened per line cost more than a
+ * whole no-op shard). A shard that printed nothing but its `done` answer leaves no log
+ * file at all (`stoker logs` then shows the task's log tail from Redis); once a shard
+ * has printed anything, its file holds every line, the answer included.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, mkdirSync } from 'node:fs';
@@ -37,16 +43,28 @@ export interface ServerProcessOptions {
   graceMs?: number;
 }
 
+/** How often a running shard's buffered log lines are appended to its log file. */
+export const LOG_FLUSH_MS = 100;
+
+interface CurrentShard {
+  id: string;
+  sink: PayloadSink;
+  logFile: string;
+  resolve: (r: ShardResult) => void;
+  /** Lines not yet in the log file. */
+  pending: string[];
+  /** Whether the log file has been written for this shard. */
+  wrote: boolean;
+  flushTimer: NodeJS.Timeout | null;
+}
+
 export class ServerProcess {
   private child: ChildProcess | null = null;
   private exited: { code: number | null; signal: string | null } | null = null;
   private readonly stderrTail: string[] = [];
-  private current: {
-    id: string;
-    sink: PayloadSink;
-    logFile: string;
-    resolve: (r: ShardResult) => void;
-  } | null = null;
+  private current: CurrentShard | null = null;
+  /** Log directories known to exist. */
+  private readonly logDirs = new Set<string>();
   private readyResolve: (() => void) | null = null;
   private exitWaiters: Array<() => void> = [];
 
@@ -132,16 +150,25 @@ export class ServerProcess {
         stderrTail: [...this.stderrTail],
       });
     this.stderrTail.length = 0;
-    mkdirSync(dirname(logFile), { recursive: true });
     return new Promise<ShardResult>((resolve) => {
       const finish = (r: ShardResult) => {
         signal?.removeEventListener('abort', onAbort);
-        if (this.current?.id === request.id) this.current = null;
+        if (this.current === cur) this.current = null;
+        this.flushShardLog(cur);
         resolve(r);
       };
       const onAbort = () => finish({ kind: 'aborted' });
       signal?.addEventListener('abort', onAbort, { once: true });
-      this.current = { id: request.id, sink, logFile, resolve: finish };
+      const cur: CurrentShard = {
+        id: request.id,
+        sink,
+        logFile,
+        resolve: finish,
+        pending: [],
+        wrote: false,
+        flushTimer: null,
+      };
+      this.current = cur;
       this.child?.stdin?.write(`${JSON.stringify(request)}\n`);
     });
   }
@@ -182,10 +209,41 @@ export class ServerProcess {
       this.opts.log.warn({ pid: child.pid }, 'payload server survived SIGKILL');
   }
 
+  /** A line of output: to the running shard's log (batched), else to the idle log at once. */
   private write(line: string): void {
-    const file = this.current?.logFile ?? this.opts.idleLogFile;
+    const cur = this.current;
+    if (!cur) {
+      this.append(this.opts.idleLogFile, `${line}\n`);
+      return;
+    }
+    cur.pending.push(line);
+    if (cur.flushTimer === null) {
+      cur.flushTimer = setTimeout(() => this.flushShardLog(cur), LOG_FLUSH_MS);
+      cur.flushTimer.unref();
+    }
+  }
+
+  private flushShardLog(cur: CurrentShard): void {
+    if (cur.flushTimer !== null) clearTimeout(cur.flushTimer);
+    cur.flushTimer = null;
+    if (cur.pending.length === 0) return;
+    const dir = dirname(cur.logFile);
+    if (!this.logDirs.has(dir)) {
+      try {
+        mkdirSync(dir, { recursive: true });
+        this.logDirs.add(dir);
+      } catch (err) {
+        this.opts.log.warn({ err, dir }, 'cannot create the payload log directory');
+      }
+    }
+    this.append(cur.logFile, `${cur.pending.join('\n')}\n`);
+    cur.pending = [];
+    cur.wrote = true;
+  }
+
+  private append(file: string, text: string): void {
     try {
-      appendFileSync(file, `${line}\n`);
+      appendFileSync(file, text);
     } catch (err) {
       this.opts.log.warn({ err, file }, 'cannot write the payload log');
     }
@@ -201,8 +259,17 @@ export class ServerProcess {
 
   private onStdout(raw: string): void {
     const line = redact(raw, this.opts.secretValues);
-    this.write(line);
     const parsed = parseLine(line);
+    // The `done` answer of a shard that printed nothing else is not worth a log file.
+    const cur0 = this.current;
+    const quietDone =
+      cur0 !== null &&
+      !cur0.wrote &&
+      cur0.pending.length === 0 &&
+      parsed.kind === 'event' &&
+      parsed.event.type === 'done' &&
+      parsed.event.id === cur0.id;
+    if (!quietDone) this.write(line);
     if (parsed.kind === 'log') {
       this.current?.sink.log(line, 'stdout');
       return;

@@ -64,6 +64,9 @@ import type {
   StageKind,
 } from './schema.js';
 
+/** Outputs every pulled stage has without declaring them (controller.ts, plan.ts). */
+export const PULLED_OUTPUTS = ['shards', 'dir'] as const;
+
 /** A spec larger than this is refused before it is read. */
 export const DEFAULT_MAX_SPEC_BYTES = 1024 * 1024;
 /** Alias expansions allowed while converting YAML to values (yaml's own default, kept explicit). */
@@ -1229,7 +1232,12 @@ function viewStage(
     name: typeof name === 'string' ? name : undefined,
     kind: typeof kind === 'string' ? kind : undefined,
     dependsOn,
-    outputs: new Set(Object.keys(outputs)),
+    // A pulled stage (a pool and an input) also has the outputs the controller writes:
+    // `shards` (the manifest of its succeeded shards) and `dir` (the shard outputs).
+    outputs: new Set([
+      ...Object.keys(outputs),
+      ...(isPlainObject(raw['pool']) && isPlainObject(raw['input']) ? PULLED_OUTPUTS : []),
+    ]),
     templates,
     envKeys: new Set(envPaths.keys()),
     envPaths,

@@ -5,7 +5,7 @@
  * Exit codes: 0 success; 1 a run failed or an operational error (Redis unreachable...);
  * 2 invalid input (a spec, a flag); 130 interrupted.
  */
-import { existsSync, createReadStream, statSync } from 'node:fs';
+import { existsSync, createReadStream, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { Queue } from 'bullmq';
@@ -33,6 +33,9 @@ import { age, describeRun, formatDuration, table } from './format.js';
 import { chooseBackend } from './backend-choice.js';
 import { buildPoolView, scalePool } from '../pools.js';
 import { watchRun } from './watch.js';
+import { registerDataCommands } from './data.js';
+import { registerMetricsCommands } from './metrics.js';
+import { registerReportCommands } from './report.js';
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
@@ -121,7 +124,15 @@ function onInterrupt(first: () => void, second: () => void): () => void {
 async function runCommand(
   ctx: Context,
   file: string,
-  o: { set?: string[]; json?: boolean; concurrency?: number; backend?: string; simulate?: boolean },
+  o: {
+    set?: string[];
+    json?: boolean;
+    concurrency?: number;
+    backend?: string;
+    simulate?: boolean;
+    /** Called with the final view, after it was printed. */
+    onFinished?: (view: RunView) => void;
+  },
 ): Promise<number> {
   const spec = await loadSpec(file, o.set);
   // A stoker already running on this home or REDIS_URL: submit to it and watch.
@@ -134,7 +145,9 @@ async function runCommand(
         if (!o.json)
           process.stderr.write(`submitted ${run.id} to the running controller ${alive}\n`);
         const view = await watchUntilDone(ctx, client.store, client.redis, run.id, o.json ?? false);
-        return finishRun(view, o.json ?? false);
+        const code = finishRun(view, o.json ?? false);
+        o.onFinished?.(view);
+        return code;
       }
     } finally {
       await client.close();
@@ -166,7 +179,9 @@ async function runCommand(
         o.json ?? false,
         abort.signal,
       );
-      return finishRun(view, o.json ?? false);
+      const code = finishRun(view, o.json ?? false);
+      o.onFinished?.(view);
+      return code;
     } finally {
       restore();
     }
@@ -196,6 +211,15 @@ function finishRun(view: RunView, json: boolean): number {
   if (json) printJson(view);
   else print(describeRun(view));
   return view.phase === 'Succeeded' ? 0 : 1;
+}
+
+/** The demo's ending: the report's headline (the table and the comparison), and where it is. */
+function printDemoReport(view: RunView): void {
+  const report = view.stages.find((s) => s.name === 'report')?.outputs['report'];
+  if (view.phase !== 'Succeeded' || !report || !existsSync(report)) return;
+  const lines = readFileSync(report, 'utf8').split('\n');
+  const end = lines.findIndex((l) => l.startsWith('!['));
+  print(['', ...lines.slice(0, end === -1 ? lines.length : end), `report: ${report}`].join('\n'));
 }
 
 function requireFile(file: string): void {
@@ -653,13 +677,25 @@ export function buildProgram(): Command {
   program
     .command('demo')
     .description(
-      'run the demo pipeline end to end on this machine (for now: training-configs/smoke-cpu.yaml) and print the result',
+      'run the miniature FIRE pipeline (training-configs/fire-mini/pipeline.yaml: synthetic data, tiny models on CPU) end to end on this machine and print its report',
     )
-    .option('--json', 'print the final run status as JSON')
-    .action(async (o: { json?: boolean }, cmd: Command) => {
-      const file = join(packageRoot(), 'training-configs', 'smoke-cpu.yaml');
+    .option(
+      '--json',
+      'print the final run status as JSON (the report is in the report stage outputs)',
+    )
+    .option(
+      '--set <path=value>',
+      'override a spec value, e.g. spec.params.seeds=800 (repeatable)',
+      collect,
+    )
+    .action(async (o: { json?: boolean; set?: string[] }, cmd: Command) => {
+      const file = join(packageRoot(), 'training-configs', 'fire-mini', 'pipeline.yaml');
       process.exitCode = await runCommand(makeContext(globals(cmd)), file, {
         json: o.json ?? false,
+        set: o.set,
+        onFinished: (view) => {
+          if (!o.json) printDemoReport(view);
+        },
       });
     });
 
@@ -789,6 +825,9 @@ export function buildProgram(): Command {
       }
     });
 
+  registerDataCommands(program);
+  registerMetricsCommands(program);
+  registerReportCommands(program);
   return program;
 }
 

@@ -36,6 +36,7 @@ import {
 } from '../../common/spec/schema.js';
 import type { Backend } from '../backends/types.js';
 import type { DispatchJobData } from '../dispatcher.js';
+import { LineageRecorder } from '../lineage.js';
 import { readPool, registerPool } from '../pools.js';
 import { planShards, type ShardPlan } from '../sharding.js';
 import { newTaskStatus, taskIdFor, type RunStore, type TaskRecord } from '../store.js';
@@ -92,6 +93,9 @@ export class Controller {
   private readonly clock: () => number;
   private readonly ensured = new Set<string>();
   private readonly poolQueues = new Map<string, Queue<DispatchJobData>>();
+  private readonly lineage = new LineageRecorder();
+  /** The last lineage.json text written per run. */
+  private readonly lineageWritten = new Map<string, string>();
   /** Reconcile passes and status writes, for tests and the reconcile benchmark. */
   readonly stats = { passes: 0, writes: 0 };
 
@@ -186,6 +190,7 @@ export class Controller {
     if (!run) return;
     if (run.phase === 'Succeeded' || run.phase === 'Failed' || run.phase === 'Cancelled') {
       await this.opts.redis.srem(`${this.opts.keys.runIndex()}:active`, runId);
+      this.lineageWritten.delete(runId);
       return;
     }
     // 2.-3. Observe and plan.
@@ -199,9 +204,17 @@ export class Controller {
       plan = planRun(obs);
     }
     // 5. Write what changed.
-    for (const [name, stage] of Object.entries(plan.stages)) {
-      if (await store.writeStageIfChanged(runId, obs.stages[name], stage)) this.stats.writes++;
+    const lineage: Record<string, NonNullable<StageStatus['lineage']>> = {};
+    for (const [name, planned] of Object.entries(plan.stages)) {
+      const before = obs.stages[name];
+      const stage =
+        planned.phase === 'Succeeded' && before?.phase !== 'Succeeded'
+          ? await this.withProducedLineage(planned)
+          : planned;
+      if (await store.writeStageIfChanged(runId, before, stage)) this.stats.writes++;
+      if (stage.lineage) lineage[name] = stage.lineage;
     }
+    this.writeLineageFile(run, lineage);
     if (await store.writeRunIfChanged(run, plan.run)) {
       this.stats.writes++;
       if (plan.run.phase !== run.phase)
@@ -298,8 +311,12 @@ export class Controller {
       terminationGracePeriodSeconds: stage.terminationGracePeriodSeconds,
       stallTimeoutSeconds: stage.stallTimeoutSeconds,
     };
+    const started: StageStatus = {
+      ...status,
+      lineage: await this.consumedLineage(stage, upstream),
+    };
     if (stage.pool && resolved.input) {
-      await this.createShards(run, stage, status, payload, resolved.input, resolved.outputs);
+      await this.createShards(run, stage, started, payload, resolved.input, resolved.outputs);
       return;
     }
     const taskId = taskIdFor(run.id, stage.name);
@@ -318,13 +335,60 @@ export class Controller {
     // Record the task on the stage before enqueueing: a crash in between leaves a task
     // the next pass re-adds (same job id: no duplicate), never an orphan job.
     await store.writeStageIfChanged(run.id, status, {
-      ...status,
+      ...started,
       tasks: [taskId],
       outputs: resolved.outputs,
       message: 'queued',
     });
     await this.enqueue(run.id, taskId, stage);
     log.info({ runId: run.id, taskId, queue }, 'task queued');
+  }
+
+  /**
+   * `<runDir>/lineage.json`: every stage's lineage, for payloads (a report stage) that
+   * cannot read the run store. Rewritten when it changed; a write failure is logged only.
+   */
+  private writeLineageFile(
+    run: RunRecord,
+    stages: Record<string, NonNullable<StageStatus['lineage']>>,
+  ): void {
+    if (Object.keys(stages).length === 0) return;
+    const text = `${JSON.stringify({ run: run.id, name: run.name, stages }, null, 2)}\n`;
+    if (this.lineageWritten.get(run.id) === text) return;
+    const path = join(run.runDir, 'lineage.json');
+    try {
+      mkdirSync(run.runDir, { recursive: true });
+      writeFileSync(`${path}.tmp`, text);
+      renameSync(`${path}.tmp`, path);
+      this.lineageWritten.set(run.id, text);
+    } catch (err) {
+      this.opts.log.warn({ err, runId: run.id, path }, 'cannot write lineage.json');
+    }
+  }
+
+  /** What a starting stage reads from upstream stages, by content (never fails the stage). */
+  private async consumedLineage(
+    stage: NormalizedStage,
+    upstream: Record<string, { outputs: Record<string, string> }>,
+  ): Promise<StageStatus['lineage']> {
+    const { entries, problems } = await this.lineage.consumed(stage, upstream);
+    if (problems.length > 0)
+      this.opts.log.warn({ stage: stage.name, problems }, 'cannot describe some inputs');
+    return { consumed: entries, produced: [], problems };
+  }
+
+  /** A stage that just succeeded, with its outputs described by content. */
+  private async withProducedLineage(stage: StageStatus): Promise<StageStatus> {
+    const { entries, problems } = await this.lineage.produced(stage.outputs);
+    const prev = stage.lineage ?? { consumed: [], produced: [], problems: [] };
+    return {
+      ...stage,
+      lineage: {
+        consumed: prev.consumed,
+        produced: entries,
+        problems: [...prev.problems, ...problems],
+      },
+    };
   }
 
   /** A stage that cannot start (its payload or input cannot be resolved) fails with the reason. */
@@ -420,6 +484,7 @@ export class Controller {
       },
     }));
     await store.createTasks(tasks);
+    await store.setShardTotal(run.id, stage.name, tasks.length);
     await store.writeStageIfChanged(run.id, status, {
       ...status,
       outputs: { ...outputs, dir: join(payload.outputDir, 'shards') },

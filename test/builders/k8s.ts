@@ -7,6 +7,10 @@
  *   makeTrainJob().secretEnv('HF_TOKEN', { secret: 'hf', key: 'token' }).request()
  *   makeTrainJob().kubernetes({ queueName: 'team-a' }).settings({ masterPort: 23456 }).build()
  *   makePoolWorkers('gen-h100').gpus(1).workers('gen-h100-a', 'gen-h100-b').build()   -> Job[]
+ *   makeTrainJob().run('gc').attempt(2).simulated('setTimeout(() => {}, 60000)').build()
+ *     a Job whose pod runs that script on the simulated node instead of `stoker worker`
+ *     (labels, annotations and names as stoker makes them; no Secret, PVC or
+ *     PriorityClass needed)
  *
  * `.stage(fn)` reaches any other stage field through StageBuilder; `.defaults({...})`
  * sets the pipeline's spec.defaults (to test merging).
@@ -126,6 +130,7 @@ abstract class StageInput {
 
 export class TrainJobBuilder extends StageInput {
   private attemptNumber = 1;
+  private script: string | undefined;
 
   constructor() {
     super('train');
@@ -142,6 +147,11 @@ export class TrainJobBuilder extends StageInput {
   }
   activeDeadline(d: number | string): this {
     return this.stage((s) => s.activeDeadline(d));
+  }
+  /** For the simulated cluster: the pod runs `node -e script`, with no secrets or volumes. */
+  simulated(script: string): this {
+    this.script = script;
+    return this.settings({ priorityClassName: undefined, runsVolume: undefined });
   }
 
   request(): TrainJobRequest {
@@ -170,7 +180,14 @@ export class TrainJobBuilder extends StageInput {
     };
   }
   build(): TrainJobObjects {
-    return buildTrainJob(this.request());
+    const objects = buildTrainJob(this.request());
+    if (this.script === undefined) return objects;
+    const pod = objects.job.spec?.template.spec;
+    for (const c of pod?.containers ?? []) {
+      c.command = [process.execPath, '-e', this.script];
+      c.env = (c.env ?? []).filter((e) => !e.valueFrom?.secretKeyRef);
+    }
+    return objects;
   }
 }
 

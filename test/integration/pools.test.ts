@@ -6,6 +6,8 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { UsageError } from '../../common/errors.js';
+import { shardTaskId } from '../../common/keys.js';
+import { readTaskEvents, readTaskProgress } from '../../common/progress.js';
 import { buildPoolView, readWorkers, scalePool } from '../../orchestrator/pools.js';
 import { eventually } from '../util/redis-server.js';
 import { payloadFixture, specFrom, startTestSystem, type TestSystem } from '../util/system.js';
@@ -99,6 +101,71 @@ describe('a generate stage over a pool', () => {
     };
     expect(manifest.shards).toHaveLength(12);
     expect(manifest.shards.every((s) => existsSync(s.path))).toBe(true);
+    // Each shard's records: its status from start to end, its attempt and progress
+    // events, its progress, and one completion on its first attempt.
+    const ids = Array.from({ length: 12 }, (_, i) => shardTaskId(runId, 'gen', i));
+    const statuses = await sys.store.getTaskStatuses(ids);
+    for (const id of ids) {
+      const st = statuses[id];
+      expect(st).toMatchObject({ phase: 'Succeeded', attempt: 1, reason: 'Completed' });
+      expect(st?.unit).toMatch(new RegExp(`^${pool}`));
+      expect(Date.parse(st?.startedAt ?? '')).toBeLessThanOrEqual(Date.parse(st?.finishedAt ?? ''));
+      const events = await readTaskEvents(sys.redis, sys.keys, id);
+      expect(events[0]).toMatchObject({ type: 'attempt', data: { attempt: 1 } });
+      expect(events.at(-1)).toMatchObject({ type: 'progress', data: { step: 5, totalSteps: 5 } });
+      expect(await readTaskProgress(sys.redis, sys.keys, id)).toMatchObject({
+        attempt: 1,
+        step: 5,
+      });
+    }
+    const completions = await sys.redis.zrange(sys.keys.poolCompletions(pool), '0', '-1');
+    expect(completions.sort()).toEqual(ids.map((id) => `${id}:1`));
+  });
+
+  it('cancels a run mid-shard: the running shard stops, the queued ones never start, nothing is retried', async () => {
+    sys = await startTestSystem();
+    const { spec, pool } = generateRun('cancel', {
+      items: 20,
+      shardSize: 5,
+      pool: { replicas: 1, maxReplicas: 1 },
+      env: { HANG_ON: 'shard-00001' },
+    });
+    const runId = await sys.submit(spec);
+    const hung = shardTaskId(runId, 'gen', 1);
+    await eventually(
+      'the second shard to hang',
+      async () => (await sys!.store.getTaskStatuses([hung]))[hung]?.phase === 'Running',
+      60_000,
+    );
+    await sys.store.requestCancel(runId);
+    const view = await sys.waitForPhase(runId, ['Succeeded', 'Failed', 'Cancelled'], 60_000);
+    expect(view.phase).toBe('Cancelled');
+    const outcomes = await eventually(
+      'an outcome for every shard',
+      async () => {
+        const o = await sys!.store.shardOutcomes(runId, 'gen');
+        return o.length === 4 ? o : null;
+      },
+      30_000,
+    );
+    expect(outcomes.map((o) => [o.index, o.phase, o.reason])).toEqual([
+      [0, 'Succeeded', 'Completed'],
+      [1, 'Cancelled', 'CancelRequested'],
+      [2, 'Cancelled', 'CancelRequested'],
+      [3, 'Cancelled', 'CancelRequested'],
+    ]);
+    expect(outcomes[1]?.message).toBe('cancelled while running');
+    expect((await sys.store.getTaskStatuses([hung]))[hung]).toMatchObject({
+      phase: 'Cancelled',
+      attempt: 1,
+    });
+    expect(outputs(view.runDir).files.filter((f) => f.includes('.partial-'))).toEqual([]);
+    // The worker let go of the shard (it may also have left: the pool is no longer used).
+    await eventually(
+      'no busy worker',
+      async () => (await readWorkers(sys!.redis, sys!.keys, pool)).every((w) => w.state !== 'busy'),
+      30_000,
+    );
   });
 
   it('retries the shard of a pool worker killed with SIGKILL; its output appears exactly once', async () => {
@@ -110,9 +177,14 @@ describe('a generate stage over a pool', () => {
       env: { ITEM_MS: 150 },
     });
     const runId = await sys.submit(spec);
+    // Busy, with its server loaded: a worker killed before it spawned its server would
+    // leave a single load behind.
     const busy = await eventually(
-      'a busy worker',
-      async () => (await readWorkers(sys!.redis, sys!.keys, pool)).find((w) => w.state === 'busy'),
+      'a busy worker with its server loaded',
+      async () =>
+        existsSync(join(dir, 'loads.jsonl'))
+          ? (await readWorkers(sys!.redis, sys!.keys, pool)).find((w) => w.state === 'busy')
+          : undefined,
       60_000,
     );
     process.kill(busy.pid, 'SIGKILL');

@@ -43,9 +43,13 @@ describe('buildPayloadEnv', () => {
       payload: payload(),
       identity,
       pythonDir: '/stoker/worker/python',
+      binDir: '/stoker/worker/bin',
+      nodePath: '/opt/node/bin/node',
     });
+    // stoker's own `stoker` first, then the worker's PATH.
+    expect(env.PATH).toBe(`/stoker/worker/bin:${parentEnv.PATH}`);
+    expect(env.STOKER_NODE).toBe('/opt/node/bin/node');
     for (const name of [
-      'PATH',
       'HOME',
       'LANG',
       'LC_ALL',

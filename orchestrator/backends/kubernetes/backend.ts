@@ -4,30 +4,57 @@
  * code by objects.ts. Launch is idempotent: the Job's name is deterministic
  * (`jobNameFor(taskId, attempt)`), and 409 AlreadyExists means "re-attach".
  *
- * Observation goes through informers on Jobs and Pods filtered by stoker's label (one
- * list, then a watch; relist on 410; restarted with backoff on errors), never by
- * polling every object. observe.ts turns what they cache into a UnitState.
+ * Reading: three reflectors (reflector.ts) cache stoker's Jobs and pods (label
+ * `app.kubernetes.io/managed-by=stoker`) and the FailedCreate events of Jobs (a pod the
+ * Job controller could not create: a missing PriorityClass, a Pod Security violation).
+ * observe() and wait() read these caches, so an unchanged unit costs no request; the
+ * only direct read is one GET of a Job created a moment ago and not yet in the cache.
+ * observe.ts turns what is cached into a UnitState.
+ *
+ * Waking: each cached change wakes only the waits of the Job it concerns (the Job
+ * itself, its pods by their job-name label, its events), and a relist wakes every wait.
+ * A wait notes the version of its Job before it observes and observes again if that
+ * moved meanwhile, so a change that lands while it reads (a GET in flight) is never lost.
+ * That race was the root cause of "the informer missed a Job's Complete update": the
+ * update was in the cache, but the wait that should have seen it was between reading and
+ * listening, and nothing woke it until a 5 s poll of the Job. The poll is gone; a watch
+ * that stalls is caught by the reflectors (no event or bookmark for quietMs: relist).
+ *
+ * Writing: every request goes through one ApiGate (api-gate.ts): a token bucket, the
+ * API server's Retry-After on 429, retries of transient failures (the API server
+ * restarting, 5xx). A create retried after its response was lost gets 409: re-attach.
+ *
+ * At start, collectGarbage() deletes what earlier controllers left behind (gc.ts).
  */
 import {
   BatchV1Api,
   CoreV1Api,
-  makeInformer,
-  type Informer,
+  Watch,
+  type CoreV1Event,
   type KubeConfig,
-  type KubernetesObject,
-  type ObjectCache,
   type V1Job,
   type V1Pod,
   type V1Service,
 } from '@kubernetes/client-node';
 import type { Logger } from '../../../common/logger.js';
 import type { Backend, LaunchRequest, UnitState } from '../types.js';
-import { observeJob } from './observe.js';
+import { ApiGate, isHttpStatus, type ApiGateOptions } from './api-gate.js';
+import {
+  attemptVerdict,
+  jobAttemptOf,
+  planGarbage,
+  type AttemptVerdict,
+  type GarbageItem,
+  type JobAttempt,
+} from './gc.js';
+import { LABELS } from './names.js';
+import { ownedByJob } from './objects.js';
+import { observeJob, type Observed } from './observe.js';
+import { Reflector, type ReflectorStats, type WatchLike } from './reflector.js';
 
 export const MANAGED_BY_SELECTOR = 'app.kubernetes.io/managed-by=stoker';
-
-/** A wait with no informer event for this long reads its Job directly once. */
-const QUIET_MS = 5000;
+/** The Job controller's pod-creation failures (core/v1 events support these field selectors). */
+export const FAILED_CREATE_SELECTOR = 'involvedObject.kind=Job,reason=FailedCreate';
 
 export interface KubernetesBackendOptions {
   kc: KubeConfig;
@@ -39,131 +66,231 @@ export interface KubernetesBackendOptions {
   ): Promise<{ job: V1Job; service?: V1Service }> | { job: V1Job; service?: V1Service };
   /** Job name of a unit: the unit name is `${taskId}-a${attempt}`; the Job name is DNS-safe. */
   jobName(unitName: string): string;
-  clock?: () => number;
+  /**
+   * A watch that heard nothing (no event, no bookmark) for this long is presumed dead and
+   * its collection listed again (default 90 s: the API server sends a bookmark about
+   * every minute to a watch that asks for them).
+   */
+  quietMs?: number;
+  /** Rate limit and retries of the backend's requests (default 20/s, burst 40). */
+  gate?: ApiGateOptions;
+  /** A Watch to use instead of client-node's (tests). */
+  watch?: WatchLike;
 }
 
-type Cached<T extends KubernetesObject> = Informer<T> & ObjectCache<T>;
+/** What the run store says of attempts, for garbage collection. */
+export type AttemptLookup = (attempt: JobAttempt) => Promise<AttemptVerdict>;
 
-const isStatus = (err: unknown, code: number): boolean =>
-  typeof err === 'object' &&
-  err !== null &&
-  'code' in err &&
-  (err as { code: unknown }).code === code;
+export interface BackendStats {
+  /** Requests this backend sent, by `verb resource` (retries included; watches apart). */
+  requests: Record<string, number>;
+  retries: number;
+  reflectors: Record<'jobs' | 'pods' | 'events', ReflectorStats & { cached: number }>;
+}
+
+const jobNameOfPod = (p: V1Pod): string | undefined =>
+  p.metadata?.labels?.['batch.kubernetes.io/job-name'] ??
+  p.metadata?.labels?.['job-name'] ??
+  p.metadata?.labels?.[LABELS.job];
 
 export class KubernetesBackend implements Backend {
   readonly name = 'kubernetes';
   readonly unitsOutliveController = true;
+  readonly gate: ApiGate;
   private readonly batch: BatchV1Api;
   private readonly core: CoreV1Api;
-  private jobs!: Cached<V1Job>;
-  private pods!: Cached<V1Pod>;
-  private readonly waiters = new Set<() => void>();
-  private stopped = false;
-  /** API requests this backend made, by kind (for tests and the reconcile benchmark). */
-  readonly requests = { create: 0, delete: 0, get: 0, list: 0 };
+  private readonly jobs: Reflector<V1Job>;
+  private readonly pods: Reflector<V1Pod>;
+  private readonly events: Reflector<CoreV1Event>;
+  /** Waits, by Job name. */
+  private readonly waiters = new Map<string, Set<() => void>>();
+  /** A change counter per Job name, and one for relists (which concern every Job). */
+  private readonly versions = new Map<string, number>();
+  private epoch = 0;
+  /**
+   * Jobs this backend created that the Job cache has not shown yet (the watch is a few
+   * milliseconds behind the create's answer): read from here instead of a GET.
+   */
+  private readonly justCreated = new Map<string, V1Job>();
+  private started = false;
+  private closed = false;
 
   constructor(private readonly opts: KubernetesBackendOptions) {
     this.batch = opts.kc.makeApiClient(BatchV1Api);
     this.core = opts.kc.makeApiClient(CoreV1Api);
+    this.gate = new ApiGate({
+      ...opts.gate,
+      onRetry: (info) => {
+        opts.log.warn(
+          { what: info.what, attempt: info.attempt, delayMs: info.delayMs, err: errText(info.err) },
+          'API request failed; retrying',
+        );
+        opts.gate?.onRetry?.(info);
+      },
+    });
+    const ns = opts.namespace;
+    const watch: WatchLike = opts.watch ?? new Watch(opts.kc);
+    const common = {
+      watch,
+      ...(opts.quietMs === undefined ? {} : { quietMs: opts.quietMs }),
+      onRelist: () => this.wakeAll(),
+      onWarning: (message: string, fields: Record<string, unknown>) =>
+        opts.log.warn(fields, message),
+    };
+    this.jobs = new Reflector<V1Job>({
+      ...common,
+      name: 'jobs',
+      path: `/apis/batch/v1/namespaces/${ns}/jobs`,
+      labelSelector: MANAGED_BY_SELECTOR,
+      list: () =>
+        this.gate.call('list jobs', () =>
+          this.batch.listNamespacedJob({ namespace: ns, labelSelector: MANAGED_BY_SELECTOR }),
+        ),
+      onRelist: () => {
+        // The list is the truth now (a Job created and deleted before the watch showed
+        // it must not stay "just created").
+        this.justCreated.clear();
+        this.wakeAll();
+      },
+      onChange: (type, job) => {
+        const name = job.metadata?.name;
+        if (!name) return;
+        this.justCreated.delete(name);
+        this.bump(name);
+        if (type === 'DELETED') this.versions.delete(name);
+      },
+    });
+    this.pods = new Reflector<V1Pod>({
+      ...common,
+      name: 'pods',
+      path: `/api/v1/namespaces/${ns}/pods`,
+      labelSelector: MANAGED_BY_SELECTOR,
+      list: () =>
+        this.gate.call('list pods', () =>
+          this.core.listNamespacedPod({ namespace: ns, labelSelector: MANAGED_BY_SELECTOR }),
+        ),
+      indexBy: jobNameOfPod,
+      onChange: (type, pod, prev) => {
+        const name = jobNameOfPod(pod) ?? (prev && jobNameOfPod(prev));
+        if (!name) return;
+        this.bump(name);
+        if (type === 'DELETED' && !this.jobs.get(name, ns)) this.versions.delete(name);
+      },
+    });
+    this.events = new Reflector<CoreV1Event>({
+      ...common,
+      name: 'events',
+      path: `/api/v1/namespaces/${ns}/events`,
+      fieldSelector: FAILED_CREATE_SELECTOR,
+      list: () =>
+        this.gate.call('list events', () =>
+          this.core.listNamespacedEvent({ namespace: ns, fieldSelector: FAILED_CREATE_SELECTOR }),
+        ),
+      indexBy: (e) => e.involvedObject?.name,
+      onChange: (_type, e) => {
+        if (e.involvedObject?.name) this.bump(e.involvedObject.name);
+      },
+    });
   }
 
-  /** Start the informers and wait for their first list. */
+  /** Fill the caches (one list each), then keep them current through watches. */
   async start(): Promise<void> {
-    const ns = this.opts.namespace;
-    this.jobs = makeInformer(
-      this.opts.kc,
-      `/apis/batch/v1/namespaces/${ns}/jobs`,
-      () => {
-        this.requests.list++;
-        return this.batch.listNamespacedJob({ namespace: ns, labelSelector: MANAGED_BY_SELECTOR });
-      },
-      MANAGED_BY_SELECTOR,
-    );
-    this.pods = makeInformer(
-      this.opts.kc,
-      `/api/v1/namespaces/${ns}/pods`,
-      () => {
-        this.requests.list++;
-        return this.core.listNamespacedPod({ namespace: ns, labelSelector: MANAGED_BY_SELECTOR });
-      },
-      MANAGED_BY_SELECTOR,
-    );
-    for (const inf of [this.jobs, this.pods] as Array<Cached<KubernetesObject>>) {
-      const notify = () => {
-        for (const w of [...this.waiters]) w();
-      };
-      inf.on('add', notify);
-      inf.on('update', notify);
-      inf.on('delete', notify);
-      let backoff = 500;
-      inf.on('error', (err) => {
-        if (this.stopped) return;
-        this.opts.log.warn(
-          { err: (err as Error)?.message ?? err, backoffMs: backoff },
-          'informer error; restarting',
-        );
-        setTimeout(() => {
-          if (!this.stopped)
-            void inf.start().then(
-              () => (backoff = 500),
-              () => undefined,
-            );
-        }, backoff).unref();
-        backoff = Math.min(backoff * 2, 30_000);
-      });
-    }
-    await Promise.all([this.jobs.start(), this.pods.start()]);
+    await Promise.all([this.jobs.start(), this.pods.start(), this.events.start()]);
+    this.started = true;
   }
+
+  stats(): BackendStats {
+    const r = (x: { stats: ReflectorStats; size: number }) => ({ ...x.stats, cached: x.size });
+    return {
+      requests: Object.fromEntries(this.gate.sent),
+      retries: this.gate.retries,
+      reflectors: { jobs: r(this.jobs), pods: r(this.pods), events: r(this.events) },
+    };
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Wake-ups
+
+  private bump(jobName: string): void {
+    this.versions.set(jobName, (this.versions.get(jobName) ?? 0) + 1);
+    for (const w of [...(this.waiters.get(jobName) ?? [])]) w();
+  }
+
+  private wakeAll(): void {
+    this.epoch += 1;
+    for (const set of [...this.waiters.values()]) for (const w of [...set]) w();
+  }
+
+  private versionOf(jobName: string): string {
+    return `${this.epoch}:${this.versions.get(jobName) ?? 0}`;
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Launch, observe, wait, terminate
 
   async launch(req: LaunchRequest): Promise<{ attached: boolean }> {
     const ns = this.opts.namespace;
     const { job, service } = await this.opts.build(req);
+    const name = job.metadata?.name ?? this.opts.jobName(req.unitName);
+    let uid: string | undefined;
+    let attached = false;
+    try {
+      const created = await this.gate.call('create jobs', () =>
+        this.batch.createNamespacedJob({ namespace: ns, body: job }),
+      );
+      uid = created.metadata?.uid;
+      if (!this.jobs.get(name, ns)) this.justCreated.set(name, created);
+      this.opts.log.info({ job: name }, 'created Job');
+    } catch (err) {
+      // AlreadyExists: created before (by a controller that died, or by this request
+      // before its answer was lost): the same attempt, so re-attach.
+      if (!isHttpStatus(err, 409)) throw err;
+      attached = true;
+    }
     if (service) {
+      // Created after its Job and owned by it, so that deleting the Job (or its TTL)
+      // deletes the Service. A crash between the two is mended here on re-attach.
+      uid ??= (this.jobs.get(name, ns) ?? (await this.readJob(name)))?.metadata?.uid;
+      const body = uid ? ownedByJob(service, { name, uid }) : service;
       try {
-        this.requests.create++;
-        await this.core.createNamespacedService({ namespace: ns, body: service });
+        await this.gate.call('create services', () =>
+          this.core.createNamespacedService({ namespace: ns, body }),
+        );
       } catch (err) {
-        if (!isStatus(err, 409)) throw err;
+        if (!isHttpStatus(err, 409)) throw err;
       }
     }
+    return { attached };
+  }
+
+  private async readJob(name: string): Promise<V1Job | undefined> {
     try {
-      this.requests.create++;
-      await this.batch.createNamespacedJob({ namespace: ns, body: job });
-      this.opts.log.info({ job: job.metadata?.name }, 'created Job');
-      return { attached: false };
+      return await this.gate.call('get jobs', () =>
+        this.batch.readNamespacedJob({ name, namespace: this.opts.namespace }),
+      );
     } catch (err) {
-      if (isStatus(err, 409)) return { attached: true };
+      if (isHttpStatus(err, 404)) return undefined;
       throw err;
     }
   }
 
-  private podsOf(jobName: string): V1Pod[] {
-    return this.pods
-      .list(this.opts.namespace)
-      .filter(
-        (p) =>
-          p.metadata?.labels?.['job-name'] === jobName ||
-          p.metadata?.labels?.['batch.kubernetes.io/job-name'] === jobName,
-      );
+  /**
+   * What the caches say of a Job. One not cached yet is the one this backend just created
+   * (the create's answer), or else is read once (re-attaching to a Job created by an
+   * earlier controller a moment before it died).
+   */
+  private async observeName(name: string): Promise<Observed> {
+    const ns = this.opts.namespace;
+    const job = this.jobs.get(name, ns) ?? this.justCreated.get(name) ?? (await this.readJob(name));
+    const uid = job?.metadata?.uid;
+    const failedCreates = this.events
+      .byIndex(name)
+      .filter((e) => !uid || !e.involvedObject?.uid || e.involvedObject.uid === uid);
+    return observeJob(job, this.pods.byIndex(name), failedCreates);
   }
 
   async observe(unitName: string): Promise<UnitState> {
-    return (await this.observeWithNote(unitName)).state;
-  }
-
-  private async observeWithNote(unitName: string): Promise<ReturnType<typeof observeJob>> {
-    const name = this.opts.jobName(unitName);
-    let job = this.jobs.get(name, this.opts.namespace);
-    if (!job) {
-      // Not (yet) in the cache: ask once, so a Job created a moment ago is not "NotFound".
-      try {
-        this.requests.get++;
-        job = await this.batch.readNamespacedJob({ name, namespace: this.opts.namespace });
-      } catch (err) {
-        if (!isStatus(err, 404)) throw err;
-      }
-    }
-    return observeJob(job, this.podsOf(name));
+    return (await this.observeName(this.opts.jobName(unitName))).state;
   }
 
   async wait(
@@ -171,66 +298,51 @@ export class KubernetesBackend implements Backend {
     signal?: AbortSignal,
     onNote?: (note: string) => void,
   ): Promise<UnitState> {
-    let quiet = false;
+    const name = this.opts.jobName(unitName);
     for (;;) {
-      // After a quiet period (no informer event for this wait), read the Job directly once:
-      // a watch that silently missed an update must not leave a finished unit "running".
-      // This costs one GET per waiting unit per quiet period, not a poll of every object.
-      const { state, note } = quiet
-        ? await this.observeFresh(unitName)
-        : await this.observeWithNote(unitName);
-      this.opts.log.debug({ unit: unitName, phase: state.phase, quiet, note }, 'unit observed');
+      // Closed (this controller stops; units outlive it): never answer, or the dispatcher
+      // would record an outcome for a unit that goes on running. The next leader re-attaches.
+      if (this.closed) await new Promise<never>(() => undefined);
+      const seen = this.versionOf(name);
+      const { state, note } = await this.observeName(name);
+      this.opts.log.debug({ unit: unitName, phase: state.phase, note }, 'unit observed');
       if (note) onNote?.(note);
       if (state.phase !== 'Running' || signal?.aborted) {
         if (state.phase === 'Failed' && state.retryable === false) {
-          // Fail fast: a Job whose pods cannot start would otherwise wait forever.
-          await this.deleteJob(unitName, 0).catch(() => undefined);
+          // Fail fast: a Job whose pods cannot start would otherwise wait for ever.
+          await this.deleteJob(name, 0).catch(() => undefined);
         }
         return state;
       }
-      // Woken by any informer event, or after a quiet period.
-      quiet = await new Promise<boolean>((resolve) => {
-        const done = (timedOut: boolean) => {
-          clearTimeout(t);
-          this.waiters.delete(wake);
+      // Something changed while we read: read again before sleeping.
+      if (this.versionOf(name) !== seen) continue;
+      await new Promise<void>((resolve) => {
+        let set = this.waiters.get(name);
+        if (!set) this.waiters.set(name, (set = new Set()));
+        const wake = (): void => {
+          set.delete(wake);
+          if (set.size === 0 && this.waiters.get(name) === set) this.waiters.delete(name);
           signal?.removeEventListener('abort', wake);
-          resolve(timedOut);
+          resolve();
         };
-        const wake = () => done(false);
-        const t = setTimeout(() => done(true), QUIET_MS);
-        this.waiters.add(wake);
+        set.add(wake);
         signal?.addEventListener('abort', wake, { once: true });
       });
     }
   }
 
-  private async observeFresh(unitName: string): Promise<ReturnType<typeof observeJob>> {
-    const name = this.opts.jobName(unitName);
-    let job: V1Job | undefined;
+  private async deleteJob(name: string, graceSeconds?: number): Promise<void> {
     try {
-      this.requests.get++;
-      job = await this.batch.readNamespacedJob({ name, namespace: this.opts.namespace });
+      await this.gate.call('delete jobs', () =>
+        this.batch.deleteNamespacedJob({
+          name,
+          namespace: this.opts.namespace,
+          propagationPolicy: 'Background',
+          ...(graceSeconds === undefined ? {} : { gracePeriodSeconds: graceSeconds }),
+        }),
+      );
     } catch (err) {
-      if (!isStatus(err, 404)) throw err;
-    }
-    const cached = this.jobs.get(name, this.opts.namespace);
-    if (job && cached && job.metadata?.resourceVersion !== cached.metadata?.resourceVersion) {
-      this.opts.log.warn({ job: name }, 'the Job informer cache was behind the API server');
-    }
-    return observeJob(job, this.podsOf(name));
-  }
-
-  private async deleteJob(unitName: string, graceSeconds: number): Promise<void> {
-    this.requests.delete++;
-    try {
-      await this.batch.deleteNamespacedJob({
-        name: this.opts.jobName(unitName),
-        namespace: this.opts.namespace,
-        propagationPolicy: 'Background',
-        gracePeriodSeconds: graceSeconds,
-      });
-    } catch (err) {
-      if (!isStatus(err, 404)) throw err;
+      if (!isHttpStatus(err, 404)) throw err;
     }
   }
 
@@ -238,12 +350,84 @@ export class KubernetesBackend implements Backend {
     unitName: string,
     opts: { graceSeconds: number; force?: boolean },
   ): Promise<void> {
-    await this.deleteJob(unitName, opts.force ? 0 : opts.graceSeconds);
+    await this.deleteJob(this.opts.jobName(unitName), opts.force ? 0 : opts.graceSeconds);
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Garbage collection (at controller start, before the dispatcher takes work)
+
+  /**
+   * Delete stoker's Jobs, Services and pods that no live attempt owns (gc.ts has the
+   * rules). Jobs and pods come from the caches; Services cost one list. Returns what was
+   * deleted.
+   */
+  async collectGarbage(lookup: AttemptLookup): Promise<GarbageItem[]> {
+    if (!this.started) throw new Error('collectGarbage() before start()');
+    const ns = this.opts.namespace;
+    const jobs = this.jobs.list(ns);
+    const verdicts = new Map<string, AttemptVerdict>();
+    const byTask = new Map<string, AttemptVerdict>();
+    for (const job of jobs) {
+      const a = jobAttemptOf(job);
+      if (!a) continue;
+      const k = `${a.taskId}#${a.attempt}`;
+      let v = byTask.get(k);
+      if (v === undefined) byTask.set(k, (v = await lookup(a)));
+      verdicts.set(job.metadata?.name ?? '', v);
+    }
+    const services = (
+      await this.gate.call('list services', () =>
+        this.core.listNamespacedService({ namespace: ns, labelSelector: MANAGED_BY_SELECTOR }),
+      )
+    ).items;
+    const plan = planGarbage({ jobs, pods: this.pods.list(ns), services, verdicts });
+    for (const item of plan) {
+      this.opts.log.info({ kind: item.kind, name: item.name, why: item.why }, 'deleting orphan');
+      try {
+        if (item.kind === 'Job') await this.deleteJob(item.name);
+        else if (item.kind === 'Service')
+          await this.gate.call('delete services', () =>
+            this.core.deleteNamespacedService({
+              name: item.name,
+              namespace: ns,
+              propagationPolicy: 'Background',
+            }),
+          );
+        else
+          await this.gate.call('delete pods', () =>
+            this.core.deleteNamespacedPod({
+              name: item.name,
+              namespace: ns,
+              propagationPolicy: 'Background',
+            }),
+          );
+      } catch (err) {
+        if (!isHttpStatus(err, 404)) throw err;
+      }
+    }
+    return plan;
   }
 
   async close(): Promise<void> {
-    this.stopped = true;
-    await Promise.all([this.jobs?.stop(), this.pods?.stop()]);
-    for (const w of [...this.waiters]) w();
+    this.closed = true;
+    this.gate.close();
+    await Promise.all([this.jobs.stop(), this.pods.stop(), this.events.stop()]);
   }
+}
+
+/** A store lookup for collectGarbage(): what the run store says of each attempt. */
+export function attemptLookup(
+  getTask: (taskId: string) => Promise<{ status: { phase: string; attempt: number } } | null>,
+  runExists: (runId: string) => Promise<boolean>,
+): AttemptLookup {
+  return async ({ runId, taskId, attempt }) => {
+    if (!(await runExists(runId))) return 'gone';
+    const task = await getTask(taskId);
+    return attemptVerdict(attempt, task?.status ?? null);
+  };
+}
+
+function errText(err: unknown): string {
+  if (err instanceof Error) return err.message.split('\n')[0] ?? err.message;
+  return String(err);
 }

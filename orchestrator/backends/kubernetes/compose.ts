@@ -1,13 +1,16 @@
 /**
  * Putting the kubernetes backend together: the builder gets each attempt's stage spec
- * from the run store, and unit names map to Job names.
+ * from the run store, unit names map to Job names, and once the caches are filled the
+ * orphans of earlier controllers are collected (gc.ts), before the dispatcher takes any
+ * work: startSystem() calls this after this controller became the leader, so a standby
+ * never deletes anything.
  */
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../../../common/logger.js';
 import { jobNameFor, type NormalizedSpec } from '../../../common/spec/schema.js';
 import type { RunStore } from '../../store.js';
 import type { LaunchRequest } from '../types.js';
-import { KubernetesBackend } from './backend.js';
+import { attemptLookup, KubernetesBackend, type KubernetesBackendOptions } from './backend.js';
 import { buildTrainJob } from './objects.js';
 import type { KubernetesSettings } from './settings.js';
 
@@ -25,6 +28,10 @@ export async function createKubernetesBackend(opts: {
   log: Logger;
   /** Plain variables for workers (STOKER_PREFIX...). */
   workerEnv?: Record<string, string>;
+  /** Collect orphans at start (default true). */
+  collectGarbage?: boolean;
+  /** Watch liveness, rate limit (tests). */
+  tuning?: Pick<KubernetesBackendOptions, 'quietMs' | 'gate'>;
 }): Promise<KubernetesBackend> {
   const { settings, store } = opts;
   const backend = new KubernetesBackend({
@@ -32,6 +39,7 @@ export async function createKubernetesBackend(opts: {
     namespace: settings.namespace,
     log: opts.log,
     jobName: jobNameOfUnit,
+    ...opts.tuning,
     async build(req: LaunchRequest) {
       const run = await store.mustGetRun(req.runId);
       const stageSpec = (run.spec as NormalizedSpec).stages.find((s) => s.name === req.stage);
@@ -49,5 +57,19 @@ export async function createKubernetesBackend(opts: {
     },
   });
   await backend.start();
+  if (opts.collectGarbage ?? true) {
+    try {
+      const collected = await backend.collectGarbage(
+        attemptLookup(
+          (taskId) => store.getTask(taskId),
+          async (runId) => (await store.getRun(runId)) !== null,
+        ),
+      );
+      opts.log.info({ collected: collected.length }, 'orphans collected');
+    } catch (err) {
+      // Not fatal: the orphans stay until the next start (or their TTL).
+      opts.log.error({ err }, 'garbage collection failed');
+    }
+  }
   return backend;
 }

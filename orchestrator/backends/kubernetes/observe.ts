@@ -10,8 +10,17 @@
  *   a pod waiting on a config error      -> Failed, not retried (a missing Secret or key)
  *   a pod unschedulable                  -> still waiting, with the scheduler's message
  *                                           (a missing PVC: Failed, not retried)
+ *   no pod, a FailedCreate event          -> Failed, not retried, when no retry of the Job
+ *     (the Job controller could not         controller can help: a missing PriorityClass
+ *     create one)                           (MissingPriorityClass), a Pod Security
+ *                                           violation, a missing ServiceAccount, an invalid
+ *                                           pod; otherwise (an exceeded quota, a webhook
+ *                                           timeout) still waiting, with the message
+ *
+ * A FailedCreate is an Event, not a Job condition: the Job's status says nothing of pods
+ * it could not create, so the backend watches those events (reason=FailedCreate on Jobs).
  */
-import type { V1Job, V1Pod } from '@kubernetes/client-node';
+import type { CoreV1Event, V1Job, V1Pod } from '@kubernetes/client-node';
 import type { UnitState } from '../types.js';
 
 const IMAGE_PULL = new Set([
@@ -41,7 +50,38 @@ export interface Observed {
   note: string | null;
 }
 
-export function observeJob(job: V1Job | undefined, pods: V1Pod[]): Observed {
+/** FailedCreate messages that no retry of the Job controller fixes, and the reason stoker gives. */
+const PERMANENT_CREATE_FAILURES: readonly { pattern: RegExp; reason: string }[] = [
+  { pattern: /no PriorityClass with name \S+ was found/, reason: 'MissingPriorityClass' },
+  { pattern: /violates PodSecurity/, reason: 'PodSecurityViolation' },
+  {
+    pattern: /serviceaccounts? "[^"]*" not found|error looking up service account/,
+    reason: 'MissingServiceAccount',
+  },
+  { pattern: /is invalid/, reason: 'InvalidPod' },
+];
+
+/** The newest FailedCreate event's message, and whether it is permanent. */
+export function classifyFailedCreate(
+  events: readonly CoreV1Event[],
+): { reason: string | null; message: string } | undefined {
+  const newest = [...events].sort((a, b) => stamp(b) - stamp(a))[0];
+  if (!newest) return undefined;
+  const message = newest.message ?? 'the Job could not create its pods';
+  const permanent = PERMANENT_CREATE_FAILURES.find((p) => p.pattern.test(message));
+  return { reason: permanent?.reason ?? null, message };
+}
+
+function stamp(e: CoreV1Event): number {
+  const t = e.lastTimestamp ?? e.eventTime ?? e.firstTimestamp;
+  return t ? new Date(t as unknown as string).getTime() : 0;
+}
+
+export function observeJob(
+  job: V1Job | undefined,
+  pods: V1Pod[],
+  failedCreates: readonly CoreV1Event[] = [],
+): Observed {
   if (!job) return { state: state('NotFound'), note: null };
   const conditions = job.status?.conditions ?? [];
   const cond = (type: string) => conditions.find((c) => c.type === type && c.status === 'True');
@@ -149,19 +189,19 @@ export function observeJob(job: V1Job | undefined, pods: V1Pod[]): Observed {
       return { state: state('Running'), note: `Unschedulable: ${msg}` };
     }
   }
-  const failedCreate = conditions.find(
-    (c) => c.type === 'FailedCreate' || c.reason === 'FailedCreate',
-  );
-  if (failedCreate) {
+  const failedCreate = pods.length === 0 ? classifyFailedCreate(failedCreates) : undefined;
+  if (failedCreate?.reason) {
     return {
       state: state('Failed', {
-        reason: 'FailedCreate',
-        message: failedCreate.message ?? 'the Job could not create its pods',
+        reason: failedCreate.reason,
+        message: `the Job cannot create its pods: ${failedCreate.message}`,
         retryable: false,
       }),
       note: null,
     };
   }
+  if (failedCreate)
+    return { state: state('Running'), note: `FailedCreate: ${failedCreate.message}` };
   if (job.spec?.suspend)
     return { state: state('Running'), note: 'Suspended: waiting for admission (Kueue)' };
   const running = pods.some((p) => p.status?.phase === 'Running');

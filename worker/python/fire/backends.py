@@ -1,7 +1,8 @@
 """Model backends of the FIRE payloads, by name (`--backend`).
 
     hf     LLaVA-NeXT through transformers + peft (fire.hf): the real recipe, on GPUs.
-    tiny   planned (a later issue): a small pure-PyTorch model for CPU tests and demos.
+    tiny   a small vision-language model in plain PyTorch (fire.tiny): CPU tests and the
+           fire-mini demo; models are `tiny-new` (random) or a directory it wrote.
 
 A backend is a module with:
     require() -> None
@@ -14,7 +15,7 @@ A backend is a module with:
     make_generator(name_or_path, *, seed, adapter, image_root, max_new_tokens, batch_size, bf16)
         -> callable(list[fire.selfplay_rules.Prompt]) -> list[str]: batched greedy
         generation for self-play, with a settable `image_root` and `batch_size`.
-    TINY_RANDOM: the model name that needs no download ("tiny-random").
+    TINY_RANDOM: the model name that needs no download ("tiny-random"; tiny also takes "tiny-new").
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from stoker_payload.exit_codes import PayloadError
 
 __all__ = ["KNOWN", "PLANNED", "problem", "load"]
 
-KNOWN = {"hf": "fire.hf"}
-PLANNED = {"tiny": "a small pure-PyTorch model for CPU tests (not built yet)"}
+KNOWN = {"hf": "fire.hf", "tiny": "fire.tiny"}
+PLANNED: dict[str, str] = {}  # name -> what it will be, for a backend announced but not built yet
 
 
 def problem(name: str) -> Optional[str]:
@@ -37,7 +38,8 @@ def problem(name: str) -> Optional[str]:
         return None
     if name in PLANNED:
         return f"backend {name!r} is planned but not built yet ({PLANNED[name]}); use: {', '.join(KNOWN)}"
-    return f"unknown backend {name!r} (known: {', '.join(KNOWN)}; planned: {', '.join(PLANNED)})"
+    planned = f"; planned: {', '.join(PLANNED)}" if PLANNED else ""
+    return f"unknown backend {name!r} (known: {', '.join(KNOWN)}{planned})"
 
 
 def load(name: str) -> ModuleType:

@@ -3,8 +3,9 @@ shard of seeds becomes FIRE raw records of kept dialogues (shared/FIRE.md sectio
 "Self-play generation"; the rules are fire/selfplay_rules.py, the protocol
 stoker_payload/server.py).
 
-Backends: `--backend hf` (fire/hf.py). A `tiny` backend comes in a later issue; any other
-name is BAD_CONFIG.
+Backends: `--backend hf` (fire/hf.py) and `--backend tiny` (fire/tiny.py: CPU; a model is
+tiny-new / tiny-random or a directory fire.train --backend tiny wrote, and the adapter options
+must be left out); any other name is BAD_CONFIG.
 
 Usage (from the repository root; PYTHONPATH=worker/python):
 
@@ -17,6 +18,11 @@ Usage (from the repository root; PYTHONPATH=worker/python):
     printf '%s\n' '{"type":"shard","id":"s1","input":"/tmp/seeds.jsonl","output":"/tmp/s1.jsonl"}' \
         | python3 -m fire.selfplay --student-model tiny-random --teacher-model tiny-random \
             --image-root /tmp/images --batch-size 1 --max-new-tokens 32
+
+    # the tiny backend on a CPU: models trained by fire.train --backend tiny
+    python3 -m fire.selfplay --backend tiny --student-model /tmp/mini/student/final \
+        --teacher-model /tmp/mini/teacher/final --image-root /tmp/mini/seeds/images \
+        --batch-size 64 --max-new-tokens 40 --threads 1
 
 Contract:
     inputs     flags or --config FILE.yaml (keys: the SelfPlayConfig fields below); requests
@@ -64,11 +70,11 @@ MAX_LISTED = 20
 
 @dataclass
 class SelfPlayConfig:
-    backend: str = field(default="hf", metadata={"help": "model backend: hf (tiny: planned)"})
-    student_model: str = field(default=TINY_RANDOM, metadata={"help": "student model directory, or tiny-random", "metavar": "PATH"})
-    teacher_model: str = field(default=TINY_RANDOM, metadata={"help": "teacher model directory, or tiny-random", "metavar": "PATH"})
-    student_adapter: Optional[str] = field(default=None, metadata={"help": "LoRA checkpoint to merge into the student", "metavar": "DIR"})
-    teacher_adapter: Optional[str] = field(default=None, metadata={"help": "LoRA checkpoint to merge into the teacher", "metavar": "DIR"})
+    backend: str = field(default="hf", metadata={"help": "model backend: hf or tiny"})
+    student_model: str = field(default=TINY_RANDOM, metadata={"help": "student model directory, or tiny-random (tiny: also tiny-new)", "metavar": "PATH"})
+    teacher_model: str = field(default=TINY_RANDOM, metadata={"help": "teacher model directory, or tiny-random (tiny: also tiny-new)", "metavar": "PATH"})
+    student_adapter: Optional[str] = field(default=None, metadata={"help": "LoRA checkpoint to merge into the student (hf only)", "metavar": "DIR"})
+    teacher_adapter: Optional[str] = field(default=None, metadata={"help": "LoRA checkpoint to merge into the teacher (hf only)", "metavar": "DIR"})
     student_seed: int = field(default=1, metadata={"help": "weights seed of a tiny-random student"})
     teacher_seed: int = field(default=2, metadata={"help": "weights seed of a tiny-random teacher"})
     image_root: Optional[str] = field(default=None, metadata={"help": "directory the seeds' image paths are relative to", "metavar": "DIR"})
@@ -94,6 +100,8 @@ class SelfPlayConfig:
             if getattr(self, name) < 1:
                 problems.append(f"{name}: must be >= 1, got {getattr(self, name)}")
         problems.extend(self.rules().problems())
+        if self.backend == "tiny":
+            problems.extend(f"{name}: the tiny backend has no adapters; pass the trained model directory as the model" for name in ("student_adapter", "teacher_adapter") if getattr(self, name))
         return problems
 
     def rules(self) -> Rules:

@@ -25,7 +25,9 @@ Rules, per dialogue:
 So kept dialogues have strictly increasing scores and (by default) end satisfied after 2 or
 3 rounds, as FIRE-1M's do. min_rounds and keep_unsatisfied are our reconstruction from the
 published data (FIRE-1M: 2-3 rounds; its sample dialogues all end at >= 8); the stopping
-rules themselves are FIRE's.
+rules themselves are FIRE's. With rules.keep_all (FIRE-Bench free dialogues: fire.evaluate)
+the rules still end each dialogue, but every dialogue is kept whatever its outcome (then
+stats.kept == stats.seeds and no drop is counted).
 
 Batching: seeds are sorted by question length (group_by_length) and cut into groups of
 batch_size dialogues; within a group all active dialogues advance one half-turn per call:
@@ -97,6 +99,7 @@ class Rules:
     satisfied: int = 8  # a score >= this ends the dialogue, kept
     min_rounds: int = 2  # a dialogue satisfied earlier is dropped (first_answer_satisfied)
     keep_unsatisfied: bool = False  # keep dialogues that end at max_rounds below `satisfied`
+    keep_all: bool = False  # keep every dialogue, whatever its outcome (evaluation); overrides the two above
     teacher_sees_image: bool = False
     split: str = "fire_1m"
     default_source: str = "selfplay"
@@ -277,7 +280,7 @@ def run_dialogues(
             on_progress(done, len(order))
     records = []
     for d in dialogues:
-        if d.outcome == "kept":
+        if d.outcome == "kept" or rules.keep_all:
             stats.kept += 1
             stats.rounds[len(d.scores)] = stats.rounds.get(len(d.scores), 0) + 1
             records.append(_record(d, rules))

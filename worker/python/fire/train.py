@@ -1,8 +1,9 @@
 r"""FIRE training entrypoint: LoRA fine-tuning of a LLaVA-NeXT student, teacher or final model
 (shared/FIRE.md section 2), in the shape of TRL's sft.py.
 
-Backends: `--backend hf` (transformers + peft + the HF Trainer; fire/hf.py). A `tiny`
-backend (pure PyTorch, for CPU) comes in a later issue; any other name is BAD_CONFIG.
+Backends: `--backend hf` (transformers + peft + the HF Trainer; fire/hf.py) and `--backend
+tiny` (a small vision-language model in plain PyTorch, for CPUs; fire/tiny.py); any other name
+is BAD_CONFIG.
 
 Usage (from the repository root; PYTHONPATH=worker/python):
 
@@ -24,9 +25,17 @@ Usage (from the repository root; PYTHONPATH=worker/python):
     RESUME_FROM=/tmp/fire-tiny/checkpoint-50 python3 -m fire.train --model-name-or-path tiny-random \
         --max-steps 60 --save-steps 25 --lora-r 16 --lora-alpha 32 --learning-rate 2e-3 --output-dir /tmp/fire-tiny
 
+    # the tiny backend on a CPU: a new model (vocabulary from the data) on a student view of
+    # fire.synth dialogues; the trained model is OUTPUT/final (pass it as the model to
+    # fire.selfplay / fire.evaluate --backend tiny, or as --model-name-or-path to train on)
+    python3 -m fire.train --backend tiny --model-name-or-path tiny-new --data student.jsonl \
+        --image-root /tmp/mini/train/images --max-steps 300 --per-device-train-batch-size 32 \
+        --learning-rate 3e-3 --warmup-ratio 0.05 --save-steps 100 --logging-steps 10 --threads 1 \
+        --output-dir /tmp/mini/student
+
 Contract:
     inputs     flags or --config FILE.yaml (keys: the TrainConfig fields below);
-               --data: LLaVA conversation JSON (.json list or .jsonl; fire/llava_data.py),
+               --data: LLaVA conversation JSON (.json list or .jsonl; fire/llava_data.py; several files comma-separated),
                images under --image-root; without --data, `tiny-random` trains on
                --synthetic-samples generated conversations (images written to
                OUTPUT/synthetic-images). env: STOKER_OUTPUT_DIR (unless --output-dir),
@@ -48,6 +57,13 @@ Contract:
                a --data, --config, --deepspeed or RESUME_FROM path that does not exist;
                UNKNOWN_MODEL for a model that does not load; MISSING_DEPENDENCY without
                transformers/peft; CUDA_OOM; USAGE for a bad command line.
+    tiny       OUTPUT/checkpoint-N and OUTPUT/final hold the whole model (config.json,
+               vocab.json, model.pt; checkpoints also optimizer.pt, rng_state.pt,
+               trainer_state.json); the artifact is "model" (final/) and the result has
+               adapter null, modelPath (final/) and vocabSize. --model-name-or-path is
+               tiny-new / tiny-random (a new model; its vocabulary is built from the data) or
+               a directory written by the tiny backend; --tiny-* set a new model's sizes;
+               the LoRA, DeepSpeed, bf16/tf32 and attention options are ignored.
 """
 
 from __future__ import annotations
@@ -64,16 +80,17 @@ from stoker_payload.exit_codes import PayloadError
 from . import backends, llava_data
 
 TINY_RANDOM = "tiny-random"  # the same name as hf.TINY_RANDOM, without importing the backend
+_SYNTHETIC_OK = {"tiny": (TINY_RANDOM, "tiny-new")}  # new models that may train on synthetic data
 SCHEDULES = ("cosine", "linear", "constant", "constant_with_warmup")
 
 
 @dataclass
 class TrainConfig:
-    backend: str = field(default="hf", metadata={"help": "model backend: hf (tiny: planned)"})
+    backend: str = field(default="hf", metadata={"help": "model backend: hf or tiny"})
     model_name_or_path: str = field(
-        default=TINY_RANDOM, metadata={"help": "LLaVA-NeXT model directory (transformers format), or tiny-random", "metavar": "PATH"}
+        default=TINY_RANDOM, metadata={"help": "LLaVA-NeXT model directory (transformers format), or tiny-random; tiny backend: tiny-new or a directory it wrote", "metavar": "PATH"}
     )
-    data: Optional[str] = field(default=None, metadata={"help": "LLaVA conversation JSON/JSONL", "metavar": "FILE"})
+    data: Optional[str] = field(default=None, metadata={"help": "LLaVA conversation JSON/JSONL; several: comma-separated, used in that order", "metavar": "FILE[,FILE...]"})
     image_root: Optional[str] = field(default=None, metadata={"help": "directory the records' image paths are relative to", "metavar": "DIR"})
     synthetic_samples: int = field(default=256, metadata={"help": "tiny-random without --data: synthetic conversations"})
     output_dir: Optional[str] = field(
@@ -110,6 +127,13 @@ class TrainConfig:
     attn_implementation: Optional[str] = field(default=None, metadata={"help": "sdpa, flash_attention_2, eager (default: the model's)"})
     dataloader_num_workers: int = field(default=0, metadata={"help": "data loading processes"})
     seed: int = field(default=42, metadata={"help": "seed of the data order, LoRA init and tiny-random weights"})
+    threads: Optional[int] = field(default=None, metadata={"help": "torch CPU threads (default: torch's choice)"})
+    # the tiny backend's new model (tiny-new / tiny-random); a model directory keeps its own sizes
+    tiny_d_model: int = field(default=96, metadata={"help": "tiny backend: width of a new model"})
+    tiny_layers: int = field(default=2, metadata={"help": "tiny backend: transformer layers of a new model"})
+    tiny_heads: int = field(default=4, metadata={"help": "tiny backend: attention heads of a new model"})
+    tiny_image_size: int = field(default=32, metadata={"help": "tiny backend: image side in pixels a new model sees"})
+    tiny_max_positions: int = field(default=512, metadata={"help": "tiny backend: positions (tokens) of a new model"})
 
     def validate(self) -> list[str]:
         problems = []
@@ -137,8 +161,15 @@ class TrainConfig:
             problems.append(f"save_total_limit: must be >= 1, got {self.save_total_limit}")
         if self.dataloader_num_workers < 0:
             problems.append(f"dataloader_num_workers: must be >= 0, got {self.dataloader_num_workers}")
-        if self.data is None and self.model_name_or_path != TINY_RANDOM:
+        if self.data is None and self.model_name_or_path not in _SYNTHETIC_OK.get(self.backend, (TINY_RANDOM,)):
             problems.append(f"data: required unless model_name_or_path is {TINY_RANDOM} (which can train on synthetic data)")
+        if self.threads is not None and self.threads < 1:
+            problems.append(f"threads: must be >= 1, got {self.threads}")
+        if self.backend == "tiny":
+            from . import tiny  # cheap: no torch at import
+
+            spec = tiny.TinyConfig(1, self.tiny_d_model, self.tiny_layers, self.tiny_heads, self.tiny_image_size, self.tiny_max_positions)
+            problems.extend(f"tiny_*: {p}" for p in spec.problems())
         return problems
 
 
@@ -157,6 +188,10 @@ def main(cfg: TrainConfig) -> int:
     out_dir = runtime.output_dir(cfg.output_dir, create=True)
     reporter = report.get_reporter()
     backend = backends.load(cfg.backend)  # BAD_CONFIG / MISSING_DEPENDENCY, before reading data
+    if cfg.threads is not None:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
     records, image_root = _records(cfg, out_dir)
     result = backend.train(cfg, records, image_root, out_dir, resume_from, reporter)
     if runtime.is_rank0():
@@ -166,8 +201,13 @@ def main(cfg: TrainConfig) -> int:
 
 def _records(cfg: TrainConfig, out_dir: str) -> tuple[list[dict], Optional[str]]:
     if cfg.data is not None:
-        records = llava_data.read_conversations(cfg.data)
-        llava_data.check_images(records, cfg.image_root, cfg.data)
+        # Several files, comma-separated, train as one set in the order given (e.g. the
+        # answers view plus the student view of seed and self-play dialogues).
+        records = []
+        for path in [p for p in cfg.data.split(",") if p]:
+            part = llava_data.read_conversations(path)
+            llava_data.check_images(part, cfg.image_root, path)
+            records.extend(part)
         return records, cfg.image_root
     image_dir = os.path.join(out_dir, "synthetic-images")
     # The same seed gives the same set, so a resumed run continues on the same data.

@@ -16,8 +16,10 @@
  * pods/log (with follow) and pods/eviction. Every error body is a meta/v1 Status like the
  * real server's.
  *
- * Faults: interceptors (answer a request with any status, headers and body, delay it, or
- * drop the connection), stallWatches(), closeWatches(), expireHistory(), restart().
+ * Faults: interceptors (answer a request with any status, headers and body, delay it,
+ * drop the connection, or serve it and then drop the answer: a create that happened but
+ * whose client never heard so), stallWatches(), closeWatches(), expireHistory(),
+ * restart() (optionally with a fresh watch cache: every older resourceVersion is 410).
  *
  * The simulated node (kubelet, scheduler, Job controller) lives in kubelet.ts and works on
  * `server.store` in-process.
@@ -87,7 +89,8 @@ export interface InterceptedRequest {
  * An interceptor's answer. With `status`, the server answers with it (body: a Status
  * for the code unless given; 429 gets `Retry-After` from retryAfterSeconds, default 1).
  * With only `delayMs`, the request is held that long and then served normally.
- * `dropConnection` destroys the socket without an answer.
+ * `dropConnection` destroys the socket without an answer. `dropAnswer` serves the
+ * request (the write happens) and then destroys the socket instead of answering.
  */
 export interface InterceptResult {
   status?: number;
@@ -96,6 +99,7 @@ export interface InterceptResult {
   delayMs?: number;
   retryAfterSeconds?: number;
   dropConnection?: boolean;
+  dropAnswer?: boolean;
 }
 
 export type Interceptor = (
@@ -126,6 +130,8 @@ export interface RecordedRequest {
   status: number;
   /** Answered by an interceptor. */
   intercepted: boolean;
+  /** When it arrived (ms since the epoch, real time): for request-rate checks. */
+  at: number;
 }
 
 /** Where pods/log reads come from (the fake kubelet registers itself). */
@@ -203,8 +209,17 @@ export interface FakeApiServer {
   sendBookmarks(): void;
   /** Compact the history: every resourceVersion seen so far answers 410 on watch. */
   expireHistory(): void;
-  /** Drop all connections and refuse new ones for downMs, keeping the state; resolves when back. */
-  restart(downMs?: number): Promise<void>;
+  /**
+   * Drop all connections and refuse new ones for downMs, keeping the objects; resolves
+   * when back. freshWatchCache: the restarted server's watch cache starts empty, so a
+   * watch resuming from any resourceVersion seen before gets 410 Gone (clients relist).
+   */
+  restart(downMs?: number, opts?: { freshWatchCache?: boolean }): Promise<void>;
+  /** Requests that arrived in the busiest `windowMs` (matching filter): a rate check. */
+  peakRequests(
+    windowMs: number,
+    filter?: Partial<Omit<RecordedRequest, 'seq' | 'path' | 'query' | 'at'>>,
+  ): number;
   /** Open watch streams. */
   readonly activeWatches: number;
   setPodLogSource(src: PodLogSource | undefined): void;
@@ -241,6 +256,8 @@ class FakeApiServerImpl implements FakeApiServer {
   private down = false;
   private stopped = false;
   private logSource: PodLogSource | undefined;
+  /** Responses an interceptor asked to drop after serving (dropAnswer). */
+  private readonly answerDropped = new WeakSet<ServerResponse>();
   private readonly token: string | null;
   private readonly bookmarkIntervalMs: number;
   private readonly watchGone: 'event' | 'http';
@@ -339,6 +356,25 @@ class FakeApiServerImpl implements FakeApiServer {
     ).length;
   }
 
+  peakRequests(
+    windowMs: number,
+    filter: Partial<Omit<RecordedRequest, 'seq' | 'path' | 'query' | 'at'>> = {},
+  ): number {
+    const times = this.log
+      .filter((r) =>
+        (Object.keys(filter) as (keyof typeof filter)[]).every(
+          (k) => filter[k] === undefined || filter[k] === r[k],
+        ),
+      )
+      .map((r) => r.at);
+    let peak = 0;
+    for (let i = 0, j = 0; j < times.length; j++) {
+      while ((times[j] as number) - (times[i] as number) >= windowMs) i++;
+      peak = Math.max(peak, j - i + 1);
+    }
+    return peak;
+  }
+
   verbCounts(): Record<string, number> {
     const out: Record<string, number> = {};
     for (const r of this.log) out[r.verb] = (out[r.verb] ?? 0) + 1;
@@ -395,12 +431,13 @@ class FakeApiServerImpl implements FakeApiServer {
     this.store.expireHistory();
   }
 
-  async restart(downMs = 500): Promise<void> {
+  async restart(downMs = 500, opts: { freshWatchCache?: boolean } = {}): Promise<void> {
     this.down = true;
     this.closeWatches('destroy');
     const closed = new Promise<void>((r) => this.server.close(() => r()));
     for (const s of this.sockets) s.destroy();
     await closed;
+    if (opts.freshWatchCache) this.store.expireHistory();
     await sleep(downMs);
     if (this.stopped) return;
     this.server = this.makeServer();
@@ -440,6 +477,10 @@ class FakeApiServerImpl implements FakeApiServer {
     headers: Record<string, string> = {},
   ): void {
     if (res.headersSent || res.destroyed) return;
+    if (this.answerDropped.has(res)) {
+      res.socket?.destroy();
+      return;
+    }
     const text = typeof body === 'string' ? body : JSON.stringify(body);
     res.writeHead(code, {
       'Content-Type': typeof body === 'string' ? 'text/plain' : 'application/json',
@@ -542,6 +583,7 @@ class FakeApiServerImpl implements FakeApiServer {
       subresource: route?.subresource,
       status: 0,
       intercepted: false,
+      at: Date.now(),
     };
     this.log.push(rec);
     res.on('finish', () => {
@@ -591,6 +633,11 @@ class FakeApiServerImpl implements FakeApiServer {
         rec.intercepted = true;
         req.socket.destroy();
         return;
+      }
+      if (r.dropAnswer) {
+        rec.intercepted = true;
+        this.answerDropped.add(res);
+        break;
       }
       if (r.status !== undefined) {
         rec.intercepted = true;

@@ -151,6 +151,8 @@ export class FakeKubeStore {
   private readonly validateSchemas: boolean;
   private readonly gcEnabled: boolean;
   private serviceIp = 10;
+  private readonly pending: StoreEvent[] = [];
+  private delivering = false;
   private closed = false;
 
   constructor(opts: StoreOptions = {}) {
@@ -778,17 +780,37 @@ export class FakeKubeStore {
       const dropped = this.log.splice(0, this.log.length - this.historyLimit);
       this.compacted = Math.max(this.compacted, dropped[dropped.length - 1]!.resourceVersion);
     }
-    for (const l of [...this.listeners]) {
-      try {
-        l(ev);
-      } catch (err) {
-        // A broken listener must not break the write; surface it where a test sees it.
-        process.emitWarning(
-          `fake kube store listener failed: ${(err as Error).stack ?? String(err)}`,
-        );
-      }
-    }
+    this.deliver(ev);
     return obj;
+  }
+
+  /**
+   * Every listener sees every event in resourceVersion order, as a real watch does. A
+   * listener that writes while it handles an event (the kubelet binding a claim as it is
+   * added) queues its event behind the one being delivered, instead of delivering it
+   * first to the listeners after itself (an HTTP watch would then see version n+1 before
+   * n, and an informer cache would go back to the older object).
+   */
+  private deliver(ev: StoreEvent): void {
+    this.pending.push(ev);
+    if (this.delivering) return;
+    this.delivering = true;
+    try {
+      for (let next = this.pending.shift(); next; next = this.pending.shift()) {
+        for (const l of [...this.listeners]) {
+          try {
+            l(next);
+          } catch (err) {
+            // A broken listener must not break the write; surface it where a test sees it.
+            process.emitWarning(
+              `fake kube store listener failed: ${(err as Error).stack ?? String(err)}`,
+            );
+          }
+        }
+      }
+    } finally {
+      this.delivering = false;
+    }
   }
 
   private remove(

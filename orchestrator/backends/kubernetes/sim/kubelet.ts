@@ -22,7 +22,9 @@
  * message (`secret "x" not found`, `couldn't find key K in Secret ns/x`), retried when
  * the Secret appears.
  *
- * Names and paths (the one deliberate difference from a node):
+ * Names and paths (the one deliberate difference from a node; a pod with a subdomain
+ * waits in ContainerCreating until that headless Service exists, since its names are
+ * resolved once, as it starts):
  * - DNS: names of a pod behind a Service (`HOST.SUBDOMAIN`, `HOST.SUBDOMAIN.NS.svc...`,
  *   e.g. `job-0.job-headless` for an Indexed Job's pod 0) and Service FQDNs
  *   (`SVC.NS.svc.cluster.local`) resolve to 127.0.0.1: where they appear in env values,
@@ -191,7 +193,14 @@ interface ContainerRun {
   restartTimer?: NodeJS.Timeout;
 }
 
-type Stage = 'preparing' | 'pull-failed' | 'config-error' | 'starting' | 'running' | 'finished';
+type Stage =
+  | 'preparing'
+  | 'pull-failed'
+  | 'config-error'
+  | 'awaiting-service'
+  | 'starting'
+  | 'running'
+  | 'finished';
 
 interface PodRun {
   uid: string;
@@ -398,6 +407,10 @@ class KubeletImpl implements FakeKubelet, PodLogSource {
         if (ev.type !== 'DELETED') this.wakeUnschedulable();
         return;
       case 'services':
+        if (ev.type !== 'ADDED') return;
+        for (const r of this.runs.values())
+          if (r.namespace === ns && r.stage === 'awaiting-service')
+            this.enqueue(r.namespace, r.name);
         return;
       default:
         return;
@@ -623,7 +636,12 @@ class KubeletImpl implements FakeKubelet, PodLogSource {
         status.containerStatuses = this.containerStatuses(run!, pod);
       });
     }
-    if (run.stage === 'preparing' || run.stage === 'config-error') this.prepare(pod, run);
+    if (
+      run.stage === 'preparing' ||
+      run.stage === 'config-error' ||
+      run.stage === 'awaiting-service'
+    )
+      this.prepare(pod, run);
   }
 
   private newRun(pod: IPod): PodRun {
@@ -757,6 +775,20 @@ class KubeletImpl implements FakeKubelet, PodLogSource {
       }, this.opts.imagePullBackoffMs ?? 100);
       t.unref();
       run.timers.push(t);
+      return;
+    }
+    // DNS: a pod of a headless Service (spec.subdomain) reaches its peers by name only
+    // once that Service exists. Names are rewritten to 127.0.0.1 as the container starts
+    // (rewriteNames), so the pod waits in ContainerCreating until its Service is there: a
+    // real pod would start and retry the name until it resolves, as torch's rendezvous
+    // does. (The backend creates a gang's Service just after its Job, owned by it.)
+    const subdomain = pod.spec?.subdomain;
+    if (
+      subdomain &&
+      this.opts.resolveServiceNames !== false &&
+      !this.store.get('services', ns, subdomain)
+    ) {
+      run.stage = 'awaiting-service';
       return;
     }
     // Volumes and environment.
