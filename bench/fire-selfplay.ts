@@ -19,8 +19,8 @@
  *            for a broken format or a falling score is kept and the records are there to
  *            be compared (the little-trained teacher mostly scores the first answer >= 8,
  *            which the default rules would drop as first_answer_satisfied).
- * Batched    the same N seeds (64, quick: 32) as one shard through two servers loaded
- *            vs one  side by side, --batch-size 32 and --batch-size 1, requests alternating
+ * Batched    the same N seeds (128, quick: 64) as one shard through two servers loaded
+ *            vs one  side by side, --batch-size 128 and --batch-size 1, requests alternating
  *            between them for R rounds (3, quick: 2; which goes first alternates too).
  *            Measured: request -> `done` as read here (load excluded), the server's own
  *            metrics {dialoguesPerSec (the dialogues alone), shardSeconds}, and the CPU
@@ -30,7 +30,7 @@
  *            Greedy decoding must give the same records batched and alone: both outputs
  *            (and every round's) are compared byte for byte; a difference is reported in
  *            `records`, not hidden, and does not fail the benchmark.
- * Resident   K shards of 16 seeds (K = 8, quick: 4), --batch-size 32: one resident server
+ * Resident   K shards of 16 seeds (K = 8, quick: 4), --batch-size 128: one resident server
  *            vs fresh takes them one after another (spawn -> last `done`, load included) vs K
  *            fresh processes in sequence, each spawn -> ready -> one shard -> done ->
  *            shutdown -> exit (first spawn -> last exit). Also per-shard seconds (steady
@@ -58,7 +58,7 @@ import { ServerProcess, SYSTEM_PYTHON, payloadEnv, runCommand } from './lib/pyth
 const PY = SYSTEM_PYTHON;
 const SHARD_SEEDS = 16;
 const MAX_NEW_TOKENS = 32;
-const BATCH = 32;
+const BATCH = 128; // what training-configs/fire-mini uses
 const TRAIN_DIALOGUES = 256;
 const TRAIN_BATCH = 16;
 const BATCHED_TARGET = 5;
@@ -607,7 +607,7 @@ async function freshPerShard(ctx: BenchContext, cleanup: Cleanup, s: Setup, k: n
 export const fireSelfplay: Benchmark = {
   name: 'fire-selfplay',
   async run(ctx, cleanup) {
-    const n = ctx.quick ? 32 : 64;
+    const n = ctx.quick ? 64 : 128;
     const k = ctx.quick ? 4 : 8;
     const rounds = ctx.quick ? 2 : 3;
     const steps = ctx.quick ? 24 : 40;

@@ -21,15 +21,19 @@ What it does, with tiny random LLaVA-NeXT models (fire.hf `tiny-random`: nothing
     (c) server smoke: `python -m fire.selfplay` (batch 32) serves the same shard from stdin
         and must answer `done`; its own dialoguesPerSec is reported (random teacher: every
         dialogue ends after round 1 with a format failure).
+    (d) evaluate: `python -m fire.evaluate --backend hf` on 12 synthetic FIRE-Bench dialogues
+        (fire.synth), tiny-random as the model under test and as the teacher, every mode;
+        checks exit 0 and the line count of each output (fixed-student: rounds - 1 per
+        dialogue, fixed-teacher and its scores: rounds, free: one per dialogue).
     (profile, only when --only names it) where one generate() call spends its time, batch 1
         vs --batch-size, with and without an image, at torch's CPU threads and at 1 (best of
         3 after a warm-up of the same shape), and the top functions of one batched call.
---only picks parts (default training,selfplay,server); --torch-threads sets torch's CPU
+--only picks parts (default training,selfplay,server,evaluate); --torch-threads sets torch's CPU
 threads for (b) and (c).
 Output: progress lines, then one JSON line {ok, device, versions, train: {...}, resume:
-{...}, selfplay: {...}, server: {...}, profile?: {...}, failures: [...]}; exit 0 when every
+{...}, selfplay: {...}, server: {...}, evaluate: {...}, profile?: {...}, failures: [...]}; exit 0 when every
 check passed, 1 otherwise. Files under $OUT (when set): gpu-check.json, train.log,
-resume.log, server.log.
+resume.log, server.log, evaluate.log.
 """
 
 from __future__ import annotations
@@ -282,6 +286,52 @@ def check_server(work: str, batch: int, max_new_tokens: int, failures: list[str]
     }
 
 
+def check_evaluate(work: str, n: int, batch: int, max_new_tokens: int, failures: list[str], timeout: float) -> dict:
+    """fire.evaluate with the hf backend: n synthetic FIRE-Bench dialogues (fire.synth), every
+    mode, tiny-random as the model under test and as the teacher (one model, loaded once)."""
+    from fire import synth  # noqa: F401 - fails early when Pillow is missing
+
+    data_dir = os.path.join(work, "bench")
+    say(f"fire.synth: {n} test dialogues")
+    done = subprocess.run(
+        [sys.executable, "-m", "fire.synth", "--n", str(n), "--split", "fire_test", "--seed", "3", "--out", data_dir],
+        capture_output=True, text=True, timeout=timeout, env={**os.environ, "PYTHONPATH": PY_DIR},
+    )  # fmt: skip
+    if done.returncode != 0:
+        failures.append(f"fire.synth: exit {done.returncode}: {done.stderr[-500:]}")
+        return {"exit": done.returncode}
+    records = [json.loads(line) for line in open(os.path.join(data_dir, "dialogues.jsonl"), encoding="utf-8") if line.strip()]
+    out = os.path.join(work, "eval-out")
+    say("fire.evaluate --backend hf (fixed-student, fixed-teacher, free)")
+    began = time.perf_counter()
+    code, evts, _ = run_payload(
+        ["fire.evaluate", "--backend", "hf", "--model-name-or-path", "tiny-random", "--teacher-model", "tiny-random",
+         "--data", os.path.join(data_dir, "dialogues.jsonl"), "--image-root", os.path.join(data_dir, "images"),
+         "--batch-size", str(batch), "--max-new-tokens", str(max_new_tokens), "--output-dir", out],
+        {}, "evaluate.log", timeout,
+    )  # fmt: skip
+    seconds = time.perf_counter() - began
+    result = next((e for e in evts if e["type"] == "result"), {})
+
+    def lines(name: str) -> Optional[int]:
+        path = os.path.join(out, name)
+        return sum(1 for line in open(path, encoding="utf-8") if line.strip()) if os.path.exists(path) else None
+
+    expected = {
+        "fixed-student.jsonl": sum(r["round"] - 1 for r in records),
+        "fixed-teacher.jsonl": sum(r["round"] for r in records),
+        "fixed-teacher-scores.jsonl": sum(r["round"] for r in records),
+        "free.jsonl": len(records),
+    }
+    got = {name: lines(name) for name in expected}
+    if code != 0:
+        failures.append(f"fire.evaluate: exit {code}")
+    elif got != expected:
+        failures.append(f"fire.evaluate: output lines {got}, expected {expected}")
+    return {"exit": code, "dialogues": len(records), "lines": got, "expected": expected, "seconds": round(seconds, 1),
+            "loadSeconds": next((e.get("loadSeconds") for e in evts if "loadSeconds" in e), None), "free": result.get("free")}  # fmt: skip
+
+
 def profile_generate(work: str, batch: int, max_new_tokens: int) -> dict:
     """Where a generate() call spends its time, batch 1 vs `batch`, with and without images:
     preprocessing (processor/tokenizer), model.generate, decoding; tokens actually generated;
@@ -386,8 +436,9 @@ def main() -> int:
     parser.add_argument("--torch-threads", type=int, default=None, help="torch CPU threads for self-play (default: torch's)")
     parser.add_argument("--allow-cpu", action="store_true", help="run without CUDA (a dry run of this script)")
     parser.add_argument(
-        "--only", default="training,selfplay,server", help="comma-separated parts: training, selfplay, server, profile"
+        "--only", default="training,selfplay,server,evaluate", help="comma-separated parts: training, selfplay, server, evaluate, profile"
     )
+    parser.add_argument("--eval-dialogues", type=int, default=12, help="synthetic FIRE-Bench dialogues for the evaluate part")
     args = parser.parse_args()
 
     import torch
@@ -407,6 +458,7 @@ def main() -> int:
             ("training", lambda: check_training(work, args.steps, args.resume_steps, failures, args.payload_timeout)),
             ("selfplay", lambda: check_selfplay(work, args.seeds, args.batch_size, args.max_new_tokens, args.single_budget, failures, args.torch_threads)),
             ("server", lambda: check_server(work, args.batch_size, args.max_new_tokens, failures, args.payload_timeout, args.torch_threads)),
+            ("evaluate", lambda: check_evaluate(work, args.eval_dialogues, args.batch_size, args.max_new_tokens, failures, args.payload_timeout)),
         ):
             if name not in parts:
                 continue
