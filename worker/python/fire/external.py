@@ -208,15 +208,15 @@ class Tracker:
                 pass
 
     def _feed(self, segment: str) -> None:
+        # One segment can hold several things: a logger line written right after a bar
+        # (tqdm ends its redraws without a newline), or a bar and a dict on one stream.
         bar = parse_tqdm(segment)
         if bar is not None:
             self._on_bar(*bar)
-            return
         path = parse_checkpoint(segment)
         if path is not None:
             self._on_checkpoint(path)
-            return
-        if "{" in segment:
+        elif "{" in segment:
             values = parse_log_dict(segment)
             if values:
                 self._on_dict(values)
