@@ -27,10 +27,9 @@ import { createReadStream } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { extname, join, relative } from 'node:path';
 import { type LineageEntry } from '../common/model.js';
-import { findReferences } from '../common/spec/interpolate.js';
+import { findReferences, URL_LIKE } from '../common/spec/interpolate.js';
 import type { NormalizedStage } from '../common/spec/schema.js';
 
-const URL_LIKE = /^[a-z][a-z0-9+.-]*:\/\//i;
 const JSON_ARRAY_LIMIT = 64 * 1024 * 1024;
 
 interface FileFacts {

@@ -41,7 +41,7 @@ import {
   type ShardOutcome,
   type TaskStatus,
 } from '../common/model.js';
-import { RunStore } from '../orchestrator/store.js';
+import { newTaskStatus, RunStore } from '../orchestrator/store.js';
 import type { WorkerState } from '../orchestrator/pools.js';
 import { buildPayloadEnv, type EnvSource } from './env.js';
 import { TaskReporter } from './reporter.js';
@@ -158,23 +158,11 @@ export async function runPoolWorker(opts: PoolWorkerOptions): Promise<number> {
     // controller: its outcome does (FINISH_SHARD). Every field is this attempt's: a
     // shard's status has no history (only dispatched tasks keep one).
     let current: TaskStatus = {
-      id: taskId,
-      runId,
-      stage,
-      queue: job.queueName,
+      ...newTaskStatus({ id: taskId, runId, stage, queue: job.queueName, maxAttempts }),
       phase: 'Running',
       attempt,
-      maxAttempts,
       unit: workerId,
-      reason: null,
-      message: null,
-      exitCode: null,
-      signal: null,
-      retryable: null,
-      stderrTail: [],
       startedAt: nowIso(),
-      finishedAt: null,
-      history: [],
     };
     const reporter = TaskReporter.forRedis(redis, keys, taskId, { log: slog });
     const busy = withState({ state: 'busy', shard: taskId });

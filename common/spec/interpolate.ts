@@ -252,7 +252,8 @@ export function interpolate(template: string, ctx: InterpolationContext): string
 }
 
 /** A value such as `s3://bucket/x` or `hf://org/model` is not a local path. */
-const URL_LIKE = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//;
+/** An output value such as s3://bucket/x: kept as written, not resolved as a path. */
+export const URL_LIKE = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//;
 
 /**
  * A stage's payload with every reference resolved, as the controller hands it to a

@@ -26,7 +26,7 @@ import { UsageError } from '../../common/errors.js';
 import { mergeFiles, KEEP_RULES, MIN_ROUNDS, type KeepRule } from '../fire/data/merge.js';
 import { PROBLEM_CODES, SATISFIED, type ProblemCode } from '../fire/data/record.js';
 import { MAX_SHARDS, shardFile } from '../fire/data/shard.js';
-import { runSynth, SYNTH_KINDS, type SynthKind } from '../fire/data/synth.js';
+import { runSynth, SYNTH_KINDS, type SynthOptions } from '../fire/data/synth.js';
 import { validateFile, type ValidateReport } from '../fire/data/validate.js';
 import { buildViews, VIEW_NAMES, type ViewName } from '../fire/data/views.js';
 import { table } from './format.js';
@@ -373,18 +373,7 @@ export function registerDataCommands(program: Command): void {
     .option('--start-id <k>', 'first numeric id', nonNegative)
     .option('--image-size <px>', 'side of the generated images in pixels', positive)
     .option('--prefix <p>', 'id prefix (ids are PREFIX-NNNNNN)')
-    .action(
-      async (o: {
-        n: number;
-        out: string;
-        seed?: number;
-        kind?: SynthKind;
-        split?: string;
-        startId?: number;
-        imageSize?: number;
-        prefix?: string;
-      }) => {
-        process.exitCode = await runSynth(o);
-      },
-    );
+    .action(async (o: SynthOptions) => {
+      process.exitCode = await runSynth(o);
+    });
 }

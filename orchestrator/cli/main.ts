@@ -9,7 +9,7 @@ import { existsSync, createReadStream, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { Queue } from 'bullmq';
-import { SpecError, StokerError, UsageError } from '../../common/errors.js';
+import { SpecError, UsageError } from '../../common/errors.js';
 import { poolQueueName, QUEUES } from '../../common/keys.js';
 import { isTerminal, type RunRecord } from '../../common/model.js';
 import { readTaskLogTail } from '../../common/progress.js';
@@ -18,7 +18,6 @@ import { loadSpecFile } from '../../common/spec/load.js';
 import type { NormalizedSpec } from '../../common/spec/schema.js';
 import { packageRoot } from '../../common/paths.js';
 import { controllerAlive } from '../leader.js';
-import { RunNotFoundError } from '../store.js';
 import { startSystem, DEFAULT_CONCURRENCY, type System } from '../system.js';
 import { buildRunView, type RunView } from '../views.js';
 import {
@@ -31,6 +30,7 @@ import {
 } from './context.js';
 import { age, describeRun, formatDuration, table } from './format.js';
 import { chooseBackend } from './backend-choice.js';
+import { exitOnError } from './exit.js';
 import { buildPoolView, scalePool } from '../pools.js';
 import { watchRun } from './watch.js';
 import { registerDataCommands } from './data.js';
@@ -869,22 +869,7 @@ export async function main(argv: string[] = process.argv): Promise<void> {
   try {
     await buildProgram().parseAsync(argv);
   } catch (err) {
-    if (err instanceof SpecError) {
-      process.stderr.write(`${err.message}\n`);
-      process.exitCode = 2;
-    } else if (err instanceof UsageError) {
-      process.stderr.write(`stoker: ${err.message}\n`);
-      process.exitCode = err.exitCode;
-    } else if (err instanceof RunNotFoundError) {
-      process.stderr.write(`stoker: ${err.message}\n`);
-      process.exitCode = 1;
-    } else if (err instanceof StokerError) {
-      process.stderr.write(`stoker: ${err.message}\n`);
-      process.exitCode = 1;
-    } else {
-      process.stderr.write(`stoker: unexpected error: ${(err as Error).stack ?? String(err)}\n`);
-      process.exitCode = 1;
-    }
+    exitOnError(err);
   }
 }
 

@@ -42,7 +42,11 @@ function printJson(value: unknown): void {
 }
 
 /** A flag's number, strictly (commander hands over the raw text). */
-function numberFlag(name: string, raw: string | undefined, integer = false): number | undefined {
+export function numberFlag(
+  name: string,
+  raw: string | undefined,
+  integer = false,
+): number | undefined {
   if (raw === undefined) return undefined;
   const value = raw.trim() === '' ? Number.NaN : Number(raw);
   if (!Number.isFinite(value) || (integer && !Number.isInteger(value)))
@@ -52,7 +56,8 @@ function numberFlag(name: string, raw: string | undefined, integer = false): num
   return value;
 }
 
-function dialogueOptions(o: {
+/** --tau/--tmax/--penalty as FIRE's metric options (a bad value is a usage error). */
+export function dialogueOptions(o: {
   tau?: string;
   tmax?: string;
   penalty?: string;

@@ -11,21 +11,10 @@
  * Exit codes: 0 written; 2 bad input (a missing evaluation file, a bad flag); 1 otherwise.
  */
 import type { Command } from 'commander';
-import { UsageError } from '../../common/errors.js';
-import { resolveDialogueOptions } from '../fire/metrics/dialogue.js';
 import { buildFireReport, headlineTable, parseModelArg } from '../fire/report/report.js';
+import { dialogueOptions } from './metrics.js';
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
-
-function numberFlag(name: string, raw: string | undefined, integer = false): number | undefined {
-  if (raw === undefined) return undefined;
-  const value = raw.trim() === '' ? Number.NaN : Number(raw);
-  if (!Number.isFinite(value) || (integer && !Number.isInteger(value)))
-    throw new UsageError(
-      `--${name}: expected ${integer ? 'an integer' : 'a number'}, got "${raw}"`,
-    );
-  return value;
-}
 
 export function registerReportCommands(program: Command): void {
   program
@@ -57,17 +46,7 @@ export function registerReportCommands(program: Command): void {
         penalty?: string;
         json?: boolean;
       }) => {
-        let options;
-        try {
-          options = resolveDialogueOptions({
-            tau: numberFlag('tau', o.tau),
-            tmax: numberFlag('tmax', o.tmax, true),
-            penalty: numberFlag('penalty', o.penalty),
-          });
-        } catch (err) {
-          if (err instanceof RangeError) throw new UsageError(`--${err.message}`);
-          throw err;
-        }
+        const options = dialogueOptions(o);
         const report = await buildFireReport({
           models: o.model.map(parseModelArg),
           baseline: o.baseline,

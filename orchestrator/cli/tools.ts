@@ -6,8 +6,8 @@
  * the same commands, so `stoker --help` lists them.
  */
 import { Command } from 'commander';
-import { StokerError, UsageError } from '../../common/errors.js';
 import { registerDataCommands } from './data.js';
+import { exitOnError } from './exit.js';
 import { registerMetricsCommands } from './metrics.js';
 import { registerReportCommands } from './report.js';
 
@@ -21,16 +21,7 @@ export async function toolsMain(argv: string[] = process.argv): Promise<void> {
   try {
     await program.parseAsync(argv);
   } catch (err) {
-    if (err instanceof UsageError) {
-      process.stderr.write(`stoker: ${err.message}\n`);
-      process.exitCode = err.exitCode;
-    } else if (err instanceof StokerError) {
-      process.stderr.write(`stoker: ${err.message}\n`);
-      process.exitCode = 1;
-    } else {
-      process.stderr.write(`stoker: unexpected error: ${(err as Error).stack ?? String(err)}\n`);
-      process.exitCode = 1;
-    }
+    exitOnError(err);
   }
 }
 

@@ -28,7 +28,7 @@
 import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { AtomicFile } from './jsonl.js';
-import { BadRecordError, SATISFIED, severityOf, type Dialogue } from './record.js';
+import { BadRecordError, badRecordReason, SATISFIED, type Dialogue } from './record.js';
 import { checkLines } from './validate.js';
 
 export const KEEP_RULES = ['fire', 'none'] as const;
@@ -117,8 +117,7 @@ export async function mergeFiles(
         report.records++;
         const d = r.checked?.dialogue;
         if (!r.ok || !d || r.text === null) {
-          const first = r.issues.find((i) => severityOf(i.code) === 'error') ?? r.issues[0];
-          const reason = first ? `${first.code}: ${first.message}` : 'not a usable record';
+          const reason = badRecordReason(r.issues);
           if (!opts.skipBad)
             throw new BadRecordError(
               `${file}:${r.line}: ${reason} (--skip-bad skips bad records; stoker data validate lists them all)`,

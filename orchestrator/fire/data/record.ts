@@ -445,6 +445,12 @@ export function checkRecord(value: unknown, opts: CheckOptions = {}): Checked {
 export const hasErrors = (issues: readonly Issue[]): boolean =>
   issues.some((i) => severityOf(i.code) === 'error');
 
+/** Why a record cannot be used: its first error (else its first issue), as `code: message`. */
+export function badRecordReason(issues: readonly Issue[]): string {
+  const first = issues.find((i) => severityOf(i.code) === 'error') ?? issues[0];
+  return first ? `${first.code}: ${first.message}` : 'not a usable record';
+}
+
 /**
  * The id of a parsed line for sharding and deduplication: its `id`, else the derived id.
  * Null when it has neither (not an object, a bad id, or no image/question/groundtruth).

@@ -40,7 +40,7 @@ import {
   teacherMessages,
   type Message,
 } from './prompts.js';
-import { BadRecordError, SATISFIED, severityOf, type Dialogue } from './record.js';
+import { BadRecordError, badRecordReason, SATISFIED, type Dialogue } from './record.js';
 import { checkLines } from './validate.js';
 
 export const VIEW_NAMES = ['student', 'teacher', 'answers'] as const;
@@ -184,8 +184,7 @@ export async function buildViews(file: string, opts: ViewsOptions): Promise<View
       report.records++;
       const dialogue = r.checked?.dialogue;
       if (!r.ok || !dialogue) {
-        const first = r.issues.find((i) => severityOf(i.code) === 'error') ?? r.issues[0];
-        const reason = first ? `${first.code}: ${first.message}` : 'not a usable record';
+        const reason = badRecordReason(r.issues);
         if (!opts.skipBad)
           throw new BadRecordError(
             `${file}:${r.line}: ${reason} (--skip-bad skips bad records; stoker data validate lists them all)`,
