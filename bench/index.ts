@@ -9,9 +9,10 @@
  *
  * Every baseline is measured in the same invocation on the same Redis: a redis-server the
  * bench starts on a free port (never the machine's 6379), with a key prefix per benchmark.
- * Before anything, `tsc -p tsconfig.build.json` compiles dist/, and the local backend
- * starts workers as `node dist/worker/entry.js worker ...` (`workerCommand`), the slim
- * entry point bin/stoker.js routes `stoker worker` to.
+ * Before anything, `npm run build` compiles dist/ and bundles the worker, and the local
+ * backend starts workers as `node dist/worker/bundle/entry.js worker ...`
+ * (`workerCommand`), the slim entry point bin/stoker.js routes `stoker worker` to (the
+ * unbundled dist/worker/entry.js if the bundle could not be made from this build).
  * Why not bin/stoker.js, as `stoker up` does: it runs the sources through tsx as soon as
  * any .ts file is newer than the build, and people edit sources while a long bench runs,
  * so some samples would silently measure a tsx start (about 1 s more). bin/stoker.js
@@ -26,9 +27,9 @@
  * Exit: 0 all measured; 1 a benchmark failed or cleanup failed; 2 bad usage.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { dispatchLatency } from './dispatch-latency.js';
 import { dispatchThroughput } from './dispatch-throughput.js';
@@ -93,13 +94,16 @@ function parseArgs(argv: readonly string[]): Options {
   return opts;
 }
 
-/** Compile dist/ (incremental). Type errors elsewhere still emit, so the code is usable. */
+/**
+ * `npm run build`: compile dist/ (incremental; type errors elsewhere still emit, so the
+ * code is usable) and bundle the worker (scripts/bundle-worker.mjs).
+ */
 function build(
   root: string,
 ): Promise<{ ran: boolean; exitCode: number | null; ms: number; output: string }> {
   const t0 = Date.now();
   return new Promise((resolve) => {
-    const child = spawn('npx', ['tsc', '-p', 'tsconfig.build.json'], {
+    const child = spawn('npm', ['run', '--silent', 'build'], {
       cwd: root,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -184,11 +188,18 @@ async function main(): Promise<number> {
   process.once('SIGTERM', onSignal);
 
   try {
-    note('building dist/ (tsc -p tsconfig.build.json)');
+    note('building dist/ (npm run build: tsc, then the worker bundle)');
     const built = await build(root);
-    const workerMain = join(root, 'dist', 'worker', 'entry.js');
-    if (!existsSync(workerMain))
-      throw new Error(`the build did not produce ${workerMain}: ${built.output.trim()}`);
+    const unbundled = join(root, 'dist', 'worker', 'entry.js');
+    if (!existsSync(unbundled))
+      throw new Error(`the build did not produce ${unbundled}: ${built.output.trim()}`);
+    const bundled = join(root, 'dist', 'worker', 'bundle', 'entry.js');
+    const stamp = join(root, 'dist', '.tsbuildinfo');
+    const workerMain =
+      existsSync(bundled) && statSync(bundled).mtimeMs >= statSync(stamp).mtimeMs
+        ? bundled
+        : unbundled;
+    const workerCommand = `node ${relative(root, workerMain)} worker ...`;
     note(
       `build: ${built.ran ? `tsc exit ${built.exitCode}` : `did not run (${built.output})`} in ${built.ms} ms`,
     );
@@ -236,7 +247,7 @@ async function main(): Promise<number> {
         line.cleanupErrors = errors;
       }
       line.quick = opts.quick;
-      line.workerCommand = 'node dist/worker/entry.js worker ...';
+      line.workerCommand = workerCommand;
       line.sourcesNewerThanBuild = !distIsFresh(root);
       line.build = rebuilt ? { ...buildInfo, rebuiltBefore: true } : buildInfo;
       line.benchSeconds = round((Date.now() - t0) / 1000, 1);

@@ -39,8 +39,18 @@ const entry =
       ? ['orchestrator', 'cli', 'tools']
       : ['orchestrator', 'cli', 'main'];
 
+// The worker runs from its bundle (scripts/bundle-worker.mjs, half the start-up time)
+// when the bundle was made from this build; after a bare `tsc` it is older: not used.
+const workerBundle = join(root, 'dist', 'worker', 'bundle', 'entry.js');
+const bundleIsFresh = () =>
+  existsSync(workerBundle) && statSync(workerBundle).mtimeMs >= statSync(stamp).mtimeMs;
+
 if (distIsFresh()) {
-  await import(pathToFileURL(join(root, 'dist', ...entry.slice(0, -1), `${entry.at(-1)}.js`)).href);
+  const file =
+    command === 'worker' && bundleIsFresh()
+      ? workerBundle
+      : join(root, 'dist', ...entry.slice(0, -1), `${entry.at(-1)}.js`);
+  await import(pathToFileURL(file).href);
 } else {
   const { register } = await import('tsx/esm/api');
   register();

@@ -21,7 +21,7 @@
  * worker/python/stoker_payload/report.py writes exactly these shapes; the shared test
  * vectors in test/fixtures/protocol-vectors.json are checked by both languages.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 
 export const MARKER = '::stoker::';
 

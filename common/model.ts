@@ -2,7 +2,7 @@
  * Records stoker keeps in Redis: runs, stages, tasks, units. Kubernetes-style status:
  * a phase plus conditions with machine-readable reasons and human messages.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 
 export const Phase = z.enum(['Pending', 'Running', 'Succeeded', 'Failed', 'Cancelled']);
 export type Phase = z.infer<typeof Phase>;
