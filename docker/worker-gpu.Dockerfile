@@ -24,6 +24,8 @@ COPY common ./common
 COPY orchestrator ./orchestrator
 COPY worker ./worker
 COPY bench ./bench
+# scripts/bundle-worker.mjs: `npm run build` bundles the worker (faster start per attempt).
+COPY scripts ./scripts
 RUN npm run build && npm prune --omit=dev && rm -rf bench dist/bench
 
 # --- the worker image ------------------------------------------------------------------
