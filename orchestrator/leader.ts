@@ -2,8 +2,15 @@
  * Leadership through a Redis lock: only one controller dispatches at a time. The lock
  * (`controller:lock`, value = instance id) has a TTL and is renewed by its holder with a
  * compare-and-extend script; a controller that dies (kill -9) loses it after the TTL
- * and a waiting one takes over. `controller:alive` tells clients (stoker submit) that a
- * controller is running.
+ * and a waiting one takes over. A holder that cannot renew for a whole TTL (Redis out of
+ * reach) steps down. `controller:alive` tells clients (stoker submit) that a controller
+ * is running.
+ *
+ * The same lock serves on Kubernetes (not a coordination.k8s.io Lease): every decision a
+ * controller takes starts from Redis (the run store, the queues), so the lock in that
+ * same Redis is what fences it. A controller cut off from Redis can neither keep the
+ * lock nor act; one cut off from the API server only, still holding the lock, waits for
+ * it. A Lease would be a second lock that could disagree with the first.
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
@@ -47,16 +54,25 @@ export async function acquireLeadership(
   }
   let resolveLost!: () => void;
   const lost = new Promise<void>((r) => (resolveLost = r));
+  // The lock was last known to be ours until renewedAt + ttlMs. A renewal that fails
+  // (Redis unreachable) past that point means another controller may hold it now: this
+  // one must stop, as if the lock had been taken, rather than go on unfenced.
+  let renewedAt = Date.now();
+  const giveUp = (why: string) => {
+    clearInterval(timer);
+    opts.log.error({ instanceId }, why);
+    resolveLost();
+  };
   const renew = async () => {
+    const attemptAt = Date.now();
     try {
       const ok = await redis.eval(RENEW, 1, keys.controllerLock(), instanceId, String(ttlMs));
+      if (ok !== 1) return giveUp('lost the controller lock');
+      renewedAt = attemptAt;
       await redis.set(keys.controllerAlive(), instanceId, 'PX', ttlMs);
-      if (ok !== 1) {
-        clearInterval(timer);
-        opts.log.error({ instanceId }, 'lost the controller lock');
-        resolveLost();
-      }
     } catch (err) {
+      if (Date.now() - renewedAt >= ttlMs)
+        return giveUp(`could not renew the controller lock for ${ttlMs} ms: it may have passed on`);
       opts.log.warn({ err }, 'could not renew the controller lock');
     }
   };

@@ -366,7 +366,6 @@ describe('k8s/ manifests', () => {
       '/pods': ['delete', 'get', 'list', 'watch'],
       '/pods/log': ['get'],
       '/services': ['create', 'delete', 'get', 'list', 'watch'],
-      'coordination.k8s.io/leases': ['create', 'get', 'update'],
       '/events': ['list', 'watch'],
     });
     expect(objects.some((o) => o.kind === 'ClusterRole' || o.kind === 'ClusterRoleBinding')).toBe(
