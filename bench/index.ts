@@ -24,6 +24,9 @@
  * --quick    small counts: a smoke check of the whole bench in about a minute
  * --only     run these benchmarks (names below), in this order
  *
+ * BENCH_CPU_PROF=DIR  workers run with `node --cpu-prof --cpu-prof-dir=DIR` (one
+ *                     .cpuprofile per worker process, written when it exits)
+ *
  * Exit: 0 all measured; 1 a benchmark failed or cleanup failed; 2 bad usage.
  */
 import { spawn } from 'node:child_process';
@@ -211,7 +214,9 @@ async function main(): Promise<number> {
     const redis = await startBenchRedis(tmpRoot);
     cleanup.defer('stop redis-server', () => redis.stop());
     note(`redis-server ${redis.version} on ${redis.url}`);
-    const stokerCommand = [process.execPath, workerMain];
+    const stokerCommand = process.env.BENCH_CPU_PROF
+      ? [process.execPath, '--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`, workerMain]
+      : [process.execPath, workerMain];
     const ctx: BenchContext = {
       quick: opts.quick,
       redisUrl: redis.url,
