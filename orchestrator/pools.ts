@@ -3,10 +3,14 @@
  * the view `stoker pools` prints.
  *
  *   pools                 set   pool names
- *   pool:{name}           hash  minReplicas maxReplicas desired resources(JSON) updatedAt
- *                               (the controller registers it; `stoker scale` sets desired)
+ *   pool:{name}           hash  minReplicas maxReplicas desired resources(JSON) declaredBy
+ *                               updatedAt (the controller registers it; `stoker scale` sets
+ *                               desired; declaredBy: `${runId}/${stage}` of the last stage
+ *                               that registered it, whose spec the kubernetes backend builds
+ *                               the pool's pods from)
  *   pool:{name}:users     set   `${runId}/${stage}` of the stages using it now
- *   pool:{name}:procs     hash  workerId -> {pid, pidStartTime, startedAt, draining} (backend)
+ *   pool:{name}:procs     hash  workerId -> {pid, pidStartTime, startedAt, draining} (local
+ *                               backend; the kubernetes backend's record is the Jobs)
  *   pool:{name}:workers   hash  workerId -> {state, shard, since, heartbeatAt, shardsDone} (the worker)
  *   pool:{name}:completions zset shard completions (score: ms), for shards per second
  */
@@ -23,6 +27,8 @@ export interface PoolRecord {
   maxReplicas: number;
   desired: number;
   resources: Resources;
+  /** `${runId}/${stage}` of the stage that last registered the pool (see PoolSpec). */
+  declaredBy: string | undefined;
 }
 
 export const WorkerState = z.object({
@@ -54,6 +60,7 @@ export async function registerPool(
       minReplicas: String(pool.minReplicas),
       maxReplicas: String(pool.maxReplicas),
       resources: JSON.stringify(pool.resources),
+      declaredBy: user,
       updatedAt: nowIso(),
     })
     .sadd(keys.poolUsers(pool.name), user);
@@ -73,6 +80,7 @@ export async function readPool(redis: Redis, keys: Keys, name: string): Promise<
     maxReplicas: Number(h.maxReplicas),
     desired: Number(h.desired ?? h.minReplicas ?? 0),
     resources: h.resources ? (JSON.parse(h.resources) as Resources) : { gpus: 0, nodes: 1 },
+    declaredBy: h.declaredBy || undefined,
   };
 }
 

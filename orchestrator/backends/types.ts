@@ -8,16 +8,23 @@
  * so launch() is idempotent: launching a unit that exists re-attaches to it, which is
  * how a restarted controller picks up work that kept running while it was down.
  *
- * Pools (pulled execution) get their own methods in the pools change:
- * ensurePool(pool, replicas) / observePool(pool); nothing here assumes one unit per
- * worker process.
+ * Pools (pulled execution): ensurePool(pool, replicas) sizes a pool's workers (processes
+ * here, one Job per worker on Kubernetes); stopPools() stops them at shutdown.
  */
-import type { Resources } from '../../common/spec/schema.js';
+import type { SpecIssue } from '../../common/errors.js';
+import type { NormalizedSpec, Resources } from '../../common/spec/schema.js';
 
 /** A pool as the backend sizes it (pulled execution). */
 export interface PoolSpec {
   name: string;
   resources: Resources;
+  /**
+   * `${runId}/${stage}` of the stage that last registered the pool (pools.ts). A backend
+   * that starts workers from an image (kubernetes) builds them from that stage's spec:
+   * its image, kubernetes block, secretEnv and grace. Absent in pools registered before
+   * it existed.
+   */
+  declaredBy?: string | undefined;
 }
 
 export interface LaunchRequest {
@@ -57,6 +64,11 @@ export interface Backend {
    * running for the next leader instead of preempting them.
    */
   readonly unitsOutliveController?: boolean;
+  /**
+   * What in a spec this backend cannot run, each with its YAML path (none: fine). The
+   * controller fails such a run before any of its stages starts.
+   */
+  checkSpec?(spec: NormalizedSpec): SpecIssue[];
   /** Create the unit, or re-attach if it already exists. `attached` tells which. */
   launch(req: LaunchRequest): Promise<{ attached: boolean }>;
   /** The unit's state now. */

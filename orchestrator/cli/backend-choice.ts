@@ -6,7 +6,9 @@
  * (KUBECONFIG or ~/.kube/config); settings from STOKER_K8S_* (the install's ConfigMap).
  * --simulate: a fake API server and a simulated kubelet in this process, which run each
  * pod's command as a local process: a testing aid to try the kubernetes path without a
- * cluster, not a way to run on one.
+ * cluster, not a way to run on one. The cluster stops with this process, so pool workers
+ * do not outlive the controller there: a normal stop drains them (the backend deletes
+ * their Jobs and waits for the pods) before the cluster goes.
  */
 import { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../../common/logger.js';
@@ -26,6 +28,8 @@ export async function chooseBackend(opts: {
   env: NodeJS.ProcessEnv;
   prefix: string;
   log: Logger;
+  /** stoker home: simulated pods (whose processes run here) get it as STOKER_HOME. */
+  home?: string;
 }): Promise<BackendChoice | null> {
   if (opts.backend === 'local') {
     if (opts.simulate) throw new UsageError('--simulate goes with --backend kubernetes');
@@ -61,7 +65,7 @@ export async function chooseBackend(opts: {
     // The simulated kubelet runs pods here: stoker is this checkout, runs live in its home.
     workerCommand: [process.execPath, stokerBin()],
     runsVolume: undefined,
-    workerEnv: { STOKER_PREFIX: opts.prefix },
+    workerEnv: { STOKER_PREFIX: opts.prefix, ...(opts.home ? { STOKER_HOME: opts.home } : {}) },
   });
   cluster.store.create('priorityclasses', {
     apiVersion: 'scheduling.k8s.io/v1',
@@ -84,6 +88,7 @@ export async function chooseBackend(opts: {
         store,
         log,
         workerEnv: { STOKER_PREFIX: opts.prefix },
+        poolsOutliveController: false,
       });
     },
     stop: () => cluster.stop(),

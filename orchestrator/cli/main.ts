@@ -82,6 +82,7 @@ async function withSystem<T>(
     env: ctx.env,
     prefix: ctx.prefix,
     log: ctx.log,
+    home: ctx.home,
   });
   try {
     sys = await startSystem({
@@ -323,6 +324,7 @@ export function buildProgram(): Command {
         env: ctx.env,
         prefix: ctx.prefix,
         log: ctx.log,
+        home: ctx.home,
       });
       const sys = await startSystem({
         ...(choice ? { backend: choice.factory } : {}),

@@ -34,6 +34,7 @@ import {
   type NormalizedSpec,
   type NormalizedStage,
 } from '../../common/spec/schema.js';
+import type { SpecIssue } from '../../common/errors.js';
 import type { Backend } from '../backends/types.js';
 import type { DispatchJobData } from '../dispatcher.js';
 import { LineageRecorder } from '../lineage.js';
@@ -193,6 +194,9 @@ export class Controller {
       this.lineageWritten.delete(runId);
       return;
     }
+    // 1b. A run the backend cannot run (a namespace it does not manage): every stage
+    // fails before anything starts, naming the spec's paths.
+    if (run.phase === 'Pending') await this.rejectIfUnrunnable(run);
     // 2.-3. Observe and plan.
     let obs = await this.observe(run);
     await this.ensureQueued(run, obs);
@@ -389,6 +393,32 @@ export class Controller {
         problems: [...prev.problems, ...problems],
       },
     };
+  }
+
+  /** A spec the backend cannot run: its stages fail (InvalidSpec) before any starts. */
+  private async rejectIfUnrunnable(run: RunRecord): Promise<void> {
+    const spec = run.spec as NormalizedSpec;
+    const issues = this.opts.backend?.checkSpec?.(spec) ?? [];
+    if (issues.length === 0) return;
+    const text = (i: SpecIssue) => `${i.path}: ${i.message}`;
+    this.opts.log.warn(
+      { runId: run.id, backend: this.opts.backend?.name, issues: issues.map(text) },
+      'the backend cannot run this spec; failing the run',
+    );
+    /** Where a stage's fields are in the spec (load.ts's paths). */
+    const pathOf = (name: string) =>
+      spec.kind === 'Pipeline'
+        ? `spec.stages[${spec.stages.findIndex((s) => s.name === name)}].`
+        : 'spec.';
+    const stages = await this.opts.store.getStages(run.id);
+    for (const status of Object.values(stages)) {
+      if (isTerminal(status.phase) || status.tasks.length > 0) continue;
+      const own = issues.filter((i) => i.path.startsWith(pathOf(status.name)));
+      const message = own.length
+        ? own.map(text).join('; ')
+        : `not run: ${issues.map(text).join('; ')}`;
+      await this.failStage(run.id, status, 'InvalidSpec', message);
+    }
   }
 
   /** A stage that cannot start (its payload or input cannot be resolved) fails with the reason. */

@@ -195,4 +195,37 @@ describe('the kubernetes backend on a simulated cluster', () => {
     expect(view.stages[0]?.tasks[0]?.attempt).toBe(1);
     expect(c.server.countRequests({ verb: 'create', resource: 'jobs' })).toBe(1);
   });
+
+  it('refuses a stage in another namespace before anything starts, naming the field', async () => {
+    const { cluster: c, sys: s } = await start();
+    const stage = (name: string, extra: Record<string, unknown> = {}) => ({
+      name,
+      kind: 'train',
+      payload: { command: [process.execPath, '-e', ''] },
+      ...extra,
+    });
+    const runId = await s.submit(
+      specFrom({
+        apiVersion: 'stoker/v1',
+        kind: 'Pipeline',
+        metadata: { name: 'elsewhere' },
+        spec: {
+          stages: [
+            stage('first'),
+            stage('second', { dependsOn: ['first'], kubernetes: { namespace: 'other' } }),
+          ],
+        },
+      }),
+    );
+    const view = await s.waitForPhase(runId, ['Succeeded', 'Failed'], 20_000);
+    expect(view.phase).toBe('Failed');
+    const second = view.stages.find((st) => st.name === 'second');
+    expect(second?.conditions.find((co) => co.type === 'Failed')?.reason).toBe('InvalidSpec');
+    expect(second?.message).toContain('spec.stages[1].kubernetes.namespace');
+    expect(second?.message).toContain('"other"');
+    expect(view.message).toContain('spec.stages[1].kubernetes.namespace');
+    // Nothing of the run started: not even its first stage, which was fine.
+    expect(view.stages.find((st) => st.name === 'first')?.tasks).toEqual([]);
+    expect(c.server.countRequests({ verb: 'create', resource: 'jobs' })).toBe(0);
+  });
 });

@@ -25,6 +25,14 @@
  * restarting, 5xx). A create retried after its response was lost gets 409: re-attach.
  *
  * At start, collectGarbage() deletes what earlier controllers left behind (gc.ts).
+ *
+ * Pools: ensurePool() sizes a pool as one Job per worker (pools.ts has the rules), from
+ * the same caches: a pass over a pool whose Jobs did not change sends no request.
+ * stopPools() leaves pool workers running for the next leader, which adopts them by label
+ * (they keep pulling shards meanwhile), unless the pools do not outlive this controller
+ * (the simulated cluster of `--simulate` dies with the process: they drain) or the stop
+ * is forced (killed, like the train Jobs of a forced stop). checkSpec() refuses a stage
+ * in another namespace than the controller's.
  */
 import {
   BatchV1Api,
@@ -36,8 +44,11 @@ import {
   type V1Pod,
   type V1Service,
 } from '@kubernetes/client-node';
+import { randomBytes } from 'node:crypto';
+import type { SpecIssue } from '../../../common/errors.js';
 import type { Logger } from '../../../common/logger.js';
-import type { Backend, LaunchRequest, UnitState } from '../types.js';
+import type { NormalizedSpec } from '../../../common/spec/schema.js';
+import type { Backend, LaunchRequest, PoolSpec, UnitState } from '../types.js';
 import { ApiGate, isHttpStatus, type ApiGateOptions } from './api-gate.js';
 import {
   attemptVerdict,
@@ -47,9 +58,10 @@ import {
   type GarbageItem,
   type JobAttempt,
 } from './gc.js';
-import { LABELS } from './names.js';
+import { LABELS, poolWorkerIdFor } from './names.js';
 import { ownedByJob } from './objects.js';
 import { observeJob, type Observed } from './observe.js';
+import { isPodRunning, isPoolWorkerObject, planPool, poolOf, workerIdOf } from './pools.js';
 import { Reflector, type ReflectorStats, type WatchLike } from './reflector.js';
 
 export const MANAGED_BY_SELECTOR = 'app.kubernetes.io/managed-by=stoker';
@@ -76,6 +88,26 @@ export interface KubernetesBackendOptions {
   gate?: ApiGateOptions;
   /** A Watch to use instead of client-node's (tests). */
   watch?: WatchLike;
+  /** What pools need (compose.ts); without it ensurePool() refuses. */
+  pools?: PoolSupport;
+}
+
+/** What the backend needs to size pools, beyond the API server. */
+export interface PoolSupport {
+  /**
+   * The Job of one worker of the pool (objects.ts buildPoolWorkerJob), or null when the
+   * stage its pods are built from is gone (nothing can be started then).
+   */
+  build(pool: PoolSpec, workerId: string): Promise<V1Job | null>;
+  /** Worker id -> the state the worker published (pool:{name}:workers). */
+  workerStates(pool: string): Promise<Map<string, string>>;
+  /** Drop the records of workers that are gone. */
+  forgetWorkers(pool: string, workerIds: string[]): Promise<void>;
+  /**
+   * Pool workers outlive the controller (default true, as train Jobs do): a normal stop
+   * leaves them running. False where the cluster itself stops with this process.
+   */
+  outliveController?: boolean;
 }
 
 /** What the run store says of attempts, for garbage collection. */
@@ -114,6 +146,12 @@ export class KubernetesBackend implements Backend {
   private readonly justCreated = new Map<string, V1Job>();
   private started = false;
   private closed = false;
+  /** Pool worker Jobs this backend deleted that the Job cache may still show. */
+  private readonly deletingPoolJobs = new Set<string>();
+  /** Pools whose pods cannot be built (logged once). */
+  private readonly unbuildablePools = new Set<string>();
+  /** ensurePool() and stopPools() run one at a time. */
+  private poolTurn: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly opts: KubernetesBackendOptions) {
     this.batch = opts.kc.makeApiClient(BatchV1Api);
@@ -227,6 +265,30 @@ export class KubernetesBackend implements Backend {
 
   // -------------------------------------------------------------------------------------
   // Launch, observe, wait, terminate
+
+  /**
+   * A stage's kubernetes.namespace must be this controller's namespace. Why not create
+   * its Jobs there: the controller's Role covers Jobs, pods and Services in its own
+   * namespace only (least privilege, k8s/base), and its caches watch that one namespace;
+   * reaching others would take a Role in each and a set of watches per namespace (three
+   * more lists and watches each, on every controller start). A run that names another
+   * namespace is refused before anything of it starts, with the field's path, instead of
+   * its Jobs silently landing in the controller's namespace.
+   */
+  checkSpec(spec: NormalizedSpec): SpecIssue[] {
+    const ns = this.opts.namespace;
+    return spec.stages.flatMap((stage, i) => {
+      const wanted = stage.kubernetes?.namespace;
+      if (wanted === undefined || wanted === ns) return [];
+      const at = spec.kind === 'Pipeline' ? `spec.stages[${i}]` : 'spec';
+      return [
+        {
+          path: `${at}.kubernetes.namespace`,
+          message: `stage ${stage.name} asks for namespace "${wanted}", but this controller creates Jobs in "${ns}" only (its Role and watches cover that namespace); leave it out or set it to "${ns}" (set on the stage or in spec.defaults.kubernetes)`,
+        },
+      ];
+    });
+  }
 
   async launch(req: LaunchRequest): Promise<{ attached: boolean }> {
     const ns = this.opts.namespace;
@@ -406,6 +468,177 @@ export class KubernetesBackend implements Backend {
       }
     }
     return plan;
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Pools (pulled execution): one Job per worker
+
+  private inPoolTurn<T>(fn: () => Promise<T>): Promise<T> {
+    const turn = this.poolTurn.then(fn);
+    this.poolTurn = turn.catch(() => undefined);
+    return turn;
+  }
+
+  /** Worker Jobs (of one pool, or of all): the cache, plus ones created a moment ago. */
+  private poolJobs(pool?: string): V1Job[] {
+    const ns = this.opts.namespace;
+    const cached = this.jobs.list(ns);
+    const names = new Set(cached.map((j) => j.metadata?.name));
+    const fresh = [...this.justCreated.values()].filter((j) => !names.has(j.metadata?.name));
+    return [...cached, ...fresh].filter(
+      (j) => isPoolWorkerObject(j) && (pool === undefined || poolOf(j) === pool),
+    );
+  }
+
+  private poolPods(pool?: string): V1Pod[] {
+    return this.pods
+      .list(this.opts.namespace)
+      .filter((p) => isPoolWorkerObject(p) && (pool === undefined || poolOf(p) === pool));
+  }
+
+  /** Forget deletions the cache has caught up with. */
+  private pruneDeleting(): void {
+    for (const name of this.deletingPoolJobs)
+      if (!this.jobs.get(name, this.opts.namespace)) this.deletingPoolJobs.delete(name);
+  }
+
+  /**
+   * Run `replicas` workers of the pool (pools.ts has the rules): finished Jobs are
+   * deleted, missing workers created with fresh ids, and a surplus drained by deleting
+   * the Jobs of idle workers first. Reads only the caches (and the workers' states in
+   * Redis); requests go out only for what changes.
+   */
+  async ensurePool(pool: PoolSpec, replicas: number): Promise<void> {
+    const support = this.opts.pools;
+    if (!support) throw new Error('this kubernetes backend was created without pool support');
+    await this.inPoolTurn(async () => {
+      if (this.closed) return;
+      this.pruneDeleting();
+      const plan = planPool({
+        jobs: this.poolJobs(pool.name),
+        pods: this.poolPods(pool.name),
+        deleting: this.deletingPoolJobs,
+        states: await support.workerStates(pool.name),
+        replicas,
+      });
+      const log = this.opts.log.child({ pool: pool.name });
+      if (plan.forget.length) await support.forgetWorkers(pool.name, plan.forget);
+      for (const job of plan.finished) {
+        log.info({ workerId: workerIdOf(job), job: job.metadata?.name }, 'pool worker ended');
+        await this.deletePoolJob(job);
+      }
+      for (const job of plan.victims) {
+        log.info(
+          { workerId: workerIdOf(job), job: job.metadata?.name, replicas },
+          'scaling down: draining worker',
+        );
+        await this.deletePoolJob(job);
+      }
+      for (let i = 0; i < plan.create; i++) {
+        const workerId = poolWorkerIdFor(pool.name, randomBytes(3).toString('hex'));
+        const job = await support.build(pool, workerId);
+        if (!job) {
+          if (!this.unbuildablePools.has(pool.name))
+            log.warn(
+              { declaredBy: pool.declaredBy },
+              'cannot start pool workers: the stage that declares the pool is gone',
+            );
+          this.unbuildablePools.add(pool.name);
+          break;
+        }
+        this.unbuildablePools.delete(pool.name);
+        await this.createPoolJob(job);
+        log.info({ workerId, job: job.metadata?.name, replicas }, 'started pool worker');
+      }
+    });
+  }
+
+  private async createPoolJob(job: V1Job): Promise<void> {
+    const ns = this.opts.namespace;
+    const name = job.metadata?.name ?? '';
+    try {
+      const created = await this.gate.call('create jobs', () =>
+        this.batch.createNamespacedJob({ namespace: ns, body: job }),
+      );
+      if (!this.jobs.get(name, ns)) this.justCreated.set(name, created);
+    } catch (err) {
+      // The same create, retried after its answer was lost: it is there.
+      if (!isHttpStatus(err, 409)) throw err;
+      const existing = this.jobs.get(name, ns) ?? (await this.readJob(name));
+      if (existing && !this.jobs.get(name, ns)) this.justCreated.set(name, existing);
+    }
+  }
+
+  /**
+   * Delete a worker's Job (Background): its pod gets SIGTERM and drains within its grace
+   * period (0: killed at once). Marked first, so that no pass counts or deletes it again.
+   */
+  private async deletePoolJob(job: V1Job, graceSeconds?: number): Promise<void> {
+    const name = job.metadata?.name ?? '';
+    this.deletingPoolJobs.add(name);
+    this.justCreated.delete(name);
+    try {
+      await this.deleteJob(name, graceSeconds);
+    } catch (err) {
+      this.deletingPoolJobs.delete(name);
+      throw err;
+    }
+  }
+
+  /**
+   * At shutdown. force: every worker is killed (Jobs and pods deleted with no grace; their
+   * shards are redelivered). Otherwise, where pools outlive the controller (a real
+   * cluster), nothing is done: the workers keep serving the queue and the next leader's
+   * ensurePool() adopts them by label. Where they do not (the simulated cluster), every
+   * worker is asked to drain (its Job deleted) and waited for, up to drainMs (default
+   * 60 s); whatever still runs then is killed.
+   */
+  async stopPools(opts: { force?: boolean; drainMs?: number }): Promise<void> {
+    await this.inPoolTurn(async () => {
+      if (this.closed) return;
+      this.pruneDeleting();
+      const outlive = this.opts.pools?.outliveController ?? true;
+      const jobs = this.poolJobs().filter(
+        (j) => !this.deletingPoolJobs.has(j.metadata?.name ?? '') && !j.metadata?.deletionTimestamp,
+      );
+      if (!opts.force && outlive) {
+        if (jobs.length)
+          this.opts.log.info(
+            { workers: jobs.length },
+            'leaving pool workers running for the next controller',
+          );
+        return;
+      }
+      for (const job of jobs) await this.deletePoolJob(job, opts.force ? 0 : undefined);
+      if (!opts.force) {
+        const deadline = Date.now() + (opts.drainMs ?? 60_000);
+        while (this.poolPods().some(isPodRunning) && Date.now() < deadline)
+          await new Promise((r) => setTimeout(r, 100));
+      }
+      // A Job's grace period does not reach its pods: kill what still runs.
+      for (const pod of this.poolPods().filter(isPodRunning)) {
+        if (!opts.force)
+          this.opts.log.warn(
+            { pod: pod.metadata?.name },
+            'pool worker did not drain in time; killed',
+          );
+        await this.deletePod(pod.metadata?.name ?? '', 0);
+      }
+    });
+  }
+
+  private async deletePod(name: string, graceSeconds: number): Promise<void> {
+    try {
+      await this.gate.call('delete pods', () =>
+        this.core.deleteNamespacedPod({
+          name,
+          namespace: this.opts.namespace,
+          gracePeriodSeconds: graceSeconds,
+        }),
+      );
+    } catch (err) {
+      if (!isHttpStatus(err, 404)) throw err;
+    }
   }
 
   async close(): Promise<void> {

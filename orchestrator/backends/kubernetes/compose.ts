@@ -4,14 +4,34 @@
  * orphans of earlier controllers are collected (gc.ts), before the dispatcher takes any
  * work: startSystem() calls this after this controller became the leader, so a standby
  * never deletes anything.
+ *
+ * Pools: a pool's pods are built from the spec of the pulled stage that declares it (its
+ * image, kubernetes block, secretEnv and grace). The pool record names that stage
+ * (`declaredBy`, `${runId}/${stage}`, written by registerPool: the last stage that
+ * registered the pool) and the stage spec is read from the run store, frozen with the
+ * run, when a worker is created. Why a reference and not a copy of those fields in the
+ * pool record: the builder takes the whole normalised stage, which already lives in the
+ * run store, so nothing is duplicated and nothing can drift between the two; and it is
+ * read only when a worker is started, not on every pass. A pool whose declaring run was
+ * deleted cannot grow (logged) but still shrinks. Pool records from before `declaredBy`
+ * fall back to a current user of the pool (pool:{name}:users).
  */
-import type { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig, V1Job } from '@kubernetes/client-node';
 import type { Logger } from '../../../common/logger.js';
-import { jobNameFor, type NormalizedSpec } from '../../../common/spec/schema.js';
+import {
+  jobNameFor,
+  type NormalizedSpec,
+  type NormalizedStage,
+} from '../../../common/spec/schema.js';
 import type { RunStore } from '../../store.js';
-import type { LaunchRequest } from '../types.js';
-import { attemptLookup, KubernetesBackend, type KubernetesBackendOptions } from './backend.js';
-import { buildTrainJob } from './objects.js';
+import type { LaunchRequest, PoolSpec } from '../types.js';
+import {
+  attemptLookup,
+  KubernetesBackend,
+  type KubernetesBackendOptions,
+  type PoolSupport,
+} from './backend.js';
+import { buildPoolWorkerJob, buildTrainJob } from './objects.js';
 import type { KubernetesSettings } from './settings.js';
 
 /** `${taskId}-a${attempt}` -> the Job's name. */
@@ -30,6 +50,11 @@ export async function createKubernetesBackend(opts: {
   workerEnv?: Record<string, string>;
   /** Collect orphans at start (default true). */
   collectGarbage?: boolean;
+  /**
+   * Pool workers outlive this controller (default true): a normal stop leaves them to the
+   * next leader. False for a cluster that stops with this process (`--simulate`).
+   */
+  poolsOutliveController?: boolean;
   /** Watch liveness, rate limit (tests). */
   tuning?: Pick<KubernetesBackendOptions, 'quietMs' | 'gate'>;
 }): Promise<KubernetesBackend> {
@@ -55,6 +80,7 @@ export async function createKubernetesBackend(opts: {
         runLabels: (run.spec as NormalizedSpec).labels,
       });
     },
+    pools: poolSupport(opts),
   });
   await backend.start();
   if (opts.collectGarbage ?? true) {
@@ -72,4 +98,65 @@ export async function createKubernetesBackend(opts: {
     }
   }
   return backend;
+}
+
+/** `${runId}/${stage}` -> its parts (run ids have no "/"; stage names neither). */
+function splitUser(user: string): { runId: string; stage: string } | null {
+  const at = user.lastIndexOf('/');
+  return at > 0 ? { runId: user.slice(0, at), stage: user.slice(at + 1) } : null;
+}
+
+function poolSupport(opts: {
+  settings: KubernetesSettings;
+  store: RunStore;
+  workerEnv?: Record<string, string>;
+  poolsOutliveController?: boolean;
+}): PoolSupport {
+  const { settings, store } = opts;
+  const { redis, keys } = store;
+  /** The pulled stage whose spec the pool's pods are built from. */
+  const declaringStage = async (pool: PoolSpec): Promise<NormalizedStage | null> => {
+    const users = pool.declaredBy
+      ? [pool.declaredBy]
+      : await redis.smembers(keys.poolUsers(pool.name));
+    for (const user of users) {
+      const ref = splitUser(user);
+      const run = ref && (await store.getRun(ref.runId));
+      const stage = run && (run.spec as NormalizedSpec).stages.find((s) => s.name === ref.stage);
+      if (stage?.pool?.name === pool.name) return stage;
+    }
+    return null;
+  };
+  return {
+    ...(opts.poolsOutliveController === undefined
+      ? {}
+      : { outliveController: opts.poolsOutliveController }),
+    async build(pool, workerId): Promise<V1Job | null> {
+      const stageSpec = await declaringStage(pool);
+      if (!stageSpec) return null;
+      return buildPoolWorkerJob(pool, workerId, {
+        stageSpec,
+        image: stageSpec.image ?? settings.workerImage,
+        namespace: settings.namespace,
+        workerCommand: settings.workerCommand,
+        env: opts.workerEnv ?? {},
+        settings,
+      });
+    },
+    async workerStates(pool) {
+      const raw = await redis.hgetall(keys.poolWorkers(pool));
+      return new Map(
+        Object.entries(raw).map(([id, json]) => {
+          try {
+            return [id, (JSON.parse(json) as { state?: string }).state ?? 'starting'];
+          } catch {
+            return [id, 'starting'];
+          }
+        }),
+      );
+    },
+    async forgetWorkers(pool, workerIds) {
+      if (workerIds.length) await redis.hdel(keys.poolWorkers(pool), ...workerIds);
+    },
+  };
 }
