@@ -104,11 +104,14 @@ async function running(job: string): Promise<void> {
   );
 }
 
-async function startBackend(): Promise<KubernetesBackend> {
+async function startBackend(gcIntervalSeconds?: number): Promise<KubernetesBackend> {
   cluster.server.clearRequests();
   backend = await createKubernetesBackend({
     kc: cluster.kubeConfig({ namespace: NS }),
-    settings: kubernetesSettings({ namespace: NS }),
+    settings: kubernetesSettings({
+      namespace: NS,
+      ...(gcIntervalSeconds === undefined ? {} : { gcIntervalSeconds }),
+    }),
     store,
     log: silentLogger(),
   });
@@ -254,5 +257,31 @@ describe('the garbage plan (pure)', () => {
       }),
     ).toEqual([]);
     expect(planGarbage({ jobs: [job], pods: [], services: [], verdicts: new Map() })).toEqual([]);
+  });
+});
+
+describe('garbage collection while the controller runs', () => {
+  it('collects orphans that appear after the start, every gcIntervalSeconds, and keeps live attempts', async () => {
+    await startBackend(1);
+    // After the start: a run deleted from the store while its Job ran, and a task whose
+    // record moved to attempt 2 with attempt 1's Job still running beside the live one.
+    const gone = createJob(makeTrainJob().run('gone-later').simulated(SLEEP));
+    const retried = makeTrainJob().run('retried-later').simulated(SLEEP);
+    await recordTask(retried, 2, 'Running');
+    const superseded = createJob(retried.attempt(1));
+    const live = createJob(retried.attempt(2));
+    // Created by the dispatcher a moment before the task's record says attempt 3.
+    const ahead = createJob(retried.attempt(3));
+    await eventually(
+      'the periodic pass to delete the orphans',
+      () => !jobNames().includes(gone) && !jobNames().includes(superseded),
+      10_000,
+    );
+    expect(jobNames()).toEqual([ahead, live].sort());
+    const deletes = cluster.server.requests.filter((r) => r.verb === 'delete');
+    expect(deletes.map((r) => r.name).sort()).toEqual([gone, superseded].sort());
+    // Each pass lists Services once and reads Jobs and pods from the caches.
+    expect(cluster.server.countRequests({ verb: 'get' })).toBe(0);
+    expect(cluster.server.countRequests({ verb: 'list', resource: 'jobs' })).toBe(1);
   });
 });

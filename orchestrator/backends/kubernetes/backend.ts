@@ -24,7 +24,8 @@
  * API server's Retry-After on 429, retries of transient failures (the API server
  * restarting, 5xx). A create retried after its response was lost gets 409: re-attach.
  *
- * At start, collectGarbage() deletes what earlier controllers left behind (gc.ts).
+ * At start, collectGarbage() deletes what earlier controllers left behind (gc.ts), and
+ * collectGarbageEvery() repeats it while this controller leads.
  *
  * Pools: ensurePool() sizes a pool as one Job per worker (pools.ts has the rules), from
  * the same caches: a pass over a pool whose Jobs did not change sends no request.
@@ -152,6 +153,8 @@ export class KubernetesBackend implements Backend {
   private readonly unbuildablePools = new Set<string>();
   /** ensurePool() and stopPools() run one at a time. */
   private poolTurn: Promise<unknown> = Promise.resolve();
+  private gcTimer: NodeJS.Timeout | undefined;
+  private gcRunning: Promise<unknown> | undefined;
 
   constructor(private readonly opts: KubernetesBackendOptions) {
     this.batch = opts.kc.makeApiClient(BatchV1Api);
@@ -641,8 +644,36 @@ export class KubernetesBackend implements Backend {
     }
   }
 
+  /**
+   * Collect orphans again every `everyMs` while this backend runs (after the collection
+   * at start). Safe beside the dispatcher: attemptVerdict() keeps a Job whose attempt is
+   * newer than the task's record (created a moment before the record moved on) and the
+   * current attempt while it runs. A failed pass is logged; the next one tries again.
+   */
+  collectGarbageEvery(everyMs: number, lookup: AttemptLookup): void {
+    clearInterval(this.gcTimer);
+    if (!(everyMs > 0)) return;
+    this.gcTimer = setInterval(() => {
+      if (this.closed || this.gcRunning) return;
+      this.gcRunning = this.collectGarbage(lookup)
+        .then((collected) => {
+          if (collected.length > 0)
+            this.opts.log.info({ collected: collected.length }, 'orphans collected');
+        })
+        .catch((err: unknown) => {
+          if (!this.closed) this.opts.log.error({ err }, 'periodic garbage collection failed');
+        })
+        .finally(() => {
+          this.gcRunning = undefined;
+        });
+    }, everyMs);
+    this.gcTimer.unref();
+  }
+
   async close(): Promise<void> {
     this.closed = true;
+    clearInterval(this.gcTimer);
+    await this.gcRunning;
     this.gate.close();
     await Promise.all([this.jobs.stop(), this.pods.stop(), this.events.stop()]);
   }

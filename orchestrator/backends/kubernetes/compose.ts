@@ -3,7 +3,7 @@
  * from the run store, unit names map to Job names, and once the caches are filled the
  * orphans of earlier controllers are collected (gc.ts), before the dispatcher takes any
  * work: startSystem() calls this after this controller became the leader, so a standby
- * never deletes anything.
+ * never deletes anything. Collection runs again every settings.gcIntervalSeconds.
  *
  * Pools: a pool's pods are built from the spec of the pulled stage that declares it (its
  * image, kubernetes block, secretEnv and grace). The pool record names that stage
@@ -84,18 +84,18 @@ export async function createKubernetesBackend(opts: {
   });
   await backend.start();
   if (opts.collectGarbage ?? true) {
+    const lookup = attemptLookup(
+      (taskId) => store.getTask(taskId),
+      async (runId) => (await store.getRun(runId)) !== null,
+    );
     try {
-      const collected = await backend.collectGarbage(
-        attemptLookup(
-          (taskId) => store.getTask(taskId),
-          async (runId) => (await store.getRun(runId)) !== null,
-        ),
-      );
+      const collected = await backend.collectGarbage(lookup);
       opts.log.info({ collected: collected.length }, 'orphans collected');
     } catch (err) {
-      // Not fatal: the orphans stay until the next start (or their TTL).
+      // Not fatal: the orphans stay until the next pass (or their TTL).
       opts.log.error({ err }, 'garbage collection failed');
     }
+    backend.collectGarbageEvery(settings.gcIntervalSeconds * 1000, lookup);
   }
   return backend;
 }

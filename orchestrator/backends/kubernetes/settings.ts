@@ -28,6 +28,7 @@
  *   STOKER_K8S_RUN_AS_USER             worker pods' uid, gid and fsGroup unless a stage
  *   STOKER_K8S_FS_GROUP                sets them (1000: the images' unprivileged user)
  *   STOKER_K8S_READ_ONLY_ROOT_FS       true: read-only root file system, /tmp an emptyDir
+ *   STOKER_K8S_GC_INTERVAL_SECONDS     orphans collected again this often (0: at start only)
  *   STOKER_PREFIX, STOKER_LOG_LEVEL    passed on to workers as they are
  */
 import { z } from 'zod';
@@ -58,6 +59,12 @@ export interface KubernetesSettings {
    * gives the payload the stage's grace after SIGTERM, then records the outcome.
    */
   graceMarginSeconds: number;
+  /**
+   * How often the leader collects orphans again after the collection at its start (0:
+   * only then): a superseded attempt's Job whose delete failed, a gang's Service left by a
+   * Job deleted by hand. One list of Services per pass; the rest reads the caches.
+   */
+  gcIntervalSeconds: number;
 }
 
 /** The values of GPU feature discovery's `nvidia.com/gpu.product` for common short names. */
@@ -91,6 +98,7 @@ export const DEFAULT_SETTINGS: Readonly<KubernetesSettings> = {
   readOnlyRootFilesystem: false,
   workerEnv: {},
   graceMarginSeconds: 15,
+  gcIntervalSeconds: 600,
 };
 
 /** DEFAULT_SETTINGS with some fields replaced (tests, `stoker render`). */
@@ -165,6 +173,7 @@ const SettingsEnv = z.object({
   STOKER_K8S_RUN_AS_USER: int(1, 2 ** 31 - 1).optional(),
   STOKER_K8S_FS_GROUP: int(0, 2 ** 31 - 1).optional(),
   STOKER_K8S_READ_ONLY_ROOT_FS: z.enum(['true', 'false']).optional(),
+  STOKER_K8S_GC_INTERVAL_SECONDS: int(0, 7 * 24 * 3600).optional(),
   STOKER_PREFIX: z.string().min(1).optional(),
   STOKER_LOG_LEVEL: z.string().min(1).optional(),
 });
@@ -225,6 +234,7 @@ export function settingsFromEnv(
     runAsUser: e.STOKER_K8S_RUN_AS_USER ?? d.runAsUser,
     fsGroup: e.STOKER_K8S_FS_GROUP ?? d.fsGroup,
     readOnlyRootFilesystem: e.STOKER_K8S_READ_ONLY_ROOT_FS === 'true',
+    gcIntervalSeconds: e.STOKER_K8S_GC_INTERVAL_SECONDS ?? d.gcIntervalSeconds,
     workerEnv,
   });
 }
