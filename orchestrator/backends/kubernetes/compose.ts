@@ -71,12 +71,7 @@ export async function createKubernetesBackend(opts: {
       if (!stageSpec) throw new Error(`stage ${req.stage} is not in run ${req.runId}`);
       return buildTrainJob({
         ...req,
-        stageSpec,
-        image: stageSpec.image ?? settings.workerImage,
-        namespace: settings.namespace,
-        workerCommand: settings.workerCommand,
-        env: opts.workerEnv ?? {},
-        settings,
+        ...podBase(stageSpec, settings, opts.workerEnv),
         runLabels: (run.spec as NormalizedSpec).labels,
       });
     },
@@ -98,6 +93,22 @@ export async function createKubernetesBackend(opts: {
     backend.collectGarbageEvery(settings.gcIntervalSeconds * 1000, lookup);
   }
   return backend;
+}
+
+/** What every pod of a stage is built from: its spec, image, namespace and the settings. */
+function podBase(
+  stageSpec: NormalizedStage,
+  settings: KubernetesSettings,
+  workerEnv: Record<string, string> | undefined,
+) {
+  return {
+    stageSpec,
+    image: stageSpec.image ?? settings.workerImage,
+    namespace: settings.namespace,
+    workerCommand: settings.workerCommand,
+    env: workerEnv ?? {},
+    settings,
+  };
 }
 
 /** `${runId}/${stage}` -> its parts (run ids have no "/"; stage names neither). */
@@ -134,14 +145,7 @@ function poolSupport(opts: {
     async build(pool, workerId): Promise<V1Job | null> {
       const stageSpec = await declaringStage(pool);
       if (!stageSpec) return null;
-      return buildPoolWorkerJob(pool, workerId, {
-        stageSpec,
-        image: stageSpec.image ?? settings.workerImage,
-        namespace: settings.namespace,
-        workerCommand: settings.workerCommand,
-        env: opts.workerEnv ?? {},
-        settings,
-      });
+      return buildPoolWorkerJob(pool, workerId, podBase(stageSpec, settings, opts.workerEnv));
     },
     async workerStates(pool) {
       const raw = await redis.hgetall(keys.poolWorkers(pool));
