@@ -96,6 +96,32 @@ describe('API-server faults, end to end', () => {
     expect(jobCreates().filter((r) => r.status === 409)).toHaveLength(0);
   });
 
+  it('a standby controller waits while the leader runs, then takes over its running Job when the leader dies', async () => {
+    h = await startK8sCluster();
+    const leader = await h.system();
+    const runId = await leader.submit(run('standby', 40, 100));
+    await eventually(
+      'a running pod',
+      () => h!.pods().some((p) => p.status?.phase === 'Running'),
+      60_000,
+    );
+    // The standby starts now and blocks on the Redis lock: it creates no backend, so it
+    // sends nothing to the API server and deletes nothing.
+    const before = h.backendRequests().length;
+    let standby: K8sSystem | undefined;
+    const starting = h.system({ prefix: leader.prefix }).then((s) => (standby = s));
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(standby).toBeUndefined();
+    expect(h.backendRequests().length - before).toBeLessThan(5); // the leader's own
+    await h.kill(leader);
+    await starting;
+    const { task } = await succeeded(standby!, runId, 90_000);
+    // It re-attached to the Job the leader created: one Job, attempt 1, one create.
+    expect(task.attempt).toBe(1);
+    expect(h.jobs()).toHaveLength(1);
+    expect(jobCreates()).toHaveLength(1);
+  });
+
   it('a watch that stalls (no events, no bookmarks): the quiet-period relist still converges, one list per quiet period', async () => {
     h = await startK8sCluster({ server: { bookmarkIntervalMs: 200 } });
     const s = await h.system({ quietMs: 1500 });
