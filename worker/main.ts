@@ -12,6 +12,7 @@
  * STOKER_STALLED_INTERVAL_MS. Exit code: the payload's (dispatched), 0 after a drain
  * (pool), 2 for bad arguments.
  */
+import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { join, resolve } from 'node:path';
 import { makeKeys } from '../common/keys.js';
@@ -65,8 +66,11 @@ export async function workerMain(
 
   if (typeof values.pool === 'string') {
     const pool = values.pool;
+    // Default id: the host name too, since in containers every worker may be pid 1.
     const workerId =
-      typeof values['worker-id'] === 'string' ? values['worker-id'] : `${pool}-${process.pid}`;
+      typeof values['worker-id'] === 'string'
+        ? values['worker-id']
+        : `${pool}-${hostname()}-${process.pid}`;
     const [{ runPoolWorker }, { bullConnection }] = await Promise.all([
       import('./pool-worker.js'),
       import('../common/redis.js'),

@@ -2,8 +2,11 @@
  * Pulled execution on the local backend: sharded generate stages over pools of warm
  * worker processes (`stoker worker --pool`), a resident server payload, faults.
  */
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { stokerBin } from '../../common/paths.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { UsageError } from '../../common/errors.js';
 import { shardTaskId } from '../../common/keys.js';
@@ -273,6 +276,48 @@ describe('a generate stage over a pool', () => {
 });
 
 describe('scaling a pool', () => {
+  it("takes shards on a pool worker started by hand (docker-compose: a worker service) beside the backend's", async () => {
+    sys = await startTestSystem();
+    const { spec, pool } = generateRun('external', {
+      items: 40,
+      shardSize: 2,
+      env: { ITEM_MS: 100 },
+      pool: { replicas: 1, maxReplicas: 2 },
+    });
+    // No --worker-id: the default names the host as well as the pid (containers: pid 1).
+    const external = spawn(process.execPath, [stokerBin(), 'worker', '--pool', pool], {
+      env: {
+        ...process.env,
+        STOKER_REDIS_URL: sys.redisUrl,
+        STOKER_PREFIX: sys.prefix,
+        STOKER_HOME: sys.home,
+      },
+      stdio: 'ignore',
+    });
+    const exited = new Promise<number | null>((r) => external.once('exit', (code) => r(code)));
+    const id = `${pool}-${hostname()}-${external.pid}`;
+    await eventually('the external worker to wait for shards', async () =>
+      (await readWorkers(sys!.redis, sys!.keys, pool)).some(
+        (w) => w.workerId === id && w.state === 'idle',
+      ),
+    );
+    const runId = await sys.submit(spec);
+    const view = await sys.waitForPhase(runId, ['Succeeded', 'Failed'], 90_000);
+    expect(view.phase, view.message ?? '').toBe('Succeeded');
+    const out = outputs(view.runDir);
+    expect(out.ids).toHaveLength(40);
+    expect(new Set(out.ids).size).toBe(40);
+    // Both the backend's worker and the external one ran shards, each with its server.
+    expect(out.workers.size).toBe(2);
+    const statuses = await sys.store.getTaskStatuses(
+      Array.from({ length: 20 }, (_, i) => shardTaskId(runId, 'gen', i)),
+    );
+    expect(Object.values(statuses).some((st) => st?.unit === id)).toBe(true);
+    // SIGTERM drains it: exit 0.
+    external.kill('SIGTERM');
+    expect(await exited).toBe(0);
+  });
+
   it('refuses an unknown pool or replicas beyond its bounds, changing nothing', async () => {
     sys = await startTestSystem();
     await expect(scalePool(sys.redis, sys.keys, 'nope', 1)).rejects.toThrow(UsageError);
