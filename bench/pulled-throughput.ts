@@ -25,6 +25,11 @@
  *            options stoker uses: N / (last processor end - first processor start), and
  *            from the first addBulk call; Redis work and worker process CPU per job measured
  *            the same way (CPU from ready to the last job).
+ * Floor      the same raw workers, each handing every job to a resident no-op server
+ *            (noop-server.mjs) over its stdin/stdout and renaming the output: what the
+ *            resident-payload design itself costs, before any of stoker's bookkeeping.
+ *            Reported as floor.ratioToRaw (the best a pool could do here) and
+ *            floor.stokerToFloor (what stoker's bookkeeping keeps of it).
  * Ratio      stoker shards/s / raw BullMQ jobs/s (first start -> last end); target >= 0.7.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -307,8 +312,16 @@ function spawnRawWorker(
   };
 }
 
-async function rawBull(ctx: BenchContext, cleanup: Cleanup, n: number, timeoutMs: number) {
+async function rawBull(
+  ctx: BenchContext,
+  cleanup: Cleanup,
+  n: number,
+  timeoutMs: number,
+  feed = false,
+) {
   const prefix = `bench-raw-pulled-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+  // feed: each worker hands its jobs to a resident no-op server (raw-bull-worker.mjs).
+  const feedDir = feed ? stateDir(ctx, 'pulled-tp-floor') : null;
   const queueName = 'pool.raw';
   cleanup.defer(`delete keys ${prefix}*`, () => deleteKeys(ctx.redisUrl, prefix));
   const queue = new Queue(queueName, { connection: bullConnection(ctx.redisUrl), prefix });
@@ -316,7 +329,12 @@ async function rawBull(ctx: BenchContext, cleanup: Cleanup, n: number, timeoutMs
   await queue.waitUntilReady();
   const probe = await benchConnection(cleanup, ctx.redisUrl);
   const children = Array.from({ length: WORKERS }, (_, i) =>
-    spawnRawWorker(ctx, cleanup, [prefix, queueName, `raw-${i}`], `raw-${i}`),
+    spawnRawWorker(
+      ctx,
+      cleanup,
+      [prefix, queueName, `raw-${i}`, ...(feedDir ? [feedDir] : [])],
+      `raw-${i}`,
+    ),
   );
   const withTimeout = <T>(p: Promise<T>, what: string, ms: number) => {
     let timer: NodeJS.Timeout | undefined;
@@ -396,7 +414,7 @@ async function rawBull(ctx: BenchContext, cleanup: Cleanup, n: number, timeoutMs
       workerProcessMs: round((workersCpu.cpuS * 1000) / n, 3),
       processesSampled: workersCpu.processes,
     },
-    workers: `${WORKERS} separate node processes (bench/payloads/raw-bull-worker.mjs), concurrency 1 each`,
+    workers: `${WORKERS} separate node processes (bench/payloads/raw-bull-worker.mjs), concurrency 1 each${feedDir ? ', each feeding a resident no-op server (noop-server.mjs) and renaming its output' : ''}`,
   };
 }
 
@@ -413,6 +431,10 @@ export const pulledThroughput: Benchmark = {
     const raw = cleanup.child('raw phase');
     const baseline = await rawBull(ctx, raw, n, ctx.quick ? 120_000 : 600_000);
     await stopPhase(raw);
+    ctx.note(`pulled-throughput: the floor: raw BullMQ workers feeding resident no-op servers`);
+    const floorPhase = cleanup.child('floor phase');
+    const floor = await rawBull(ctx, floorPhase, n, ctx.quick ? 120_000 : 600_000, true);
+    await stopPhase(floorPhase);
     const ratio = round(stoker.shardsPerSec / baseline.jobsPerSec, 3);
     return {
       unit: 'shards/s',
@@ -426,6 +448,12 @@ export const pulledThroughput: Benchmark = {
       ratioOf:
         'stoker shards/s (first shard start -> last completion) / raw BullMQ jobs/s (first processor start -> last end), 4 worker processes each',
       ratioFromSubmit: round(stoker.shardsPerSecFromSubmit / baseline.jobsPerSecFromAdd, 3),
+      // What the resident-payload design allows here before any of stoker's bookkeeping.
+      floor: {
+        ...floor,
+        ratioToRaw: round(floor.jobsPerSec / baseline.jobsPerSec, 3),
+        stokerToFloor: round(stoker.shardsPerSec / floor.jobsPerSec, 3),
+      },
       target: TARGET_RATIO,
       met: ratio >= TARGET_RATIO,
     };
