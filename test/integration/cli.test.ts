@@ -144,6 +144,24 @@ describe('Redis unreachable', () => {
     expect(r.stderr).toContain('cannot reach Redis at redis://127.0.0.1:1');
   });
 
+  it('a worker (dispatched or pool) says so in one line and exits 1, no stack trace', async () => {
+    const unreachable = { home, redisUrl: 'redis://127.0.0.1:1', prefix };
+    const [task, pool] = await Promise.all([
+      stoker(['worker', '--task', 't', '--unit', 't-a1', '--attempt', '1'], unreachable, {
+        timeoutMs: 30_000,
+      }),
+      stoker(['worker', '--pool', 'p'], unreachable, { timeoutMs: 30_000 }),
+    ]);
+    for (const r of [task, pool]) {
+      expect(r.timedOut).toBe(false);
+      expect(r.exitCode).toBe(1);
+      expect(r.stderr.trim()).toMatch(
+        /^stoker worker: cannot reach Redis at redis:\/\/127\.0\.0\.1:1: /,
+      );
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    }
+  });
+
   it('with no Redis configured and nothing running, client commands say how to start one', async () => {
     const r = await stoker(['status'], { home: join(home, 'nothing-here') });
     expect(r.exitCode).toBe(1);
