@@ -12,7 +12,6 @@
  */
 import { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../../common/logger.js';
-import { stokerBin } from '../../common/paths.js';
 import { UsageError } from '../../common/errors.js';
 import type { SystemOptions } from '../system.js';
 
@@ -37,7 +36,7 @@ export async function chooseBackend(opts: {
   }
   if (opts.backend !== 'kubernetes')
     throw new UsageError(`unknown backend "${opts.backend}" (local or kubernetes)`);
-  const [{ createKubernetesBackend }, { kubernetesSettings, settingsFromEnv }] = await Promise.all([
+  const [{ createKubernetesBackend }, { settingsFromEnv }] = await Promise.all([
     import('../backends/kubernetes/compose.js'),
     import('../backends/kubernetes/settings.js'),
   ]);
@@ -58,20 +57,14 @@ export async function chooseBackend(opts: {
       stop: async () => undefined,
     };
   }
-  const { startFakeCluster } = await import('../backends/kubernetes/sim/kubelet.js');
+  const [{ startFakeCluster }, { simulatedSettings }] = await Promise.all([
+    import('../backends/kubernetes/sim/kubelet.js'),
+    import('../backends/kubernetes/sim/simulated-settings.js'),
+  ]);
   const cluster = await startFakeCluster({ kubelet: { inheritEnv: 'all', gpus: 8 } });
-  const settings = kubernetesSettings({
-    namespace: 'stoker',
-    // The simulated kubelet runs pods here: stoker is this checkout, runs live in its home.
-    workerCommand: [process.execPath, stokerBin()],
-    runsVolume: undefined,
+  // The simulated kubelet runs pods here: stoker is this checkout, runs live in its home.
+  const settings = simulatedSettings(cluster, {
     workerEnv: { STOKER_PREFIX: opts.prefix, ...(opts.home ? { STOKER_HOME: opts.home } : {}) },
-  });
-  cluster.store.create('priorityclasses', {
-    apiVersion: 'scheduling.k8s.io/v1',
-    kind: 'PriorityClass',
-    metadata: { name: settings.priorityClassName ?? 'stoker-training' },
-    value: 100,
   });
   return {
     describe: `kubernetes, simulated (fake API server ${cluster.url}, one simulated node)`,

@@ -122,15 +122,19 @@ function onInterrupt(first: () => void, second: () => void): () => void {
   };
 }
 
+/** `stoker run`'s options, as commander parses them. */
+interface RunOptions {
+  set?: string[];
+  json?: boolean;
+  concurrency?: number;
+  backend?: string;
+  simulate?: boolean;
+}
+
 async function runCommand(
   ctx: Context,
   file: string,
-  o: {
-    set?: string[];
-    json?: boolean;
-    concurrency?: number;
-    backend?: string;
-    simulate?: boolean;
+  o: RunOptions & {
     /** Called with the final view, after it was printed. */
     onFinished?: (view: RunView) => void;
   },
@@ -296,22 +300,10 @@ export function buildProgram(): Command {
       '--simulate',
       'with --backend kubernetes: a fake API server and simulated kubelet in this process (a testing aid)',
     )
-    .action(
-      async (
-        file: string,
-        o: {
-          set?: string[];
-          json?: boolean;
-          concurrency?: number;
-          backend?: string;
-          simulate?: boolean;
-        },
-        cmd: Command,
-      ) => {
-        requireFile(file);
-        process.exitCode = await runCommand(makeContext(globals(cmd)), file, o);
-      },
-    );
+    .action(async (file: string, o: RunOptions, cmd: Command) => {
+      requireFile(file);
+      process.exitCode = await runCommand(makeContext(globals(cmd)), file, o);
+    });
 
   const serveAction =
     (defaultBackend: string) =>

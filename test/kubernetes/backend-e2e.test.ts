@@ -6,12 +6,11 @@
 import type { V1Job, V1Pod } from '@kubernetes/client-node';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createKubernetesBackend } from '../../orchestrator/backends/kubernetes/compose.js';
-import { kubernetesSettings } from '../../orchestrator/backends/kubernetes/settings.js';
 import {
   startFakeCluster,
   type FakeCluster,
 } from '../../orchestrator/backends/kubernetes/sim/kubelet.js';
-import { stokerBin } from '../../common/paths.js';
+import { simulatedSettings } from '../../orchestrator/backends/kubernetes/sim/simulated-settings.js';
 import { eventually } from '../util/redis-server.js';
 import { nodePayloadRun, specFrom, startTestSystem, type TestSystem } from '../util/system.js';
 
@@ -33,17 +32,7 @@ async function start(
 ) {
   cluster = await startFakeCluster({ kubelet: { inheritEnv: 'all', gpus: 8, ...(kubelet ?? {}) } });
   const c = cluster;
-  const settings = kubernetesSettings({
-    namespace: 'stoker',
-    workerCommand: [process.execPath, stokerBin()],
-    runsVolume: undefined,
-  });
-  c.store.create('priorityclasses', {
-    apiVersion: 'scheduling.k8s.io/v1',
-    kind: 'PriorityClass',
-    metadata: { name: 'stoker-training' },
-    value: 100,
-  });
+  const settings = simulatedSettings(c);
   sys = await startTestSystem({
     backend: async ({ store, log, redisUrl, keys }) => {
       c.store.create('secrets', {

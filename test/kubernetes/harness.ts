@@ -12,17 +12,14 @@
 import type { V1Job, V1Pod } from '@kubernetes/client-node';
 import type { KubernetesBackend } from '../../orchestrator/backends/kubernetes/backend.js';
 import { createKubernetesBackend } from '../../orchestrator/backends/kubernetes/compose.js';
-import {
-  kubernetesSettings,
-  type KubernetesSettings,
-} from '../../orchestrator/backends/kubernetes/settings.js';
+import type { KubernetesSettings } from '../../orchestrator/backends/kubernetes/settings.js';
 import {
   startFakeCluster,
   type FakeCluster,
   type FakeClusterOptions,
 } from '../../orchestrator/backends/kubernetes/sim/kubelet.js';
 import type { RecordedRequest } from '../../orchestrator/backends/kubernetes/sim/kube-apiserver.js';
-import { stokerBin } from '../../common/paths.js';
+import { simulatedSettings } from '../../orchestrator/backends/kubernetes/sim/simulated-settings.js';
 import { startTestSystem, type TestSystem } from '../util/system.js';
 
 export const NS = 'stoker';
@@ -57,17 +54,7 @@ export async function startK8sCluster(opts: FakeClusterOptions = {}): Promise<K8
     ...opts,
     kubelet: { inheritEnv: 'all', gpus: 8, ...(opts.kubelet ?? {}) },
   });
-  const settings = kubernetesSettings({
-    namespace: NS,
-    workerCommand: [process.execPath, stokerBin()],
-    runsVolume: undefined,
-  });
-  cluster.store.create('priorityclasses', {
-    apiVersion: 'scheduling.k8s.io/v1',
-    kind: 'PriorityClass',
-    metadata: { name: 'stoker-training' },
-    value: 100,
-  });
+  const settings = simulatedSettings(cluster, { namespace: NS });
   const systems: K8sSystem[] = [];
   const stopped = new Set<K8sSystem>();
   const h: K8sHarness = {

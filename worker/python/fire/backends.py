@@ -26,7 +26,7 @@ from typing import Optional
 
 from stoker_payload.exit_codes import PayloadError
 
-__all__ = ["KNOWN", "PLANNED", "problem", "load"]
+__all__ = ["KNOWN", "PLANNED", "problem", "load", "loss_fields"]
 
 KNOWN = {"hf": "fire.hf", "tiny": "fire.tiny"}
 PLANNED: dict[str, str] = {}  # name -> what it will be, for a backend announced but not built yet
@@ -50,3 +50,13 @@ def load(name: str) -> ModuleType:
     module = importlib.import_module(KNOWN[name])
     module.require()
     return module
+
+
+def loss_fields(losses: "list[float]") -> dict:
+    """The loss fields of every backend's train result, from this run's logged losses."""
+    return {
+        "firstLoss": losses[0] if losses else None,
+        "lastLoss": losses[-1] if losses else None,
+        "lossFell": len(losses) > 1 and losses[-1] < losses[0],
+        "meanLoss": sum(losses) / len(losses) if losses else None,
+    }

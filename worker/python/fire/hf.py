@@ -53,6 +53,7 @@ from stoker_payload import report, signals
 from stoker_payload.exit_codes import PayloadError, Preempted
 
 from . import llava_data
+from .backends import loss_fields
 from .prompts import IMAGE_TOKEN
 
 __all__ = [
@@ -653,10 +654,7 @@ def train(
         "steps": step,
         "startStep": start_step,
         "resumedFrom": resume_from,
-        "firstLoss": losses[0] if losses else None,
-        "lastLoss": losses[-1] if losses else None,
-        "lossFell": bool(losses) and len(losses) > 1 and losses[-1] < losses[0],
-        "meanLoss": sum(losses) / len(losses) if losses else None,  # of this run's logged steps
+        **loss_fields(losses),  # of this run's logged steps
         "samples": len(records),
         "trainableParameters": trainable,
         "parameters": total,

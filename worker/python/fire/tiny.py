@@ -72,6 +72,7 @@ from stoker_payload import report, signals
 from stoker_payload.exit_codes import PayloadError, Preempted
 
 from . import llava_data
+from .backends import loss_fields
 from .parsing import ANSWER_MARKER, FEEDBACK_MARKER, SCORE_MARKER, THOUGHT_MARKER
 from .prompts import IMAGE_TOKEN, TEACHER_INSTRUCTION
 
@@ -922,10 +923,7 @@ def train(
         "steps": step,
         "startStep": start_step,
         "resumedFrom": resume_from,
-        "firstLoss": losses[0] if losses else None,
-        "lastLoss": losses[-1] if losses else None,
-        "lossFell": len(losses) > 1 and losses[-1] < losses[0],
-        "meanLoss": sum(losses) / len(losses) if losses else None,
+        **loss_fields(losses),
         "samples": len(records),
         "trainableParameters": params,
         "parameters": params,

@@ -1,0 +1,32 @@
+/**
+ * The kubernetes settings a stoker on the simulated cluster runs with, and what the
+ * install manifests would have put in a real cluster for them: `stoker run --simulate`,
+ * the kubernetes test suite and its harness share this.
+ *
+ * Pods run this checkout's stoker (the simulated kubelet starts them as local processes
+ * here, so there is no image and no runs volume), in namespace `stoker`, and the
+ * PriorityClass the settings name exists.
+ */
+import { stokerBin } from '../../../../common/paths.js';
+import { kubernetesSettings, type KubernetesSettings } from '../settings.js';
+import type { FakeCluster } from './kubelet.js';
+
+export function simulatedSettings(
+  cluster: Pick<FakeCluster, 'store'>,
+  overrides: Partial<KubernetesSettings> = {},
+): KubernetesSettings {
+  const settings = kubernetesSettings({
+    namespace: 'stoker',
+    workerCommand: [process.execPath, stokerBin()],
+    runsVolume: undefined,
+    ...overrides,
+  });
+  if (settings.priorityClassName)
+    cluster.store.create('priorityclasses', {
+      apiVersion: 'scheduling.k8s.io/v1',
+      kind: 'PriorityClass',
+      metadata: { name: settings.priorityClassName },
+      value: 100,
+    });
+  return settings;
+}
