@@ -1,8 +1,64 @@
 // ESLint flat config: typescript-eslint with type information, so that
 // no-floating-promises catches a forgotten await (a lost Redis write or an unhandled
-// rejection in a reconcile loop is the bug class we care most about).
+// rejection in a reconcile loop is the bug class we care most about), and the layers of
+// the tree (README, "Architecture") as import rules, so that a wrong import fails
+// `npm test`.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
+
+/**
+ * Which top-level folders each layer may import from (relative imports; npm packages are
+ * not restricted here). A worker pod carries only worker/, fire/ and common/.
+ *
+ *   common/        nothing of ours: the contracts both processes share
+ *   worker/        common/
+ *   fire/          common/ (the FIRE library: data, metrics, reports and their CLI)
+ *   orchestrator/  common/ and fire/
+ *   testing/       test support (the simulated cluster): the product and itself
+ *   test/, bench/  anything but each other (bench may use testing/)
+ *
+ * The check is on path segments: an import whose path has a segment naming a folder the
+ * layer may not use (`../orchestrator/store.js`, `../../worker/main.js`) is refused. No
+ * layer has a folder of its own with one of these names, so this never refuses an
+ * import inside a layer. Written with ESLint's own rules (no-restricted-imports for
+ * static imports, no-restricted-syntax for import() and import types) rather than an
+ * import plugin: those resolve modules and stay silent on an import they cannot resolve,
+ * which is the failure a boundary rule must not have.
+ */
+const LAYERS = {
+  common: [],
+  worker: ['common'],
+  fire: ['common'],
+  orchestrator: ['common', 'fire'],
+  testing: ['common', 'fire', 'orchestrator', 'worker'],
+  bench: ['common', 'fire', 'orchestrator', 'worker', 'testing'],
+  test: ['common', 'fire', 'orchestrator', 'worker', 'testing'],
+};
+const TOP = Object.keys(LAYERS);
+
+function layerRules(layer) {
+  const forbidden = TOP.filter((d) => d !== layer && !LAYERS[layer].includes(d));
+  const segment = `(^|/)(${forbidden.join('|')})(/|$)`;
+  const message = `${layer}/ may import only ${LAYERS[layer].length ? LAYERS[layer].map((d) => `${d}/`).join(', ') : 'itself'} (README, "Architecture": the layers)`;
+  const relative = `^\\.{1,2}/(.*/)?(${forbidden.join('|')})(/|$)`;
+  return {
+    files: [`${layer}/**/*.ts`, `${layer}/**/*.mts`, `${layer}/**/*.mjs`, `${layer}/**/*.js`],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [{ regex: relative, message }] }],
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector: `ImportExpression > Literal[value=/${segment.replaceAll('/', '\\/')}/]`,
+          message,
+        },
+        {
+          selector: `TSImportType Literal[value=/${segment.replaceAll('/', '\\/')}/]`,
+          message,
+        },
+      ],
+    },
+  };
+}
 
 export default tseslint.config(
   { ignores: ['node_modules/', 'dist/', '.stoker/', 'worker/python/', 'scripts/', 'bin/'] },
@@ -22,6 +78,7 @@ export default tseslint.config(
       '@typescript-eslint/consistent-type-imports': 'error',
     },
   },
+  ...TOP.map(layerRules),
   {
     files: ['**/*.js', '**/*.mjs'],
     ...tseslint.configs.disableTypeChecked,

@@ -28,11 +28,8 @@ import { once } from 'node:events';
 import { createWriteStream, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import {
-  DialogueMetricsAccumulator,
-  type DialogueMetrics,
-} from '../orchestrator/fire/metrics/dialogue.js';
-import { formatStudent, formatTeacher } from '../orchestrator/fire/parsing.js';
+import { DialogueMetricsAccumulator, type DialogueMetrics } from '../fire/metrics/dialogue.js';
+import { formatStudent, formatTeacher } from '../fire/parsing.js';
 import { type Benchmark, type BenchContext, type Cleanup, nowMs, round } from './lib/harness.js';
 
 const SOURCES = ['gqa', 'docvqa', 'chartqa', 'textvqa', 'mathverse', 'coco'];

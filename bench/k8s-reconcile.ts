@@ -38,10 +38,7 @@ import { KubernetesBackend } from '../orchestrator/backends/kubernetes/backend.j
 import { jobNameOfUnit } from '../orchestrator/backends/kubernetes/compose.js';
 import { buildTrainJob } from '../orchestrator/backends/kubernetes/objects.js';
 import { kubernetesSettings } from '../orchestrator/backends/kubernetes/settings.js';
-import {
-  startFakeApiServer,
-  type FakeApiServer,
-} from '../orchestrator/backends/kubernetes/sim/kube-apiserver.js';
+import { startFakeApiServer, type FakeApiServer } from '../testing/kube-sim/kube-apiserver.js';
 import { taskIdFor } from '../orchestrator/store.js';
 import {
   type Benchmark,

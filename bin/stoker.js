@@ -24,7 +24,10 @@ function distIsFresh() {
   if (process.env.STOKER_FROM_SOURCE === '1') return false;
   if (!existsSync(built) || !existsSync(stamp)) return false;
   const builtAt = statSync(stamp).mtimeMs;
-  return ['common', 'orchestrator', 'worker'].every((d) => newestSource(join(root, d)) <= builtAt);
+  // An image carries only some of these folders (the worker image has no orchestrator/).
+  return ['common', 'fire', 'orchestrator', 'worker', 'testing']
+    .map((d) => join(root, d))
+    .every((d) => !existsSync(d) || newestSource(d) <= builtAt);
 }
 
 // `stoker worker` starts once per task attempt: it gets a slim entry point that loads
@@ -36,7 +39,7 @@ const entry =
   command === 'worker'
     ? ['worker', 'entry']
     : TOOLS.has(command) && !process.argv.includes('--help') && !process.argv.includes('-h')
-      ? ['orchestrator', 'cli', 'tools']
+      ? ['fire', 'cli', 'main']
       : ['orchestrator', 'cli', 'main'];
 
 // The worker runs from its bundle (scripts/bundle-worker.mjs, half the start-up time)

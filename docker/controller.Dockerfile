@@ -23,9 +23,9 @@ RUN npm ci --ignore-scripts
 COPY tsconfig.json tsconfig.build.json ./
 COPY bin ./bin
 COPY common ./common
+COPY fire ./fire
 COPY orchestrator ./orchestrator
 COPY worker ./worker
-COPY bench ./bench
 COPY scripts ./scripts
 COPY training-configs ./training-configs
 RUN npm run build && npm prune --omit=dev

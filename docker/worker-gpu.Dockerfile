@@ -21,12 +21,12 @@ RUN npm ci --ignore-scripts
 COPY tsconfig.json tsconfig.build.json ./
 COPY bin ./bin
 COPY common ./common
+COPY fire ./fire
 COPY orchestrator ./orchestrator
 COPY worker ./worker
-COPY bench ./bench
 # scripts/bundle-worker.mjs: `npm run build` bundles the worker (faster start per attempt).
 COPY scripts ./scripts
-RUN npm run build && npm prune --omit=dev && rm -rf bench dist/bench
+RUN npm run build && npm prune --omit=dev
 
 # --- the worker image ------------------------------------------------------------------
 FROM ${NODE_IMAGE} AS node

@@ -15,10 +15,10 @@
  *   pool:{name}:completions zset shard completions (score: ms), for shards per second
  */
 import type { Redis } from 'ioredis';
-import { z } from 'zod';
 import { UsageError } from '../common/errors.js';
 import { poolQueueName, type Keys } from '../common/keys.js';
 import { nowIso } from '../common/model.js';
+import { WorkerState } from '../common/worker-state.js';
 import type { NormalizedPool, Resources } from '../common/spec/schema.js';
 
 export interface PoolRecord {
@@ -30,18 +30,6 @@ export interface PoolRecord {
   /** `${runId}/${stage}` of the stage that last registered the pool (see PoolSpec). */
   declaredBy: string | undefined;
 }
-
-export const WorkerState = z.object({
-  workerId: z.string(),
-  pid: z.number().int(),
-  host: z.string(),
-  state: z.enum(['starting', 'idle', 'busy', 'draining']),
-  shard: z.string().nullable(),
-  since: z.string(),
-  heartbeatAt: z.string(),
-  shardsDone: z.number().int(),
-});
-export type WorkerState = z.infer<typeof WorkerState>;
 
 /** A worker whose heartbeat is older than this is counted as gone. */
 export const WORKER_STALE_MS = 15_000;

@@ -13,13 +13,13 @@
  *   2. cancel requested -> Cancelled, not retried
  *      (1. and 2. are read, and otherwise the Running status, the attempt's progress
  *      record and `attempt` event and the worker's state written, by one script:
- *      RunStore.beginShard)
+ *      TaskStore.beginShard)
  *   3. the server for this stage's payload is started if needed (restarted if it died,
  *      replaced if the stage's payload differs from the one it runs)
  *   4. the shard is written to `${output}.partial-<worker>-a<attempt>` and renamed to
  *      `output` after `done`: a retried shard never leaves a half file or a duplicate
  *   5. outcome recorded once, with the final status, the completion (the pool's
- *      shards/s) and the worker's state, by one script (RunStore.finishShard)
+ *      shards/s) and the worker's state, by one script (TaskStore.finishShard)
  * A `failed` answer with a non-retryable reason (BAD_DATA...) fails the shard at once;
  * a crash or a malformed answer fails the attempt (retried) and restarts the server.
  *
@@ -41,8 +41,8 @@ import {
   type ShardOutcome,
   type TaskStatus,
 } from '../common/model.js';
-import { newTaskStatus, RunStore } from '../orchestrator/store.js';
-import type { WorkerState } from '../orchestrator/pools.js';
+import { newTaskStatus, TaskStore } from '../common/task-store.js';
+import type { WorkerState } from '../common/worker-state.js';
 import { buildPayloadEnv, type EnvSource } from './env.js';
 import { TaskReporter } from './reporter.js';
 import { ServerProcess, ServerStartError, type ShardResult } from './server-process.js';
@@ -79,7 +79,7 @@ const isExitCodeName = (s: string): s is ExitCodeName => Object.hasOwn(ExitCode,
 export async function runPoolWorker(opts: PoolWorkerOptions): Promise<number> {
   const { redis, keys, pool, workerId } = opts;
   const log = opts.log.child({ pool, workerId });
-  const store = new RunStore(redis, keys);
+  const store = new TaskStore(redis, keys);
   let state: WorkerState = {
     workerId,
     pid: process.pid,

@@ -33,6 +33,7 @@ import { parseLine, type PayloadEvent } from '../common/events.js';
 import { classifyExit, type ExitClassification } from '../common/exit-codes.js';
 import type { Logger } from '../common/logger.js';
 import { silentLogger } from '../common/logger.js';
+import { groupAlive, killGroup } from '../common/proc.js';
 
 /** Receives what the payload reports. Called synchronously, once per line: must not block. */
 export interface PayloadSink {
@@ -142,25 +143,6 @@ export class LineSplitter {
     return line.length > this.maxChars
       ? `${line.slice(0, this.maxChars)} [line cut at ${this.maxChars} characters]`
       : line;
-  }
-}
-
-function killGroup(pgid: number, signal: NodeJS.Signals): boolean {
-  try {
-    process.kill(-pgid, signal);
-    return true;
-  } catch {
-    return false; // ESRCH: nobody left in the group
-  }
-}
-
-/** Whether any process is still in the group. */
-export function groupAlive(pgid: number): boolean {
-  try {
-    process.kill(-pgid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -20,7 +20,7 @@ import { dirname } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseLine, type PayloadEvent, type ShardRequest } from '../common/events.js';
 import type { Logger } from '../common/logger.js';
-import { isRunning, killGroup } from '../orchestrator/backends/proc.js';
+import { isRunning, killGroup } from '../common/proc.js';
 import { redact, type PayloadSink } from './runner.js';
 
 export type ShardResult =

@@ -16,7 +16,7 @@ import { stringify } from 'yaml';
 import { silentLogger } from '../../common/logger.js';
 import { parseSpec } from '../../common/spec/load.js';
 import type { NormalizedSpec } from '../../common/spec/schema.js';
-import { isRunning, killGroup, killPid } from '../../orchestrator/backends/proc.js';
+import { isRunning, killGroup, killPid } from '../../common/proc.js';
 import { startSystem, type System } from '../../orchestrator/system.js';
 import {
   type BenchContext,

@@ -24,7 +24,7 @@ import { nowIso } from '../../common/model.js';
 import { stokerBin } from '../../common/paths.js';
 import { randomBytes } from 'node:crypto';
 import type { Backend, LaunchRequest, PoolSpec, UnitState } from './types.js';
-import { groupAlive, isRunning, killGroup, killPid, procStartTime } from './proc.js';
+import { groupAlive, isRunning, killGroup, killPid, procStartTime } from '../../common/proc.js';
 
 export interface LocalBackendOptions {
   redis: Redis;

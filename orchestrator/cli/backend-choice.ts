@@ -36,10 +36,12 @@ export async function chooseBackend(opts: {
   }
   if (opts.backend !== 'kubernetes')
     throw new UsageError(`unknown backend "${opts.backend}" (local or kubernetes)`);
-  const [{ createKubernetesBackend }, { settingsFromEnv }] = await Promise.all([
-    import('../backends/kubernetes/compose.js'),
-    import('../backends/kubernetes/settings.js'),
-  ]);
+  const [{ createKubernetesBackend }, { settingsFromEnv }, { loadClusterSimulator }] =
+    await Promise.all([
+      import('../backends/kubernetes/compose.js'),
+      import('../backends/kubernetes/settings.js'),
+      import('../backends/kubernetes/simulator.js'),
+    ]);
   if (!opts.simulate) {
     const kc = new KubeConfig();
     kc.loadFromDefault();
@@ -57,26 +59,18 @@ export async function chooseBackend(opts: {
       stop: async () => undefined,
     };
   }
-  const [{ startFakeCluster }, { simulatedSettings }] = await Promise.all([
-    import('../backends/kubernetes/sim/kubelet.js'),
-    import('../backends/kubernetes/sim/simulated-settings.js'),
-  ]);
-  const cluster = await startFakeCluster({ kubelet: { inheritEnv: 'all', gpus: 8 } });
+  const { startSimulatedCluster } = await loadClusterSimulator();
   // The simulated kubelet runs pods here: stoker is this checkout, runs live in its home.
-  const settings = simulatedSettings(cluster, {
+  const cluster = await startSimulatedCluster({
     workerEnv: { STOKER_PREFIX: opts.prefix, ...(opts.home ? { STOKER_HOME: opts.home } : {}) },
   });
+  const { settings } = cluster;
   return {
-    describe: `kubernetes, simulated (fake API server ${cluster.url}, one simulated node)`,
+    describe: cluster.describe,
     factory: async ({ store, log, redisUrl }) => {
-      cluster.store.create('secrets', {
-        apiVersion: 'v1',
-        kind: 'Secret',
-        metadata: { name: settings.redisUrlSecret.name, namespace: settings.namespace },
-        stringData: { [settings.redisUrlSecret.key]: redisUrl },
-      });
+      cluster.putSecret(settings.redisUrlSecret.name, settings.redisUrlSecret.key, redisUrl);
       return createKubernetesBackend({
-        kc: cluster.kubeConfig({ namespace: settings.namespace }),
+        kc: cluster.kubeConfig,
         settings,
         store,
         log,

@@ -16,7 +16,7 @@ import {
   startEmbeddedRedis,
   type EmbeddedRedis,
 } from '../embedded-redis.js';
-import { isRunning } from '../backends/proc.js';
+import { isRunning } from '../../common/proc.js';
 import { RunStore } from '../store.js';
 
 export interface GlobalOptions {

@@ -20,17 +20,6 @@ export function formatNumber(n: number | null | undefined, digits = 4): string {
   return Number(n.toPrecision(digits)).toString();
 }
 
-export function table(rows: string[][]): string {
-  const widths: number[] = [];
-  for (const row of rows)
-    row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
-  return rows
-    .map((row) =>
-      row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i] ?? 0))).join('  '),
-    )
-    .join('\n');
-}
-
 export function taskLine(t: TaskView): string {
   const p = t.progress;
   const parts = [

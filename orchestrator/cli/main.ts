@@ -28,14 +28,15 @@ import {
   type Context,
   type GlobalOptions,
 } from './context.js';
-import { age, describeRun, formatDuration, table } from './format.js';
+import { age, describeRun, formatDuration } from './format.js';
+import { table } from '../../common/table.js';
 import { chooseBackend } from './backend-choice.js';
-import { exitOnError } from './exit.js';
+import { exitOnError } from '../../common/cli-exit.js';
 import { buildPoolView, scalePool } from '../pools.js';
 import { watchRun } from './watch.js';
-import { registerDataCommands } from './data.js';
-import { registerMetricsCommands } from './metrics.js';
-import { registerReportCommands } from './report.js';
+import { registerDataCommands } from '../../fire/cli/data.js';
+import { registerMetricsCommands } from '../../fire/cli/metrics.js';
+import { registerReportCommands } from '../../fire/cli/report.js';
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
@@ -701,11 +702,10 @@ export function buildProgram(): Command {
     .allowUnknownOption()
     .helpOption(false)
     .argument('[args...]')
-    .action(async () => {
-      // The same code as the slim entry point bin/stoker.js uses (worker/entry.ts).
-      const { workerMain } = await import('../../worker/main.js');
-      const at = process.argv.indexOf('worker');
-      process.exitCode = await workerMain(process.argv.slice(at + 1));
+    .action(() => {
+      // bin/stoker.js starts worker/entry.js for `stoker worker` before this CLI loads (a
+      // worker pod has no orchestrator/); this entry is here for `stoker --help`.
+      throw new UsageError('`stoker worker` runs through the stoker command (bin/stoker.js)');
     });
 
   program

@@ -40,7 +40,8 @@ import type { DispatchJobData } from '../dispatcher.js';
 import { LineageRecorder } from '../lineage.js';
 import { readPool, registerPool } from '../pools.js';
 import { planShards, type ShardPlan } from '../sharding.js';
-import { newTaskStatus, taskIdFor, type RunStore, type TaskRecord } from '../store.js';
+import { newTaskStatus } from '../../common/task-store.js';
+import { taskIdFor, type RunStore, type TaskRecord } from '../store.js';
 import {
   planRun,
   setCondition,

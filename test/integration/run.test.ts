@@ -6,7 +6,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { readTaskProgress } from '../../common/progress.js';
-import { isRunning } from '../../orchestrator/backends/proc.js';
+import { isRunning } from '../../common/proc.js';
 import { eventually } from '../util/redis-server.js';
 import {
   nodePayloadRun,

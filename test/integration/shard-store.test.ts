@@ -9,7 +9,8 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { makeKeys, shardStageOf, shardTaskId, type Keys } from '../../common/keys.js';
 import type { ShardOutcome, TaskStatus } from '../../common/model.js';
 import { readTaskEvents, readTaskLogTail, readTaskProgress } from '../../common/progress.js';
-import { newTaskStatus, RunStore, type TaskRecord } from '../../orchestrator/store.js';
+import { newTaskStatus } from '../../common/task-store.js';
+import { RunStore, type TaskRecord } from '../../orchestrator/store.js';
 import { TaskReporter } from '../../worker/reporter.js';
 import { eventually, testRedisUrl, uniquePrefix } from '../util/redis-server.js';
 

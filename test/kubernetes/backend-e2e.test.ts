@@ -6,11 +6,8 @@
 import type { V1Job, V1Pod } from '@kubernetes/client-node';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createKubernetesBackend } from '../../orchestrator/backends/kubernetes/compose.js';
-import {
-  startFakeCluster,
-  type FakeCluster,
-} from '../../orchestrator/backends/kubernetes/sim/kubelet.js';
-import { simulatedSettings } from '../../orchestrator/backends/kubernetes/sim/simulated-settings.js';
+import { startFakeCluster, type FakeCluster } from '../../testing/kube-sim/kubelet.js';
+import { simulatedSettings } from '../../testing/kube-sim/simulated-settings.js';
 import { eventually } from '../util/redis-server.js';
 import { nodePayloadRun, specFrom, startTestSystem, type TestSystem } from '../util/system.js';
 

@@ -18,10 +18,7 @@ import {
   classifyFailedCreate,
   observeJob,
 } from '../../orchestrator/backends/kubernetes/observe.js';
-import {
-  startFakeApiServer,
-  type FakeApiServer,
-} from '../../orchestrator/backends/kubernetes/sim/kube-apiserver.js';
+import { startFakeApiServer, type FakeApiServer } from '../../testing/kube-sim/kube-apiserver.js';
 import { eventually } from '../util/redis-server.js';
 
 /** Virtual time: sleep() moves it at once, so a test of minutes of backoff takes none. */

@@ -21,18 +21,18 @@ import {
   type V1Job,
   type V1Pod,
 } from '@kubernetes/client-node';
-import { ManualClock } from '../../orchestrator/backends/kubernetes/sim/clock.js';
+import { ManualClock } from '../../testing/kube-sim/clock.js';
 import {
   startFakeApiServer,
   type FakeApiServer,
   type KubeStatus,
-} from '../../orchestrator/backends/kubernetes/sim/kube-apiserver.js';
+} from '../../testing/kube-sim/kube-apiserver.js';
 import {
   COMPLETION_INDEX,
   startFakeCluster,
   type FakeCluster,
   type FakeClusterOptions,
-} from '../../orchestrator/backends/kubernetes/sim/kubelet.js';
+} from '../../testing/kube-sim/kubelet.js';
 
 const NODE = process.execPath;
 

@@ -181,6 +181,13 @@ describe('API-server faults, end to end', () => {
     const before = s.k8s.stats();
     await h.cluster.server.restart(3000, { freshWatchCache: true });
     await succeeded(s, runId);
+    // The run can finish (through the jobs and pods watches) while the events watch is
+    // still in its backoff: wait until every reflector has resumed and met the 410.
+    await eventually('every reflector resumed after the restart', () =>
+      (['jobs', 'pods', 'events'] as const).every(
+        (r) => s.k8s.stats().reflectors[r].gone > before.reflectors[r].gone,
+      ),
+    );
     const after = s.k8s.stats();
     for (const r of ['jobs', 'pods', 'events'] as const) {
       const watches = after.reflectors[r].watches - before.reflectors[r].watches;

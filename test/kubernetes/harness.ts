@@ -17,9 +17,9 @@ import {
   startFakeCluster,
   type FakeCluster,
   type FakeClusterOptions,
-} from '../../orchestrator/backends/kubernetes/sim/kubelet.js';
-import type { RecordedRequest } from '../../orchestrator/backends/kubernetes/sim/kube-apiserver.js';
-import { simulatedSettings } from '../../orchestrator/backends/kubernetes/sim/simulated-settings.js';
+} from '../../testing/kube-sim/kubelet.js';
+import type { RecordedRequest } from '../../testing/kube-sim/kube-apiserver.js';
+import { simulatedSettings } from '../../testing/kube-sim/simulated-settings.js';
 import { startTestSystem, type TestSystem } from '../util/system.js';
 
 export const NS = 'stoker';

@@ -1,5 +1,5 @@
 /**
- * Training views (orchestrator/fire/data/views.ts) against test/fixtures/fire-views-vectors.json,
+ * Training views (fire/data/views.ts) against test/fixtures/fire-views-vectors.json,
  * the vectors Python's fire.prompts checks too (worker/python/tests/test_fire_views_vectors.py),
  * and buildViews() on files.
  */
@@ -7,8 +7,8 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { checkRecord } from '../../orchestrator/fire/data/record.js';
-import { TEACHER_INSTRUCTION } from '../../orchestrator/fire/data/prompts.js';
+import { checkRecord } from '../../fire/data/record.js';
+import { TEACHER_INSTRUCTION } from '../../fire/data/prompts.js';
 import {
   answersView,
   buildViews,
@@ -17,7 +17,7 @@ import {
   teacherViews,
   viewLength,
   type ViewRecord,
-} from '../../orchestrator/fire/data/views.js';
+} from '../../fire/data/views.js';
 
 interface Vector {
   name: string;

@@ -1,5 +1,5 @@
 /**
- * orchestrator/fire/data: the record checks, the streaming line reader, validate, shard,
+ * fire/data: the record checks, the streaming line reader, validate, shard,
  * merge and the synth runner, on small files written per test. Views are in
  * fire-data-views.test.ts (shared vectors with Python).
  */
@@ -9,18 +9,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { AtomicFile, readLines, type LineItem } from '../../orchestrator/fire/data/jsonl.js';
-import { imageFormat, ImageChecker } from '../../orchestrator/fire/data/images.js';
-import {
-  checkRecord,
-  derivedId,
-  recordId,
-  type ProblemCode,
-} from '../../orchestrator/fire/data/record.js';
-import { validateFile } from '../../orchestrator/fire/data/validate.js';
-import { shardFile, shardOf } from '../../orchestrator/fire/data/shard.js';
-import { fireDropReason, mergeFiles } from '../../orchestrator/fire/data/merge.js';
-import { pickPython, runSynth, synthArgs } from '../../orchestrator/fire/data/synth.js';
+import { AtomicFile, readLines, type LineItem } from '../../fire/data/jsonl.js';
+import { imageFormat, ImageChecker } from '../../fire/data/images.js';
+import { checkRecord, derivedId, recordId, type ProblemCode } from '../../fire/data/record.js';
+import { validateFile } from '../../fire/data/validate.js';
+import { shardFile, shardOf } from '../../fire/data/shard.js';
+import { fireDropReason, mergeFiles } from '../../fire/data/merge.js';
+import { pickPython, runSynth, synthArgs } from '../../fire/data/synth.js';
 
 // ---------------------------------------------------------------------------------------
 // A fluent builder of raw FIRE records: makeDialogue().id('a').scores(3, 9).build()

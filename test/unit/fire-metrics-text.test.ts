@@ -1,5 +1,5 @@
 /**
- * BLEU-1..4 and CIDEr-D (orchestrator/fire/metrics/text.ts) on cases small enough to
+ * BLEU-1..4 and CIDEr-D (fire/metrics/text.ts) on cases small enough to
  * compute by hand (the arithmetic is in each case), plus the properties that follow from
  * the definitions, and the tokenizer.
  *
@@ -7,12 +7,7 @@
  * guesses and to r). Where a case has guess_n = 0 its p_n is tiny / small = 1e-6.
  */
 import { describe, expect, it } from 'vitest';
-import {
-  computeTextMetrics,
-  corpusBleu,
-  corpusCiderD,
-  tokenize,
-} from '../../orchestrator/fire/metrics/text.js';
+import { computeTextMetrics, corpusBleu, corpusCiderD, tokenize } from '../../fire/metrics/text.js';
 
 const TINY = 1e-15;
 const SMALL = 1e-9;

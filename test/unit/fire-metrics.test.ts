@@ -1,5 +1,5 @@
 /**
- * FIRE free-dialogue metrics (orchestrator/fire/metrics/dialogue.ts) against hand-computed
+ * FIRE free-dialogue metrics (fire/metrics/dialogue.ts) against hand-computed
  * vectors (test/fixtures/fire-dialogue-metric-vectors.json, the arithmetic in each case),
  * their file reader (files.ts: streaming, bad lines with file:line, --skip-bad, score
  * arrays that disagree with the teacher turns), and the teacher score error (scores.ts).
@@ -16,19 +16,19 @@ import {
   validateScores,
   type DialogueMetrics,
   type DialogueMetricsOptions,
-} from '../../orchestrator/fire/metrics/dialogue.js';
+} from '../../fire/metrics/dialogue.js';
 import {
   dialogueMetricsOfFile,
   scoreErrorOfFile,
   textItemsOfFile,
-} from '../../orchestrator/fire/metrics/files.js';
-import { jsonLines, MetricsInputError } from '../../orchestrator/fire/metrics/jsonl.js';
+} from '../../fire/metrics/files.js';
+import { jsonLines, MetricsInputError } from '../../fire/metrics/jsonl.js';
 import {
   computeScoreError,
   referenceScore,
   ScoreErrorAccumulator,
-} from '../../orchestrator/fire/metrics/scores.js';
-import { formatTeacher } from '../../orchestrator/fire/parsing.js';
+} from '../../fire/metrics/scores.js';
+import { formatTeacher } from '../../fire/parsing.js';
 
 interface Vector {
   name: string;

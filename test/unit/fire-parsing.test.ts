@@ -1,5 +1,5 @@
 /**
- * orchestrator/fire/parsing.ts against the vectors Python's tests use too
+ * fire/parsing.ts against the vectors Python's tests use too
  * (worker/python/tests/test_fire_parsing.py), plus the student rule and the formats.
  */
 import { readFileSync } from 'node:fs';
@@ -12,7 +12,7 @@ import {
   parseTeacher,
   pyStrip,
   scoreOrZero,
-} from '../../orchestrator/fire/parsing.js';
+} from '../../fire/parsing.js';
 
 interface Vector {
   name: string;

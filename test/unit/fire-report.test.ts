@@ -2,12 +2,8 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { accCurveSvg } from '../../orchestrator/fire/report/chart.js';
-import {
-  buildFireReport,
-  parseModelArg,
-  ReportInputError,
-} from '../../orchestrator/fire/report/report.js';
+import { accCurveSvg } from '../../fire/report/chart.js';
+import { buildFireReport, parseModelArg, ReportInputError } from '../../fire/report/report.js';
 
 /** A FIRE raw record with these teacher scores (the metrics read the `score` array). */
 function record(id: string, scores: number[]): string {

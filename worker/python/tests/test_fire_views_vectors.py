@@ -1,8 +1,8 @@
 """Training views built with fire.prompts and fire.parsing match test/fixtures/fire-views-vectors.json,
-the vectors the TypeScript views (orchestrator/fire/data/views.ts, `stoker data views`) are
+the vectors the TypeScript views (fire/data/views.ts, `stoker data views`) are
 checked against too (test/unit/fire-data-views.test.ts): both languages build the same views.
 
-The views (orchestrator/fire/data/views.ts has the full contract):
+The views (fire/data/views.ts has the full contract):
     student  student_messages(q, responses[:-1], feedback_text(teacher[:-1])) + [gpt(last response)]
     teacher  per round r: teacher_messages(q, groundtruth, response r) + [gpt(teacher turn r)],
              id "{id}#t{r}", no image

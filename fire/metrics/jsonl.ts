@@ -11,7 +11,7 @@
  */
 import { createReadStream, statSync } from 'node:fs';
 import { StringDecoder } from 'node:string_decoder';
-import { UsageError } from '../../../common/errors.js';
+import { UsageError } from '../../common/errors.js';
 
 /** Bad input to a metrics command: exit 2, like every other invalid input of the CLI. */
 export class MetricsInputError extends UsageError {

@@ -3,7 +3,7 @@
  * stderr and the exit code of the CLI's contract (2 invalid input, 1 otherwise). Kept
  * apart from main.ts so that the slim tools entry point does not load the whole CLI.
  */
-import { SpecError, StokerError, UsageError } from '../../common/errors.js';
+import { SpecError, StokerError, UsageError } from './errors.js';
 
 export function exitOnError(err: unknown): void {
   if (err instanceof SpecError) {

@@ -12,8 +12,8 @@ import { spawn as nodeSpawn, type SpawnOptions, type ChildProcess } from 'node:c
 import { existsSync } from 'node:fs';
 import { delimiter } from 'node:path';
 import { constants } from 'node:os';
-import { StokerError } from '../../../common/errors.js';
-import { pythonPayloadDir } from '../../../common/paths.js';
+import { StokerError } from '../../common/errors.js';
+import { pythonPayloadDir } from '../../common/paths.js';
 
 export const SYNTH_KINDS = ['dialogues', 'seeds'] as const;
 export type SynthKind = (typeof SYNTH_KINDS)[number];

@@ -1,6 +1,6 @@
 /**
  * `stoker report`: the FIRE report of a finished pipeline's evaluations (the last stage
- * of training-configs/fire/pipeline.yaml and fire-mini; orchestrator/fire/report/report.ts).
+ * of training-configs/fire/pipeline.yaml and fire-mini; fire/report/report.ts).
  *
  *   stoker report --model NAME=DIR [--model NAME=DIR ...] [--baseline NAME]
  *                 [--lineage FILE] --out DIR [--title TEXT] [--tau 8] [--tmax 5]
@@ -11,7 +11,7 @@
  * Exit codes: 0 written; 2 bad input (a missing evaluation file, a bad flag); 1 otherwise.
  */
 import type { Command } from 'commander';
-import { buildFireReport, headlineTable, parseModelArg } from '../fire/report/report.js';
+import { buildFireReport, headlineTable, parseModelArg } from '../report/report.js';
 import { dialogueOptions } from './metrics.js';
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];

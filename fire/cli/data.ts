@@ -2,7 +2,7 @@
  * `stoker data ...`: FIRE data tooling (shared/FIRE.md section 1), streaming: memory does
  * not grow with a file's size; validate, views and merge keep the set of distinct ids
  * (duplicates), which grows with the number of dialogues (about 100-150 bytes each).
- * Library code lives in orchestrator/fire/data/.
+ * Library code lives in fire/data/.
  *
  *   stoker data validate FILE [--images DIR] [--json] [--max-problems N] [--satisfied N] [--strict]
  *   stoker data views FILE --out DIR [--view student|teacher|answers|all] [--images DIR]
@@ -23,13 +23,13 @@ import { readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { InvalidArgumentError, Option, type Command, type CommanderError } from 'commander';
 import { UsageError } from '../../common/errors.js';
-import { mergeFiles, KEEP_RULES, MIN_ROUNDS, type KeepRule } from '../fire/data/merge.js';
-import { PROBLEM_CODES, SATISFIED, type ProblemCode } from '../fire/data/record.js';
-import { MAX_SHARDS, shardFile } from '../fire/data/shard.js';
-import { runSynth, SYNTH_KINDS, type SynthOptions } from '../fire/data/synth.js';
-import { validateFile, type ValidateReport } from '../fire/data/validate.js';
-import { buildViews, VIEW_NAMES, type ViewName } from '../fire/data/views.js';
-import { table } from './format.js';
+import { mergeFiles, KEEP_RULES, MIN_ROUNDS, type KeepRule } from '../data/merge.js';
+import { PROBLEM_CODES, SATISFIED, type ProblemCode } from '../data/record.js';
+import { MAX_SHARDS, shardFile } from '../data/shard.js';
+import { runSynth, SYNTH_KINDS, type SynthOptions } from '../data/synth.js';
+import { validateFile, type ValidateReport } from '../data/validate.js';
+import { buildViews, VIEW_NAMES, type ViewName } from '../data/views.js';
+import { table } from '../../common/table.js';
 
 function print(text: string): void {
   process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);

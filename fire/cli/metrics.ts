@@ -1,6 +1,6 @@
 /**
  * `stoker metrics ...`: FIRE-Bench metrics of evaluation outputs (shared/FIRE.md section 3;
- * definitions in orchestrator/fire/metrics/). No Redis, no run: files in, numbers out.
+ * definitions in fire/metrics/). No Redis, no run: files in, numbers out.
  *
  *   stoker metrics dialogues free.jsonl [--baseline base.jsonl] [--tau 8] [--tmax 5]
  *                                       [--penalty N] [--scores-from field|turns] [--skip-bad] [--json]
@@ -20,18 +20,18 @@ import {
   resolveDialogueOptions,
   type DialogueMetrics,
   type ResolvedDialogueOptions,
-} from '../fire/metrics/dialogue.js';
+} from '../metrics/dialogue.js';
 import {
   dialogueMetricsOfFile,
   scoreErrorOfFile,
   textItemsOfFile,
   type DialogueFileResult,
   type ScoresFrom,
-} from '../fire/metrics/files.js';
-import { requireInputFile } from '../fire/metrics/jsonl.js';
-import { UNPARSEABLE_ERROR } from '../fire/metrics/scores.js';
-import { computeTextMetrics } from '../fire/metrics/text.js';
-import { table } from './format.js';
+} from '../metrics/files.js';
+import { requireInputFile } from '../metrics/jsonl.js';
+import { UNPARSEABLE_ERROR } from '../metrics/scores.js';
+import { computeTextMetrics } from '../metrics/text.js';
+import { table } from '../../common/table.js';
 
 function print(text: string): void {
   process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);

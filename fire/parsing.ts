@@ -19,7 +19,7 @@
  *   5. the feedback is the text after the first `Feedback:` anywhere in the text, stripped;
  *      '' when there is none (the score still counts).
  * null means "unparseable": where a number is needed it counts as 0 (scoreOrZero); the
- * FIRE-Bench teacher MAE counts it as an error of 10 (orchestrator/fire/metrics/scores.ts).
+ * FIRE-Bench teacher MAE counts it as an error of 10 (fire/metrics/scores.ts).
  *
  * Student rule: the thought is the text between `Thought:` and `Answer:`, the answer the
  * text after the first `Answer:`, each stripped; a part without its marker is null.

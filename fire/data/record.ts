@@ -40,7 +40,7 @@
  * Scores used by notes, views and the keep rule are the parsed ones (unparseable = 0).
  */
 import { createHash } from 'node:crypto';
-import { StokerError } from '../../../common/errors.js';
+import { StokerError } from '../../common/errors.js';
 import { parseStudent, parseTeacher, scoreOrZero } from '../parsing.js';
 import { isInsideRoot } from './images.js';
 

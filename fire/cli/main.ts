@@ -7,7 +7,7 @@
  */
 import { Command } from 'commander';
 import { registerDataCommands } from './data.js';
-import { exitOnError } from './exit.js';
+import { exitOnError } from '../../common/cli-exit.js';
 import { registerMetricsCommands } from './metrics.js';
 import { registerReportCommands } from './report.js';
 

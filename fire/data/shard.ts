@@ -28,7 +28,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AtomicFile, isTooLong, readLines } from './jsonl.js';
-import { UsageError } from '../../../common/errors.js';
+import { UsageError } from '../../common/errors.js';
 import { BadRecordError, recordId } from './record.js';
 
 export const MAX_SHARDS = 1000;

@@ -7,8 +7,11 @@
  * here, so there is no image and no runs volume), in namespace `stoker`, and the
  * PriorityClass the settings name exists.
  */
-import { stokerBin } from '../../../../common/paths.js';
-import { kubernetesSettings, type KubernetesSettings } from '../settings.js';
+import { stokerBin } from '../../common/paths.js';
+import {
+  kubernetesSettings,
+  type KubernetesSettings,
+} from '../../orchestrator/backends/kubernetes/settings.js';
 import type { FakeCluster } from './kubelet.js';
 
 export function simulatedSettings(

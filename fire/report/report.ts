@@ -13,7 +13,7 @@
  *
  * Output (in --out): report.md (tables, the picture, lineage), acc-curve.svg and
  * report.json (every number of report.md). Metrics are computed by the same code as
- * `stoker metrics` (orchestrator/fire/metrics): nothing here re-derives them.
+ * `stoker metrics` (fire/metrics): nothing here re-derives them.
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -25,7 +25,7 @@ import {
 import { dialogueMetricsOfFile, scoreErrorOfFile, textItemsOfFile } from '../metrics/files.js';
 import type { ScoreErrorMetrics } from '../metrics/scores.js';
 import { computeTextMetrics, type TextMetrics } from '../metrics/text.js';
-import { UsageError } from '../../../common/errors.js';
+import { UsageError } from '../../common/errors.js';
 import { accCurveSvg } from './chart.js';
 
 export interface ModelEvaluation {
