@@ -9,8 +9,8 @@
  *
  * Every baseline is measured in the same invocation on the same Redis: a redis-server the
  * bench starts on a free port (never the machine's 6379), with a key prefix per benchmark.
- * Before anything, `npm run build` compiles dist/ and bundles the worker, and the local
- * backend starts workers as `node dist/worker/bundle/entry.js worker ...`
+ * Before anything, `npm run build` compiles dist/ and bundles the entry points, and the local
+ * backend starts workers as `node dist/bundle/worker.js worker ...`
  * (`workerCommand`), the slim entry point bin/stoker.js routes `stoker worker` to (the
  * unbundled dist/worker/entry.js if the bundle could not be made from this build).
  * Why not bin/stoker.js, as `stoker up` does: it runs the sources through tsx as soon as
@@ -34,6 +34,7 @@ import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { cliStartup } from './cli-startup.js';
 import { dispatchLatency } from './dispatch-latency.js';
 import { dispatchThroughput } from './dispatch-throughput.js';
 import { k8sReconcile } from './k8s-reconcile.js';
@@ -60,6 +61,7 @@ const BENCHMARKS: readonly Benchmark[] = [
   fireData,
   fireMetrics,
   fireSelfplay,
+  cliStartup,
 ];
 
 interface Options {
@@ -99,7 +101,7 @@ function parseArgs(argv: readonly string[]): Options {
 
 /**
  * `npm run build`: compile dist/ (incremental; type errors elsewhere still emit, so the
- * code is usable) and bundle the worker (scripts/bundle-worker.mjs).
+ * code is usable) and bundle the entry points (scripts/bundle.mjs).
  */
 function build(
   root: string,
@@ -154,6 +156,14 @@ function human(line: Record<string, unknown>): string {
     }
     case 'scale-down-under-load':
       return `${name}: lost ${f(line.shardsLost)}, run twice ${f(line.shardsRunTwice)} of ${f(line.shards)} shards (${line.met ? 'met' : 'NOT met'}) | 4 -> 1 worker in ${f(line.scaleToOneWorkerMs)} ms (victims' last shard ended at ${f(b.victimsLastShardEndMs)} ms) | run ${f(line.runPhase)}`;
+    case 'cli-startup': {
+      const c = (k: string) => {
+        const v = (line[k] ?? {}) as Record<string, unknown>;
+        return `${k} ${f(v.medianMs)} ms (${f(v.ratio)}x)`;
+      };
+      const n = ((b.nodeE0 ?? {}) as Record<string, unknown>).medianMs;
+      return `${name}: ${c('help')}, ${c('validate')}, ${c('status')}, ${c('statusRun')} | node -e 0 ${f(n)} ms | targets ${JSON.stringify(line.target)}: ${line.met ? 'met' : 'NOT met'}`;
+    }
     case 'fire-metrics': {
       const peak = (line.peakRssMiB ?? {}) as Record<string, unknown>;
       return `${name}: ${f(line.dialoguesPerSecAfterStartup)} dialogues/s after a ${f(line.startupMs)} ms start (${f(line.dialogues)} in ${f(line.wallSeconds)} s, ${f(line.fileMiB)} MiB) vs readline+JSON.parse ${f(b.linesPerSecAfterStartup)} lines/s | ratio ${f(line.ratio)} | peak RSS ${f(peak.large)} MiB (small file ${f(peak.small)}, one line ${f(peak.oneLine)}) | result matches: ${f(line.resultMatches)}`;
@@ -191,12 +201,12 @@ async function main(): Promise<number> {
   process.once('SIGTERM', onSignal);
 
   try {
-    note('building dist/ (npm run build: tsc, then the worker bundle)');
+    note('building dist/ (npm run build: tsc, then the bundles)');
     const built = await build(root);
     const unbundled = join(root, 'dist', 'worker', 'entry.js');
     if (!existsSync(unbundled))
       throw new Error(`the build did not produce ${unbundled}: ${built.output.trim()}`);
-    const bundled = join(root, 'dist', 'worker', 'bundle', 'entry.js');
+    const bundled = join(root, 'dist', 'bundle', 'worker.js');
     const stamp = join(root, 'dist', '.tsbuildinfo');
     const workerMain =
       existsSync(bundled) && statSync(bundled).mtimeMs >= statSync(stamp).mtimeMs

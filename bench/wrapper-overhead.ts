@@ -23,7 +23,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { attemptLogFile } from '../worker/task-worker.js';
+import { attemptLogFile } from '../common/paths.js';
 import {
   type Benchmark,
   type BenchContext,

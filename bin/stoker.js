@@ -1,14 +1,24 @@
 #!/usr/bin/env node
-// Entry point of the `stoker` command. Runs the compiled CLI from dist/ when it is up to
-// date with the sources, and the TypeScript sources through tsx otherwise (a fresh
-// clone, or a developer who edited a file), so `npx stoker` never runs stale code.
+// Entry point of the `stoker` command. Runs the compiled code from dist/ when it is up to
+// date with the sources, and the TypeScript sources through tsx otherwise (a developer
+// who edited a file), so `stoker` never runs stale code.
+//
+// Three entry points, so that a command loads only what it uses:
+//   stoker worker ...                   worker/entry:
+//                                       once per task attempt, in every worker pod
+//   stoker data|metrics|report ...      fire/cli/main: the FIRE file tools, run by
+//                                       pipeline stages; no Redis, BullMQ or Kubernetes
+//   anything else                       orchestrator/cli/main (the commands load their
+//                                       heavy modules themselves: orchestrator/cli/program.ts)
+// The worker image carries worker/, fire/ and common/ only: there, any other command
+// gets the FIRE tools' help, which says so.
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const built = join(root, 'dist', 'orchestrator', 'cli', 'main.js');
 const stamp = join(root, 'dist', '.tsbuildinfo');
+const SOURCE_DIRS = ['common', 'fire', 'orchestrator', 'worker', 'testing'];
 
 function newestSource(dir, newest = 0) {
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
@@ -21,41 +31,41 @@ function newestSource(dir, newest = 0) {
 }
 
 function distIsFresh() {
-  if (process.env.STOKER_FROM_SOURCE === '1') return false;
-  if (!existsSync(built) || !existsSync(stamp)) return false;
+  if (process.env.STOKER_FROM_SOURCE === '1' || !existsSync(stamp)) return false;
   const builtAt = statSync(stamp).mtimeMs;
-  // An image carries only some of these folders (the worker image has no orchestrator/).
-  return ['common', 'fire', 'orchestrator', 'worker', 'testing']
-    .map((d) => join(root, d))
-    .every((d) => !existsSync(d) || newestSource(d) <= builtAt);
+  return SOURCE_DIRS.map((d) => join(root, d)).every(
+    (d) => !existsSync(d) || newestSource(d) <= builtAt,
+  );
 }
 
-// `stoker worker` starts once per task attempt: it gets a slim entry point that loads
-// only the worker's modules (worker/entry.ts), not the whole CLI.
-// The file tools (`stoker data|metrics|report`) likewise: no BullMQ, no Kubernetes client.
 const TOOLS = new Set(['data', 'metrics', 'report']);
 const command = process.argv[2];
+const help = process.argv.includes('--help') || process.argv.includes('-h');
+const hasCli =
+  existsSync(join(root, 'orchestrator')) || existsSync(join(root, 'dist', 'orchestrator'));
 const entry =
   command === 'worker'
-    ? ['worker', 'entry']
-    : TOOLS.has(command) && !process.argv.includes('--help') && !process.argv.includes('-h')
-      ? ['fire', 'cli', 'main']
-      : ['orchestrator', 'cli', 'main'];
+    ? 'worker/entry'
+    : (TOOLS.has(command) && !help) || !hasCli
+      ? 'fire/cli/main'
+      : 'orchestrator/cli/main';
 
-// The worker runs from its bundle (scripts/bundle-worker.mjs, half the start-up time)
-// when the bundle was made from this build; after a bare `tsc` it is older: not used.
-const workerBundle = join(root, 'dist', 'worker', 'bundle', 'entry.js');
+// Each entry point runs from its bundle (scripts/bundle.mjs: one file and shared chunks,
+// about half the start-up) when the bundle was made from this build; after a bare `tsc`
+// it is older and is not used.
+const BUNDLES = {
+  'worker/entry': 'worker',
+  'fire/cli/main': 'tools',
+  'orchestrator/cli/main': 'cli',
+};
+const bundle = join(root, 'dist', 'bundle', `${BUNDLES[entry]}.js`);
 const bundleIsFresh = () =>
-  existsSync(workerBundle) && statSync(workerBundle).mtimeMs >= statSync(stamp).mtimeMs;
+  existsSync(bundle) && statSync(bundle).mtimeMs >= statSync(stamp).mtimeMs;
 
-if (distIsFresh()) {
-  const file =
-    command === 'worker' && bundleIsFresh()
-      ? workerBundle
-      : join(root, 'dist', ...entry.slice(0, -1), `${entry.at(-1)}.js`);
-  await import(pathToFileURL(file).href);
+if (distIsFresh() && existsSync(join(root, 'dist', `${entry}.js`))) {
+  await import(pathToFileURL(bundleIsFresh() ? bundle : join(root, 'dist', `${entry}.js`)).href);
 } else {
   const { register } = await import('tsx/esm/api');
   register();
-  await import(pathToFileURL(join(root, ...entry.slice(0, -1), `${entry.at(-1)}.ts`)).href);
+  await import(pathToFileURL(join(root, `${entry}.ts`)).href);
 }

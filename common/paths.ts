@@ -37,3 +37,16 @@ export function pythonPayloadDir(): string {
 export function payloadBinDir(): string {
   return join(packageRoot(), 'worker', 'bin');
 }
+
+/** `.stoker` in the working directory: where runs and the embedded Redis live by default. */
+export function defaultStokerHome(cwd: string = process.cwd()): string {
+  return join(cwd, '.stoker');
+}
+
+/**
+ * The log file of one task attempt, under the run's directory (worker and CLI agree on
+ * it). Characters other than [A-Za-z0-9._-] in the task id become '_'.
+ */
+export function attemptLogFile(runDir: string, taskId: string, attempt: number): string {
+  return join(runDir, 'logs', `${taskId.replace(/[^A-Za-z0-9._-]/g, '_')}.attempt-${attempt}.log`);
+}

@@ -1,4 +1,4 @@
-# stoker GPU worker image: CUDA PyTorch, Node 20, stoker (the worker) and its Python
+# stoker GPU worker image: CUDA PyTorch, Node 20, stoker's worker and FIRE tools and their Python
 # payloads (worker/python). The kubernetes backend runs it as `stoker worker ...` in
 # every training and pool worker pod (STOKER_K8S_WORKER_IMAGE); see docs/kubernetes.md.
 #
@@ -17,14 +17,15 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 # --ignore-scripts: `prepare` would compile before the sources are here.
 RUN npm ci --ignore-scripts
-# Sources one by one (not `COPY . .`): no host node_modules, .stoker or secrets.
+# Sources one by one (not `COPY . .`): no host node_modules, .stoker or secrets. A worker
+# pod runs only `stoker worker` and the FIRE tools (`stoker data|metrics|report`): the
+# worker, the FIRE library and the contracts, not the controller (orchestrator/).
 COPY tsconfig.json tsconfig.build.json ./
 COPY bin ./bin
 COPY common ./common
 COPY fire ./fire
-COPY orchestrator ./orchestrator
 COPY worker ./worker
-# scripts/bundle-worker.mjs: `npm run build` bundles the worker (faster start per attempt).
+# scripts/bundle.mjs: `npm run build` bundles the entry points (faster start per attempt).
 COPY scripts ./scripts
 RUN npm run build && npm prune --omit=dev
 

@@ -73,7 +73,7 @@ export interface EmbeddedRedis {
 }
 
 export interface EmbeddedRedisOptions {
-  /** stoker's home, usually defaultStokerHome(): data goes to `${home}/redis`. */
+  /** stoker's home, usually defaultStokerHome() (common/paths.ts): data goes to `${home}/redis`. */
   home: string;
   log: Logger;
   /** Adopt a live server named by the state file (default). When false and one is live, throw. */
@@ -103,11 +103,6 @@ interface EmbeddedPaths {
   log: string;
   state: string;
   lock: string;
-}
-
-/** `.stoker` in the working directory: where runs and the embedded Redis live by default. */
-export function defaultStokerHome(cwd: string = process.cwd()): string {
-  return join(cwd, '.stoker');
 }
 
 export function embeddedRedisPaths(home: string): EmbeddedPaths {

@@ -118,8 +118,19 @@ export async function startSystem(opts: SystemOptions): Promise<System> {
   await controller.start();
   dispatcher.start();
   let stopping: Promise<void> | undefined;
-  const stop = (mode: 'preempt' | 'force' = 'preempt') =>
-    (stopping ??= (async () => {
+  let forced = false;
+  const stop = (mode: 'preempt' | 'force' = 'preempt') => {
+    if (mode === 'force' && !forced) {
+      forced = true;
+      // A force during a drain (the second Ctrl-C of `stoker up`): kill what the drain is
+      // waiting for. Units that outlive the controller (Kubernetes Jobs) were detached,
+      // not drained: they are left to the next controller either way.
+      if (stopping && !backend.unitsOutliveController) {
+        void dispatcher.stop('force');
+        void backend.stopPools?.({ force: true });
+      }
+    }
+    return (stopping ??= (async () => {
       await dispatcher.stop(backend.unitsOutliveController && mode === 'preempt' ? 'detach' : mode);
       await controller.stop();
       // Pool workers finish their shard and exit (force: killed).
@@ -130,6 +141,7 @@ export async function startSystem(opts: SystemOptions): Promise<System> {
       subscriber.disconnect();
       redis.disconnect();
     })());
+  };
   leadership.lost
     .then(() => {
       log.error('stopping: this controller lost leadership');

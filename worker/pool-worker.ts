@@ -41,12 +41,12 @@ import {
   type ShardOutcome,
   type TaskStatus,
 } from '../common/model.js';
+import { attemptLogFile } from '../common/paths.js';
 import { newTaskStatus, TaskStore } from '../common/task-store.js';
 import type { WorkerState } from '../common/worker-state.js';
 import { buildPayloadEnv, type EnvSource } from './env.js';
 import { TaskReporter } from './reporter.js';
 import { ServerProcess, ServerStartError, type ShardResult } from './server-process.js';
-import { attemptLogFile } from './task-worker.js';
 
 export interface PoolWorkerOptions {
   redis: Redis;

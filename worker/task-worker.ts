@@ -24,13 +24,14 @@
  * The caller owns the Redis connection and the logger; no process.env is read here.
  */
 import { existsSync, mkdirSync } from 'node:fs';
-import { isAbsolute, join, resolve } from 'node:path';
+import { isAbsolute, resolve } from 'node:path';
 import type { Redis } from 'ioredis';
 import { isNonRetryable, NonRetryableError } from '../common/errors.js';
 import { classifyExit, ExitCode } from '../common/exit-codes.js';
 import type { Keys } from '../common/keys.js';
 import type { Logger } from '../common/logger.js';
 import { emptyProgress, nowIso, ResolvedPayload } from '../common/model.js';
+import { attemptLogFile } from '../common/paths.js';
 import { readTaskProgress } from '../common/progress.js';
 import { buildPayloadEnv, rankEnvFrom, type EnvSource } from './env.js';
 import { TaskReporter, type Timers } from './reporter.js';
@@ -55,11 +56,6 @@ export interface TaskWorkerOptions {
   heartbeatIntervalMs?: number;
   /** Called with the finished attempt's outcome (tests, the local backend's logs). */
   onOutcome?: (outcome: PayloadOutcome) => void;
-}
-
-/** The log file of one attempt. Characters other than [A-Za-z0-9._-] in the id become '_'. */
-export function attemptLogFile(runDir: string, taskId: string, attempt: number): string {
-  return join(runDir, 'logs', `${taskId.replace(/[^A-Za-z0-9._-]/g, '_')}.attempt-${attempt}.log`);
 }
 
 interface LoadedTask {

@@ -21,7 +21,8 @@ import {
 } from '../../common/progress.js';
 import { TaskReporter } from '../../worker/reporter.js';
 import { runPayload, type PayloadSink, type RunPayloadOptions } from '../../worker/runner.js';
-import { attemptLogFile, runTaskWorker } from '../../worker/task-worker.js';
+import { attemptLogFile } from '../../common/paths.js';
+import { runTaskWorker } from '../../worker/task-worker.js';
 import { eventually, testRedisUrl, uniquePrefix } from '../util/redis-server.js';
 
 const fixture = (name: string): string =>
