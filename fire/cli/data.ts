@@ -1,5 +1,5 @@
 /**
- * `stoker data ...`: FIRE data tooling (shared/FIRE.md section 1), streaming: memory does
+ * `stoker data ...`: FIRE data tooling (docs/fire.md, sections 1-3), streaming: memory does
  * not grow with a file's size; validate, views and merge keep the set of distinct ids
  * (duplicates), which grows with the number of dialogues (about 100-150 bytes each).
  * Library code lives in fire/data/.
@@ -13,11 +13,11 @@
  *   stoker data synth --n N --out DIR [--seed S] [--kind dialogues|seeds] [--split NAME]
  *                    [--start-id K] [--image-size PX] [--prefix P]
  *
- * Exit codes: 0 success (validate: no record has an error; notes are fine); 1 problems in
- * the data (validate: some record has an error; views/shard/merge: a bad record without
- * --skip-bad, named as FILE:LINE); 2 usage errors (a missing file, a bad flag: commander's
- * errors too, which the rest of the CLI leaves at 1); synth passes the generator's
- * status through.
+ * Exit codes: 0 success (validate: once the report is printed, whatever the records hold);
+ * 1 problems in the data (validate --strict: some record has an error; views/shard/merge:
+ * a bad record without --skip-bad, named as FILE:LINE); 2 usage errors (a missing file, a
+ * bad flag: commander's errors too, which the rest of the CLI leaves at 1); synth passes
+ * the generator's status through.
  */
 import { readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';

@@ -1,5 +1,5 @@
 /**
- * `stoker metrics ...`: FIRE-Bench metrics of evaluation outputs (shared/FIRE.md section 3;
+ * `stoker metrics ...`: FIRE-Bench metrics of evaluation outputs (docs/fire.md, section 4;
  * definitions in fire/metrics/). No Redis, no run: files in, numbers out.
  *
  *   stoker metrics dialogues free.jsonl [--baseline base.jsonl] [--tau 8] [--tmax 5]

@@ -1,5 +1,6 @@
 /**
- * `stoker data merge`: shard outputs (self-play's kept dialogues) into one raw FIRE file.
+ * `stoker data merge`: shard outputs (self-play's kept dialogues) into one raw FIRE file
+ * (docs/fire.md, section 3, "The keep rule at merge time").
  *
  *   const report = await mergeFiles(['s0.jsonl', 's1.jsonl'], { out: 'fire_1m.jsonl' });
  *   report.kept, report.duplicates, report.dropped   // {no_improvement: 12, ...}

@@ -1,5 +1,5 @@
 /**
- * One raw FIRE dialogue record (shared/FIRE.md section 1), checked field by field.
+ * One raw FIRE dialogue record (docs/fire.md, section 1), checked field by field.
  *
  *   const { dialogue, issues } = checkRecord(JSON.parse(line));
  *   issues: [{code: 'score-mismatch', message: 'score [0, 1] does not match ...'}]
@@ -23,7 +23,7 @@
  *   round         the number of rounds (teacher turns).
  *   source, split non-empty strings; split fire_100k, fire_1m or fire_test (else a note).
  *
- * Errors versus notes, decided on the 229 real records in shared/fire-samples:
+ * Errors versus notes, decided on the 229 real records of FIRE's public sample data:
  *   - A dialogue whose scores do not strictly improve, or that ends below 8, is a NOTE.
  *     FIRE-100K and FIRE-Bench are written by GPT-4V and need not improve (FIRE-Bench has
  *     dialogues ending unsatisfied), and even the published FIRE-1M sample has one
@@ -53,7 +53,7 @@ export class BadRecordError extends StokerError {
 }
 
 export const KNOWN_SPLITS: readonly string[] = ['fire_100k', 'fire_1m', 'fire_test'];
-/** A score at or above this ends a dialogue satisfied (FIRE.md tau). */
+/** A score at or above this ends a dialogue satisfied (tau; docs/fire.md, sections 3 and 4). */
 export const SATISFIED = 8;
 
 export type Severity = 'error' | 'note';

@@ -1,5 +1,5 @@
 /**
- * Training views of raw FIRE records (shared/FIRE.md, "Training views"), as LLaVA
+ * Training views of raw FIRE records (docs/fire.md, section 2), as LLaVA
  * conversation records {id, image?, conversations: [{from, value}]}, loss on gpt turns.
  * Built with prompts.ts, the twin of worker/python/fire/prompts.py, so the student and
  * the teacher are trained on exactly the prompts self-play gives them.

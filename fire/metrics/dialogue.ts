@@ -1,5 +1,5 @@
 /**
- * FIRE-Bench free-dialogue metrics (shared/FIRE.md section 3, "Metrics (reconstructed)"),
+ * FIRE-Bench free-dialogue metrics (docs/fire.md, section 4, "Free-dialogue metrics"),
  * as a pure streaming accumulator: memory is O(Tmax) whatever the number of dialogues.
  *
  *   computeDialogueMetrics([[3, 10], [9], [2, 5, 6]])                     -> DialogueMetrics

@@ -1,5 +1,5 @@
 /**
- * The FIRE-Bench teacher test's score error (shared/FIRE.md section 3): the mean absolute
+ * The FIRE-Bench teacher test's score error (docs/fire.md, section 4): the mean absolute
  * error between the score parsed from a predicted teacher turn and the reference score,
  * an unparseable prediction counting as an error of 10 (the whole scale).
  *

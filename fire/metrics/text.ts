@@ -1,6 +1,6 @@
 /**
  * Corpus BLEU-1..4 and CIDEr-D as the coco-caption toolkit (pycocoevalcap) defines them,
- * for the FIRE-Bench fixed-dialogue tests (shared/FIRE.md section 3). Written from the
+ * for the FIRE-Bench fixed-dialogue tests (docs/fire.md, section 4). Written from the
  * definitions below; the formulas are stated where they are computed.
  *
  *   computeTextMetrics([{ prediction: 'A red bus.', references: ['a red bus', 'the bus is red'] }])

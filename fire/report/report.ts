@@ -1,6 +1,6 @@
 /**
  * The FIRE report: the evaluations of several models side by side, as the paper shows
- * them (FIRE.md section 3, "Published results"), plus the acc@t picture and the run's
+ * them (docs/fire.md, section 4, "Published figures"), plus the acc@t picture and the run's
  * lineage.
  *
  * Input: one evaluation directory per model, as `python3 -m fire.evaluate` writes it:
@@ -236,7 +236,7 @@ export function renderMarkdown(report: FireReport): string {
   out.push(
     `Free dialogues: each model answers as the student against the teacher (at most ${o?.tmax ?? 5} turns; ` +
       `a turn is correct when the teacher's score is >= ${o?.tau ?? 8}; a dialogue never satisfied counts turn ${o?.penalty ?? 6} in AT). ` +
-      `Baseline: **${report.baseline}**. Definitions: shared/FIRE.md section 3.`,
+      `Baseline: **${report.baseline}**. Definitions: docs/fire.md, section 4.`,
     '',
   );
   out.push(headlineTable(report), '');

@@ -1,6 +1,7 @@
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { accCurveSvg } from '../../fire/report/chart.js';
 import { buildFireReport, parseModelArg, ReportInputError } from '../../fire/report/report.js';
@@ -23,6 +24,72 @@ function record(id: string, scores: number[]): string {
     split: 'fire_test',
   });
 }
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+/** docs/fire.md's numbered sections: number -> title (`## 4. Metrics` -> 4: 'Metrics'). */
+function docSections(): Map<number, string> {
+  const doc = readFileSync(join(ROOT, 'docs', 'fire.md'), 'utf8');
+  return new Map(
+    [...doc.matchAll(/^## (\d+)\. (.+)$/gm)].map((m) => [Number(m[1]), m[2] as string]),
+  );
+}
+
+/**
+ * Text files of the tree: not dependencies, build output, caches, or hidden folders
+ * (version control, .stoker's run data, virtual environments).
+ */
+function sourceFiles(dir: string): string[] {
+  const skip = new Set(['node_modules', 'dist', '__pycache__']);
+  const text = /\.(ts|mts|mjs|js|py|ya?ml|json|md)$/;
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const path = join(dir, e.name);
+    if (e.isDirectory()) return skip.has(e.name) || e.name.startsWith('.') ? [] : sourceFiles(path);
+    return e.isFile() && text.test(e.name) ? [path] : [];
+  });
+}
+
+describe('docs/fire.md: the definitions the product cites', () => {
+  it('has the five numbered sections, in order', () => {
+    expect([...docSections()]).toEqual([
+      [1, 'Data format'],
+      [2, 'Training views'],
+      [3, 'Self-play rules'],
+      [4, 'Metrics'],
+      [5, 'The recipe'],
+    ]);
+  });
+
+  it('every citation of a section names one that exists', () => {
+    const sections = docSections();
+    // "docs/fire.md, section 4", "docs/fire.md, sections 1-3", "sections 3 and 4", also
+    // when the citation wraps onto a comment's next line.
+    const citation = /docs\/fire\.md,\s*(?:[#*]\s*)?sections?\s+(\d+(?:\s*(?:-|,|and)\s*\d+)*)/g;
+    const cited: string[] = [];
+    const missing: string[] = [];
+    for (const file of sourceFiles(ROOT)) {
+      for (const m of readFileSync(file, 'utf8').matchAll(citation)) {
+        for (const n of (m[1] as string).match(/\d+/g) ?? []) {
+          const where = `${relative(ROOT, file)}: section ${n}`;
+          cited.push(where);
+          if (!sections.has(Number(n))) missing.push(where);
+        }
+      }
+    }
+    expect(cited.length).toBeGreaterThan(0);
+    expect(missing).toEqual([]);
+  });
+
+  it('the FIRE library, the recipes and the docs point at docs/fire.md, not ../shared', () => {
+    const offenders = ['fire', 'training-configs', 'docs']
+      .flatMap((d) => sourceFiles(join(ROOT, d)))
+      .filter((file) =>
+        /shared\/(FIRE\.md|fire-samples)|\bFIRE\.md\b/.test(readFileSync(file, 'utf8')),
+      )
+      .map((file) => relative(ROOT, file));
+    expect(offenders).toEqual([]);
+  });
+});
 
 describe('FIRE report', () => {
   let dir: string;
@@ -94,6 +161,22 @@ describe('FIRE report', () => {
     const svg = readFileSync(report.files.svg, 'utf8');
     expect(svg.match(/<polyline/g)).toHaveLength(2);
     expect(JSON.parse(readFileSync(report.files.json, 'utf8')).baseline).toBe('baseline');
+  });
+
+  it('cites the definitions in docs/fire.md, section 4, in every file it writes, never ../shared', async () => {
+    const base = evaluation('base', [[9], [3, 9]], true);
+    const report = await buildFireReport({
+      models: [{ name: 'base', dir: base }],
+      out: join(dir, 'out'),
+    });
+    const md = readFileSync(report.files.markdown, 'utf8');
+    expect(md).toContain('Definitions: docs/fire.md, section 4.');
+    for (const file of Object.values(report.files)) {
+      const text = readFileSync(file, 'utf8');
+      expect(text, file).not.toMatch(/shared\/|FIRE\.md/);
+    }
+    // The section it names is the metrics section of the document.
+    expect(docSections().get(4)).toBe('Metrics');
   });
 
   it('includes the lineage of the run when given', async () => {

@@ -1,7 +1,7 @@
 /**
  * Every recipe in training-configs/ validates (the acceptance command
  * `npx stoker validate training-configs/fire/pipeline.yaml` included), and the FIRE
- * recipe keeps the paper's shape: its training options are FIRE.md section 2's.
+ * recipe keeps the paper's shape: its training options are those of docs/fire.md, section 5.
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
