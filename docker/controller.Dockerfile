@@ -28,6 +28,8 @@ COPY orchestrator ./orchestrator
 COPY worker ./worker
 COPY scripts ./scripts
 COPY training-configs ./training-configs
+# The FIRE definitions the reports cite (docs/fire.md).
+COPY docs ./docs
 RUN npm run build && npm prune --omit=dev
 
 # Runs data (`.stoker` in the working directory) is a volume in docker-compose.yml;

@@ -46,6 +46,8 @@ RUN pip install --no-cache-dir \
 WORKDIR /app
 COPY --from=stoker /app /app
 COPY worker/python ./worker/python
+# The FIRE definitions the reports cite (docs/fire.md).
+COPY docs ./docs
 # `stoker` on PATH: the pod's command is ["stoker", "worker", ...] (STOKER_K8S_WORKER_COMMAND).
 RUN printf '#!/bin/sh\nexec /usr/local/bin/node /app/bin/stoker.js "$@"\n' > /usr/local/bin/stoker \
  && chmod 0755 /usr/local/bin/stoker
