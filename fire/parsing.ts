@@ -1,5 +1,5 @@
 /**
- * FIRE's text formats, the TypeScript twin of worker/python/fire/parsing.py (docs:
+ * FIRE's text formats, the TypeScript twin of worker/python/src/stoker_fire/parsing.py (docs:
  * shared/FIRE.md section 1): the teacher's `Score: N.\nFeedback: ...` and the student's
  * `Thought: ...\nAnswer: ...`. Both sides are pinned by test/fixtures/fire-parsing-vectors.json.
  *
