@@ -1,18 +1,18 @@
 /**
- * fire-selfplay: FIRE self-play (`python3 -m fire.selfplay`, server mode) on the `tiny`
+ * fire-selfplay: FIRE self-play (`python3 -m stoker_fire.selfplay`, server mode) on the `tiny`
  * backend, driven directly over stdin/stdout (no worker, no Redis): what batching the
  * dialogues buys, and what a resident server buys over a process per shard.
  *
  * Models     a student and a teacher trained here for a few dozen steps (40, quick: 24;
- *            batch 16, one thread) with `fire.train --backend tiny` on the student and
- *            teacher views (fire.synth.student_view / teacher_view) of 256 scripted
- *            fire.synth dialogues. Not random `tiny-new` weights: a random teacher never
+ *            batch 16, one thread) with `stoker_fire.train --backend tiny` on the student and
+ *            teacher views (stoker_fire.synth.student_view / teacher_view) of 256 scripted
+ *            stoker_fire.synth dialogues. Not random `tiny-new` weights: a random teacher never
  *            writes a parseable `Score: N.`, so every dialogue is dropped (format_failure)
  *            and there are no records to compare, and a random model never writes <eot>,
  *            so every turn runs to --max-new-tokens (unlike real turns). Trained this
  *            little, the student writes FIRE-formatted answers of about 15 tokens and the
  *            teacher FIRE-formatted feedback; it costs about a minute of one core.
- * Self-play  seeds from `fire.synth --kind seeds --seed 1` (16 K of them; the first N for
+ * Self-play  seeds from `stoker_fire.synth --kind seeds --seed 1` (16 K of them; the first N for
  *            the batching comparison). Every server: --backend tiny, --max-new-tokens 32,
  *            --threads 1 and OMP_NUM_THREADS=1 (fair on a shared machine), and
  *            --min-rounds 1 --keep-unsatisfied, so every dialogue the rules do not drop
@@ -83,7 +83,7 @@ interface Setup {
 
 const VIEWS_SCRIPT = `
 import json, sys
-from fire.synth import student_view, teacher_view
+from stoker_fire.synth import student_view, teacher_view
 src, student, teacher = sys.argv[1:4]
 records = [json.loads(line) for line in open(src, encoding="utf-8") if line.strip()]
 with open(student, "w", encoding="utf-8") as fh:
@@ -117,7 +117,7 @@ async function train(
   const argv = [
     PY,
     '-m',
-    'fire.train',
+    'stoker_fire.train',
     '--backend',
     'tiny',
     '--model-name-or-path',
@@ -144,17 +144,17 @@ async function train(
     '--output-dir',
     out,
   ];
-  const r = await runCommand(`fire.train ${role}`, argv, {
+  const r = await runCommand(`stoker_fire.train ${role}`, argv, {
     cwd: s.dir,
     env: s.env,
     cleanup,
     timeoutMs: 900_000,
   });
   const result = r.events.find((e) => e.type === 'result');
-  if (!result) throw new Error(`fire.train ${role}: no result event`);
+  if (!result) throw new Error(`stoker_fire.train ${role}: no result event`);
   const model = String(result.modelPath ?? join(out, 'final'));
   if (!existsSync(join(model, 'model.pt')))
-    throw new Error(`fire.train ${role}: no model at ${model}`);
+    throw new Error(`stoker_fire.train ${role}: no model at ${model}`);
   const num = (v: unknown) => (typeof v === 'number' ? round(v, 3) : null);
   return {
     model,
@@ -184,11 +184,11 @@ async function setup(ctx: BenchContext, cleanup: Cleanup, seeds: number, steps: 
   });
   const synth = (kind: string, n: number, out: string, seed: number, startId: number) =>
     runCommand(
-      `fire.synth ${kind}`,
+      `stoker_fire.synth ${kind}`,
       [
         PY,
         '-m',
-        'fire.synth',
+        'stoker_fire.synth',
         '--n',
         String(n),
         '--out',
@@ -204,11 +204,11 @@ async function setup(ctx: BenchContext, cleanup: Cleanup, seeds: number, steps: 
     );
   const seedSet = lastJson(
     (await synth('seeds', seeds, join(dir, 'seeds'), 1, 0)).stdoutLines,
-    'fire.synth seeds',
+    'stoker_fire.synth seeds',
   );
   const trainSet = lastJson(
     (await synth('dialogues', TRAIN_DIALOGUES, join(dir, 'train'), 7, 500_000)).stdoutLines,
-    'fire.synth dialogues',
+    'stoker_fire.synth dialogues',
   );
   const studentView = join(dir, 'student-view.jsonl');
   const teacherView = join(dir, 'teacher-view.jsonl');
@@ -238,7 +238,7 @@ async function setup(ctx: BenchContext, cleanup: Cleanup, seeds: number, steps: 
     .split('\n')
     .filter((l) => l.trim() !== '');
   if (seedLines.length !== seeds)
-    throw new Error(`fire.synth wrote ${seedLines.length} seeds, wanted ${seeds}`);
+    throw new Error(`stoker_fire.synth wrote ${seedLines.length} seeds, wanted ${seeds}`);
   const setupInfo = {
     torch: probe.stdoutLines[probe.stdoutLines.length - 1] ?? null,
     trainingDialogues: TRAIN_DIALOGUES,
@@ -262,7 +262,7 @@ function selfplayArgv(s: Setup, batchSize: number): string[] {
   return [
     PY,
     '-m',
-    'fire.selfplay',
+    'stoker_fire.selfplay',
     '--backend',
     'tiny',
     '--student-model',
@@ -384,11 +384,15 @@ async function batchedVsSingle(
   ] as const;
   const servers = modes.map(
     (m) =>
-      new ServerProcess(`fire.selfplay --batch-size ${m.batchSize}`, selfplayArgv(s, m.batchSize), {
-        cwd: s.dir,
-        env: s.env,
-        cleanup,
-      }),
+      new ServerProcess(
+        `stoker_fire.selfplay --batch-size ${m.batchSize}`,
+        selfplayArgv(s, m.batchSize),
+        {
+          cwd: s.dir,
+          env: s.env,
+          cleanup,
+        },
+      ),
   );
   const readies = await Promise.all(servers.map((srv) => srv.ready(READY_TIMEOUT_MS)));
   type Run = { ms: number; cpuS: number | null; metrics: Record<string, unknown>; text: string };
@@ -488,7 +492,7 @@ function shardsOf(s: Setup, k: number) {
 async function resident(ctx: BenchContext, cleanup: Cleanup, s: Setup, k: number) {
   const shards = shardsOf(s, k);
   const loadBefore = load1();
-  const srv = new ServerProcess('resident fire.selfplay', selfplayArgv(s, BATCH), {
+  const srv = new ServerProcess('resident stoker_fire.selfplay', selfplayArgv(s, BATCH), {
     cwd: s.dir,
     env: s.env,
     cleanup,
@@ -549,7 +553,7 @@ async function freshPerShard(ctx: BenchContext, cleanup: Cleanup, s: Setup, k: n
   let lastExit = 0;
   for (let i = 0; i < k; i++) {
     const sh = shards[i] as (typeof shards)[number];
-    const srv = new ServerProcess(`fresh fire.selfplay ${i}`, selfplayArgv(s, BATCH), {
+    const srv = new ServerProcess(`fresh stoker_fire.selfplay ${i}`, selfplayArgv(s, BATCH), {
       cwd: s.dir,
       env: s.env,
       cleanup,

@@ -7,7 +7,7 @@
 # Gated: it never runs without an NVIDIA GPU. No nvidia-smi, or nvidia-smi listing no GPU,
 # prints "skipped: no NVIDIA GPU (...)" and exits 0, so CI and CPU machines can call it.
 # Needs python3 with torch (CUDA), transformers, peft and accelerate ($STOKER_PYTHON
-# overrides the interpreter). PYTHONPATH gets worker/python.
+# overrides the interpreter). PYTHONPATH gets worker/python/src.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -21,7 +21,7 @@ if ! gpus="$(nvidia-smi -L 2>/dev/null)" || ! grep -q '^GPU [0-9]' <<<"$gpus"; t
 fi
 echo "$gpus"
 
-export PYTHONPATH="$PWD/worker/python${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$PWD/worker/python/src${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 if [ -n "${OUT:-}" ]; then mkdir -p "$OUT"; fi
 exec "${STOKER_PYTHON:-python3}" bench/gpu_check.py "$@"

@@ -4,25 +4,25 @@ machine without an NVIDIA GPU).
     bash bench/gpu-check.sh                      # prints progress lines, then one JSON line
     OUT=/tmp/check bash bench/gpu-check.sh       # also writes $OUT/gpu-check.json and the logs
 
-What it does, with tiny random LLaVA-NeXT models (fire.hf `tiny-random`: nothing to download):
-    (a) train: `python -m fire.train` LoRA-trains 50 steps (checkpoint at 50), then a second
+What it does, with tiny random LLaVA-NeXT models (stoker_fire.hf `tiny-random`: nothing to download):
+    (a) train: `python -m stoker_fire.train` LoRA-trains 50 steps (checkpoint at 50), then a second
         run with RESUME_FROM=checkpoint-50 trains 10 more. Checks: exit 0, the loss fell,
         checkpoint-50 was written and reported, the resumed run's first step is 51 and it
         ends at 60.
     (b) self-play throughput: one shard of 64 synthetic seeds through
-        fire.selfplay_rules.run_dialogues with two resident tiny models (student seed 1,
-        teacher seed 2) and fire.hf.Generator, batched (32 dialogues per call) and one dialogue
+        stoker_fire.selfplay_rules.run_dialogues with two resident tiny models (student seed 1,
+        teacher seed 2) and stoker_fire.hf.Generator, batched (32 dialogues per call) and one dialogue
         at a time, greedy, --max-new-tokens per turn. A random teacher never writes a valid
         `Score:`, which would end every dialogue after one round; so the teacher's generated
         text is kept as the feedback, and its score is scripted per dialogue id (crc32 % 4 ->
         [9], [4, 8], [3, 5, 9] or [5, 5]): both runs play the same rounds, the model work is
         real, and the ratio compares like with like. The single run stops at a time budget
         (dialogues/s counts the dialogues it finished).
-    (c) server smoke: `python -m fire.selfplay` (batch 32) serves the same shard from stdin
+    (c) server smoke: `python -m stoker_fire.selfplay` (batch 32) serves the same shard from stdin
         and must answer `done`; its own dialoguesPerSec is reported (random teacher: every
         dialogue ends after round 1 with a format failure).
-    (d) evaluate: `python -m fire.evaluate --backend hf` on 12 synthetic FIRE-Bench dialogues
-        (fire.synth), tiny-random as the model under test and as the teacher, every mode;
+    (d) evaluate: `python -m stoker_fire.evaluate --backend hf` on 12 synthetic FIRE-Bench dialogues
+        (stoker_fire.synth), tiny-random as the model under test and as the teacher, every mode;
         checks exit 0 and the line count of each output (fixed-student: rounds - 1 per
         dialogue, fixed-teacher and its scores: rounds, free: one per dialogue).
     (profile, only when --only names it) where one generate() call spends its time, batch 1
@@ -49,7 +49,7 @@ import zlib
 from typing import Any, Optional
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PY_DIR = os.path.join(ROOT, "worker", "python")
+PY_DIR = os.path.join(ROOT, "worker", "python", "src")
 sys.path.insert(0, PY_DIR)
 MARKER = "::stoker::"
 SCRIPT = ([9], [4, 8], [3, 5, 9], [5, 5])  # teacher scores by crc32(id) % 4
@@ -98,7 +98,7 @@ def run_payload(args: list[str], env_extra: dict[str, str], log_name: str, timeo
 def check_training(work: str, steps: int, more: int, failures: list[str], timeout: float) -> tuple[dict, dict]:
     out = os.path.join(work, "train")
     common = [
-        "fire.train", "--backend", "hf", "--model-name-or-path", "tiny-random",
+        "stoker_fire.train", "--backend", "hf", "--model-name-or-path", "tiny-random",
         "--lora-r", "16", "--lora-alpha", "32", "--learning-rate", "1e-2", "--warmup-ratio", "0.03",
         "--per-device-train-batch-size", "8", "--logging-steps", "1", "--save-steps", str(steps),
         "--synthetic-samples", "256", "--output-dir", out,
@@ -179,8 +179,8 @@ def check_selfplay(work: str, seeds_n: int, batch: int, max_new_tokens: int, bud
     if threads is not None:
         torch.set_num_threads(threads)
 
-    from fire import hf, llava_data
-    from fire.selfplay_rules import Rules, StopRequested, run_dialogues, seed_from_record
+    from stoker_fire import hf, llava_data
+    from stoker_fire.selfplay_rules import Rules, StopRequested, run_dialogues, seed_from_record
 
     images = os.path.join(work, "images")
     raw = llava_data.synthetic_seeds(seeds_n, seed=7, image_dir=images)
@@ -266,9 +266,9 @@ def check_server(work: str, batch: int, max_new_tokens: int, failures: list[str]
     seeds = os.path.join(work, "seeds.jsonl")
     request = {"type": "shard", "id": "gpu-check", "input": seeds, "output": os.path.join(work, "server-out.jsonl"), "attempt": 1, "params": {}}
     stdin = json.dumps(request) + "\n" + json.dumps({"type": "shutdown"}) + "\n"
-    say("selfplay server smoke (python -m fire.selfplay)")
+    say("selfplay server smoke (python -m stoker_fire.selfplay)")
     code, evts, _ = run_payload(
-        ["fire.selfplay", "--batch-size", str(batch), "--max-new-tokens", str(max_new_tokens), "--image-root", os.path.join(work, "images")]
+        ["stoker_fire.selfplay", "--batch-size", str(batch), "--max-new-tokens", str(max_new_tokens), "--image-root", os.path.join(work, "images")]
         + (["--threads", str(threads)] if threads else []),
         {}, "server.log", timeout, stdin=stdin,
     )  # fmt: skip
@@ -287,25 +287,25 @@ def check_server(work: str, batch: int, max_new_tokens: int, failures: list[str]
 
 
 def check_evaluate(work: str, n: int, batch: int, max_new_tokens: int, failures: list[str], timeout: float) -> dict:
-    """fire.evaluate with the hf backend: n synthetic FIRE-Bench dialogues (fire.synth), every
+    """stoker_fire.evaluate with the hf backend: n synthetic FIRE-Bench dialogues (stoker_fire.synth), every
     mode, tiny-random as the model under test and as the teacher (one model, loaded once)."""
-    from fire import synth  # noqa: F401 - fails early when Pillow is missing
+    from stoker_fire import synth  # noqa: F401 - fails early when Pillow is missing
 
     data_dir = os.path.join(work, "bench")
-    say(f"fire.synth: {n} test dialogues")
+    say(f"stoker_fire.synth: {n} test dialogues")
     done = subprocess.run(
-        [sys.executable, "-m", "fire.synth", "--n", str(n), "--split", "fire_test", "--seed", "3", "--out", data_dir],
+        [sys.executable, "-m", "stoker_fire.synth", "--n", str(n), "--split", "fire_test", "--seed", "3", "--out", data_dir],
         capture_output=True, text=True, timeout=timeout, env={**os.environ, "PYTHONPATH": PY_DIR},
     )  # fmt: skip
     if done.returncode != 0:
-        failures.append(f"fire.synth: exit {done.returncode}: {done.stderr[-500:]}")
+        failures.append(f"stoker_fire.synth: exit {done.returncode}: {done.stderr[-500:]}")
         return {"exit": done.returncode}
     records = [json.loads(line) for line in open(os.path.join(data_dir, "dialogues.jsonl"), encoding="utf-8") if line.strip()]
     out = os.path.join(work, "eval-out")
-    say("fire.evaluate --backend hf (fixed-student, fixed-teacher, free)")
+    say("stoker_fire.evaluate --backend hf (fixed-student, fixed-teacher, free)")
     began = time.perf_counter()
     code, evts, _ = run_payload(
-        ["fire.evaluate", "--backend", "hf", "--model-name-or-path", "tiny-random", "--teacher-model", "tiny-random",
+        ["stoker_fire.evaluate", "--backend", "hf", "--model-name-or-path", "tiny-random", "--teacher-model", "tiny-random",
          "--data", os.path.join(data_dir, "dialogues.jsonl"), "--image-root", os.path.join(data_dir, "images"),
          "--batch-size", str(batch), "--max-new-tokens", str(max_new_tokens), "--output-dir", out],
         {}, "evaluate.log", timeout,
@@ -325,9 +325,9 @@ def check_evaluate(work: str, n: int, batch: int, max_new_tokens: int, failures:
     }
     got = {name: lines(name) for name in expected}
     if code != 0:
-        failures.append(f"fire.evaluate: exit {code}")
+        failures.append(f"stoker_fire.evaluate: exit {code}")
     elif got != expected:
-        failures.append(f"fire.evaluate: output lines {got}, expected {expected}")
+        failures.append(f"stoker_fire.evaluate: output lines {got}, expected {expected}")
     return {"exit": code, "dialogues": len(records), "lines": got, "expected": expected, "seconds": round(seconds, 1),
             "loadSeconds": next((e.get("loadSeconds") for e in evts if "loadSeconds" in e), None), "free": result.get("free")}  # fmt: skip
 
@@ -342,8 +342,8 @@ def profile_generate(work: str, batch: int, max_new_tokens: int) -> dict:
 
     import torch
 
-    from fire import hf, llava_data
-    from fire.prompts import student_messages, teacher_messages
+    from stoker_fire import hf, llava_data
+    from stoker_fire.prompts import student_messages, teacher_messages
 
     images = os.path.join(work, "profile-images")
     raw = llava_data.synthetic_seeds(batch, seed=11, image_dir=images)

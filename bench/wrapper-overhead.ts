@@ -1,9 +1,9 @@
 /**
  * wrapper-overhead: what `stoker worker` adds to a CPU-bound training payload.
  *
- * Payload    worker/python/smoke_train.py (real PyTorch on CPU, /usr/bin/python3) with
- *            --threads 1, no intermediate checkpoints, OMP_NUM_THREADS=1, PYTHONUNBUFFERED=1
- *            and PYTHONPATH=worker/python on both sides (the worker sets the last two
+ * Payload    `python3 -m stoker_examples.smoke_train` (real PyTorch on CPU, /usr/bin/python3)
+ *            with --threads 1, no intermediate checkpoints, OMP_NUM_THREADS=1, PYTHONUNBUFFERED=1
+ *            and PYTHONPATH=worker/python/src on both sides (the worker sets the last two
  *            for every payload). Its step count is calibrated once, from direct runs of
  *            two lengths, so that a direct run takes about TARGET seconds (10, quick: 2);
  *            the ratio uses the direct runs measured below, not the target.
@@ -48,7 +48,8 @@ const TARGET_RATIO = 1.03;
 function payloadArgv(ctx: BenchContext, steps: number, outDir: string): string[] {
   return [
     PYTHON,
-    join(ctx.root, 'worker', 'python', 'smoke_train.py'),
+    '-m',
+    'stoker_examples.smoke_train',
     '--steps',
     String(steps),
     '--threads',
@@ -74,7 +75,7 @@ function runDirect(ctx: BenchContext, steps: number, outDir: string): Promise<nu
         HOME: process.env.HOME ?? '/tmp',
         ...PAYLOAD_ENV,
         PYTHONUNBUFFERED: '1',
-        PYTHONPATH: join(ctx.root, 'worker', 'python'),
+        PYTHONPATH: join(ctx.root, 'worker', 'python', 'src'),
       },
     });
     let stderrTail = '';
@@ -180,7 +181,7 @@ export const wrapperOverhead: Benchmark = {
     const targetMs = ctx.quick ? 2000 : 10_000;
     const rounds = ctx.quick ? 1 : 4;
     const dir = mkdtempSync(join(ctx.tmpRoot, 'wrapper-'));
-    ctx.note(`wrapper-overhead: calibrating smoke_train.py to ~${targetMs / 1000} s`);
+    ctx.note(`wrapper-overhead: calibrating stoker_examples.smoke_train to ~${targetMs / 1000} s`);
     const cal = await calibrate(ctx, dir, targetMs);
     const b = await startBenchSystem(ctx, cleanup, 'wrapper', { train: 1, steps: 1 });
     const direct: number[] = [];

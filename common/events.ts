@@ -18,7 +18,7 @@
  *   result     {...anything JSON}                     always recorded; the payload's answer
  *   log        {level, message}                       a structured log line
  *
- * worker/python/stoker_payload/report.py writes exactly these shapes; the shared test
+ * worker/python/src/stoker_payload/report.py writes exactly these shapes; the shared test
  * vectors in test/fixtures/protocol-vectors.json are checked by both languages.
  */
 import * as z from 'zod';

@@ -1,6 +1,6 @@
 /**
  * The exit-code table shared with Python (common/exit-codes.json is the single source;
- * worker/python/stoker_payload/exit_codes.py reads the same file).
+ * worker/python/src/stoker_payload/exit_codes.py reads the same file).
  *
  * classifyExit() turns a child's (exitCode, signal) into what the dispatcher needs:
  * a name for humans, and whether another attempt can help.

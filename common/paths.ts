@@ -29,8 +29,10 @@ export function stokerBin(): string {
   return join(packageRoot(), 'bin', 'stoker.js');
 }
 
+/** What a payload's PYTHONPATH starts with: the packages stoker_payload, stoker_fire and
+ * stoker_examples (worker/python/pyproject.toml declares them), and nothing else. */
 export function pythonPayloadDir(): string {
-  return join(packageRoot(), 'worker', 'python');
+  return join(packageRoot(), 'worker', 'python', 'src');
 }
 
 /** Put first on a payload's PATH: holds `stoker`, so stages can run stoker's own tools. */

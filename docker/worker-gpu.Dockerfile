@@ -37,7 +37,7 @@ FROM ${PYTORCH_IMAGE}
 # whose glibc and libstdc++ are newer than Debian bookworm's, which the binary needs.
 COPY --from=node /usr/local/bin/node /usr/local/bin/node
 
-# What the FIRE payloads import beyond torch (worker/python/fire): Hugging Face
+# What the FIRE payloads import beyond torch (worker/python/src/stoker_fire): Hugging Face
 # transformers and PEFT, DeepSpeed for ZeRO, Pillow and PyYAML. Pin them for a release.
 RUN pip install --no-cache-dir \
       'transformers>=4.44,<5' 'peft>=0.12,<1' 'deepspeed>=0.15,<1' \

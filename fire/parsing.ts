@@ -1,6 +1,6 @@
 /**
- * FIRE's text formats, the TypeScript twin of worker/python/fire/parsing.py (docs:
- * docs/fire.md, section 1): the teacher's `Score: N.\nFeedback: ...` and the student's
+ * FIRE's text formats, the TypeScript twin of worker/python/src/stoker_fire/parsing.py
+ * (docs: docs/fire.md, section 1): the teacher's `Score: N.\nFeedback: ...` and the student's
  * `Thought: ...\nAnswer: ...`. Both sides are pinned by test/fixtures/fire-parsing-vectors.json.
  *
  *   parseTeacher('Score: 7.\nFeedback: Look at the sign.') -> {score: 7, feedback: 'Look at the sign.'}

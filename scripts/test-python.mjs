@@ -1,6 +1,10 @@
 #!/usr/bin/env node
 // `npm run test:python`: the Python payload tests (worker/python/tests, stdlib unittest).
 //
+// Layout (worker/python/pyproject.toml declares it): the packages under worker/python/src
+// (put on PYTHONPATH, as the worker does for a payload), the tests in the package `tests`
+// under worker/python (the top-level directory of discovery).
+//
 // Interpreter: $STOKER_PYTHON, else /usr/bin/python3 when it exists (Debian's, which has
 // python3-torch; a `python3` earlier on PATH may be another one without torch), else
 // python3. Without torch it prints how to install it and exits 1.
@@ -11,7 +15,7 @@
 // Exit code: unittest's (0 only when every test passed).
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -72,9 +76,16 @@ function main() {
     'worker/python',
     '-v',
   ];
+  const src = join(root, 'worker', 'python', 'src');
+  const pythonPath = process.env.PYTHONPATH ? `${src}${delimiter}${process.env.PYTHONPATH}` : src;
   const child = spawn(python, args, {
     cwd: root,
-    env: { ...process.env, PYTHONUNBUFFERED: '1', PYTHONDONTWRITEBYTECODE: '1' },
+    env: {
+      ...process.env,
+      PYTHONPATH: pythonPath,
+      PYTHONUNBUFFERED: '1',
+      PYTHONDONTWRITEBYTECODE: '1',
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   // unittest writes its report to stderr; keep both streams flowing and remember them.

@@ -23,7 +23,8 @@
  *      STOKER_OUTPUT_DIR, RESUME_FROM (only when a checkpoint exists; it overrides
  *      one in the spec's env),
  *      PYTHONUNBUFFERED=1 (marker lines must not sit in a block buffer), and
- *      PYTHONPATH = stoker's worker/python directory, then the spec's PYTHONPATH,
+ *      PYTHONPATH = stoker's worker/python/src (its Python packages, nothing else), then the
+ *      spec's PYTHONPATH,
  *      PATH = stoker's worker/bin (a `stoker` command, so a stage can run
  *      `[stoker, data, views, ...]`), then the PATH from above, and STOKER_NODE = the
  *      node running the worker (what that `stoker` runs with).
@@ -120,7 +121,7 @@ export interface BuildPayloadEnvOptions {
   /** An existing checkpoint to resume from; RESUME_FROM is set only when given. */
   resumeFrom?: string | null;
   rankEnv?: Readonly<Record<string, string>>;
-  /** Prepended to PYTHONPATH; defaults to stoker's worker/python. */
+  /** Prepended to PYTHONPATH; defaults to stoker's worker/python/src. */
   pythonDir?: string;
   /** Prepended to PATH; defaults to stoker's worker/bin. */
   binDir?: string;

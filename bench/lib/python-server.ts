@@ -1,6 +1,6 @@
 /**
  * Python payloads for the benchmarks, driven directly (no worker, no Redis): a server-mode
- * process (worker/python/stoker_payload/server.py) spoken to over stdin/stdout, and
+ * process (worker/python/src/stoker_payload/server.py) spoken to over stdin/stdout, and
  * one-shot commands whose marker events are collected.
  *
  * Marker lines are `::stoker:: {json}` on stdout; each event is stamped with nowMs() when
@@ -33,7 +33,7 @@ export function payloadEnv(root: string, extra: Record<string, string> = {}): No
   return {
     PATH: process.env.PATH ?? '/usr/bin:/bin',
     HOME: process.env.HOME ?? '/tmp',
-    PYTHONPATH: join(root, 'worker', 'python'),
+    PYTHONPATH: join(root, 'worker', 'python', 'src'),
     PYTHONUNBUFFERED: '1',
     OMP_NUM_THREADS: '1',
     MKL_NUM_THREADS: '1',

@@ -375,7 +375,7 @@ export function registerDataCommands(program: Command): void {
   data
     .command('synth')
     .description(
-      'generate synthetic FIRE data with `python3 -m fire.synth` (PYTHONPATH worker/python; interpreter $STOKER_PYTHON, /usr/bin/python3 or python3); its JSON summary and exit status pass through',
+      'generate synthetic FIRE data with `python3 -m stoker_fire.synth` (PYTHONPATH worker/python/src; interpreter $STOKER_PYTHON, /usr/bin/python3 or python3); its JSON summary and exit status pass through',
     )
     .requiredOption('--n <n>', 'records to generate', positive)
     .requiredOption('--out <dir>', 'output directory')

@@ -20,7 +20,7 @@ export function registerReportCommands(program: Command): void {
   program
     .command('report')
     .description(
-      'write the FIRE report (report.md, acc-curve.svg, report.json) of fire.evaluate outputs, models side by side',
+      'write the FIRE report (report.md, acc-curve.svg, report.json) of stoker_fire.evaluate outputs, models side by side',
     )
     .requiredOption('--model <name=dir>', 'a model and its evaluation directory (repeat)', collect)
     .requiredOption('--out <dir>', 'where report.md, acc-curve.svg and report.json go')

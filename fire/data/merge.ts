@@ -13,7 +13,7 @@
  *      when the first is then dropped by the keep rule (a retried shard must not get a
  *      second chance with a different dialogue);
  *   3. with keepRule 'fire' (the default), keep what FIRE's self-play keeps
- *      (fire/selfplay_rules.py, same reason names), on the parsed teacher scores:
+ *      (stoker_fire/selfplay_rules.py, same reason names), on the parsed teacher scores:
  *        format_failure          a score of 0 (the teacher broke format)
  *        no_improvement          the scores do not strictly increase
  *        unsatisfied             the last score is below `satisfied` (8)
@@ -41,7 +41,7 @@ export const DROP_REASONS = [
   'first_answer_satisfied',
 ] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
-/** Self-play's default (fire/selfplay_rules.py Rules.min_rounds). */
+/** Self-play's default (stoker_fire/selfplay_rules.py Rules.min_rounds). */
 export const MIN_ROUNDS = 2;
 
 export interface KeepRuleOptions {

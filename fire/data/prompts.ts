@@ -1,6 +1,6 @@
 /**
  * What the student and the teacher see, as LLaVA conversation messages: the TypeScript
- * twin of worker/python/fire/prompts.py (self-play prompts the models with that module;
+ * twin of worker/python/src/stoker_fire/prompts.py (self-play prompts the models with that module;
  * training views are built here with the same functions, so a model is prompted at
  * generation time exactly as it was trained). test/fixtures/fire-views-vectors.json pins
  * both sides (test/unit/fire-data-views.test.ts and

@@ -12,7 +12,7 @@
  *                 (recordId), so a seed run twice gets the same id in every tool.
  *   image/img_path  a path relative to the image root; at least one, equal when both.
  *   question, groundtruth  {role: "user", value: non-empty string}; a plain string is
- *                 accepted too, as self-play seeds allow (fire/selfplay_rules.py
+ *                 accepted too, as self-play seeds allow (stoker_fire/selfplay_rules.py
  *                 seed_from_record), and read the same way.
  *   conversations student response, teacher feedback, student, teacher, ...: starts with
  *                 the student, alternates, ends with the teacher (a round is a pair);

@@ -1,7 +1,7 @@
 /**
  * `stoker data synth`: run the Python generator of synthetic FIRE data,
- * `python3 -m fire.synth` (worker/python/fire/synth.py), with PYTHONPATH set to stoker's
- * worker/python. Its stdout (a one-line JSON summary) and stderr pass straight through;
+ * `python3 -m stoker_fire.synth` (worker/python/src/stoker_fire/synth.py), with PYTHONPATH set to stoker's
+ * worker/python/src. Its stdout (a one-line JSON summary) and stderr pass straight through;
  * its exit status is returned (a signal N as 128 + N, as a shell reports it).
  *
  * Interpreter: $STOKER_PYTHON, else /usr/bin/python3 when it exists (Debian's, which has
@@ -40,7 +40,7 @@ export function pickPython(
 
 /** The generator's command line (after the interpreter). */
 export function synthArgs(o: SynthOptions): string[] {
-  const args = ['-m', 'fire.synth', '--n', String(o.n), '--out', o.out];
+  const args = ['-m', 'stoker_fire.synth', '--n', String(o.n), '--out', o.out];
   if (o.seed !== undefined) args.push('--seed', String(o.seed));
   if (o.kind !== undefined) args.push('--kind', o.kind);
   if (o.split !== undefined) args.push('--split', o.split);

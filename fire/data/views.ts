@@ -1,7 +1,7 @@
 /**
  * Training views of raw FIRE records (docs/fire.md, section 2), as LLaVA
  * conversation records {id, image?, conversations: [{from, value}]}, loss on gpt turns.
- * Built with prompts.ts, the twin of worker/python/fire/prompts.py, so the student and
+ * Built with prompts.ts, the twin of worker/python/src/stoker_fire/prompts.py, so the student and
  * the teacher are trained on exactly the prompts self-play gives them.
  *
  * student   one per dialogue, id = the dialogue's id:

@@ -3,7 +3,7 @@
  * them (docs/fire.md, section 4, "Published figures"), plus the acc@t picture and the run's
  * lineage.
  *
- * Input: one evaluation directory per model, as `python3 -m fire.evaluate` writes it:
+ * Input: one evaluation directory per model, as `python3 -m stoker_fire.evaluate` writes it:
  *   free.jsonl                   free dialogues (FIRE raw records)       required
  *   fixed-student.jsonl          student test {id, prediction, references}  optional
  *   fixed-teacher.jsonl          teacher test, text                       optional
@@ -97,7 +97,7 @@ async function evaluateModel(m: ModelEvaluation, options: DialogueMetricsOptions
   const free = join(m.dir, 'free.jsonl');
   if (!existsSync(free))
     throw new ReportInputError(
-      `${m.name}: ${free} does not exist (the free dialogues of fire.evaluate; is ${m.dir} an evaluation's output directory?)`,
+      `${m.name}: ${free} does not exist (the free dialogues of stoker_fire.evaluate; is ${m.dir} an evaluation's output directory?)`,
     );
   const at = (name: string): string | null => {
     const p = join(m.dir, name);
@@ -300,7 +300,7 @@ export function renderMarkdown(report: FireReport): string {
         ]),
       ]),
       '',
-      'The teacher test is taken by the teacher model in every evaluation unless fire.evaluate was told otherwise, so its columns should agree across rows.',
+      'The teacher test is taken by the teacher model in every evaluation unless stoker_fire.evaluate was told otherwise, so its columns should agree across rows.',
       '',
     );
   }

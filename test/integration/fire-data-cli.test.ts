@@ -180,7 +180,7 @@ describe('stoker data views, shard, merge', () => {
 });
 
 describe('stoker data synth', () => {
-  it('runs python -m fire.synth with PYTHONPATH, passing its output and exit status through', async () => {
+  it('runs python -m stoker_fire.synth with PYTHONPATH, passing its output and exit status through', async () => {
     const fake = join(home, 'fake-python.sh');
     writeFileSync(
       fake,
@@ -204,9 +204,9 @@ describe('stoker data synth', () => {
     expect(r.stderr).toContain('oops');
     const printed = JSON.parse(r.stdout) as { args: string; pythonpath: string };
     expect(printed.args).toBe(
-      `-m fire.synth --n 5 --out ${join(home, 'syn')} --seed 7 --kind seeds`,
+      `-m stoker_fire.synth --n 5 --out ${join(home, 'syn')} --seed 7 --kind seeds`,
     );
-    expect(printed.pythonpath.split(':')[0]).toMatch(/worker\/python$/);
+    expect(printed.pythonpath.split(':')[0]).toMatch(/worker\/python\/src$/);
     expect(none.exitCode).toBe(1);
     expect(none.stderr).toContain('not found');
     expect(none.stderr).toContain('STOKER_PYTHON');

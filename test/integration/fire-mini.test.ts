@@ -1,7 +1,7 @@
 /**
  * training-configs/fire-mini/pipeline.yaml end to end, scaled down (few dialogues, a
- * few training steps): every stage of the FIRE graph runs for real (fire.synth,
- * `stoker data`, fire.train/selfplay/evaluate on the tiny backend, `stoker report`)
+ * few training steps): every stage of the FIRE graph runs for real (stoker_fire.synth,
+ * `stoker data`, stoker_fire.train/selfplay/evaluate on the tiny backend, `stoker report`)
  * through the controller, the dispatcher and a pool of 2 workers. It checks the wiring,
  * the lineage and the report, not the numbers (the demo's full size shows those).
  */

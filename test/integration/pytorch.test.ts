@@ -1,6 +1,6 @@
 /**
- * The real PyTorch payload (worker/python/smoke_train.py, /usr/bin/python3 with Debian's
- * python3-torch) through the whole system: loss falls, checkpoints, resume after kill -9.
+ * The real PyTorch payload (`-m stoker_examples.smoke_train`, /usr/bin/python3 with
+ * Debian's python3-torch) through the whole system: loss falls, checkpoints, resume after kill -9.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';

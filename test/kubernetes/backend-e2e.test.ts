@@ -91,7 +91,7 @@ describe('the kubernetes backend on a simulated cluster', () => {
           command: [
             '/usr/bin/python3',
             '-m',
-            'smoke_train',
+            'stoker_examples.smoke_train',
             '--steps',
             '40',
             '--checkpoint-every',

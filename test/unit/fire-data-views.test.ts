@@ -1,6 +1,6 @@
 /**
  * Training views (fire/data/views.ts) against test/fixtures/fire-views-vectors.json,
- * the vectors Python's fire.prompts checks too (worker/python/tests/test_fire_views_vectors.py),
+ * the vectors Python's stoker_fire.prompts checks too (worker/python/tests/fire/test_views_vectors.py),
  * and buildViews() on files.
  */
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';

@@ -542,7 +542,7 @@ describe('merge', () => {
 });
 
 describe('synth', () => {
-  it('passes every flag to python -m fire.synth', () => {
+  it('passes every flag to python -m stoker_fire.synth', () => {
     expect(
       synthArgs({
         n: 10,
@@ -556,7 +556,7 @@ describe('synth', () => {
       }),
     ).toEqual([
       '-m',
-      'fire.synth',
+      'stoker_fire.synth',
       '--n',
       '10',
       '--out',
@@ -591,17 +591,17 @@ describe('synth', () => {
     }) as never;
   let lastEnv: NodeJS.ProcessEnv | undefined;
 
-  it('sets PYTHONPATH to worker/python and passes the exit status through', async () => {
+  it('sets PYTHONPATH to worker/python/src and passes the exit status through', async () => {
     const code = await runSynth(
       { n: 1, out: '/d' },
       {
         env: { STOKER_PYTHON: 'py', PYTHONPATH: '/x' },
-        pythonPath: '/repo/worker/python',
+        pythonPath: '/repo/worker/python/src',
         spawn: fakeChild((c) => c.emit('close', 65, null)),
       },
     );
     expect(code).toBe(65);
-    expect(lastEnv?.PYTHONPATH).toBe('/repo/worker/python:/x');
+    expect(lastEnv?.PYTHONPATH).toBe('/repo/worker/python/src:/x');
   });
 
   it('reports a signal as 128 + N and a missing interpreter clearly', async () => {

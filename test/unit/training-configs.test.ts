@@ -3,10 +3,11 @@
  * `npx stoker validate training-configs/fire/pipeline.yaml` included), and the FIRE
  * recipe keeps the paper's shape: its training options are those of docs/fire.md, section 5.
  */
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { pythonPayloadDir } from '../../common/paths.js';
 import { loadSpecFile } from '../../common/spec/load.js';
 
 const ROOT = join(import.meta.dirname, '..', '..', 'training-configs');
@@ -21,6 +22,18 @@ function specs(dir: string): string[] {
   });
 }
 
+/** The module after every `-m` in any argv array of a YAML document. */
+function pythonModules(node: unknown): string[] {
+  if (Array.isArray(node)) {
+    const own = node.flatMap((v, i) =>
+      v === '-m' && typeof node[i + 1] === 'string' ? [node[i + 1] as string] : [],
+    );
+    return [...own, ...node.flatMap(pythonModules)];
+  }
+  if (node !== null && typeof node === 'object') return Object.values(node).flatMap(pythonModules);
+  return [];
+}
+
 describe('training-configs', () => {
   for (const file of specs(ROOT)) {
     it(`${relative(ROOT, file)} validates`, async () => {
@@ -28,6 +41,21 @@ describe('training-configs', () => {
       expect(spec.stages.length).toBeGreaterThan(0);
     });
   }
+
+  it("runs only Python modules that are in stoker's packages on the payload's PYTHONPATH", () => {
+    const modules = specs(ROOT).flatMap((file) =>
+      pythonModules(parse(readFileSync(file, 'utf8'))).map((m) => ({
+        file: relative(ROOT, file),
+        m,
+      })),
+    );
+    expect(modules.map((x) => x.m)).toContain('stoker_examples.smoke_train');
+    expect(modules.map((x) => x.m)).toContain('stoker_fire.train');
+    for (const { file, m } of modules) {
+      const path = join(pythonPayloadDir(), ...m.split('.')) + '.py';
+      expect(existsSync(path), `${file}: -m ${m} (no ${path})`).toBe(true);
+    }
+  });
 
   it('fire/pipeline.yaml: the FIRE graph, 8-GPU LoRA training with ZeRO-3, a GPU self-play pool', async () => {
     const spec = await loadSpecFile(join(ROOT, 'fire', 'pipeline.yaml'));

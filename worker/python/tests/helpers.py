@@ -18,22 +18,26 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 PY_DIR = Path(__file__).resolve().parent.parent  # worker/python
+SRC_DIR = PY_DIR / "src"  # the packages; what the worker puts first on a payload's PYTHONPATH
 REPO_ROOT = PY_DIR.parent.parent
-SMOKE_TRAIN = PY_DIR / "smoke_train.py"
 VECTORS_FILE = REPO_ROOT / "test" / "fixtures" / "protocol-vectors.json"
 EXIT_CODES_FILE = REPO_ROOT / "common" / "exit-codes.json"
 MARKER = "::stoker::"
 
 # The interpreter running the tests is the one with torch (scripts/test-python.mjs picks it).
 PYTHON = sys.executable
+# The smoke payload, started the way training-configs/smoke-cpu.yaml starts it.
+SMOKE_TRAIN = (PYTHON, "-m", "stoker_examples.smoke_train")
 
 _WORKER_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "RESUME_FROM", "STOKER_OUTPUT_DIR")
 
 
 def payload_env(**extra: str) -> dict[str, str]:
-    """The test process's environment without anything a worker would set, plus `extra`."""
+    """The test process's environment without anything a worker would set, with PYTHONPATH
+    = the packages (as the worker sets it), plus `extra`."""
     env = {k: v for k, v in os.environ.items() if k not in _WORKER_ENV and k != "STOKER_EXIT_CODES_FILE"}
     env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONPATH"] = str(SRC_DIR)
     env.update(extra)
     return env
 
@@ -104,7 +108,7 @@ def run_smoke(
     args: Sequence[str], *, env: Optional[dict[str, str]] = None, timeout: float = 90
 ) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [PYTHON, str(SMOKE_TRAIN), *args],
+        [*SMOKE_TRAIN, *args],
         cwd=REPO_ROOT,
         env=env if env is not None else payload_env(),
         capture_output=True,

@@ -1,0 +1,1 @@
+"""Tests of stoker_fire: the FIRE payloads and backends."""
