@@ -47,6 +47,19 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .configureHelp({ sortSubcommands: false });
 
+  registerSpecCommands(program);
+  registerServiceCommands(program);
+  registerClientCommands(program);
+  program.commandsGroup('FIRE files:');
+  registerDataCommands(program);
+  registerMetricsCommands(program);
+  registerReportCommands(program);
+  return program;
+}
+
+/** The commands that take a spec file: validate, run, demo, render. */
+function registerSpecCommands(program: Command): void {
+  program.commandsGroup('Specs:');
   setOption(
     program
       .command('validate')
@@ -73,6 +86,38 @@ export function buildProgram(): Command {
     { default: 'local' },
   ).action(lazy(() => import('./commands/run.js'), 'action'));
 
+  setOption(
+    program
+      .command('demo')
+      .description(
+        'run the miniature FIRE pipeline (training-configs/fire-mini/pipeline.yaml: synthetic data, tiny models on CPU) end to end on this machine and print its report',
+      )
+      .option(
+        '--json',
+        'print the final run status as JSON (the report is in the report stage outputs)',
+      ),
+  ).action(lazy(() => import('./commands/demo.js'), 'action'));
+
+  setOption(
+    program
+      .command('render')
+      .description(
+        'print, as YAML, every Kubernetes object a run would create (a dry run: nothing is created)',
+      )
+      .argument('<file>', 'spec file (YAML)'),
+  )
+    .addOption(
+      new Option('--backend <name>', 'backend to render for')
+        .choices(['kubernetes'])
+        .default('kubernetes'),
+    )
+    .option('--run-id <id>', 'the run id to use in names (default: a new one)')
+    .action(lazy(() => import('./commands/render.js'), 'action'));
+}
+
+/** A stoker in the foreground (up, serve) and the worker the backends start. */
+function registerServiceCommands(program: Command): void {
+  program.commandsGroup('Running stoker:');
   for (const [name, description, action] of [
     [
       'up',
@@ -94,6 +139,24 @@ export function buildProgram(): Command {
     ).action(lazy(() => import('./commands/serve.js'), action));
   }
 
+  program
+    .command('worker')
+    .description(
+      'run one task attempt (--task --unit --attempt), or serve a pool (--pool [--worker-id]); started by a backend, not for direct use',
+    )
+    .allowUnknownOption()
+    .helpOption(false)
+    .argument('[args...]')
+    .action(() => {
+      // bin/stoker.js starts worker/entry.js for `stoker worker` before this CLI loads (a
+      // worker pod has no orchestrator/); this entry is here for `stoker --help`.
+      throw new UsageError('`stoker worker` runs through the stoker command (bin/stoker.js)');
+    });
+}
+
+/** The clients of a running stoker: submit, status, watch, logs, cancel, queues, scale, pools. */
+function registerClientCommands(program: Command): void {
+  program.commandsGroup('A running stoker (its Redis: REDIS_URL, or the embedded one of --home):');
   setOption(
     program
       .command('submit')
@@ -151,48 +214,6 @@ export function buildProgram(): Command {
     )
     .action(lazy(() => import('./commands/queues.js'), 'action'));
 
-  setOption(
-    program
-      .command('demo')
-      .description(
-        'run the miniature FIRE pipeline (training-configs/fire-mini/pipeline.yaml: synthetic data, tiny models on CPU) end to end on this machine and print its report',
-      )
-      .option(
-        '--json',
-        'print the final run status as JSON (the report is in the report stage outputs)',
-      ),
-  ).action(lazy(() => import('./commands/demo.js'), 'action'));
-
-  program
-    .command('worker')
-    .description(
-      'run one task attempt (--task --unit --attempt), or serve a pool (--pool [--worker-id]); started by a backend, not for direct use',
-    )
-    .allowUnknownOption()
-    .helpOption(false)
-    .argument('[args...]')
-    .action(() => {
-      // bin/stoker.js starts worker/entry.js for `stoker worker` before this CLI loads (a
-      // worker pod has no orchestrator/); this entry is here for `stoker --help`.
-      throw new UsageError('`stoker worker` runs through the stoker command (bin/stoker.js)');
-    });
-
-  setOption(
-    program
-      .command('render')
-      .description(
-        'print, as YAML, every Kubernetes object a run would create (a dry run: nothing is created)',
-      )
-      .argument('<file>', 'spec file (YAML)'),
-  )
-    .addOption(
-      new Option('--backend <name>', 'backend to render for')
-        .choices(['kubernetes'])
-        .default('kubernetes'),
-    )
-    .option('--run-id <id>', 'the run id to use in names (default: a new one)')
-    .action(lazy(() => import('./commands/render.js'), 'action'));
-
   program
     .command('scale')
     .description(
@@ -209,9 +230,4 @@ export function buildProgram(): Command {
     )
     .option('--json', 'JSON output: {pools: [PoolView]} (schema: README, "JSON output")')
     .action(lazy(() => import('./commands/pools.js'), 'action'));
-
-  registerDataCommands(program);
-  registerMetricsCommands(program);
-  registerReportCommands(program);
-  return program;
 }
