@@ -5,28 +5,18 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { TaskStatus } from '../../common/model.js';
-import type { UnitState } from '../../orchestrator/backends/types.js';
+import { newTaskStatus } from '../../common/task-store.js';
+import { unitState, type UnitState } from '../../orchestrator/backends/types.js';
 import { planOutcome, type OutcomeInput } from '../../orchestrator/dispatch-outcome.js';
 
 const NOW = '2030-01-01T00:00:00.000Z';
 
 const running: TaskStatus = {
-  id: 'r1.train',
-  runId: 'r1',
-  stage: 'train',
-  queue: 'train',
+  ...newTaskStatus({ id: 'r1.train', runId: 'r1', stage: 'train', queue: 'train', maxAttempts: 3 }),
   phase: 'Running',
   attempt: 2,
-  maxAttempts: 3,
   unit: 'r1.train-a2',
-  reason: null,
-  message: null,
-  exitCode: null,
-  signal: null,
-  retryable: null,
-  stderrTail: [],
   startedAt: '2029-12-31T23:00:00.000Z',
-  finishedAt: null,
   history: [
     {
       attempt: 1,
@@ -39,16 +29,8 @@ const running: TaskStatus = {
   ],
 };
 
-const unit = (extra: Partial<UnitState>): UnitState => ({
-  phase: 'Failed',
-  exitCode: 1,
-  signal: null,
-  reason: null,
-  message: null,
-  stderrTail: [],
-  logFile: null,
-  ...extra,
-});
+const unit = (extra: Partial<UnitState>): UnitState =>
+  unitState('Failed', { exitCode: 1, ...extra });
 
 const input = (state: UnitState, extra: Partial<OutcomeInput> = {}): OutcomeInput => ({
   status: running,
