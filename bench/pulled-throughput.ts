@@ -39,6 +39,7 @@ import { createInterface } from 'node:readline';
 import { Queue } from 'bullmq';
 import { poolQueueName, shardTaskId } from '../common/keys.js';
 import { bullConnection } from '../common/redis.js';
+import { deleteKeysWithPrefix } from '../testing/redis-keys.js';
 import {
   type Benchmark,
   type BenchContext,
@@ -56,7 +57,6 @@ import {
   cpuDelta,
   cpuOf,
   livePoolProcs,
-  deleteKeys,
   generatePipeline,
   killStrayServers,
   payloadScript,
@@ -323,7 +323,7 @@ async function rawBull(
   // feed: each worker hands its jobs to a resident no-op server (raw-bull-worker.mjs).
   const feedDir = feed ? stateDir(ctx, 'pulled-tp-floor') : null;
   const queueName = 'pool.raw';
-  cleanup.defer(`delete keys ${prefix}*`, () => deleteKeys(ctx.redisUrl, prefix));
+  cleanup.defer(`delete keys ${prefix}*`, () => deleteKeysWithPrefix(ctx.redisUrl, prefix));
   const queue = new Queue(queueName, { connection: bullConnection(ctx.redisUrl), prefix });
   cleanup.defer('close the raw queue', () => queue.close());
   await queue.waitUntilReady();

@@ -166,7 +166,3 @@ export function parseLine(line: string): ParsedLine {
   }
   return { kind: 'event', event: parsed.data as PayloadEvent };
 }
-
-export function formatMarker(event: PayloadEvent): string {
-  return `${MARKER} ${JSON.stringify(event)}`;
-}

@@ -122,7 +122,3 @@ export function classifyExit(
     signal,
   };
 }
-
-export function describeExitTable(): Array<{ name: string } & ExitCodeEntry> {
-  return Object.entries(table.codes).map(([name, entry]) => ({ name, ...entry }));
-}

@@ -28,8 +28,6 @@ import type { Keys } from './keys.js';
 import { LOG_TAIL_LINES } from './keys.js';
 import { emptyProgress, type TaskProgress } from './model.js';
 
-export type ProgressField = keyof TaskProgress;
-
 const NUMBER_FIELDS = ['step', 'totalSteps', 'epoch', 'stepsPerSec', 'attempt'] as const;
 const STRING_FIELDS = ['updatedAt', 'heartbeatAt'] as const;
 const JSON_FIELDS = ['metrics', 'checkpoint', 'artifacts', 'result', 'warnings'] as const;

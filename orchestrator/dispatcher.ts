@@ -16,16 +16,26 @@
  * processor that starts again after a controller crash (BullMQ's stalled-job recovery)
  * finds the task's unit still running, or finished but not yet recorded, and re-attaches
  * instead of launching a second one. So there are never two attempts of one task at once.
+ *
+ * process(), one page of numbered steps:
+ *   1. load the task and its stage; finished -> its result. Re-attach to its unit when
+ *      it is running (or finished unrecorded), else launch the next attempt (a cancel
+ *      requested before then: Cancelled)                              (attachOrLaunch)
+ *   2. supervise until the unit ends: a cancel request or the stage's deadline
+ *      terminates it; our own shutdown is stop()'s; the backend's notes on why it waits
+ *      become the task's message                                           (supervise)
+ *   3. record the outcome and tell BullMQ whether to retry: planOutcome()
+ *      (orchestrator/dispatch-outcome.ts, pure) decides, recordOutcome() writes and acts
  */
 import { DelayedError, UnrecoverableError, Worker, type ConnectionOptions, type Job } from 'bullmq';
-import { classifyExit } from '../common/exit-codes.js';
 import type { Keys } from '../common/keys.js';
 import { QUEUES } from '../common/keys.js';
 import type { Logger } from '../common/logger.js';
 import { nowIso, type TaskStatus } from '../common/model.js';
-import type { NormalizedSpec } from '../common/spec/schema.js';
+import type { NormalizedSpec, NormalizedStage } from '../common/spec/schema.js';
 import type { Backend, UnitState } from './backends/types.js';
-import type { RunStore } from './store.js';
+import { finishedStatus, planOutcome, type StopReason } from './dispatch-outcome.js';
+import type { RunStore, TaskRecord } from './store.js';
 
 export interface DispatchJobData {
   taskId: string;
@@ -47,6 +57,25 @@ export interface DispatcherOptions {
 }
 
 type StopMode = 'none' | 'preempt' | 'force';
+
+/** The BullMQ job's result. */
+export interface DispatchResult {
+  unit: string;
+  attempt: number;
+  exitCode: number | null;
+}
+
+/** One attempt of a task being dispatched: what steps 2 and 3 work on. */
+interface Attempt {
+  taskId: string;
+  runId: string;
+  stage: NormalizedStage;
+  /** The task's status while the unit runs (phase Running). */
+  status: TaskStatus;
+  unit: string;
+  attempt: number;
+  log: Logger;
+}
 
 export const unitNameFor = (taskId: string, attempt: number): string => `${taskId}-a${attempt}`;
 
@@ -110,231 +139,194 @@ export class Dispatcher {
     }
   }
 
-  private async process(
-    job: Job<DispatchJobData>,
-    token?: string,
-  ): Promise<{ unit: string; attempt: number; exitCode: number | null }> {
+  private async process(job: Job<DispatchJobData>, token?: string): Promise<DispatchResult> {
+    // 1. Load; a finished task -> its result; re-attach to the unit or launch the next attempt.
+    const current = await this.attachOrLaunch(job.data);
+    if ('finished' in current) return current.finished;
+    // 2. Supervise until the unit ends.
+    const { state, stopReason } = await this.supervise(current);
+    // 3. Record the outcome and tell BullMQ whether to retry.
+    return this.recordOutcome(job, token, current, state, stopReason);
+  }
+
+  /** Step 1. The task's result when it already finished; the attempt to supervise otherwise. */
+  private async attachOrLaunch({
+    taskId,
+    runId,
+  }: DispatchJobData): Promise<Attempt | { finished: DispatchResult }> {
     const { store, backend } = this.opts;
-    const { taskId, runId } = job.data;
     const log = this.opts.log.child({ runId, taskId });
     const task = await store.getTask(taskId);
     if (!task) throw new UnrecoverableError(`task ${taskId} does not exist`);
-    let status = task.status;
+    const status = task.status;
     if (status.phase === 'Succeeded' || status.phase === 'Failed' || status.phase === 'Cancelled') {
-      return { unit: status.unit ?? '', attempt: status.attempt, exitCode: status.exitCode };
+      const { unit, attempt, exitCode } = status;
+      return { finished: { unit: unit ?? '', attempt, exitCode } };
     }
     const run = await store.mustGetRun(runId);
-    const stageSpec = (run.spec as NormalizedSpec).stages.find((s) => s.name === status.stage);
-    if (!stageSpec) throw new UnrecoverableError(`stage ${status.stage} is not in run ${runId}`);
+    const spec = run.spec as NormalizedSpec;
+    const stage = spec.stages.find((s) => s.name === status.stage);
+    if (!stage) throw new UnrecoverableError(`stage ${status.stage} is not in run ${runId}`);
 
-    // 1. Re-attach to an unfinished or unrecorded unit, or launch the next attempt.
-    let attempt = status.attempt;
-    let unit = status.unit;
-    const prior = unit && status.phase === 'Running' ? await backend.observe(unit) : null;
-    if (!unit || !prior || prior.phase === 'NotFound') {
-      if (await store.cancelRequestedAt(runId)) {
-        await this.finish(status, 'Cancelled', {
-          reason: 'CancelRequested',
-          message: 'cancelled before it started',
-        });
-        throw new UnrecoverableError('cancelled');
-      }
-      attempt = prior?.phase === 'NotFound' ? attempt : attempt + 1;
-      unit = unitNameFor(taskId, attempt);
-      status = {
-        ...status,
-        phase: 'Running',
-        attempt,
-        unit,
-        startedAt: status.startedAt ?? nowIso(this.clock),
-        reason: null,
-        message: null,
-      };
-      await store.writeTaskStatus(status);
-      const { attached } = await backend.launch({
-        unitName: unit,
-        taskId,
-        runId,
-        stage: status.stage,
-        attempt,
-        runDir: task.runDir,
-        resources: stageSpec.resources,
-        image: stageSpec.image,
-        activeDeadlineSeconds: stageSpec.activeDeadlineSeconds,
-        terminationGracePeriodSeconds: stageSpec.terminationGracePeriodSeconds,
-      });
-      log.info({ unit, attempt, attached }, attached ? 're-attached to unit' : 'launched unit');
-    } else {
+    const prior =
+      status.unit && status.phase === 'Running' ? await backend.observe(status.unit) : null;
+    if (status.unit && prior && prior.phase !== 'NotFound') {
       log.info(
-        { unit, attempt, phase: prior.phase },
+        { unit: status.unit, attempt: status.attempt, phase: prior.phase },
         're-attached to unit after a controller restart',
       );
+      return { taskId, runId, stage, status, unit: status.unit, attempt: status.attempt, log };
     }
+    return this.launchNext({ taskId, runId }, task, stage, prior, log);
+  }
 
-    // 2. Supervise: cancel requests, the stage's deadline, our own shutdown.
-    const grace = stageSpec.terminationGracePeriodSeconds;
-    this.active.set(taskId, { unit, grace });
-    let stopReason: 'cancel' | 'deadline' | null = null;
+  /**
+   * Step 1, no unit to re-attach to: launch the next attempt (a unit that vanished,
+   * NotFound, is launched again under its own attempt number), unless a cancel was
+   * requested first: then the task is Cancelled.
+   */
+  private async launchNext(
+    { taskId, runId }: DispatchJobData,
+    task: TaskRecord,
+    stage: NormalizedStage,
+    prior: UnitState | null,
+    log: Logger,
+  ): Promise<Attempt> {
+    const { store, backend } = this.opts;
+    if (await store.cancelRequestedAt(runId)) {
+      await store.writeTaskStatus(
+        finishedStatus(task.status, nowIso(this.clock), {
+          phase: 'Cancelled',
+          reason: 'CancelRequested',
+          message: 'cancelled before it started',
+          retryable: null,
+        }),
+      );
+      throw new UnrecoverableError('cancelled');
+    }
+    const attempt = prior?.phase === 'NotFound' ? task.status.attempt : task.status.attempt + 1;
+    const unit = unitNameFor(taskId, attempt);
+    const status: TaskStatus = {
+      ...task.status,
+      phase: 'Running',
+      attempt,
+      unit,
+      startedAt: task.status.startedAt ?? nowIso(this.clock),
+      reason: null,
+      message: null,
+    };
+    await store.writeTaskStatus(status);
+    const { attached } = await backend.launch({
+      unitName: unit,
+      taskId,
+      runId,
+      stage: status.stage,
+      attempt,
+      runDir: task.runDir,
+      resources: stage.resources,
+      image: stage.image,
+      activeDeadlineSeconds: stage.activeDeadlineSeconds,
+      terminationGracePeriodSeconds: stage.terminationGracePeriodSeconds,
+    });
+    log.info({ unit, attempt, attached }, attached ? 're-attached to unit' : 'launched unit');
+    return { taskId, runId, stage, status, unit, attempt, log };
+  }
+
+  /**
+   * Step 2. Wait for the unit to end. Every 500 ms: a cancel request, or the stage's
+   * deadline (activeDeadlineSeconds from startedAt), terminates it with the stage's grace
+   * period. stop() reaches it through `active`.
+   */
+  private async supervise(
+    a: Attempt,
+  ): Promise<{ state: UnitState; stopReason: StopReason | null }> {
+    const { store, backend } = this.opts;
+    const grace = a.stage.terminationGracePeriodSeconds;
+    this.active.set(a.taskId, { unit: a.unit, grace });
+    let stopReason: StopReason | null = null;
     const deadlineAt =
-      stageSpec.activeDeadlineSeconds !== undefined && status.startedAt
-        ? Date.parse(status.startedAt) + stageSpec.activeDeadlineSeconds * 1000
+      a.stage.activeDeadlineSeconds !== undefined && a.status.startedAt
+        ? Date.parse(a.status.startedAt) + a.stage.activeDeadlineSeconds * 1000
         : null;
     const watcher = setInterval(() => {
       void (async () => {
         if (stopReason) return;
-        if (await store.cancelRequestedAt(runId).catch(() => null)) stopReason = 'cancel';
+        if (await store.cancelRequestedAt(a.runId).catch(() => null)) stopReason = 'cancel';
         else if (deadlineAt !== null && this.clock() > deadlineAt) stopReason = 'deadline';
         if (stopReason) {
-          log.info({ unit, stopReason }, 'terminating unit');
+          a.log.info({ unit: a.unit, stopReason }, 'terminating unit');
           await backend
-            .terminate(unit as string, { graceSeconds: grace })
-            .catch((err: unknown) => log.error({ err }, 'terminate failed'));
+            .terminate(a.unit, { graceSeconds: grace })
+            .catch((err: unknown) => a.log.error({ err }, 'terminate failed'));
         }
       })();
     }, 500);
-    let state: UnitState;
     try {
-      // A backend that sees why a unit waits (unschedulable, pulling an image) says so; the
-      // task's message shows it to the user.
-      // Note writes are serialised and finished before the outcome is written, so a late
-      // note never overwrites the final status.
-      let lastNote: string | null = null;
-      let noteWrites: Promise<unknown> = Promise.resolve();
-      let waiting = true;
-      state = await backend.wait(unit, undefined, (note) => {
-        if (note === lastNote || !waiting) return;
-        lastNote = note;
-        noteWrites = noteWrites
-          .then(() => store.updateTaskStatus(taskId, (t) => ({ ...t, message: note })))
-          .catch((err: unknown) => log.warn({ err }, 'cannot record the unit note'));
-      });
-      waiting = false;
-      await noteWrites;
+      return { state: await this.waitNoting(a), stopReason };
     } finally {
       clearInterval(watcher);
-      this.active.delete(taskId);
+      this.active.delete(a.taskId);
     }
-
-    // 3. Record the outcome and tell BullMQ whether to retry.
-    const c = classifyExit(state.exitCode, state.signal);
-    const reason =
-      state.reason && !['SUCCESS'].includes(state.reason) && state.reason !== c.reason
-        ? state.reason
-        : c.reason;
-    const entry = {
-      attempt,
-      reason,
-      message: state.message ?? c.description,
-      exitCode: state.exitCode,
-      signal: state.signal,
-      finishedAt: nowIso(this.clock),
-    };
-    const base: TaskStatus = {
-      ...status,
-      exitCode: state.exitCode,
-      signal: state.signal,
-      stderrTail: state.stderrTail,
-      history: [...status.history.filter((h) => h.attempt !== attempt), entry],
-    };
-    if (state.phase === 'Succeeded') {
-      await this.finish(base, 'Succeeded', {
-        reason: 'Completed',
-        message: 'the payload finished',
-        retryable: null,
-      });
-      return { unit, attempt, exitCode: state.exitCode };
-    }
-    const detail = describeFailure(state, c.description);
-    if (stopReason === 'cancel' || (await store.cancelRequestedAt(runId))) {
-      await this.finish(base, 'Cancelled', {
-        reason: 'CancelRequested',
-        message: `cancelled by request (${detail})`,
-        retryable: false,
-      });
-      throw new UnrecoverableError('cancelled');
-    }
-    if (stopReason === 'deadline') {
-      await this.finish(base, 'Failed', {
-        reason: 'DeadlineExceeded',
-        message: `ran past its budget of ${stageSpec.activeDeadlineSeconds} s`,
-        retryable: false,
-      });
-      throw new UnrecoverableError('deadline exceeded');
-    }
-    if (state.freeRetry) {
-      // Evicted or preempted by the cluster: retried without spending the retry budget.
-      await store.writeTaskStatus({
-        ...base,
-        phase: 'Pending',
-        reason,
-        message: `${detail}; retried without spending an attempt`,
-        retryable: true,
-      });
-      log.warn({ unit, reason }, 'unit disrupted by the cluster; retrying');
-      await job.moveToDelayed(this.clock() + 1000, token);
-      throw new DelayedError();
-    }
-    if (this.stopMode !== 'none') {
-      // We stopped it to shut down: requeue without spending an attempt.
-      await store.writeTaskStatus({
-        ...base,
-        phase: 'Pending',
-        reason: 'Preempted',
-        message: `stopped for a controller shutdown (${detail}); it resumes from its last checkpoint`,
-        retryable: true,
-      });
-      await job.moveToDelayed(this.clock() + 1000, token);
-      throw new DelayedError();
-    }
-    const reasonLabel = reason;
-    const retryable =
-      state.retryable ?? (reason === 'WorkerLost' || reason === 'Stalled' ? true : c.retryable);
-    const maxAttempts = job.opts.attempts ?? 1;
-    if (!retryable) {
-      await this.finish(base, 'Failed', {
-        reason: reasonLabel,
-        message: `${detail}; not retryable`,
-        retryable: false,
-      });
-      throw new UnrecoverableError(`${reasonLabel}: ${detail}`);
-    }
-    if (job.attemptsMade + 1 >= maxAttempts) {
-      await this.finish(base, 'Failed', {
-        reason: reasonLabel,
-        message: `${detail}; gave up after ${maxAttempts} attempt${maxAttempts === 1 ? '' : 's'}`,
-        retryable: true,
-      });
-      throw new Error(`${reasonLabel}: ${detail}`);
-    }
-    await store.writeTaskStatus({
-      ...base,
-      phase: 'Pending',
-      reason: reasonLabel,
-      message: `attempt ${attempt} failed: ${detail}; retrying`,
-      retryable: true,
-    });
-    log.warn({ unit, attempt, reason: reasonLabel }, 'attempt failed; retrying');
-    throw new Error(`${reasonLabel}: ${detail}`);
   }
 
-  private async finish(
-    status: TaskStatus,
-    phase: 'Succeeded' | 'Failed' | 'Cancelled',
-    extra: { reason: string; message: string; retryable?: boolean | null },
-  ): Promise<void> {
-    await this.opts.store.writeTaskStatus({
-      ...status,
-      phase,
-      reason: extra.reason,
-      message: extra.message,
-      retryable: extra.retryable ?? null,
-      finishedAt: nowIso(this.clock),
+  /**
+   * backend.wait(), writing the backend's notes on why the unit waits (unschedulable,
+   * pulling an image) into the task's message. Note writes are serialised and finished
+   * before this returns, so a late note never overwrites the final status.
+   */
+  private async waitNoting(a: Attempt): Promise<UnitState> {
+    const { store, backend } = this.opts;
+    let lastNote: string | null = null;
+    let noteWrites: Promise<unknown> = Promise.resolve();
+    let waiting = true;
+    const state = await backend.wait(a.unit, undefined, (note) => {
+      if (note === lastNote || !waiting) return;
+      lastNote = note;
+      noteWrites = noteWrites
+        .then(() => store.updateTaskStatus(a.taskId, (t) => ({ ...t, message: note })))
+        .catch((err: unknown) => a.log.warn({ err }, 'cannot record the unit note'));
     });
+    waiting = false;
+    await noteWrites;
+    return state;
   }
-}
 
-function describeFailure(state: UnitState, fallback: string): string {
-  const what = state.message ?? fallback;
-  const tail = state.stderrTail.filter((l) => l.trim() !== '').slice(-3);
-  return tail.length > 0 ? `${what}; stderr: ${tail.join(' | ')}` : what;
+  /** Step 3. Write the planned status, then complete, requeue or fail the job. */
+  private async recordOutcome(
+    job: Job<DispatchJobData>,
+    token: string | undefined,
+    a: Attempt,
+    state: UnitState,
+    stopReason: StopReason | null,
+  ): Promise<DispatchResult> {
+    const cancelRequested =
+      state.phase !== 'Succeeded' &&
+      stopReason !== 'cancel' &&
+      Boolean(await this.opts.store.cancelRequestedAt(a.runId));
+    const { status, verdict, warn } = planOutcome({
+      status: a.status,
+      attempt: a.attempt,
+      state,
+      stopReason,
+      cancelRequested,
+      shuttingDown: this.stopMode !== 'none',
+      attemptsMade: job.attemptsMade,
+      maxAttempts: job.opts.attempts ?? 1,
+      activeDeadlineSeconds: a.stage.activeDeadlineSeconds,
+      now: nowIso(this.clock),
+    });
+    await this.opts.store.writeTaskStatus(status);
+    if (warn) a.log.warn({ unit: a.unit, attempt: a.attempt, reason: status.reason }, warn);
+    switch (verdict.kind) {
+      case 'complete':
+        return { unit: a.unit, attempt: a.attempt, exitCode: state.exitCode };
+      case 'requeue':
+        await job.moveToDelayed(this.clock() + 1000, token);
+        throw new DelayedError();
+      case 'unrecoverable':
+        throw new UnrecoverableError(verdict.error);
+      case 'failed':
+        throw new Error(verdict.error);
+    }
+  }
 }

@@ -12,7 +12,7 @@
  *                   inspects the server, so that two do not both start one on one AOF
  *
  * Process: redis-server is spawned detached (its own process group, stdio to the log,
- * unref'd). A `kill -9` of stoker, or a Ctrl-C sent to its terminal's foreground
+ * unref'd) by orchestrator/redis-server.ts, the launcher the tests and the bench use too. A `kill -9` of stoker, or a Ctrl-C sent to its terminal's foreground
  * process group, leaves Redis running with the workers' connections intact; the next
  * stoker finds it through embedded.json, checks it answers PING, and reuses it. Who
  * stops it is the caller's decision (`stop()` works on a reused server too).
@@ -28,30 +28,28 @@
  * it); RedisUnavailableError when it does not come up (the message carries the last
  * lines of its log) or when a previous one is alive but does not answer.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
   accessSync,
   chmodSync,
   closeSync,
   constants as fsConstants,
-  fstatSync,
   mkdirSync,
   openSync,
   readFileSync,
-  readSync,
   renameSync,
   rmSync,
   statSync,
   writeFileSync,
   writeSync,
 } from 'node:fs';
-import { createServer } from 'node:net';
 import { delimiter, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { RedisUnavailableError, StokerError, UsageError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { connectRedis, redactUrl } from '../common/redis.js';
+import { answersPing, readLogTail, startRedisServer } from './redis-server.js';
 
 export const REDIS_INSTALL_HINT = [
   'redis-server was not found on PATH. With no REDIS_URL, stoker starts an embedded Redis and needs it installed:',
@@ -166,7 +164,7 @@ export async function startEmbeddedRedis(opts: EmbeddedRedisOptions): Promise<Em
       if (verdict === 'stuck') {
         throw new RedisUnavailableError(
           `the embedded redis-server from an earlier run (pid ${previous.pid}, port ${previous.port}) is alive but does not answer; ` +
-            `stop it (kill ${previous.pid}) and retry. Last lines of ${paths.log}:\n${logTail(paths.log, 0)}`,
+            `stop it (kill ${previous.pid}) and retry. Last lines of ${paths.log}:\n${readLogTail(paths.log, 0)}`,
         );
       }
       log.warn({ pid: previous.pid, port: previous.port }, 'replacing stale embedded redis state');
@@ -210,47 +208,26 @@ async function launch(args: {
   env: NodeJS.ProcessEnv;
   startTimeoutMs: number;
 }): Promise<{ child: ChildProcess; port: number }> {
-  const { bin, paths, password, env } = args;
-  // The free-port probe and redis' own bind race with other programs; retry a clash.
-  for (let attempt = 0; ; attempt++) {
-    const preferred = attempt === 0 ? args.preferredPort : undefined;
-    const port = preferred && (await portIsFree(preferred)) ? preferred : await freePort();
-    writePrivateFile(paths.conf, redisConfig({ port, password, paths }));
-
-    const logOffset = fileSize(paths.log);
-    const fd = openSync(paths.log, 'a', 0o600);
-    let child: ChildProcess;
-    try {
-      child = spawn(bin, [paths.conf], {
-        cwd: paths.dir,
-        env,
-        detached: true,
-        stdio: ['ignore', fd, fd],
-      });
-    } finally {
-      closeSync(fd);
-    }
-    child.unref();
-    let spawnError: Error | undefined;
-    child.on('error', (err) => {
-      spawnError = err;
-    });
-
-    const url = `redis://:${password}@127.0.0.1:${port}`;
-    const outcome = await waitForStart(child, url, args.startTimeoutMs, () => spawnError);
-    if (outcome === 'ready') return { child, port };
-
-    if (outcome === 'timeout') {
-      killGroup(child, 'SIGKILL');
-      await waitForExit(child.pid ?? 0, 2000, child);
-    }
-    const tail = logTail(paths.log, logOffset);
-    if (/address already in use/i.test(tail) && attempt < 3) continue;
-    throw new RedisUnavailableError(
-      `embedded redis-server (${bin}) did not start: ${outcome === 'timeout' ? `no PING answer within ${args.startTimeoutMs} ms` : outcome}. ` +
-        `Last lines of ${paths.log}:\n${tail || '(empty)'}`,
-    );
-  }
+  const { bin, paths, password } = args;
+  // orchestrator/redis-server.ts picks the port, spawns and waits for PING; a try that
+  // lost its port to another program (the probe and redis' own bind race) is retried.
+  const { child, port } = await startRedisServer({
+    bin,
+    args: (port) => {
+      writePrivateFile(paths.conf, redisConfig({ port, password, paths }));
+      return [paths.conf];
+    },
+    url: (port) => `redis://:${password}@127.0.0.1:${port}`,
+    preferredPort: args.preferredPort,
+    cwd: paths.dir,
+    env: args.env,
+    detached: true,
+    logFile: paths.log,
+    startTimeoutMs: args.startTimeoutMs,
+    retry: (failure) => /address already in use/i.test(failure.logTail),
+    label: `embedded redis-server (${bin})`,
+  });
+  return { child, port };
 }
 
 function redisConfig(args: { port: number; password: string; paths: EmbeddedPaths }): string {
@@ -274,25 +251,6 @@ function redisConfig(args: { port: number; password: string; paths: EmbeddedPath
 /** A double-quoted redis.conf string (sdssplitargs escapes). */
 function quote(s: string): string {
   return `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`;
-}
-
-/** 'ready', 'timeout', or why the process went away. */
-async function waitForStart(
-  child: ChildProcess,
-  url: string,
-  timeoutMs: number,
-  spawnError: () => Error | undefined,
-): Promise<string> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const err = spawnError();
-    if (err) return `cannot run it (${err.message})`;
-    if (child.exitCode !== null) return `it exited with code ${child.exitCode}`;
-    if (child.signalCode !== null) return `it was killed by ${child.signalCode}`;
-    if (await answersPing(url, 500)) return 'ready';
-    if (Date.now() > deadline) return 'timeout';
-    await sleep(50);
-  }
 }
 
 // ---------------------------------------------------------------------------------
@@ -453,30 +411,6 @@ function signal(pid: number, sig: NodeJS.Signals): void {
   }
 }
 
-function killGroup(child: ChildProcess, sig: NodeJS.Signals): void {
-  if (child.pid === undefined) return;
-  // detached: the child leads its own process group.
-  try {
-    process.kill(-child.pid, sig);
-  } catch {
-    signal(child.pid, sig);
-  }
-}
-
-async function answersPing(url: string, timeoutMs: number): Promise<boolean> {
-  try {
-    const client = await connectRedis(url, {
-      timeoutMs,
-      name: 'stoker-embedded-probe',
-      extra: { retryStrategy: () => null },
-    });
-    client.disconnect();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 function findExecutable(name: string, pathVar: string | undefined): string | undefined {
   for (const dir of (pathVar ?? '').split(delimiter)) {
     if (!dir) continue;
@@ -492,61 +426,11 @@ function findExecutable(name: string, pathVar: string | undefined): string | und
   return undefined;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() =>
-        typeof addr === 'object' && addr ? resolvePort(addr.port) : reject(new Error('no port')),
-      );
-    });
-  });
-}
-
-async function portIsFree(port: number): Promise<boolean> {
-  return new Promise((resolveFree) => {
-    const srv = createServer();
-    srv.unref();
-    srv.once('error', () => resolveFree(false));
-    srv.listen(port, '127.0.0.1', () => srv.close(() => resolveFree(true)));
-  });
-}
-
 /** Write via a fresh temp file and rename, so the mode is 0600 from the first byte. */
 function writePrivateFile(path: string, text: string): void {
   const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   writeFileSync(tmp, text, { mode: 0o600 });
   renameSync(tmp, path);
-}
-
-function fileSize(path: string): number {
-  try {
-    return statSync(path).size;
-  } catch {
-    return 0;
-  }
-}
-
-/** The last `lines` lines written to `path` after byte `from` (at most the last 16 KiB). */
-function logTail(path: string, from: number, lines = 20): string {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch {
-    return '';
-  }
-  try {
-    const size = fstatSync(fd).size;
-    const start = Math.max(from, size - 16 * 1024);
-    const buf = Buffer.alloc(Math.max(0, size - start));
-    readSync(fd, buf, 0, buf.length, start);
-    return buf.toString('utf8').trimEnd().split('\n').slice(-lines).join('\n');
-  } finally {
-    closeSync(fd);
-  }
 }
 
 /**

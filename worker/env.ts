@@ -34,6 +34,7 @@
 import { NonRetryableError } from '../common/errors.js';
 import type { ResolvedPayload } from '../common/model.js';
 import { payloadBinDir, pythonPayloadDir } from '../common/paths.js';
+import { WORKER_RANK_ENV } from '../common/rank-env.js';
 
 export const ENV_ALLOWLIST: readonly string[] = [
   'PATH',
@@ -66,21 +67,6 @@ export const ENV_ALLOWLIST_PREFIXES: readonly string[] = [
   'PET_',
 ];
 
-/** Rank variables a launcher (the Kubernetes backend, torchrun) may set for the worker. */
-export const RANK_ENV_NAMES: readonly string[] = [
-  'RANK',
-  'WORLD_SIZE',
-  'LOCAL_RANK',
-  'LOCAL_WORLD_SIZE',
-  'NODE_RANK',
-  'GROUP_RANK',
-  'NNODES',
-  'NPROC_PER_NODE',
-  'MASTER_ADDR',
-  'MASTER_PORT',
-  'JOB_COMPLETION_INDEX',
-];
-
 export type EnvSource = Readonly<Record<string, string | undefined>>;
 
 export function isAllowlisted(name: string): boolean {
@@ -99,7 +85,7 @@ export function allowlistedEnv(parentEnv: EnvSource): Record<string, string> {
 /** The rank variables present in an environment (for a worker started by a launcher). */
 export function rankEnvFrom(parentEnv: EnvSource): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const name of RANK_ENV_NAMES) {
+  for (const name of WORKER_RANK_ENV) {
     const v = parentEnv[name];
     if (v !== undefined && v !== '') out[name] = v;
   }

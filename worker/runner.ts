@@ -24,23 +24,24 @@
  * per call (worker/reporter.ts coalesces). The log file gets one write per chunk, and
  * when its buffer is full the payload's pipes are paused, so a payload that prints
  * faster than the disk takes it is slowed down rather than buffered in memory.
+ *
+ * runPayload(), one page of steps; each phase is a named unit:
+ *   1. open the log file (worker/payload-log.ts: batching, back-pressure)
+ *   2. spawn in its own process group, its output read line by line
+ *      (worker/payload-output.ts); a command that cannot start -> spawnFailed()
+ *   3. supervise: terminate on abort or stall (superviseTermination)
+ *   4. on exit: stop supervising, kill what is left of the group, drain the pipes
+ *      (reapAndDrain)
+ *   5. classify the exit, write the closing lines, close the log (finishOutcome)
  */
-import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
-import { dirname } from 'node:path';
-import type { Readable } from 'node:stream';
-import { spawn } from 'node:child_process';
-import { parseLine, type PayloadEvent } from '../common/events.js';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { classifyExit, type ExitClassification } from '../common/exit-codes.js';
-import type { Logger } from '../common/logger.js';
-import { silentLogger } from '../common/logger.js';
+import { silentLogger, type Logger } from '../common/logger.js';
 import { groupAlive, killGroup } from '../common/proc.js';
+import { PayloadLogFile } from './payload-log.js';
+import { PayloadOutput, redact, type PayloadSink } from './payload-output.js';
 
-/** Receives what the payload reports. Called synchronously, once per line: must not block. */
-export interface PayloadSink {
-  event(event: PayloadEvent): void;
-  log(line: string, stream: 'stdout' | 'stderr'): void;
-  warn(message: string): void;
-}
+export { redact, type PayloadSink } from './payload-output.js';
 
 export type TerminationReason = 'abort' | 'stall';
 
@@ -88,269 +89,153 @@ export interface PayloadOutcome {
   spawnError: string | null;
 }
 
-export const REDACTED = '[redacted]';
-/** A line longer than this is cut (memory stays bounded whatever the payload prints). */
-export const MAX_LINE_CHARS = 256 * 1024;
 const DEFAULT_GRACE_MS = 30_000;
 const STREAM_DRAIN_MS = 5_000;
 
-/** Replace every secret value in `line`. Secrets are expected longest first. */
-export function redact(line: string, secrets: readonly string[]): string {
-  let out = line;
-  for (const s of secrets) if (s && out.includes(s)) out = out.split(s).join(REDACTED);
-  return out;
-}
-
-/** Splits a text stream into lines ('\n', a trailing '\r' dropped), cutting overlong ones. */
-export class LineSplitter {
-  private partial = '';
-  private skipping = false;
-
-  constructor(private readonly maxChars: number = MAX_LINE_CHARS) {}
-
-  push(chunk: string, emit: (line: string) => void): void {
-    let start = 0;
-    for (;;) {
-      const nl = chunk.indexOf('\n', start);
-      if (nl === -1) break;
-      const piece = chunk.slice(start, nl);
-      start = nl + 1;
-      if (this.skipping) {
-        this.skipping = false;
-        continue;
-      }
-      const line = this.partial.length > 0 ? this.partial + piece : piece;
-      this.partial = '';
-      emit(this.cut(line.endsWith('\r') ? line.slice(0, -1) : line));
-    }
-    if (start < chunk.length && !this.skipping) {
-      this.partial += chunk.slice(start);
-      if (this.partial.length > this.maxChars) {
-        emit(this.cut(this.partial));
-        this.partial = '';
-        this.skipping = true;
-      }
-    }
-  }
-
-  end(emit: (line: string) => void): void {
-    if (this.partial.length > 0 && !this.skipping) emit(this.partial);
-    this.partial = '';
-    this.skipping = false;
-  }
-
-  private cut(line: string): string {
-    return line.length > this.maxChars
-      ? `${line.slice(0, this.maxChars)} [line cut at ${this.maxChars} characters]`
-      : line;
-  }
-}
-
 export async function runPayload(opts: RunPayloadOptions): Promise<PayloadOutcome> {
+  const [file, ...args] = opts.argv;
+  if (file === undefined) throw new Error('runPayload: empty argv');
   const log = opts.log ?? silentLogger();
   const clock = opts.clock ?? Date.now;
   const secrets = opts.secretValues ?? [];
-  const graceMs = opts.terminationGraceMs ?? DEFAULT_GRACE_MS;
-  const stallMs = opts.stallTimeoutMs ?? 0;
+
+  // 1. The log file.
+  const logFile = new PayloadLogFile(opts.logFile, clock, log);
+  const where = opts.cwd ? ` in ${opts.cwd}` : '';
+  logFile.note(`start: ${redact(JSON.stringify(opts.argv), secrets)}${where}`);
+
+  // 2. Spawn, its output read line by line.
   const tailMax = opts.stderrTailLines ?? 20;
-  const [file, ...args] = opts.argv;
-  if (file === undefined) throw new Error('runPayload: empty argv');
-
-  // --- the log file ------------------------------------------------------------------
-  mkdirSync(dirname(opts.logFile), { recursive: true });
-  const logStream: WriteStream = createWriteStream(opts.logFile, { flags: 'a' });
-  let logBroken = false;
-  logStream.on('error', (err) => {
-    if (!logBroken)
-      log.warn(
-        { err, logFile: opts.logFile },
-        'cannot write the payload log file; going on without it',
-      );
-    logBroken = true;
-  });
-  const paused = new Set<Readable>();
-  const streams: Readable[] = [];
-  // Lines are gathered and written every 100 ms (or at 64 KiB): a payload that flushes
-  // stdout on every line would otherwise cost one write system call per line (the
-  // largest part of the worker's CPU in a profile of smoke_train at full speed).
-  let pending: string[] = [];
-  let pendingBytes = 0;
-  let flushTimer: NodeJS.Timeout | undefined;
-  const flushLog = (): void => {
-    clearTimeout(flushTimer);
-    flushTimer = undefined;
-    if (pending.length === 0) return;
-    const text = pending.join('');
-    pending = [];
-    pendingBytes = 0;
-    writeNow(text);
-  };
-  const writeLog = (text: string): void => {
-    if (logBroken || text.length === 0) return;
-    pending.push(text);
-    pendingBytes += text.length;
-    if (pendingBytes >= 64 * 1024) flushLog();
-    else flushTimer ??= setTimeout(flushLog, 100);
-  };
-  const writeNow = (text: string): void => {
-    if (logBroken || text.length === 0) return;
-    if (!logStream.write(text) && paused.size === 0) {
-      for (const s of streams) {
-        s.pause();
-        paused.add(s);
-      }
-      logStream.once('drain', () => {
-        for (const s of paused) s.resume();
-        paused.clear();
-      });
-    }
-  };
-  const stamp = (msg: string): string => `[stoker ${new Date(clock()).toISOString()}] ${msg}\n`;
-  writeLog(
-    stamp(
-      `start: ${redact(JSON.stringify(opts.argv), secrets)}${opts.cwd ? ` in ${opts.cwd}` : ''}`,
-    ),
-  );
-
-  // --- state -------------------------------------------------------------------------
-  const stderrTail: string[] = [];
-  let malformedLines = 0;
-  let lastStep: number | null = null;
-  let maxStep = -1;
-  let lastAdvanceAt = clock();
-  let terminated: TerminationReason | null = null;
-  let exited = false;
-
-  const noteStep = (step: number | undefined): void => {
-    if (step === undefined) return;
-    lastStep = step;
-    if (step > maxStep) {
-      maxStep = step;
-      lastAdvanceAt = clock();
-    }
-  };
-
-  const onStdoutLine = (raw: string, out: string[]): void => {
-    const line = redact(raw, secrets);
-    out.push(line);
-    const parsed = parseLine(line);
-    if (parsed.kind === 'log') {
-      opts.sink.log(line, 'stdout');
-    } else if (parsed.kind === 'event') {
-      const ev = parsed.event;
-      if (ev.type === 'progress') noteStep(ev.step);
-      else if (ev.type === 'metrics') noteStep(ev.step ?? undefined);
-      opts.sink.event(ev);
-    } else {
-      malformedLines += 1;
-      if (malformedLines === 1) {
-        const msg = `malformed marker line ignored (${parsed.error}): ${parsed.line.slice(0, 200)}; further malformed lines are counted, not reported`;
-        out.push(stamp(`warning: ${msg}`).trimEnd());
-        opts.sink.warn(msg);
-      }
-    }
-  };
-
-  const onStderrLine = (raw: string, out: string[]): void => {
-    const line = redact(raw, secrets);
-    out.push(line);
-    stderrTail.push(line.length > 1000 ? `${line.slice(0, 1000)} [cut]` : line);
-    if (stderrTail.length > tailMax) stderrTail.shift();
-    opts.sink.log(line, 'stderr');
-  };
-
-  const attach = (
-    stream: Readable | null,
-    onLine: (raw: string, out: string[]) => void,
-  ): Promise<void> => {
-    if (!stream) return Promise.resolve();
-    streams.push(stream);
-    stream.setEncoding('utf8');
-    const splitter = new LineSplitter();
-    const handle = (fn: (emit: (l: string) => void) => void): void => {
-      const out: string[] = [];
-      fn((l) => onLine(l, out));
-      if (out.length > 0) writeLog(`${out.join('\n')}\n`);
-    };
-    stream.on('data', (chunk: string) => handle((emit) => splitter.push(chunk, emit)));
-    return new Promise<void>((resolve) => {
-      const done = (): void => {
-        handle((emit) => splitter.end(emit));
-        resolve();
-      };
-      stream.once('end', done);
-      stream.once('close', done);
-      stream.once('error', done);
-    }).then(() => undefined);
-  };
-
-  // --- spawn -------------------------------------------------------------------------
-  // node:child_process rather than execa here: a worker starts for every task attempt,
-  // and loading execa cost ~0.15 s of each start (bench: wrapper-overhead); what is used
-  // of it is a plain spawn.
-  const subprocess = spawn(file, args, {
-    cwd: opts.cwd,
-    env: { ...opts.env },
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const stdoutDone = attach(subprocess.stdout, onStdoutLine);
-  const stderrDone = attach(subprocess.stderr, onStderrLine);
-  const exit = new Promise<[number | null, NodeJS.Signals | null]>((resolve) => {
-    subprocess.once('exit', (code: number | null, sig: NodeJS.Signals | null) =>
-      resolve([code, sig]),
-    );
-  });
-
-  const started = await new Promise<Error | null>((resolve) => {
-    subprocess.once('spawn', () => resolve(null));
-    subprocess.once('error', (err: Error) => resolve(err));
-  });
-  if (started || subprocess.pid === undefined) {
-    const why = started?.message ?? 'unknown error';
-    const spawnError = `cannot start ${file}: ${why}`;
-    writeLog(stamp(`error: ${spawnError}`));
-    flushLog();
-    await closeLog(logStream, logBroken);
-    const code = (started as NodeJS.ErrnoException | null)?.code;
-    return {
-      exitCode: null,
-      signal: null,
-      classification: {
-        reason: 'SPAWN_FAILED',
-        // A missing or non-executable command, or a missing cwd, fails the same way again.
-        retryable: !(code === 'ENOENT' || code === 'EACCES' || code === 'ENOTDIR'),
-        description: spawnError,
-        exitCode: null,
-        signal: null,
-      },
-      stderrTail: [spawnError],
-      terminated: null,
-      malformedLines: 0,
-      lastStep: null,
-      pid: null,
-      spawnError,
-    };
-  }
-  const pid = subprocess.pid;
+  const output = new PayloadOutput({ sink: opts.sink, secrets, logFile, clock, tailMax });
+  const payload = await spawnPayload(file, args, opts, output);
+  const pid = payload.child.pid;
+  if (payload.error || pid === undefined) return spawnFailed(file, payload.error, logFile);
   try {
     opts.onSpawn?.(pid);
   } catch (err) {
     log.warn({ err, pid }, 'onSpawn callback failed');
   }
-  lastAdvanceAt = clock();
+  output.restartStallClock();
 
-  // --- termination -------------------------------------------------------------------
+  // 3. Supervise: an abort or a stall terminates the process group.
+  const termination = superviseTermination({ pid, opts, output, logFile, log, clock });
+
+  // 4. Exit: stop supervising, kill what is left of the group, drain the pipes.
+  const [exitCode, signal] = await payload.exit;
+  termination.stop();
+  await reapAndDrain(payload, pid, logFile, log);
+
+  // 5. Classify, write the closing lines, close the log.
+  return finishOutcome({
+    exitCode,
+    signal,
+    pid,
+    terminated: termination.reason,
+    output,
+    logFile,
+  });
+}
+
+interface SpawnedPayload {
+  child: ChildProcess;
+  exit: Promise<[number | null, NodeJS.Signals | null]>;
+  /** Both pipes read to their end. */
+  outputDone: Promise<unknown>;
+  /** Why the command could not be started; null when it started. */
+  error: Error | null;
+}
+
+/** Spawn the payload as the leader of its own process group; resolves once it started (or failed to). */
+async function spawnPayload(
+  file: string,
+  args: string[],
+  opts: RunPayloadOptions,
+  output: PayloadOutput,
+): Promise<SpawnedPayload> {
+  // node:child_process rather than execa here: a worker starts for every task attempt,
+  // and loading execa cost ~0.15 s of each start (bench: wrapper-overhead); what is used
+  // of it is a plain spawn.
+  const child = spawn(file, args, {
+    cwd: opts.cwd,
+    env: { ...opts.env },
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const outputDone = Promise.all([
+    output.read(child.stdout, 'stdout'),
+    output.read(child.stderr, 'stderr'),
+  ]);
+  const exit = new Promise<[number | null, NodeJS.Signals | null]>((resolve) => {
+    child.once('exit', (code: number | null, sig: NodeJS.Signals | null) => resolve([code, sig]));
+  });
+  const error = await new Promise<Error | null>((resolve) => {
+    child.once('spawn', () => resolve(null));
+    child.once('error', (err: Error) => resolve(err));
+  });
+  return { child, exit, outputDone, error };
+}
+
+/** The outcome of a command that could not be started (not found, not executable, bad cwd). */
+async function spawnFailed(
+  file: string,
+  err: Error | null,
+  logFile: PayloadLogFile,
+): Promise<PayloadOutcome> {
+  const spawnError = `cannot start ${file}: ${err?.message ?? 'unknown error'}`;
+  logFile.note(`error: ${spawnError}`);
+  await logFile.close();
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  return {
+    exitCode: null,
+    signal: null,
+    classification: {
+      reason: 'SPAWN_FAILED',
+      // A missing or non-executable command, or a missing cwd, fails the same way again.
+      retryable: !(code === 'ENOENT' || code === 'EACCES' || code === 'ENOTDIR'),
+      description: spawnError,
+      exitCode: null,
+      signal: null,
+    },
+    stderrTail: [spawnError],
+    terminated: null,
+    malformedLines: 0,
+    lastStep: null,
+    pid: null,
+    spawnError,
+  };
+}
+
+interface Termination {
+  /** Why stoker stopped the payload; null while it has not. */
+  readonly reason: TerminationReason | null;
+  /** The payload has exited: no more signals, timers cleared, abort listener removed. */
+  stop(): void;
+}
+
+/**
+ * Terminate the payload's process group on abort (opts.signal) or stall (no new step for
+ * opts.stallTimeoutMs): SIGTERM, the grace period, then SIGKILL. Once only.
+ */
+function superviseTermination(ctx: {
+  pid: number;
+  opts: RunPayloadOptions;
+  output: PayloadOutput;
+  logFile: PayloadLogFile;
+  log: Logger;
+  clock: () => number;
+}): Termination {
+  const { pid, opts, output, logFile, log, clock } = ctx;
+  const graceMs = opts.terminationGraceMs ?? DEFAULT_GRACE_MS;
+  const stallMs = opts.stallTimeoutMs ?? 0;
+  let reason: TerminationReason | null = null;
+  let exited = false;
   let killTimer: NodeJS.Timeout | undefined;
-  const terminate = (reason: TerminationReason): void => {
-    if (terminated !== null || exited) return;
-    terminated = reason;
-    log.info({ pid, reason, graceMs }, 'terminating payload: SIGTERM to its process group');
-    writeLog(
-      stamp(
-        `${reason === 'stall' ? `stalled: no step progress for ${stallMs} ms; ` : ''}sending SIGTERM to process group ${pid}, SIGKILL in ${graceMs} ms`,
-      ),
-    );
+  const terminate = (why: TerminationReason): void => {
+    if (reason !== null || exited) return;
+    reason = why;
+    log.info({ pid, reason: why, graceMs }, 'terminating payload: SIGTERM to its process group');
+    const stalled = why === 'stall' ? `stalled: no step progress for ${stallMs} ms; ` : '';
+    logFile.note(`${stalled}sending SIGTERM to process group ${pid}, SIGKILL in ${graceMs} ms`);
     killGroup(pid, 'SIGTERM');
     killTimer = setTimeout(() => {
       if (exited) return;
@@ -358,10 +243,11 @@ export async function runPayload(opts: RunPayloadOptions): Promise<PayloadOutcom
         { pid, graceMs },
         'payload still running after the grace period: SIGKILL to its process group',
       );
-      writeLog(stamp(`grace period over: SIGKILL to process group ${pid}`));
+      logFile.note(`grace period over: SIGKILL to process group ${pid}`);
       killGroup(pid, 'SIGKILL');
     }, graceMs);
   };
+
   const onAbort = (): void => terminate('abort');
   if (opts.signal?.aborted) onAbort();
   else opts.signal?.addEventListener('abort', onAbort, { once: true });
@@ -371,28 +257,43 @@ export async function runPayload(opts: RunPayloadOptions): Promise<PayloadOutcom
     const every =
       opts.stallCheckIntervalMs ?? Math.max(10, Math.min(1000, Math.floor(stallMs / 4)));
     stallTimer = setInterval(() => {
-      if (clock() - lastAdvanceAt >= stallMs) terminate('stall');
+      if (clock() - output.lastAdvanceAt >= stallMs) terminate('stall');
     }, every);
     stallTimer.unref();
   }
 
-  // --- exit --------------------------------------------------------------------------
-  const [exitCode, signal] = await exit;
-  exited = true;
-  clearTimeout(killTimer);
-  clearInterval(stallTimer);
-  opts.signal?.removeEventListener('abort', onAbort);
-  // Nothing the payload started outlives it: SIGKILL whatever is left of its group.
+  return {
+    get reason() {
+      return reason;
+    },
+    stop() {
+      exited = true;
+      clearTimeout(killTimer);
+      clearInterval(stallTimer);
+      opts.signal?.removeEventListener('abort', onAbort);
+    },
+  };
+}
+
+/**
+ * After the payload exited: SIGKILL whatever is left of its group (nothing it started
+ * outlives it), then read what is still in the pipes. A process outside the group
+ * (setsid) may hold them open: give up after STREAM_DRAIN_MS rather than wait forever.
+ */
+async function reapAndDrain(
+  payload: SpawnedPayload,
+  pid: number,
+  logFile: PayloadLogFile,
+  log: Logger,
+): Promise<void> {
   if (groupAlive(pid)) {
     log.warn({ pid }, 'payload exited but left processes in its group: SIGKILL');
-    writeLog(stamp(`payload exited, processes left in group ${pid}: SIGKILL`));
+    logFile.note(`payload exited, processes left in group ${pid}: SIGKILL`);
     killGroup(pid, 'SIGKILL');
   }
-  // Read what is still in the pipes. A process outside the group (setsid) may hold them
-  // open: give up after a bound rather than wait forever.
   let drainTimer: NodeJS.Timeout | undefined;
   const drained = await Promise.race([
-    Promise.all([stdoutDone, stderrDone]).then(() => true),
+    payload.outputDone.then(() => true),
     new Promise<boolean>((resolve) => {
       drainTimer = setTimeout(() => resolve(false), STREAM_DRAIN_MS);
     }),
@@ -403,39 +304,37 @@ export async function runPayload(opts: RunPayloadOptions): Promise<PayloadOutcom
       { pid },
       'payload output still open after exit (a process outside its group holds it); closing',
     );
-    subprocess.stdout?.destroy();
-    subprocess.stderr?.destroy();
+    payload.child.stdout?.destroy();
+    payload.child.stderr?.destroy();
   }
-  for (const s of paused) s.resume();
+  logFile.resumeAll();
+}
 
+/** Classify the exit, write the closing lines and close the log file. */
+async function finishOutcome(end: {
+  exitCode: number | null;
+  signal: NodeJS.Signals | null;
+  pid: number;
+  terminated: TerminationReason | null;
+  output: PayloadOutput;
+  logFile: PayloadLogFile;
+}): Promise<PayloadOutcome> {
+  const { exitCode, signal, pid, terminated, output, logFile } = end;
   const classification = classifyExit(exitCode, signal);
-  if (malformedLines > 1)
-    writeLog(stamp(`${malformedLines} malformed marker lines ignored in all`));
-  writeLog(
-    stamp(
-      `exit: ${classification.reason} (${classification.description})${terminated ? `, terminated: ${terminated}` : ''}`,
-    ),
-  );
-  flushLog();
-  await closeLog(logStream, logBroken);
-
+  if (output.malformedLines > 1)
+    logFile.note(`${output.malformedLines} malformed marker lines ignored in all`);
+  const why = terminated ? `, terminated: ${terminated}` : '';
+  logFile.note(`exit: ${classification.reason} (${classification.description})${why}`);
+  await logFile.close();
   return {
     exitCode,
     signal,
     classification,
-    stderrTail: [...stderrTail],
+    stderrTail: [...output.stderrTail],
     terminated,
-    malformedLines,
-    lastStep,
+    malformedLines: output.malformedLines,
+    lastStep: output.lastStep,
     pid,
     spawnError: null,
   };
-}
-
-async function closeLog(stream: WriteStream, broken: boolean): Promise<void> {
-  if (broken || stream.destroyed) return;
-  await new Promise<void>((resolve) => {
-    stream.once('error', () => resolve());
-    stream.end(() => resolve());
-  });
 }

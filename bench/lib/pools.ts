@@ -18,6 +18,7 @@ import { parseSpec } from '../../common/spec/load.js';
 import type { NormalizedSpec } from '../../common/spec/schema.js';
 import { isRunning, killGroup, killPid } from '../../common/proc.js';
 import { startSystem, type System } from '../../orchestrator/system.js';
+import { deleteKeysWithPrefix } from '../../testing/redis-keys.js';
 import {
   type BenchContext,
   type Cleanup,
@@ -48,7 +49,7 @@ export async function startPoolSystem(
   const prefix = `bench-${label}-${process.pid}-${Math.random().toString(36).slice(2, 8)}:`;
   const home = mkdtempSync(join(ctx.tmpRoot, `${label}-home-`));
   cleanup.defer(`remove ${home}`, () => rmSync(home, { recursive: true, force: true }));
-  cleanup.defer(`delete keys ${prefix}*`, () => deleteKeys(ctx.redisUrl, prefix));
+  cleanup.defer(`delete keys ${prefix}*`, () => deleteKeysWithPrefix(ctx.redisUrl, prefix));
   const sys = await startSystem({
     redisUrl: ctx.redisUrl,
     prefix,
@@ -273,22 +274,6 @@ export function countersPer(
     redisCpuMsPerUnit: Math.round(((after.cpuS - before.cpuS) * 1e6) / units) / 1000,
     topCommandsPerUnit: Object.fromEntries(deltas.map(([c, n]) => [c, r(n / units)])),
   };
-}
-
-export async function deleteKeys(url: string, prefix: string): Promise<void> {
-  const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
-  r.on('error', () => undefined);
-  try {
-    await r.connect();
-    let cursor = '0';
-    do {
-      const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length > 0) await r.del(...keys);
-    } while (cursor !== '0');
-  } finally {
-    r.disconnect();
-  }
 }
 
 /** A dedicated connection for the bench's own reads (its commands are counted by the caller). */

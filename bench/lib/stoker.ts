@@ -6,7 +6,6 @@
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import { stringify } from 'yaml';
 import { silentLogger } from '../../common/logger.js';
 import type { RunRecord } from '../../common/model.js';
@@ -15,6 +14,7 @@ import type { NormalizedSpec } from '../../common/spec/schema.js';
 import { unitNameFor } from '../../orchestrator/dispatcher.js';
 import { taskIdFor } from '../../orchestrator/store.js';
 import { startSystem, type System } from '../../orchestrator/system.js';
+import { deleteKeysWithPrefix } from '../../testing/redis-keys.js';
 import { type BenchContext, type Cleanup, nowMs, waitFor } from './harness.js';
 
 export interface BenchSystem {
@@ -38,7 +38,7 @@ export async function startBenchSystem(
   const prefix = `bench-${label}-${process.pid}-${Math.random().toString(36).slice(2, 8)}:`;
   const home = mkdtempSync(join(ctx.tmpRoot, `${label}-home-`));
   cleanup.defer(`remove ${home}`, () => rmSync(home, { recursive: true, force: true }));
-  cleanup.defer(`delete keys ${prefix}*`, () => deleteKeys(ctx.redisUrl, prefix));
+  cleanup.defer(`delete keys ${prefix}*`, () => deleteKeysWithPrefix(ctx.redisUrl, prefix));
   const sys = await startSystem({
     redisUrl: ctx.redisUrl,
     prefix,
@@ -110,20 +110,4 @@ export async function failureOf(b: BenchSystem, run: RunRecord): Promise<string>
   const task = await b.sys.store.getTask(taskId);
   const s = task?.status;
   return `run ${run.id} ended ${run.phase}: ${run.message ?? ''}${s ? ` (task ${s.phase} ${s.reason ?? ''}: ${s.message ?? ''})` : ''}`;
-}
-
-async function deleteKeys(url: string, prefix: string): Promise<void> {
-  const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
-  r.on('error', () => undefined);
-  try {
-    await r.connect();
-    let cursor = '0';
-    do {
-      const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length > 0) await r.del(...keys);
-    } while (cursor !== '0');
-  } finally {
-    r.disconnect();
-  }
 }

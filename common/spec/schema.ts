@@ -28,6 +28,7 @@
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { RANK_ENV } from '../rank-env.js';
 
 export const API_VERSION = 'stoker/v1';
 
@@ -549,23 +550,11 @@ export function jobNameFor(taskId: string, attempt: number): string {
  * Variables the kubernetes backend sets in a worker pod itself: a secretEnv entry must
  * not take one of these names (`fromEnv`, or `name` when fromEnv is left out).
  */
-export const POD_RANK_ENV: readonly string[] = [
-  'RANK',
-  'WORLD_SIZE',
-  'LOCAL_RANK',
-  'LOCAL_WORLD_SIZE',
-  'NODE_RANK',
-  'GROUP_RANK',
-  'NNODES',
-  'NPROC_PER_NODE',
-  'MASTER_ADDR',
-  'MASTER_PORT',
-];
 export const isReservedPodEnv = (name: string): boolean =>
   name === 'REDIS_URL' ||
   name.startsWith('STOKER_') ||
   name.startsWith('PET_') ||
-  POD_RANK_ENV.includes(name);
+  RANK_ENV.includes(name);
 
 /** Label keys stoker (or Kubernetes, or Kueue) sets on the objects it builds. */
 const RESERVED_LABEL_PREFIXES = ['stoker.dev/', 'kueue.x-k8s.io/', 'batch.kubernetes.io/'];

@@ -23,7 +23,14 @@ import type { Logger } from '../../common/logger.js';
 import { nowIso } from '../../common/model.js';
 import { stokerBin } from '../../common/paths.js';
 import { randomBytes } from 'node:crypto';
-import type { Backend, LaunchRequest, PoolSpec, UnitState } from './types.js';
+import {
+  taskWorkerArgs,
+  unitState,
+  type Backend,
+  type LaunchRequest,
+  type PoolSpec,
+  type UnitState,
+} from './types.js';
 import { groupAlive, isRunning, killGroup, killPid, procStartTime } from '../../common/proc.js';
 
 export interface LocalBackendOptions {
@@ -83,44 +90,9 @@ export class LocalBackend implements Backend {
       backend: this.name,
       launchedAt: nowIso(this.clock),
     });
-    const fd = openSync(workerLog, 'a');
-    const [cmd, ...prefixArgs] = this.opts.stokerCommand ?? [process.execPath, stokerBin()];
-    let child: ChildProcess;
-    try {
-      child = spawn(
-        cmd as string,
-        [
-          ...prefixArgs,
-          'worker',
-          '--task',
-          req.taskId,
-          '--unit',
-          req.unitName,
-          '--attempt',
-          String(req.attempt),
-        ],
-        {
-          detached: true,
-          stdio: ['ignore', fd, fd],
-          env: {
-            ...(this.opts.env ?? process.env),
-            STOKER_REDIS_URL: this.opts.redisUrl,
-            STOKER_PREFIX: this.opts.keys.prefix,
-          },
-        },
-      );
-    } finally {
-      closeSync(fd);
-    }
-    const pid = await new Promise<number>((resolve, reject) => {
-      child.once('spawn', () => resolve(child.pid as number));
-      child.once('error', reject);
-    });
-    child.unref();
+    const { child, pid } = await this.spawnWorker(taskWorkerArgs(req), workerLog);
+    // Kept until observe() has read the exit status (Node reaps the process).
     this.children.set(req.unitName, child);
-    child.once('exit', () => {
-      // Keep the handle until observe() has read the signal; Node reaps the process.
-    });
     await this.opts.redis.hset(key, {
       pid: String(pid),
       pidStartTime: procStartTime(pid) ?? '',
@@ -310,34 +282,13 @@ export class LocalBackend implements Backend {
 
   private async startPoolWorker(pool: string): Promise<void> {
     const workerId = `${pool}-${randomBytes(3).toString('hex')}`;
-    const [cmd, ...prefixArgs] = this.opts.stokerCommand ?? [process.execPath, stokerBin()];
     const logDir = join(this.opts.home ?? join(process.cwd(), '.stoker'), 'pools', pool);
     mkdirSync(logDir, { recursive: true });
-    const fd = openSync(join(logDir, `${workerId}.log`), 'a');
-    let child: ChildProcess;
-    try {
-      child = spawn(
-        cmd as string,
-        [...prefixArgs, 'worker', '--pool', pool, '--worker-id', workerId],
-        {
-          detached: true,
-          stdio: ['ignore', fd, fd],
-          env: {
-            ...(this.opts.env ?? process.env),
-            STOKER_REDIS_URL: this.opts.redisUrl,
-            STOKER_PREFIX: this.opts.keys.prefix,
-            ...(this.opts.home ? { STOKER_HOME: this.opts.home } : {}),
-          },
-        },
-      );
-    } finally {
-      closeSync(fd);
-    }
-    const pid = await new Promise<number>((resolve, reject) => {
-      child.once('spawn', () => resolve(child.pid as number));
-      child.once('error', reject);
-    });
-    child.unref();
+    const { pid } = await this.spawnWorker(
+      ['--pool', pool, '--worker-id', workerId],
+      join(logDir, `${workerId}.log`),
+      this.opts.home ? { STOKER_HOME: this.opts.home } : {},
+    );
     await this.opts.redis.hset(
       this.opts.keys.poolProcs(pool),
       workerId,
@@ -351,21 +302,44 @@ export class LocalBackend implements Backend {
     this.opts.log.info({ pool, workerId, pid }, 'started pool worker');
   }
 
+  /**
+   * Start `stoker worker ARGS`, detached (its own process group: it outlives a controller
+   * that dies, and its group can be killed), stdout and stderr appended to `logFile`, the
+   * Redis URL and key prefix (and `env`) in its environment. Resolves once it runs.
+   */
+  private async spawnWorker(
+    args: string[],
+    logFile: string,
+    env: Record<string, string> = {},
+  ): Promise<{ child: ChildProcess; pid: number }> {
+    const [cmd, ...prefixArgs] = this.opts.stokerCommand ?? [process.execPath, stokerBin()];
+    const fd = openSync(logFile, 'a');
+    let child: ChildProcess;
+    try {
+      child = spawn(cmd as string, [...prefixArgs, 'worker', ...args], {
+        detached: true,
+        stdio: ['ignore', fd, fd],
+        env: {
+          ...(this.opts.env ?? process.env),
+          STOKER_REDIS_URL: this.opts.redisUrl,
+          STOKER_PREFIX: this.opts.keys.prefix,
+          ...env,
+        },
+      });
+    } finally {
+      closeSync(fd);
+    }
+    const pid = await new Promise<number>((resolve, reject) => {
+      child.once('spawn', () => resolve(child.pid as number));
+      child.once('error', reject);
+    });
+    child.unref();
+    return { child, pid };
+  }
+
   async close(): Promise<void> {
     this.children.clear();
   }
-}
-
-function unitState(phase: UnitState['phase']): UnitState {
-  return {
-    phase,
-    exitCode: null,
-    signal: null,
-    reason: null,
-    message: null,
-    stderrTail: [],
-    logFile: null,
-  };
 }
 
 function finishedState(u: Record<string, string>): UnitState {

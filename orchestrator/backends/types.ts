@@ -1,7 +1,7 @@
 /**
  * The backend interface: how units of execution are started and observed. `local`
- * runs worker processes on this machine; `kubernetes` (a later change) creates Jobs.
- * The dispatcher only talks to this interface.
+ * runs worker processes on this machine; `kubernetes` creates Jobs (and a headless
+ * Service for a multi-node gang). The dispatcher only talks to this interface.
  *
  * A *unit* is one attempt of one dispatched task: a process group here, a Job (with one
  * pod per node) on Kubernetes. Unit names are deterministic (`${taskId}-a${attempt}`),
@@ -86,4 +86,25 @@ export interface Backend {
   /** Stop every worker of every pool (drain; force kills). */
   stopPools?(opts: { force?: boolean; drainMs?: number }): Promise<void>;
   close(): Promise<void>;
+}
+
+/** A unit's state with nothing known but its phase (and `extra`). */
+export function unitState(phase: UnitPhase, extra: Partial<UnitState> = {}): UnitState {
+  return {
+    phase,
+    exitCode: null,
+    signal: null,
+    reason: null,
+    message: null,
+    stderrTail: [],
+    logFile: null,
+    ...extra,
+  };
+}
+
+/** The worker command's arguments for one unit: `worker --task ID --unit NAME --attempt N`. */
+export function taskWorkerArgs(
+  req: Pick<LaunchRequest, 'taskId' | 'unitName' | 'attempt'>,
+): string[] {
+  return ['--task', req.taskId, '--unit', req.unitName, '--attempt', String(req.attempt)];
 }

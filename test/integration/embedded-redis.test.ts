@@ -30,7 +30,8 @@ import {
   startEmbeddedRedis,
   type EmbeddedRedis,
 } from '../../orchestrator/embedded-redis.js';
-import { eventually, freePort } from '../util/redis-server.js';
+import { freePort } from '../../orchestrator/redis-server.js';
+import { eventually } from '../util/redis-server.js';
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const log = silentLogger();

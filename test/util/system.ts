@@ -7,6 +7,7 @@ import { silentLogger, createLogger } from '../../common/logger.js';
 import { parseSpec } from '../../common/spec/load.js';
 import type { NormalizedSpec } from '../../common/spec/schema.js';
 import { startSystem, type System, type SystemOptions } from '../../orchestrator/system.js';
+import { deleteKeysWithPrefix } from '../../testing/redis-keys.js';
 import { buildRunView, type RunView } from '../../orchestrator/views.js';
 import { eventually, testRedisUrl, uniquePrefix } from './redis-server.js';
 
@@ -69,15 +70,7 @@ export async function startTestSystem(extra: Partial<SystemOptions> = {}): Promi
     },
     async cleanup() {
       await sys.stop('force');
-      const { Redis } = await import('ioredis');
-      const r = new Redis(redisUrl);
-      let cursor = '0';
-      do {
-        const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-        cursor = next;
-        if (keys.length) await r.del(...keys);
-      } while (cursor !== '0');
-      r.disconnect();
+      await deleteKeysWithPrefix(redisUrl, prefix);
       rmSync(home, { recursive: true, force: true });
     },
   };

@@ -72,7 +72,7 @@ import type {
   Resources,
 } from '../../../common/spec/schema.js';
 import { taskIdFor } from '../../store.js';
-import type { LaunchRequest, PoolSpec } from '../types.js';
+import { taskWorkerArgs, type LaunchRequest, type PoolSpec } from '../types.js';
 import {
   ANNOTATIONS,
   COMPLETION_INDEX_ANNOTATION,
@@ -200,16 +200,7 @@ export function buildTrainJob(req: TrainJobRequest): TrainJobObjects {
     k,
     resources,
     image: req.image,
-    command: [
-      ...req.workerCommand,
-      'worker',
-      '--task',
-      req.taskId,
-      '--unit',
-      req.unitName,
-      '--attempt',
-      String(req.attempt),
-    ],
+    command: [...req.workerCommand, 'worker', ...taskWorkerArgs(req)],
     env: req.env,
     secretEnv: req.stageSpec.payload.secretEnv,
     extraEnv: rankEnv,

@@ -21,7 +21,7 @@
  * it could not create, so the backend watches those events (reason=FailedCreate on Jobs).
  */
 import type { CoreV1Event, V1Job, V1Pod } from '@kubernetes/client-node';
-import type { UnitState } from '../types.js';
+import { unitState as state, type UnitState } from '../types.js';
 
 const IMAGE_PULL = new Set([
   'ErrImagePull',
@@ -30,19 +30,6 @@ const IMAGE_PULL = new Set([
   'ErrImageNeverPull',
 ]);
 const CONFIG = new Set(['CreateContainerConfigError', 'CreateContainerError']);
-
-function state(phase: UnitState['phase'], extra: Partial<UnitState> = {}): UnitState {
-  return {
-    phase,
-    exitCode: null,
-    signal: null,
-    reason: null,
-    message: null,
-    stderrTail: [],
-    logFile: null,
-    ...extra,
-  };
-}
 
 export interface Observed {
   state: UnitState;

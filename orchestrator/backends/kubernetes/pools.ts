@@ -33,9 +33,6 @@ import type { V1Job, V1Pod } from '@kubernetes/client-node';
 import { isFinished } from './gc.js';
 import { ANNOTATIONS, COMPONENTS, LABELS, MANAGED_BY } from './names.js';
 
-/** A worker's state as it publishes it (worker/pool-worker.ts); absent: not started yet. */
-export type PoolWorkerStateName = 'starting' | 'idle' | 'busy' | 'draining';
-
 export const isPoolWorkerObject = (o: {
   metadata?: { labels?: Record<string, string>; annotations?: Record<string, string> };
 }): boolean =>
