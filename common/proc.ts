@@ -67,3 +67,17 @@ export function groupAlive(pgid: number): boolean {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
+
+/**
+ * Does a process with this pid exist, zombies included (signal 0)? Unlike isRunning, a
+ * child that has exited but was not yet reaped counts: what a caller waiting for its
+ * own child's exit to be collected needs.
+ */
+export function pidExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

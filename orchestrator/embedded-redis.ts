@@ -30,25 +30,22 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import {
-  accessSync,
-  chmodSync,
-  closeSync,
-  constants as fsConstants,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-  writeSync,
-} from 'node:fs';
-import { delimiter, join, resolve } from 'node:path';
+import { chmodSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { RedisUnavailableError, StokerError, UsageError } from '../common/errors.js';
+import { RedisUnavailableError, UsageError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
+import { killPid, pidExists } from '../common/proc.js';
 import { connectRedis, redactUrl } from '../common/redis.js';
+import {
+  embeddedRedisPaths,
+  findExecutable,
+  readState,
+  redisConfig,
+  withLock,
+  writePrivateFile,
+  type EmbeddedPaths,
+  type EmbeddedState,
+} from './embedded-redis-files.js';
 import { answersPing, readLogTail, startRedisServer } from './redis-server.js';
 
 export const REDIS_INSTALL_HINT = [
@@ -86,32 +83,6 @@ export interface ResolvedRedis {
   url: string;
   /** Set when stoker started (or adopted) the embedded server. */
   embedded?: EmbeddedRedis;
-}
-
-interface EmbeddedState {
-  pid: number;
-  port: number;
-  url: string;
-  startedAt: string;
-}
-
-interface EmbeddedPaths {
-  dir: string;
-  conf: string;
-  log: string;
-  state: string;
-  lock: string;
-}
-
-export function embeddedRedisPaths(home: string): EmbeddedPaths {
-  const dir = join(resolve(home), 'redis');
-  return {
-    dir,
-    conf: join(dir, 'redis.conf'),
-    log: join(dir, 'redis.log'),
-    state: join(dir, 'embedded.json'),
-    lock: join(dir, 'embedded.lock'),
-  };
 }
 
 /**
@@ -230,36 +201,13 @@ async function launch(args: {
   return { child, port };
 }
 
-function redisConfig(args: { port: number; password: string; paths: EmbeddedPaths }): string {
-  return [
-    '# Written by stoker (orchestrator/embedded-redis.ts) at every start: edits are lost.',
-    'bind 127.0.0.1',
-    'protected-mode yes',
-    `port ${args.port}`,
-    'daemonize no',
-    `dir ${quote(args.paths.dir)}`,
-    `logfile ${quote(args.paths.log)}`,
-    'appendonly yes',
-    'appendfsync everysec',
-    'maxmemory-policy noeviction',
-    'save ""',
-    `requirepass ${args.password}`,
-    '',
-  ].join('\n');
-}
-
-/** A double-quoted redis.conf string (sdssplitargs escapes). */
-function quote(s: string): string {
-  return `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`;
-}
-
 // ---------------------------------------------------------------------------------
 // Inspecting an earlier server
 
 type Verdict = 'live' | 'stale' | 'stuck';
 
 async function inspect(state: EmbeddedState): Promise<Verdict> {
-  if (!isAlive(state.pid)) return 'stale';
+  if (!pidExists(state.pid)) return 'stale';
   if (await answersPing(state.url, 2000)) return 'live';
   // Alive but silent: the pid now belongs to another program, or our server is busy
   // (loading a large AOF answers -LOADING, which the ready check waits out).
@@ -268,28 +216,6 @@ async function inspect(state: EmbeddedState): Promise<Verdict> {
   if (await answersPing(state.url, 15_000)) return 'live';
   // Without /proc (macOS) we cannot tell; treat it as someone else's process.
   return isRedis === true ? 'stuck' : 'stale';
-}
-
-function readState(path: string): EmbeddedState | undefined {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readFileSync(path, 'utf8'));
-  } catch {
-    return undefined;
-  }
-  if (typeof raw !== 'object' || raw === null) return undefined;
-  const s = raw as Record<string, unknown>;
-  if (
-    typeof s.pid !== 'number' ||
-    !Number.isInteger(s.pid) ||
-    s.pid <= 0 ||
-    typeof s.port !== 'number' ||
-    typeof s.url !== 'string' ||
-    typeof s.startedAt !== 'string'
-  ) {
-    return undefined;
-  }
-  return { pid: s.pid, port: s.port, url: s.url, startedAt: s.startedAt };
 }
 
 function reusablePassword(url: string | undefined): string | undefined {
@@ -347,7 +273,7 @@ async function stopServer(
   child?: ChildProcess,
 ): Promise<void> {
   // 1. SHUTDOWN: redis fsyncs the AOF and exits. The reply is the connection closing.
-  if (isAlive(state.pid)) {
+  if (pidExists(state.pid)) {
     try {
       const client = await connectRedis(state.url, {
         timeoutMs: 2000,
@@ -367,10 +293,10 @@ async function stopServer(
   }
   // 2. Wait for the exit, escalating.
   if (!(await waitForExit(state.pid, 10_000, child))) {
-    signal(state.pid, 'SIGTERM');
+    killPid(state.pid, 'SIGTERM');
     if (!(await waitForExit(state.pid, 5000, child))) {
       log.warn({ pid: state.pid }, 'embedded redis ignored SIGTERM; killing it');
-      signal(state.pid, 'SIGKILL');
+      killPid(state.pid, 'SIGKILL');
       await waitForExit(state.pid, 2000, child);
     }
   }
@@ -382,103 +308,12 @@ async function stopServer(
 async function waitForExit(pid: number, timeoutMs: number, child?: ChildProcess): Promise<boolean> {
   // Our own child stays a zombie (kill(pid, 0) succeeds) until Node reaps it, so ask
   // the ChildProcess; an adopted server was reaped by init.
-  const gone = () => (child ? child.exitCode !== null || child.signalCode !== null : !isAlive(pid));
+  const gone = () =>
+    child ? child.exitCode !== null || child.signalCode !== null : !pidExists(pid);
   const deadline = Date.now() + timeoutMs;
   while (!gone()) {
     if (Date.now() > deadline) return false;
     await sleep(25);
   }
   return true;
-}
-
-// ---------------------------------------------------------------------------------
-// Small helpers
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-function signal(pid: number, sig: NodeJS.Signals): void {
-  try {
-    process.kill(pid, sig);
-  } catch {
-    // Already gone.
-  }
-}
-
-function findExecutable(name: string, pathVar: string | undefined): string | undefined {
-  for (const dir of (pathVar ?? '').split(delimiter)) {
-    if (!dir) continue;
-    const candidate = join(dir, name);
-    try {
-      if (!statSync(candidate).isFile()) continue;
-      accessSync(candidate, fsConstants.X_OK);
-      return candidate;
-    } catch {
-      // Not here.
-    }
-  }
-  return undefined;
-}
-
-/** Write via a fresh temp file and rename, so the mode is 0600 from the first byte. */
-function writePrivateFile(path: string, text: string): void {
-  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  writeFileSync(tmp, text, { mode: 0o600 });
-  renameSync(tmp, path);
-}
-
-/**
- * Run `fn` holding an O_EXCL lock file that carries our pid. A lock whose holder is
- * dead is broken. (Two stokers breaking the same dead lock at once can both proceed;
- * that needs a crash during a start plus a race, and costs a second server start.)
- */
-async function withLock<T>(lockPath: string, fn: () => Promise<T>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      const fd = openSync(lockPath, 'wx', 0o600);
-      try {
-        writeSync(fd, String(process.pid));
-      } finally {
-        closeSync(fd);
-      }
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-    const holder = lockHolder(lockPath);
-    if (holder === 'dead') {
-      rmSync(lockPath, { force: true });
-      continue;
-    }
-    if (Date.now() > deadline) {
-      throw new StokerError(
-        `${lockPath} is held by pid ${holder} (another stoker starting Redis); if no stoker is running, remove the file`,
-      );
-    }
-    await sleep(100);
-  }
-  try {
-    return await fn();
-  } finally {
-    rmSync(lockPath, { force: true });
-  }
-}
-
-function lockHolder(lockPath: string): number | 'dead' | 'unknown' {
-  try {
-    const text = readFileSync(lockPath, 'utf8').trim();
-    const pid = Number(text);
-    if (text && Number.isInteger(pid) && pid > 0) return isAlive(pid) ? pid : 'dead';
-    // Created but not yet written: give the writer a moment before calling it dead.
-    return Date.now() - statSync(lockPath).mtimeMs > 5000 ? 'dead' : 'unknown';
-  } catch {
-    return 'unknown'; // vanished between open and read: retry
-  }
 }

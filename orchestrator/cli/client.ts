@@ -9,12 +9,8 @@ import type { Redis } from 'ioredis';
 import { UsageError } from '../../common/errors.js';
 import { isRunning } from '../../common/proc.js';
 import { connectRedis } from '../../common/redis.js';
-import {
-  embeddedRedisPaths,
-  resolveRedis,
-  startEmbeddedRedis,
-  type EmbeddedRedis,
-} from '../embedded-redis.js';
+import { embeddedRedisPaths } from '../embedded-redis-files.js';
+import { resolveRedis, startEmbeddedRedis, type EmbeddedRedis } from '../embedded-redis.js';
 import { RunStore } from '../store.js';
 import type { Context } from './context.js';
 

@@ -23,8 +23,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { UsageError } from '../../common/errors.js';
 import { silentLogger } from '../../common/logger.js';
 import { connectRedis } from '../../common/redis.js';
+import { embeddedRedisPaths } from '../../orchestrator/embedded-redis-files.js';
 import {
-  embeddedRedisPaths,
   REDIS_INSTALL_HINT,
   resolveRedis,
   startEmbeddedRedis,
