@@ -22,18 +22,17 @@
  * terminationGracePeriod, kubernetes) merge into every stage, the stage winning field by
  * field (env and kubernetes.nodeSelector key by key, kubernetes.volumes.pvc mount path by
  * mount path). CPU steps (prepare, merge, report) take only cpu and memory from the
- * default resources: they run on one node without GPUs. See load.ts.
+ * default resources: they run on one node without GPUs. See normalize.ts; load.ts is the
+ * pipeline from YAML text to the normalised form (normalized.ts).
  *
  * Durations are strings like "90s", "10m", "2h" or numbers of seconds.
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { API_VERSION, SPEC_KINDS, STAGE_KINDS } from './normalized.js';
 
-export const API_VERSION = 'stoker/v1';
-
-export const STAGE_KINDS = ['train', 'generate', 'evaluate', 'prepare', 'merge', 'report'] as const;
-export type StageKind = (typeof STAGE_KINDS)[number];
-export const CPU_STEP_KINDS: ReadonlySet<StageKind> = new Set(['prepare', 'merge', 'report']);
+// The normalised form (what a run stores) and the constants both forms share.
+export * from './normalized.js';
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 export const Name = z
@@ -89,13 +88,6 @@ export const ResourceRequest = z
   })
   .strict();
 export type ResourceRequest = z.infer<typeof ResourceRequest>;
-
-/** Resources a stage runs with, after defaults. */
-export const Resources = ResourceRequest.extend({
-  gpus: z.number().int().nonnegative().default(0),
-  nodes: z.number().int().positive().default(1),
-}).strict();
-export type Resources = z.infer<typeof Resources>;
 
 export const SecretRef = z
   .object({
@@ -153,21 +145,6 @@ export const RetryRequest = z
   })
   .strict();
 export type RetryRequest = z.infer<typeof RetryRequest>;
-
-/** A retry policy with the built-in defaults: 3 attempts, exponential backoff from 2 s. */
-export const RetryPolicy = z
-  .object({
-    attempts: z.number().int().min(1).max(100).default(3),
-    backoff: z
-      .object({
-        type: z.enum(['exponential', 'fixed']).default('exponential'),
-        delay: Duration.default(2),
-      })
-      .strict()
-      .default({ type: 'exponential', delay: 2 }),
-  })
-  .strict();
-export type RetryPolicy = z.infer<typeof RetryPolicy>;
 
 // ---------------------------------------------------------------------------------------
 // Kubernetes: the `kubernetes` block of a stage and of spec.defaults (DESIGN.md section 4)
@@ -272,10 +249,6 @@ export const KubernetesRequest = z
   .strict();
 export type KubernetesRequest = z.infer<typeof KubernetesRequest>;
 
-export const DEFAULT_SHM_SIZE = '16Gi';
-export const DEFAULT_GPUS_PER_NODE_MAX = 8;
-export const DEFAULT_TTL_SECONDS_AFTER_FINISHED = 24 * 3600;
-
 /** Fields a stage has, and a TrainingRun's spec has inline. */
 const stageBody = {
   payload: Payload,
@@ -379,7 +352,11 @@ const header = {
   metadata: Metadata,
 };
 
-export const RunSpecDocument = z.discriminatedUnion(
+/**
+ * The document's structure, one branch per kind. document.ts adds the graph checks
+ * (graph.ts) to it: that is the schema a spec is parsed with (RunSpecDocument).
+ */
+export const RunSpecShape = z.discriminatedUnion(
   'kind',
   [
     z.object({ ...header, kind: z.literal('Pipeline'), spec: PipelineSpec }).strict(),
@@ -387,110 +364,13 @@ export const RunSpecDocument = z.discriminatedUnion(
     z.object({ ...header, kind: z.literal('SelfPlay'), spec: SingleStageSpec }).strict(),
     z.object({ ...header, kind: z.literal('Evaluation'), spec: SingleStageSpec }).strict(),
   ],
-  { error: 'kind must be one of Pipeline, TrainingRun, SelfPlay, Evaluation' },
+  { error: `kind must be one of ${SPEC_KINDS.join(', ')}` },
 );
-export type RunSpecDocument = z.infer<typeof RunSpecDocument>;
-
-/**
- * The normalised form every run is stored in: always a list of stages, defaults applied.
- * A TrainingRun becomes a one-stage pipeline whose stage is named `train` (SelfPlay:
- * `generate`, Evaluation: `evaluate`).
- */
-export interface NormalizedStage {
-  name: string;
-  kind: StageKind;
-  dependsOn: string[];
-  payload: Payload;
-  outputs: Record<string, string>;
-  resources: Resources;
-  image: string | undefined;
-  retry: { attempts: number; backoff: { type: 'exponential' | 'fixed'; delay: number } };
-  activeDeadlineSeconds: number | undefined;
-  stallTimeoutSeconds: number;
-  terminationGracePeriodSeconds: number;
-  priority: number | undefined;
-  /** Set for pulled stages (a pool and an input): shards run on the pool's workers. */
-  input?: { file?: string; shardSize?: number; shards?: string[] };
-  pool?: NormalizedPool;
-  maxFailedShards: number;
-  shardParams: Record<string, unknown>;
-  /** The kubernetes backend's settings for this stage, defaults merged in. */
-  kubernetes: NormalizedKubernetes;
-}
-
-/**
- * A stage's `kubernetes` block with the spec's defaults and the built-in ones applied.
- * `undefined` means "the controller's setting" (known only where the objects are built).
- */
-export interface NormalizedKubernetes {
-  namespace: string | undefined;
-  imagePullPolicy: 'Always' | 'IfNotPresent' | 'Never' | undefined;
-  serviceAccountName: string | undefined;
-  nodeSelector: Record<string, string>;
-  tolerations: Toleration[];
-  priorityClassName: string | undefined;
-  volumes: {
-    pvc: { claimName: string; mountPath: string; readOnly: boolean }[];
-    /** A memory-backed /dev/shm of this size, or null for none. */
-    shmSize: string | null;
-  };
-  queueName: string | undefined;
-  ttlSecondsAfterFinished: number;
-  runAsUser: number | undefined;
-  fsGroup: number | undefined;
-  gpusPerNodeMax: number;
-  cpuDistributed: boolean;
-}
-
-/** The block a stage without one gets (also for runs stored before the block existed). */
-export function defaultKubernetes(gpuPods: boolean): NormalizedKubernetes {
-  return {
-    namespace: undefined,
-    imagePullPolicy: undefined,
-    serviceAccountName: undefined,
-    nodeSelector: {},
-    tolerations: [],
-    priorityClassName: undefined,
-    volumes: { pvc: [], shmSize: gpuPods ? DEFAULT_SHM_SIZE : null },
-    queueName: undefined,
-    ttlSecondsAfterFinished: DEFAULT_TTL_SECONDS_AFTER_FINISHED,
-    runAsUser: undefined,
-    fsGroup: undefined,
-    gpusPerNodeMax: DEFAULT_GPUS_PER_NODE_MAX,
-    cpuDistributed: false,
-  };
-}
-
-export interface NormalizedPool {
-  name: string;
-  minReplicas: number;
-  maxReplicas: number;
-  replicas: number;
-  resources: Resources;
-}
-
-/** Kinds whose stages may be pulled (sharded over a pool). */
-export const PULLED_KINDS: ReadonlySet<StageKind> = new Set(['generate', 'evaluate']);
-
-export interface NormalizedSpec {
-  apiVersion: typeof API_VERSION;
-  kind: RunSpecDocument['kind'];
-  name: string;
-  labels: Record<string, string>;
-  description: string | undefined;
-  params: Record<string, string | number | boolean>;
-  stages: NormalizedStage[];
-}
-
-export const DEFAULT_STALL_TIMEOUT_SECONDS = 0;
-export const DEFAULT_GRACE_SECONDS = 30;
-export const DEFAULT_RETRY_ATTEMPTS = 3;
-export const DEFAULT_BACKOFF = { type: 'exponential', delay: 2 } as const;
 
 // ---------------------------------------------------------------------------------------
-// Kubernetes names: one set of functions for the spec checks (load.ts, at submit) and the
-// object builders (orchestrator/backends/kubernetes), so that what submit accepts is
-// exactly what the backend will create.
+// Kubernetes names: one set of functions for the spec checks (graph.ts, and the kubernetes
+// backend's spec-rules.ts) and the object builders (orchestrator/backends/kubernetes), so
+// that what submit accepts is exactly what the backend will create.
 
 /** Names and label values Kubernetes accepts (DNS-1123 labels, label values). */
 export const K8S_NAME_MAX = 63;

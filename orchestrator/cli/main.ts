@@ -15,6 +15,7 @@ import { isTerminal, type RunRecord } from '../../common/model.js';
 import { readTaskLogTail } from '../../common/progress.js';
 import { bullConnection, redactUrl } from '../../common/redis.js';
 import { loadSpecFile } from '../../common/spec/load.js';
+import { kubernetesSpecRules } from '../backends/kubernetes/spec-rules.js';
 import type { NormalizedSpec } from '../../common/spec/schema.js';
 import { packageRoot } from '../../common/paths.js';
 import { controllerAlive } from '../leader.js';
@@ -52,8 +53,12 @@ function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }
 
+/**
+ * A spec file, validated for every backend it may run on: a spec is portable, so the
+ * kubernetes backend's rules (spec-rules.ts) apply whatever backend runs it now.
+ */
 async function loadSpec(file: string, sets: string[] | undefined): Promise<NormalizedSpec> {
-  return loadSpecFile(file, { sets: sets ?? [] });
+  return loadSpecFile(file, { sets: sets ?? [], rules: [kubernetesSpecRules] });
 }
 
 function describeSpec(spec: NormalizedSpec): string {
