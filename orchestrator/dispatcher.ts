@@ -23,7 +23,6 @@ import type { Keys } from '../common/keys.js';
 import { QUEUES } from '../common/keys.js';
 import type { Logger } from '../common/logger.js';
 import { nowIso, type TaskStatus } from '../common/model.js';
-import type { NormalizedSpec } from '../common/spec/schema.js';
 import type { Backend, UnitState } from './backends/types.js';
 import type { RunStore } from './store.js';
 
@@ -124,7 +123,7 @@ export class Dispatcher {
       return { unit: status.unit ?? '', attempt: status.attempt, exitCode: status.exitCode };
     }
     const run = await store.mustGetRun(runId);
-    const stageSpec = (run.spec as NormalizedSpec).stages.find((s) => s.name === status.stage);
+    const stageSpec = run.spec.stages.find((s) => s.name === status.stage);
     if (!stageSpec) throw new UnrecoverableError(`stage ${status.stage} is not in run ${runId}`);
 
     // 1. Re-attach to an unfinished or unrecorded unit, or launch the next attempt.
