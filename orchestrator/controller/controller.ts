@@ -28,6 +28,8 @@ import {
 } from '../../common/model.js';
 import { readTaskProgress } from '../../common/progress.js';
 import { resolveStage } from '../../common/spec/interpolate.js';
+import { stagePath } from '../../common/spec/rules.js';
+import { formatPath } from '../../common/spec/values.js';
 import {
   CPU_STEP_KINDS,
   type NormalizedPool,
@@ -405,11 +407,14 @@ export class Controller {
       { runId: run.id, backend: this.opts.backend?.name, issues: issues.map(text) },
       'the backend cannot run this spec; failing the run',
     );
-    /** Where a stage's fields are in the spec (load.ts's paths). */
+    /** Where a stage's fields are in the spec, as the backend's issues name them. */
     const pathOf = (name: string) =>
-      spec.kind === 'Pipeline'
-        ? `spec.stages[${spec.stages.findIndex((s) => s.name === name)}].`
-        : 'spec.';
+      `${formatPath(
+        stagePath(
+          spec.kind,
+          spec.stages.findIndex((s) => s.name === name),
+        ),
+      )}.`;
     const stages = await this.opts.store.getStages(run.id);
     for (const status of Object.values(stages)) {
       if (isTerminal(status.phase) || status.tasks.length > 0) continue;
