@@ -59,13 +59,23 @@ export function typedFields<S extends Shape>(schema: { shape: S }, value: Json):
   };
 }
 
+const SpecParams = PipelineSpec.pick({ params: true });
+/** The fields of a stage the graph reads whole; payload, resources, input and pool by field. */
+const StageHead = Stage.pick({
+  name: true,
+  kind: true,
+  dependsOn: true,
+  outputs: true,
+  input: true,
+  pool: true,
+});
 const InputSchema = Stage.shape.input.unwrap();
 const PoolSchema = Stage.shape.pool.unwrap();
 
 export interface GraphStage {
   /** `spec.stages[i]`, or `spec` for a one-stage kind. */
   path: Path;
-  stage: Part<typeof Stage.shape>;
+  stage: Part<typeof StageHead.shape>;
   payload: Part<typeof Payload.shape>;
   resources: Part<typeof ResourceRequest.shape>;
   input: Part<typeof InputSchema.shape>;
@@ -74,8 +84,9 @@ export interface GraphStage {
 
 export interface GraphDocument {
   metadata: Part<typeof Metadata.shape>;
-  /** `spec.params` and `spec.defaults`, typed field by field. */
-  spec: Part<typeof PipelineSpec.shape>;
+  /** `spec.params` (a pipeline's and a one-stage kind's are alike). */
+  spec: Part<typeof SpecParams.shape>;
+  /** `spec.defaults`, field by field. */
   defaults: Part<typeof Defaults.shape>;
   /** Pipelines: spec.defaults.env merges into every stage's env; one-stage kinds: none. */
   inheritsDefaultEnv: boolean;
@@ -103,7 +114,7 @@ export function typeDocument(doc: Json): GraphDocument {
   }
   return {
     metadata: typedFields(Metadata, root['metadata']),
-    spec: typedFields(PipelineSpec, spec),
+    spec: typedFields(SpecParams, spec),
     defaults: typedFields(Defaults, body['defaults']),
     inheritsDefaultEnv: !single,
     stages,
@@ -113,7 +124,7 @@ export function typeDocument(doc: Json): GraphDocument {
 function typeStage(raw: Record<string, Json>, path: Path): GraphStage {
   return {
     path,
-    stage: typedFields(Stage, raw),
+    stage: typedFields(StageHead, raw),
     payload: typedFields(Payload, raw['payload']),
     resources: typedFields(ResourceRequest, raw['resources']),
     input: typedFields(InputSchema, raw['input']),
