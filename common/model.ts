@@ -3,6 +3,7 @@
  * a phase plus conditions with machine-readable reasons and human messages.
  */
 import * as z from 'zod';
+import { NormalizedSpec } from './spec/normalized.js';
 
 export const Phase = z.enum(['Pending', 'Running', 'Succeeded', 'Failed', 'Cancelled']);
 export type Phase = z.infer<typeof Phase>;
@@ -177,8 +178,11 @@ export const RunRecord = z.object({
   id: z.string(),
   name: z.string(),
   kind: z.string(),
-  /** The frozen, normalised spec (JSON), exactly as validated at submit. */
-  spec: z.unknown(),
+  /**
+   * The frozen, normalised spec, exactly as validated at submit; checked when read back
+   * for the shape the controller relies on (common/spec/normalized.ts says what and why).
+   */
+  spec: NormalizedSpec,
   phase: Phase,
   conditions: z.array(Condition),
   message: z.string().nullable(),

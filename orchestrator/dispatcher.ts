@@ -32,7 +32,7 @@ import type { Keys } from '../common/keys.js';
 import { QUEUES } from '../common/keys.js';
 import type { Logger } from '../common/logger.js';
 import { nowIso, type TaskStatus } from '../common/model.js';
-import type { NormalizedSpec, NormalizedStage } from '../common/spec/schema.js';
+import type { NormalizedStage } from '../common/spec/schema.js';
 import type { Backend, UnitState } from './backends/types.js';
 import { finishedStatus, planOutcome, type StopReason } from './dispatch-outcome.js';
 import type { RunStore, TaskRecord } from './store.js';
@@ -164,8 +164,7 @@ export class Dispatcher {
       return { finished: { unit: unit ?? '', attempt, exitCode } };
     }
     const run = await store.mustGetRun(runId);
-    const spec = run.spec as NormalizedSpec;
-    const stage = spec.stages.find((s) => s.name === status.stage);
+    const stage = run.spec.stages.find((s) => s.name === status.stage);
     if (!stage) throw new UnrecoverableError(`stage ${status.stage} is not in run ${runId}`);
 
     const prior =

@@ -3,7 +3,8 @@
  *
  *   runs                zset   runId -> createdAt (ms)          all runs, newest last
  *   runs:active         set    runIds not yet terminal          what the controller reconciles
- *   run:{id}            hash   record (JSON), written by the controller (created by submit)
+ *   run:{id}            hash   record (JSON), written by the controller (created by submit);
+ *                              checked when read (RunRecord): else CorruptRecordError
  *   run:{id}:stages     hash   stage name -> StageStatus (JSON), controller only
  *   run:{id}:cancel     string ISO time of a cancel request (any client)
  *   task:{id}           hash   status (JSON, dispatcher/controller), payload (JSON), runDir, queue
@@ -30,6 +31,7 @@ import {
 } from '../common/model.js';
 import { TaskStore } from '../common/task-store.js';
 import type { NormalizedSpec } from '../common/spec/schema.js';
+import { formatPath } from '../common/spec/values.js';
 import { StokerError } from '../common/errors.js';
 
 export interface TaskRecord {
@@ -46,6 +48,26 @@ export class RunNotFoundError extends StokerError {
 
 export class RunExistsError extends StokerError {
   override name = 'RunExistsError';
+}
+
+/**
+ * A stored run record that is not what this version of stoker writes (another version, a
+ * hand edit): refused when read, naming the run and each field at fault, rather than
+ * failing later where a field is used.
+ */
+export class CorruptRecordError extends StokerError {
+  override name = 'CorruptRecordError';
+}
+
+function parseRunRecord(id: string, raw: string): RunRecord {
+  const parsed = RunRecord.safeParse(JSON.parse(raw));
+  if (parsed.success) return parsed.data;
+  const fields = parsed.error.issues.map(
+    (i) => `${formatPath(i.path.filter((s) => typeof s !== 'symbol')) || '<root>'}: ${i.message}`,
+  );
+  throw new CorruptRecordError(
+    `run ${id}: the stored record is not one this version of stoker writes: ${fields.join('; ')}`,
+  );
 }
 
 export function makeRunId(name: string, clock: () => number = Date.now): string {
@@ -141,7 +163,7 @@ export class RunStore extends TaskStore {
 
   async getRun(id: string): Promise<RunRecord | null> {
     const raw = await this.redis.hget(this.keys.run(id), 'record');
-    return raw ? RunRecord.parse(JSON.parse(raw)) : null;
+    return raw ? parseRunRecord(id, raw) : null;
   }
 
   async mustGetRun(id: string): Promise<RunRecord> {
@@ -176,8 +198,8 @@ export class RunStore extends TaskStore {
     const pipe = this.redis.pipeline();
     for (const id of ids) pipe.hget(this.keys.run(id), 'record');
     const res = (await pipe.exec()) ?? [];
-    return res.flatMap(([, raw]) =>
-      typeof raw === 'string' ? [RunRecord.parse(JSON.parse(raw))] : [],
+    return res.flatMap(([, raw], i) =>
+      typeof raw === 'string' ? [parseRunRecord(ids[i] as string, raw)] : [],
     );
   }
 

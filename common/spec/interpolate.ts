@@ -31,8 +31,8 @@
  *
  * Checks that need only the template (syntax, roots, fields) live here
  * (`findReferences`); checks that need the spec (unknown stage, not upstream, undeclared
- * output, unknown param) live in load.ts; `interpolate` fails on a value missing at run
- * time.
+ * output, unknown param) live in references.ts; `interpolate` fails on a value missing at
+ * run time.
  */
 import path from 'node:path';
 import { NonRetryableError } from '../errors.js';

@@ -22,26 +22,26 @@
  * terminationGracePeriod, kubernetes) merge into every stage, the stage winning field by
  * field (env and kubernetes.nodeSelector key by key, kubernetes.volumes.pvc mount path by
  * mount path). CPU steps (prepare, merge, report) take only cpu and memory from the
- * default resources: they run on one node without GPUs. See load.ts.
+ * default resources: they run on one node without GPUs. See normalize.ts; load.ts is the
+ * pipeline from YAML text to the normalised form (normalized.ts).
  *
  * Durations are strings like "90s", "10m", "2h" or numbers of seconds.
  */
-import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { RANK_ENV } from '../rank-env.js';
+import { isDnsLabel, isDnsSubdomain, isLabelKey, isLabelValue } from './k8s-names.js';
+import { API_VERSION, SPEC_KINDS, STAGE_KINDS } from './normalized.js';
 
-export const API_VERSION = 'stoker/v1';
+// The normalised form (what a run stores) and the constants both forms share.
+export * from './normalized.js';
+// Kubernetes names and labels, which the spec checks and the object builders share.
+export * from './k8s-names.js';
 
-export const STAGE_KINDS = ['train', 'generate', 'evaluate', 'prepare', 'merge', 'report'] as const;
-export type StageKind = (typeof STAGE_KINDS)[number];
-export const CPU_STEP_KINDS: ReadonlySet<StageKind> = new Set(['prepare', 'merge', 'report']);
-
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 export const Name = z
   .string()
   .max(40, 'at most 40 characters (it becomes part of Kubernetes object names)')
   .regex(
-    DNS_LABEL,
+    /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/,
     'a name of lower-case letters, digits and "-", starting and ending with a letter or digit',
   );
 
@@ -90,13 +90,6 @@ export const ResourceRequest = z
   })
   .strict();
 export type ResourceRequest = z.infer<typeof ResourceRequest>;
-
-/** Resources a stage runs with, after defaults. */
-export const Resources = ResourceRequest.extend({
-  gpus: z.number().int().nonnegative().default(0),
-  nodes: z.number().int().positive().default(1),
-}).strict();
-export type Resources = z.infer<typeof Resources>;
 
 export const SecretRef = z
   .object({
@@ -155,42 +148,8 @@ export const RetryRequest = z
   .strict();
 export type RetryRequest = z.infer<typeof RetryRequest>;
 
-/** A retry policy with the built-in defaults: 3 attempts, exponential backoff from 2 s. */
-export const RetryPolicy = z
-  .object({
-    attempts: z.number().int().min(1).max(100).default(3),
-    backoff: z
-      .object({
-        type: z.enum(['exponential', 'fixed']).default('exponential'),
-        delay: Duration.default(2),
-      })
-      .strict()
-      .default({ type: 'exponential', delay: 2 }),
-  })
-  .strict();
-export type RetryPolicy = z.infer<typeof RetryPolicy>;
-
 // ---------------------------------------------------------------------------------------
 // Kubernetes: the `kubernetes` block of a stage and of spec.defaults (DESIGN.md section 4)
-
-const K8S_LABEL_VALUE = /^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$/;
-const K8S_NAME_PART = /^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
-const K8S_DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-
-/** A DNS-1123 label: what Kubernetes requires of namespaces, hostnames and most names. */
-export const isDnsLabel = (v: string): boolean => v.length <= 63 && DNS_LABEL.test(v);
-export const isDnsSubdomain = (v: string): boolean => v.length <= 253 && K8S_DNS_SUBDOMAIN.test(v);
-/** A label value: at most 63 of [A-Za-z0-9-_.], alphanumeric at both ends (or empty). */
-export const isLabelValue = (v: string): boolean => v.length <= 63 && K8S_LABEL_VALUE.test(v);
-/** A label key: an optional DNS-subdomain prefix and "/", then a name of at most 63. */
-export function isLabelKey(k: string): boolean {
-  const parts = k.split('/');
-  if (parts.length > 2) return false;
-  const name = parts[parts.length - 1] as string;
-  const prefix = parts.length === 2 ? (parts[0] as string) : undefined;
-  if (prefix !== undefined && !isDnsSubdomain(prefix)) return false;
-  return name.length <= 63 && K8S_NAME_PART.test(name);
-}
 
 const DnsLabelName = z
   .string()
@@ -272,10 +231,6 @@ export const KubernetesRequest = z
   })
   .strict();
 export type KubernetesRequest = z.infer<typeof KubernetesRequest>;
-
-export const DEFAULT_SHM_SIZE = '16Gi';
-export const DEFAULT_GPUS_PER_NODE_MAX = 8;
-export const DEFAULT_TTL_SECONDS_AFTER_FINISHED = 24 * 3600;
 
 /** Fields a stage has, and a TrainingRun's spec has inline. */
 const stageBody = {
@@ -380,7 +335,11 @@ const header = {
   metadata: Metadata,
 };
 
-export const RunSpecDocument = z.discriminatedUnion(
+/**
+ * The document's structure, one branch per kind. document.ts adds the graph checks
+ * (graph.ts) to it: that is the schema a spec is parsed with (RunSpecDocument).
+ */
+export const RunSpecShape = z.discriminatedUnion(
   'kind',
   [
     z.object({ ...header, kind: z.literal('Pipeline'), spec: PipelineSpec }).strict(),
@@ -388,163 +347,11 @@ export const RunSpecDocument = z.discriminatedUnion(
     z.object({ ...header, kind: z.literal('SelfPlay'), spec: SingleStageSpec }).strict(),
     z.object({ ...header, kind: z.literal('Evaluation'), spec: SingleStageSpec }).strict(),
   ],
-  { error: 'kind must be one of Pipeline, TrainingRun, SelfPlay, Evaluation' },
+  { error: `kind must be one of ${SPEC_KINDS.join(', ')}` },
 );
-export type RunSpecDocument = z.infer<typeof RunSpecDocument>;
-
-/**
- * The normalised form every run is stored in: always a list of stages, defaults applied.
- * A TrainingRun becomes a one-stage pipeline whose stage is named `train` (SelfPlay:
- * `generate`, Evaluation: `evaluate`).
- */
-export interface NormalizedStage {
-  name: string;
-  kind: StageKind;
-  dependsOn: string[];
-  payload: Payload;
-  outputs: Record<string, string>;
-  resources: Resources;
-  image: string | undefined;
-  retry: { attempts: number; backoff: { type: 'exponential' | 'fixed'; delay: number } };
-  activeDeadlineSeconds: number | undefined;
-  stallTimeoutSeconds: number;
-  terminationGracePeriodSeconds: number;
-  priority: number | undefined;
-  /** Set for pulled stages (a pool and an input): shards run on the pool's workers. */
-  input?: { file?: string; shardSize?: number; shards?: string[] };
-  pool?: NormalizedPool;
-  maxFailedShards: number;
-  shardParams: Record<string, unknown>;
-  /** The kubernetes backend's settings for this stage, defaults merged in. */
-  kubernetes: NormalizedKubernetes;
-}
-
-/**
- * A stage's `kubernetes` block with the spec's defaults and the built-in ones applied.
- * `undefined` means "the controller's setting" (known only where the objects are built).
- */
-export interface NormalizedKubernetes {
-  namespace: string | undefined;
-  imagePullPolicy: 'Always' | 'IfNotPresent' | 'Never' | undefined;
-  serviceAccountName: string | undefined;
-  nodeSelector: Record<string, string>;
-  tolerations: Toleration[];
-  priorityClassName: string | undefined;
-  volumes: {
-    pvc: { claimName: string; mountPath: string; readOnly: boolean }[];
-    /** A memory-backed /dev/shm of this size, or null for none. */
-    shmSize: string | null;
-  };
-  queueName: string | undefined;
-  ttlSecondsAfterFinished: number;
-  runAsUser: number | undefined;
-  fsGroup: number | undefined;
-  gpusPerNodeMax: number;
-  cpuDistributed: boolean;
-}
-
-/** The block a stage without one gets (also for runs stored before the block existed). */
-export function defaultKubernetes(gpuPods: boolean): NormalizedKubernetes {
-  return {
-    namespace: undefined,
-    imagePullPolicy: undefined,
-    serviceAccountName: undefined,
-    nodeSelector: {},
-    tolerations: [],
-    priorityClassName: undefined,
-    volumes: { pvc: [], shmSize: gpuPods ? DEFAULT_SHM_SIZE : null },
-    queueName: undefined,
-    ttlSecondsAfterFinished: DEFAULT_TTL_SECONDS_AFTER_FINISHED,
-    runAsUser: undefined,
-    fsGroup: undefined,
-    gpusPerNodeMax: DEFAULT_GPUS_PER_NODE_MAX,
-    cpuDistributed: false,
-  };
-}
-
-export interface NormalizedPool {
-  name: string;
-  minReplicas: number;
-  maxReplicas: number;
-  replicas: number;
-  resources: Resources;
-}
-
-/** Kinds whose stages may be pulled (sharded over a pool). */
-export const PULLED_KINDS: ReadonlySet<StageKind> = new Set(['generate', 'evaluate']);
-
-export interface NormalizedSpec {
-  apiVersion: typeof API_VERSION;
-  kind: RunSpecDocument['kind'];
-  name: string;
-  labels: Record<string, string>;
-  description: string | undefined;
-  params: Record<string, string | number | boolean>;
-  stages: NormalizedStage[];
-}
-
-export const DEFAULT_STALL_TIMEOUT_SECONDS = 0;
-export const DEFAULT_GRACE_SECONDS = 30;
-export const DEFAULT_RETRY_ATTEMPTS = 3;
-export const DEFAULT_BACKOFF = { type: 'exponential', delay: 2 } as const;
 
 // ---------------------------------------------------------------------------------------
-// Kubernetes names: one set of functions for the spec checks (load.ts, at submit) and the
-// object builders (orchestrator/backends/kubernetes), so that what submit accepts is
-// exactly what the backend will create.
-
-/** Names and label values Kubernetes accepts (DNS-1123 labels, label values). */
-export const K8S_NAME_MAX = 63;
-/**
- * Job names leave room for "-" and a completion index of up to 4 digits: the Job
- * controller names each pod of an Indexed Job `${job}-${index}` as its hostname, which is
- * a DNS label of at most 63 characters. (A gang of 10,000 nodes is refused at submit.)
- */
-export const JOB_NAME_MAX = 58;
-/** What makeRunId (orchestrator/store.ts) appends to a run's name: -YYYYMMDD-HHMMSS-xxxxxx. */
-export const RUN_ID_SUFFIX_LENGTH = 23;
-
-const shortHash = (text: string): string =>
-  createHash('sha256').update(text).digest('hex').slice(0, 8);
-
-/**
- * `base` + `suffix` as a DNS-1123 label of at most `max` characters, deterministically.
- * Stoker's ids (`${runId}.${stage}`) only need "." -> "-" and are kept whole when they
- * fit: `fire-20261126-100422-c373ab-teacher-a1`. Anything longer, or changed beyond the
- * dots, is cut and gets 8 hex characters of a hash of the original before the suffix, so
- * two ids that differ only past the cut still get different names. `suffix` (e.g. `-a3`)
- * is always kept whole.
- */
-export function dnsLabelName(base: string, suffix = '', max: number = K8S_NAME_MAX): string {
-  const cleaned = base
-    .toLowerCase()
-    .replace(/[^a-z0-9-]/g, '-')
-    .replace(/^-+|-+$/g, '');
-  const whole = `${cleaned}${suffix}`;
-  if (cleaned !== '' && cleaned === base.replaceAll('.', '-') && whole.length <= max) return whole;
-  const tail = `${shortHash(base)}${suffix}`;
-  const head = cleaned.slice(0, Math.max(0, max - tail.length - 1)).replace(/-+$/, '');
-  return head ? `${head}-${tail}` : tail.slice(0, max);
-}
-
-/** A label value for `value`: itself when valid, else a cut, cleaned prefix and a hash. */
-export function labelValueFor(value: string): string {
-  if (isLabelValue(value)) return value;
-  const tail = shortHash(value);
-  const head = value
-    .replace(/[^A-Za-z0-9_.-]/g, '-')
-    .slice(0, K8S_NAME_MAX - tail.length - 1)
-    .replace(/^[^A-Za-z0-9]+|[^A-Za-z0-9]+$/g, '');
-  return head ? `${head}-${tail}` : tail;
-}
-
-/**
- * The Job of one attempt of a dispatched task (the backend's unit
- * `${taskId}-a${attempt}`), at most JOB_NAME_MAX characters.
- */
-export function jobNameFor(taskId: string, attempt: number): string {
-  return dnsLabelName(taskId, `-a${attempt}`, JOB_NAME_MAX);
-}
+// Pod environment (k8s-names.ts has the names and labels)
 
 /**
  * Variables the kubernetes backend sets in a worker pod itself: a secretEnv entry must
@@ -555,15 +362,3 @@ export const isReservedPodEnv = (name: string): boolean =>
   name.startsWith('STOKER_') ||
   name.startsWith('PET_') ||
   RANK_ENV.includes(name);
-
-/** Label keys stoker (or Kubernetes, or Kueue) sets on the objects it builds. */
-const RESERVED_LABEL_PREFIXES = ['stoker.dev/', 'kueue.x-k8s.io/', 'batch.kubernetes.io/'];
-const RESERVED_LABEL_KEYS = [
-  'app.kubernetes.io/managed-by',
-  'app.kubernetes.io/name',
-  'app.kubernetes.io/component',
-  'job-name',
-  'controller-uid',
-];
-export const isReservedLabelKey = (key: string): boolean =>
-  RESERVED_LABEL_KEYS.includes(key) || RESERVED_LABEL_PREFIXES.some((p) => key.startsWith(p));

@@ -8,10 +8,18 @@ export function requireFile(file: string): void {
   if (!existsSync(file)) throw new UsageError(`${file}: no such file`);
 }
 
-/** The spec, validated and normalised, or a SpecError listing every problem. */
+/**
+ * The spec, validated and normalised, or a SpecError listing every problem. Validated
+ * for every backend it may run on: a spec is portable, so the kubernetes backend's rules
+ * (spec-rules.ts, which loads nothing of the Kubernetes client) apply whatever backend
+ * runs it now.
+ */
 export async function loadSpec(file: string, sets: string[] | undefined): Promise<NormalizedSpec> {
-  const { loadSpecFile } = await import('../../common/spec/load.js');
-  return loadSpecFile(file, { sets: sets ?? [] });
+  const [{ loadSpecFile }, { kubernetesSpecRules }] = await Promise.all([
+    import('../../common/spec/load.js'),
+    import('../backends/kubernetes/spec-rules.js'),
+  ]);
+  return loadSpecFile(file, { sets: sets ?? [], rules: [kubernetesSpecRules] });
 }
 
 export function describeSpec(spec: NormalizedSpec): string {

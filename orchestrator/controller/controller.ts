@@ -28,10 +28,11 @@ import {
 } from '../../common/model.js';
 import { readTaskProgress } from '../../common/progress.js';
 import { resolveStage } from '../../common/spec/interpolate.js';
+import { stagePath } from '../../common/spec/rules.js';
+import { formatPath } from '../../common/spec/values.js';
 import {
   CPU_STEP_KINDS,
   type NormalizedPool,
-  type NormalizedSpec,
   type NormalizedStage,
 } from '../../common/spec/schema.js';
 import type { SpecIssue } from '../../common/errors.js';
@@ -277,7 +278,7 @@ export class Controller {
 
   private async createTask(run: RunRecord, stageName: string, plan: Plan): Promise<void> {
     const { store, log } = this.opts;
-    const spec = run.spec as NormalizedSpec;
+    const spec = run.spec;
     const stage = spec.stages.find((s) => s.name === stageName);
     const status = plan.stages[stageName] ?? (await store.getStages(run.id))[stageName];
     if (!stage || !status) return;
@@ -398,7 +399,7 @@ export class Controller {
 
   /** A spec the backend cannot run: its stages fail (InvalidSpec) before any starts. */
   private async rejectIfUnrunnable(run: RunRecord): Promise<void> {
-    const spec = run.spec as NormalizedSpec;
+    const spec = run.spec;
     const issues = this.opts.backend?.checkSpec?.(spec) ?? [];
     if (issues.length === 0) return;
     const text = (i: SpecIssue) => `${i.path}: ${i.message}`;
@@ -406,11 +407,14 @@ export class Controller {
       { runId: run.id, backend: this.opts.backend?.name, issues: issues.map(text) },
       'the backend cannot run this spec; failing the run',
     );
-    /** Where a stage's fields are in the spec (load.ts's paths). */
+    /** Where a stage's fields are in the spec, as the backend's issues name them. */
     const pathOf = (name: string) =>
-      spec.kind === 'Pipeline'
-        ? `spec.stages[${spec.stages.findIndex((s) => s.name === name)}].`
-        : 'spec.';
+      `${formatPath(
+        stagePath(
+          spec.kind,
+          spec.stages.findIndex((s) => s.name === name),
+        ),
+      )}.`;
     const stages = await this.opts.store.getStages(run.id);
     for (const status of Object.values(stages)) {
       if (isTerminal(status.phase) || status.tasks.length > 0) continue;
@@ -458,7 +462,7 @@ export class Controller {
    * task without a job. The job id is the task id, so this never duplicates a job.
    */
   private async ensureQueued(run: RunRecord, obs: RunObservation): Promise<void> {
-    const spec = run.spec as NormalizedSpec;
+    const spec = run.spec;
     for (const task of Object.values(obs.tasks)) {
       if (task.phase !== 'Pending' || this.ensured.has(task.id) || obs.cancelRequested) continue;
       const stage = spec.stages.find((s) => s.name === task.stage);
@@ -595,7 +599,7 @@ export class Controller {
     };
     writeFileSync(`${path}.tmp`, `${JSON.stringify(manifest, null, 2)}\n`);
     renameSync(`${path}.tmp`, path);
-    const pool = (run.spec as NormalizedSpec).stages.find((s) => s.name === stageName)?.pool?.name;
+    const pool = run.spec.stages.find((s) => s.name === stageName)?.pool?.name;
     if (pool) await this.opts.redis.srem(this.opts.keys.poolUsers(pool), `${run.id}/${stageName}`);
   }
 

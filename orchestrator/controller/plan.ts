@@ -77,7 +77,7 @@ function taskPhaseToStage(t: TaskStatus): Phase {
 }
 
 export function planRun(obs: RunObservation): Plan {
-  const spec = obs.run.spec as NormalizedSpec;
+  const spec = obs.run.spec;
   const { now } = obs;
   const actions: Action[] = [];
   const stages: Record<string, StageStatus> = {};

@@ -214,4 +214,29 @@ describe('the kubernetes backend on a simulated cluster', () => {
     expect(view.stages.find((st) => st.name === 'first')?.tasks).toEqual([]);
     expect(c.server.countRequests({ verb: 'create', resource: 'jobs' })).toBe(0);
   });
+
+  it('refuses a spec that breaks its rules (spec-rules.ts), though the loader had none', async () => {
+    const { cluster: c, sys: s } = await start();
+    // Loaded without the backend's rules (as by a client that knows no backend): 16 GPUs
+    // on one node is more than the nodes have (gpusPerNodeMax, 8 by default).
+    const runId = await s.submit(
+      specFrom({
+        apiVersion: 'stoker/v1',
+        kind: 'Pipeline',
+        metadata: { name: 'too-wide' },
+        spec: {
+          defaults: { resources: { gpus: 16 } },
+          stages: [{ name: 'train', kind: 'train', payload: { command: [process.execPath] } }],
+        },
+      }),
+    );
+    const view = await s.waitForPhase(runId, ['Succeeded', 'Failed'], 20_000);
+    expect(view.phase).toBe('Failed');
+    const train = view.stages.find((st) => st.name === 'train');
+    expect(train?.conditions.find((co) => co.type === 'Failed')?.reason).toBe('InvalidSpec');
+    expect(train?.message).toContain('spec.stages[0].resources.gpus: gpus is per node: 16 GPUs');
+    expect(train?.message).toContain('kubernetes.gpusPerNodeMax (8)');
+    expect(train?.tasks).toEqual([]);
+    expect(c.server.countRequests({ verb: 'create', resource: 'jobs' })).toBe(0);
+  });
 });

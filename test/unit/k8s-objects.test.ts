@@ -1,6 +1,7 @@
 /**
  * The kubernetes backend's desired objects (orchestrator/backends/kubernetes/objects.ts)
- * and the spec's `kubernetes` block and checks (common/spec). Every object built here is
+ * and the spec's `kubernetes` block and checks (common/spec, and the backend's rules in
+ * orchestrator/backends/kubernetes/spec-rules.ts). Every object built here is
  * validated against the Kubernetes OpenAPI schemas (kubernetes-models).
  */
 import { readFileSync } from 'node:fs';
@@ -22,6 +23,7 @@ import {
   WORKER_CONTAINER,
 } from '../../orchestrator/backends/kubernetes/objects.js';
 import { serviceNameFor } from '../../orchestrator/backends/kubernetes/names.js';
+import { kubernetesSpecRules } from '../../orchestrator/backends/kubernetes/spec-rules.js';
 import {
   kubernetesSettings,
   SettingsError,
@@ -947,7 +949,7 @@ describe('spec: the kubernetes block', () => {
       ],
     ],
   ])('refuses %s, at its YAML path', (_name, build, expected) => {
-    const issues = specIssues(() => parseSpec(build()));
+    const issues = specIssues(() => parseSpec(build(), { rules: [kubernetesSpecRules] }));
     for (const e of expected) {
       expect(
         issues.find((i) => i.path === e.path && e.message.test(i.message)),

@@ -32,8 +32,9 @@
  * stopPools() leaves pool workers running for the next leader, which adopts them by label
  * (they keep pulling shards meanwhile), unless the pools do not outlive this controller
  * (the simulated cluster of `--simulate` dies with the process: they drain) or the stop
- * is forced (killed, like the train Jobs of a forced stop). checkSpec() refuses a stage
- * in another namespace than the controller's.
+ * is forced (killed, like the train Jobs of a forced stop). checkSpec() refuses what the
+ * backend cannot run (spec-rules.ts), a stage in another namespace than the controller's
+ * included.
  */
 import {
   BatchV1Api,
@@ -48,7 +49,9 @@ import {
 import { randomBytes } from 'node:crypto';
 import type { SpecIssue } from '../../../common/errors.js';
 import type { Logger } from '../../../common/logger.js';
+import { runRules, storedPaths } from '../../../common/spec/rules.js';
 import type { NormalizedSpec } from '../../../common/spec/schema.js';
+import { formatPath } from '../../../common/spec/values.js';
 import type { Backend, LaunchRequest, PoolSpec, UnitState } from '../types.js';
 import { ApiGate, isHttpStatus, type ApiGateOptions } from './api-gate.js';
 import {
@@ -64,6 +67,7 @@ import { ownedByJob } from './objects.js';
 import { observeJob, type Observed } from './observe.js';
 import { isPodRunning, isPoolWorkerObject, planPool, poolOf, workerIdOf } from './pools.js';
 import { Reflector, type ReflectorStats, type WatchLike } from './reflector.js';
+import { kubernetesSpecRules, namespaceRule } from './spec-rules.js';
 
 export const MANAGED_BY_SELECTOR = 'app.kubernetes.io/managed-by=stoker';
 /** The Job controller's pod-creation failures (core/v1 events support these field selectors). */
@@ -270,27 +274,22 @@ export class KubernetesBackend implements Backend {
   // Launch, observe, wait, terminate
 
   /**
-   * A stage's kubernetes.namespace must be this controller's namespace. Why not create
-   * its Jobs there: the controller's Role covers Jobs, pods and Services in its own
-   * namespace only (least privilege, k8s/base), and its caches watch that one namespace;
-   * reaching others would take a Role in each and a set of watches per namespace (three
-   * more lists and watches each, on every controller start). A run that names another
-   * namespace is refused before anything of it starts, with the field's path, instead of
-   * its Jobs silently landing in the controller's namespace.
+   * What this backend cannot run (spec-rules.ts), each with the field's path: the rules
+   * `stoker validate` applies too, and a stage namespace other than this controller's.
+   * Why not create a stage's Jobs in the namespace it names: the controller's Role covers
+   * Jobs, pods and Services in its own namespace only (least privilege, k8s/base), and its
+   * caches watch that one namespace; reaching others would take a Role in each and a set
+   * of watches per namespace (three more lists and watches each, on every controller
+   * start). A run that names another namespace is refused before anything of it starts,
+   * with the field's path, instead of its Jobs silently landing in the controller's
+   * namespace.
    */
   checkSpec(spec: NormalizedSpec): SpecIssue[] {
-    const ns = this.opts.namespace;
-    return spec.stages.flatMap((stage, i) => {
-      const wanted = stage.kubernetes?.namespace;
-      if (wanted === undefined || wanted === ns) return [];
-      const at = spec.kind === 'Pipeline' ? `spec.stages[${i}]` : 'spec';
-      return [
-        {
-          path: `${at}.kubernetes.namespace`,
-          message: `stage ${stage.name} asks for namespace "${wanted}", but this controller creates Jobs in "${ns}" only (its Role and watches cover that namespace); leave it out or set it to "${ns}" (set on the stage or in spec.defaults.kubernetes)`,
-        },
-      ];
-    });
+    const rules = [namespaceRule(this.opts.namespace), kubernetesSpecRules];
+    return runRules(rules, spec, storedPaths(spec)).map((i) => ({
+      path: formatPath(i.path),
+      message: i.message,
+    }));
   }
 
   async launch(req: LaunchRequest): Promise<{ attached: boolean }> {

@@ -18,11 +18,7 @@
  */
 import type { KubeConfig, V1Job } from '@kubernetes/client-node';
 import type { Logger } from '../../../common/logger.js';
-import {
-  jobNameFor,
-  type NormalizedSpec,
-  type NormalizedStage,
-} from '../../../common/spec/schema.js';
+import { jobNameFor, type NormalizedStage } from '../../../common/spec/schema.js';
 import type { RunStore } from '../../store.js';
 import type { LaunchRequest, PoolSpec } from '../types.js';
 import {
@@ -67,12 +63,12 @@ export async function createKubernetesBackend(opts: {
     ...opts.tuning,
     async build(req: LaunchRequest) {
       const run = await store.mustGetRun(req.runId);
-      const stageSpec = (run.spec as NormalizedSpec).stages.find((s) => s.name === req.stage);
+      const stageSpec = run.spec.stages.find((s) => s.name === req.stage);
       if (!stageSpec) throw new Error(`stage ${req.stage} is not in run ${req.runId}`);
       return buildTrainJob({
         ...req,
         ...podBase(stageSpec, settings, opts.workerEnv),
-        runLabels: (run.spec as NormalizedSpec).labels,
+        runLabels: run.spec.labels,
       });
     },
     pools: poolSupport(opts),
@@ -133,7 +129,7 @@ function poolSupport(opts: {
     for (const user of users) {
       const ref = splitUser(user);
       const run = ref && (await store.getRun(ref.runId));
-      const stage = run && (run.spec as NormalizedSpec).stages.find((s) => s.name === ref.stage);
+      const stage = run && run.spec.stages.find((s) => s.name === ref.stage);
       if (stage?.pool?.name === pool.name) return stage;
     }
     return null;

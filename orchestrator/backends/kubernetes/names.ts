@@ -4,7 +4,7 @@
  * Names are deterministic (a restarted controller finds what it created: AlreadyExists
  * is success), DNS-1123 labels of at most 63 characters, cut with a hash when too long.
  * The functions that the spec checks also use (jobNameFor, dnsLabelName, labelValueFor)
- * live in common/spec/schema.ts, so that submit and the builders agree; they are
+ * live in common/spec/k8s-names.ts, so that submit and the builders agree; they are
  * re-exported here for the backend.
  *
  *   Job (train attempt)   jobNameFor(taskId, attempt)   `${runId}-${stage}-a${attempt}`

@@ -1,0 +1,205 @@
+/**
+ * The normalised spec: the form every run is stored in (`RunRecord.spec`, common/model.ts)
+ * and every part of the controller reads. Always a list of stages, the spec's defaults and
+ * the built-in ones merged in (normalize.ts makes it from a parsed document). A TrainingRun
+ * becomes a one-stage pipeline whose stage is named `train` (SelfPlay: `generate`,
+ * Evaluation: `evaluate`).
+ *
+ * One definition, as a zod schema: the TypeScript types are inferred from it, and the run
+ * store checks a record read back from Redis against it.
+ *
+ * What the check checks: the shape the controller, the dispatcher and the backends rely on
+ * (every field present with its type, enums by value, integers where counts are), not the
+ * rules a user's spec is held to at submit (name syntax, quantities, label syntax, the
+ * stage graph). That is enough because only stoker writes a record, from a spec that passed
+ * parseSpec (load.ts); what the check catches is a record that is not what this version
+ * of stoker wrote (another version, a hand edit, a corrupt key), at the read, with the
+ * path of the field, instead of a TypeError deep in a reconcile pass.
+ *
+ * Runs stored before the `kubernetes` block existed get the built-in block when read
+ * (defaultKubernetes), as the object builders gave them before the record was typed.
+ *
+ * Imports only zod (as a namespace, see scripts/bundle-worker.mjs): the worker bundle
+ * carries this module through common/model.ts.
+ */
+import * as z from 'zod';
+
+export const API_VERSION = 'stoker/v1';
+
+export const SPEC_KINDS = ['Pipeline', 'TrainingRun', 'SelfPlay', 'Evaluation'] as const;
+export type SpecKind = (typeof SPEC_KINDS)[number];
+
+export const STAGE_KINDS = ['train', 'generate', 'evaluate', 'prepare', 'merge', 'report'] as const;
+export type StageKind = (typeof STAGE_KINDS)[number];
+/** Light steps: one node, no GPUs; they take only cpu and memory from default resources. */
+export const CPU_STEP_KINDS: ReadonlySet<StageKind> = new Set(['prepare', 'merge', 'report']);
+/** Kinds whose stages may be pulled (sharded over a pool). */
+export const PULLED_KINDS: ReadonlySet<StageKind> = new Set(['generate', 'evaluate']);
+
+/** The stage a one-stage kind becomes. */
+export const SINGLE_STAGE: Record<
+  Exclude<SpecKind, 'Pipeline'>,
+  { name: string; kind: StageKind }
+> = {
+  TrainingRun: { name: 'train', kind: 'train' },
+  SelfPlay: { name: 'generate', kind: 'generate' },
+  Evaluation: { name: 'evaluate', kind: 'evaluate' },
+};
+
+/**
+ * Outputs every pulled stage has without declaring them, written by the controller:
+ * `shards` (the manifest of its succeeded shards) and `dir` (the shard outputs).
+ */
+export const PULLED_OUTPUTS = ['shards', 'dir'] as const;
+
+/** Resources a CPU step takes from spec.defaults.resources (it runs on one node, no GPUs). */
+export const CPU_STEP_DEFAULT_RESOURCES = ['cpu', 'memory'] as const;
+
+/** A mount path as a key: `/data/` and `/data` are one place. */
+export const mountPathKey = (mountPath: string): string => mountPath.replace(/\/+$/, '') || '/';
+
+export const DEFAULT_STALL_TIMEOUT_SECONDS = 0;
+export const DEFAULT_GRACE_SECONDS = 30;
+export const DEFAULT_RETRY_ATTEMPTS = 3;
+export const DEFAULT_BACKOFF = { type: 'exponential', delay: 2 } as const;
+export const DEFAULT_SHM_SIZE = '16Gi';
+export const DEFAULT_GPUS_PER_NODE_MAX = 8;
+export const DEFAULT_TTL_SECONDS_AFTER_FINISHED = 24 * 3600;
+
+/** Resources a stage runs with, after defaults. */
+export const Resources = z.object({
+  gpus: z.number().int().nonnegative(),
+  nodes: z.number().int().positive(),
+  gpuType: z.string().optional(),
+  cpu: z.string().optional(),
+  memory: z.string().optional(),
+});
+export type Resources = z.infer<typeof Resources>;
+
+const StoredPayload = z.object({
+  command: z.array(z.string()).min(1),
+  env: z.record(z.string(), z.string()),
+  secretEnv: z.array(
+    z.object({
+      name: z.string(),
+      fromEnv: z.string().optional(),
+      secret: z.string().optional(),
+      key: z.string().optional(),
+    }),
+  ),
+  workingDir: z.string().optional(),
+});
+
+/**
+ * A stage's `kubernetes` block with the spec's defaults and the built-in ones applied.
+ * `undefined` means "the controller's setting" (known only where the objects are built).
+ */
+export const NormalizedKubernetes = z.object({
+  namespace: z.string().optional(),
+  imagePullPolicy: z.enum(['Always', 'IfNotPresent', 'Never']).optional(),
+  serviceAccountName: z.string().optional(),
+  nodeSelector: z.record(z.string(), z.string()),
+  tolerations: z.array(
+    z.object({
+      key: z.string().optional(),
+      operator: z.enum(['Exists', 'Equal']).optional(),
+      value: z.string().optional(),
+      effect: z.enum(['NoSchedule', 'PreferNoSchedule', 'NoExecute']).optional(),
+      tolerationSeconds: z.number().int().optional(),
+    }),
+  ),
+  priorityClassName: z.string().optional(),
+  volumes: z.object({
+    pvc: z.array(z.object({ claimName: z.string(), mountPath: z.string(), readOnly: z.boolean() })),
+    /** A memory-backed /dev/shm of this size, or null for none. */
+    shmSize: z.string().nullable(),
+  }),
+  queueName: z.string().optional(),
+  ttlSecondsAfterFinished: z.number().nonnegative(),
+  runAsUser: z.number().int().optional(),
+  fsGroup: z.number().int().optional(),
+  gpusPerNodeMax: z.number().int().positive(),
+  cpuDistributed: z.boolean(),
+});
+export type NormalizedKubernetes = z.infer<typeof NormalizedKubernetes>;
+
+/** The block a stage without one gets (also for runs stored before the block existed). */
+export function defaultKubernetes(gpuPods: boolean): NormalizedKubernetes {
+  return {
+    namespace: undefined,
+    imagePullPolicy: undefined,
+    serviceAccountName: undefined,
+    nodeSelector: {},
+    tolerations: [],
+    priorityClassName: undefined,
+    volumes: { pvc: [], shmSize: gpuPods ? DEFAULT_SHM_SIZE : null },
+    queueName: undefined,
+    ttlSecondsAfterFinished: DEFAULT_TTL_SECONDS_AFTER_FINISHED,
+    runAsUser: undefined,
+    fsGroup: undefined,
+    gpusPerNodeMax: DEFAULT_GPUS_PER_NODE_MAX,
+    cpuDistributed: false,
+  };
+}
+
+export const NormalizedPool = z.object({
+  name: z.string(),
+  minReplicas: z.number().int().nonnegative(),
+  maxReplicas: z.number().int().positive(),
+  replicas: z.number().int().nonnegative(),
+  resources: Resources,
+});
+export type NormalizedPool = z.infer<typeof NormalizedPool>;
+
+const StageFields = z.object({
+  name: z.string(),
+  kind: z.enum(STAGE_KINDS),
+  dependsOn: z.array(z.string()),
+  payload: StoredPayload,
+  outputs: z.record(z.string(), z.string()),
+  resources: Resources,
+  image: z.string().optional(),
+  retry: z.object({
+    attempts: z.number().int().positive(),
+    backoff: z.object({ type: z.enum(['exponential', 'fixed']), delay: z.number().nonnegative() }),
+  }),
+  activeDeadlineSeconds: z.number().nonnegative().optional(),
+  stallTimeoutSeconds: z.number().nonnegative(),
+  terminationGracePeriodSeconds: z.number().nonnegative(),
+  priority: z.number().int().optional(),
+  /** Set for pulled stages (a pool and an input): shards run on the pool's workers. */
+  input: z
+    .object({
+      file: z.string().optional(),
+      shardSize: z.number().int().positive().optional(),
+      shards: z.array(z.string()).optional(),
+    })
+    .optional(),
+  pool: NormalizedPool.optional(),
+  maxFailedShards: z.number().int().nonnegative(),
+  shardParams: z.record(z.string(), z.unknown()),
+  /** The kubernetes backend's settings for this stage, defaults merged in (see below). */
+  kubernetes: NormalizedKubernetes.optional(),
+});
+
+/** Whether a stage's pods have GPUs (its own, or its pool's workers'). */
+const hasGpuPods = (s: { resources: Resources; pool?: NormalizedPool | undefined }): boolean =>
+  s.resources.gpus > 0 || (s.pool?.resources.gpus ?? 0) > 0;
+
+/** A stored stage; one without a `kubernetes` block (stored before it existed) gets the built-in one. */
+export const NormalizedStage = StageFields.transform((s) => ({
+  ...s,
+  kubernetes: s.kubernetes ?? defaultKubernetes(hasGpuPods(s)),
+}));
+export type NormalizedStage = z.output<typeof NormalizedStage>;
+
+export const NormalizedSpec = z.object({
+  apiVersion: z.literal(API_VERSION),
+  kind: z.enum(SPEC_KINDS),
+  name: z.string(),
+  labels: z.record(z.string(), z.string()),
+  description: z.string().optional(),
+  params: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])),
+  stages: z.array(NormalizedStage).min(1),
+});
+export type NormalizedSpec = z.output<typeof NormalizedSpec>;
