@@ -109,42 +109,74 @@ const EXIT_FOR_REASON: Record<string, number> = {
   BAD_CONFIG: ExitCode.BAD_CONFIG,
 };
 
-/** Run one attempt; resolves with the worker's exit code. Throws only if Redis fails. */
+/** How an attempt ended, as the unit record keeps it (the dispatcher reads it). */
+interface AttemptEnd {
+  exitCode: number;
+  signal: string | null;
+  reason: string;
+  message: string;
+  retryable: boolean;
+  stderrTail: string[];
+  terminated: string | null;
+}
+
+/** One attempt's context: who writes what (only node 0 of a gang), its reporter, its clock. */
+interface Attempt {
+  opts: TaskWorkerOptions;
+  clock: () => number;
+  log: Logger;
+  unitKey: string;
+  /** Node rank in a multi-node gang (NODE_RANK or JOB_COMPLETION_INDEX), 0 alone. */
+  nodeRank: number;
+  leader: boolean;
+  reporter: TaskReporter;
+}
+
+/** What the payload runs with, once the task has been loaded and checked. */
+interface Prepared {
+  task: LoadedTask;
+  env: ReturnType<typeof buildPayloadEnv>;
+  resumeFrom: string | null;
+}
+
+/**
+ * Run one attempt; resolves with the worker's exit code. Throws only if Redis fails.
+ *
+ *   1. load and check the task, its resume pointer and the payload's environment
+ *      (prepare); anything wrong here is not retryable: recorded, BAD_CONFIG or
+ *      MISSING_INPUT
+ *   2. stopped while getting ready: recorded as aborted (retryable), nothing runs
+ *   3. run the payload (runPayload), its events through the reporter
+ *   4. record how it ended (endOf, recordEnd)
+ */
 export async function runTaskWorker(opts: TaskWorkerOptions): Promise<number> {
-  const { redis, keys, taskId, unitName, attempt } = opts;
+  const a = openAttempt(opts);
+  let prepared: Prepared;
+  try {
+    prepared = await prepare(a);
+  } catch (err) {
+    const end = isNonRetryable(err) ? cannotRun(a, err as NonRetryableError) : null;
+    await a.reporter.close();
+    if (!end) throw err;
+    return recordEnd(a, end);
+  }
+  if (opts.signal?.aborted) {
+    await a.reporter.close();
+    return recordEnd(a, abortedBeforeStart(a));
+  }
+  const outcome = await run(a, prepared);
+  return recordEnd(a, endOf(a, prepared.task, outcome));
+}
+
+function openAttempt(opts: TaskWorkerOptions): Attempt {
   const clock = opts.clock ?? Date.now;
-  const log = opts.log.child({ taskId, attempt, unit: unitName });
-  const unitKey = keys.unit(unitName);
+  const log = opts.log.child({ taskId: opts.taskId, attempt: opts.attempt, unit: opts.unitName });
   // In a multi-node gang every node runs a worker; only node 0 writes the task's progress
   // and the unit's result (one writer per record). The others run their payload rank and
   // keep its log in a file of their own.
   const nodeRank =
     Number(opts.parentEnv.NODE_RANK ?? opts.parentEnv.JOB_COMPLETION_INDEX ?? 0) || 0;
   const leader = nodeRank === 0;
-
-  const finish = async (fields: {
-    exitCode: number;
-    signal: string | null;
-    reason: string;
-    message: string;
-    retryable: boolean;
-    stderrTail: string[];
-    terminated: string | null;
-  }): Promise<number> => {
-    if (!leader) return fields.exitCode;
-    await redis.hset(unitKey, {
-      exitCode: String(fields.exitCode),
-      signal: fields.signal ?? '',
-      finishedAt: nowIso(clock),
-      stderrTail: JSON.stringify(fields.stderrTail),
-      reason: fields.reason,
-      message: fields.message,
-      retryable: String(fields.retryable),
-      terminated: fields.terminated ?? '',
-    });
-    return fields.exitCode;
-  };
-
   const reporterOptions = {
     clock,
     timers: opts.timers,
@@ -153,132 +185,137 @@ export async function runTaskWorker(opts: TaskWorkerOptions): Promise<number> {
     heartbeatIntervalMs: opts.heartbeatIntervalMs,
   };
   const reporter = leader
-    ? TaskReporter.forRedis(redis, keys, taskId, reporterOptions)
+    ? TaskReporter.forRedis(opts.redis, opts.keys, opts.taskId, reporterOptions)
     : new TaskReporter({
         ...reporterOptions,
         store: { write: async () => undefined, read: async () => emptyProgress() },
       });
+  return { opts, clock, log, unitKey: opts.keys.unit(opts.unitName), nodeRank, leader, reporter };
+}
 
-  // 1. Load and validate the task; anything wrong here fails the same way next time.
-  let task: LoadedTask;
-  let env: ReturnType<typeof buildPayloadEnv>;
-  let resumeFrom: string | null = null;
-  try {
-    task = await loadTask(redis, keys, taskId);
-    if (!existsSync(task.payload.workingDir)) {
-      throw new NonRetryableError(
-        `working directory ${task.payload.workingDir} does not exist`,
-        'MISSING_INPUT',
-      );
-    }
-    // 2. Resume pointer: the last recorded checkpoint, if its files are still there.
-    const previous = await readTaskProgress(redis, keys, taskId);
-    await reporter.beginAttempt(attempt);
-    if (previous.checkpoint) {
-      const path = isAbsolute(previous.checkpoint.path)
-        ? previous.checkpoint.path
-        : resolve(task.payload.workingDir, previous.checkpoint.path);
-      if (existsSync(path)) {
-        resumeFrom = path;
-        log.info({ resumeFrom, step: previous.checkpoint.step }, 'resuming from checkpoint');
-      } else {
-        reporter.warn(
-          `checkpoint ${path} (step ${previous.checkpoint.step}) no longer exists; starting without RESUME_FROM`,
-        );
-        log.warn({ path }, 'recorded checkpoint is missing; not resuming');
-      }
-    }
-    // 3. The payload's environment (allowlist + spec + secrets + stoker's).
-    env = buildPayloadEnv({
-      parentEnv: opts.parentEnv,
-      payload: task.payload,
-      identity: { runId: task.runId, taskId, stage: task.stage, attempt },
-      resumeFrom,
-      rankEnv: opts.rankEnv ?? rankEnvFrom(opts.parentEnv),
-    });
-    mkdirSync(task.payload.outputDir, { recursive: true });
-  } catch (err) {
-    if (!isNonRetryable(err)) {
-      await reporter.close();
-      throw err;
-    }
-    const reason = (err as NonRetryableError).reason ?? 'BAD_CONFIG';
-    const exitCode = EXIT_FOR_REASON[reason] ?? ExitCode.BAD_CONFIG;
-    const message = (err as Error).message;
-    log.error({ err, reason }, 'task cannot run');
-    reporter.warn(message);
-    await reporter.close();
-    return finish({
-      exitCode,
-      signal: null,
-      reason,
-      message,
-      retryable: false,
-      stderrTail: [message],
-      terminated: null,
-    });
+/** Step 1: the task, the working directory, the resume pointer, the payload's environment. */
+async function prepare(a: Attempt): Promise<Prepared> {
+  const { redis, keys, taskId, attempt, parentEnv } = a.opts;
+  const task = await loadTask(redis, keys, taskId);
+  if (!existsSync(task.payload.workingDir)) {
+    throw new NonRetryableError(
+      `working directory ${task.payload.workingDir} does not exist`,
+      'MISSING_INPUT',
+    );
   }
+  const previous = await readTaskProgress(redis, keys, taskId);
+  await a.reporter.beginAttempt(attempt);
+  const resumeFrom = previous.checkpoint ? resumePointer(a, task, previous.checkpoint) : null;
+  const env = buildPayloadEnv({
+    parentEnv,
+    payload: task.payload,
+    identity: { runId: task.runId, taskId, stage: task.stage, attempt },
+    resumeFrom,
+    rankEnv: a.opts.rankEnv ?? rankEnvFrom(parentEnv),
+  });
+  mkdirSync(task.payload.outputDir, { recursive: true });
+  return { task, env, resumeFrom };
+}
 
-  // 4. Run it, unless the worker was told to stop while it was getting ready (a
-  //    shutdown: retryable, reported as 128+SIGTERM like a payload stopped by it).
-  if (opts.signal?.aborted) {
-    await reporter.close();
-    const message = 'the worker was stopped before the payload started';
-    log.info(message);
-    const exitCode = classifyExit(null, 'SIGTERM').exitCode ?? ExitCode.FAILURE;
-    return finish({
-      exitCode,
-      signal: null,
-      reason: 'Aborted',
-      message,
-      retryable: true,
-      stderrTail: [],
-      terminated: 'abort',
-    });
+/** The last recorded checkpoint, if its files are still there (RESUME_FROM). */
+function resumePointer(
+  a: Attempt,
+  task: LoadedTask,
+  checkpoint: { path: string; step: number | null },
+): string | null {
+  const path = isAbsolute(checkpoint.path)
+    ? checkpoint.path
+    : resolve(task.payload.workingDir, checkpoint.path);
+  if (existsSync(path)) {
+    a.log.info({ resumeFrom: path, step: checkpoint.step }, 'resuming from checkpoint');
+    return path;
   }
-  const logFile = leader
+  a.reporter.warn(
+    `checkpoint ${path} (step ${checkpoint.step}) no longer exists; starting without RESUME_FROM`,
+  );
+  a.log.warn({ path }, 'recorded checkpoint is missing; not resuming');
+  return null;
+}
+
+/** Step 1 failed: what cannot run now cannot run next time either. */
+function cannotRun(a: Attempt, err: NonRetryableError): AttemptEnd {
+  const reason = err.reason ?? 'BAD_CONFIG';
+  a.log.error({ err, reason }, 'task cannot run');
+  a.reporter.warn(err.message);
+  return {
+    exitCode: EXIT_FOR_REASON[reason] ?? ExitCode.BAD_CONFIG,
+    signal: null,
+    reason,
+    message: err.message,
+    retryable: false,
+    stderrTail: [err.message],
+    terminated: null,
+  };
+}
+
+/** Step 2: stopped while getting ready (a shutdown): retryable, as 128+SIGTERM. */
+function abortedBeforeStart(a: Attempt): AttemptEnd {
+  const message = 'the worker was stopped before the payload started';
+  a.log.info(message);
+  return {
+    exitCode: classifyExit(null, 'SIGTERM').exitCode ?? ExitCode.FAILURE,
+    signal: null,
+    reason: 'Aborted',
+    message,
+    retryable: true,
+    stderrTail: [],
+    terminated: 'abort',
+  };
+}
+
+/** Step 3: the payload, its log file (a node's own beside the leader's), its process group recorded. */
+async function run(a: Attempt, { task, env, resumeFrom }: Prepared): Promise<PayloadOutcome> {
+  const { redis, taskId, attempt } = a.opts;
+  const logFile = a.leader
     ? attemptLogFile(task.runDir, taskId, attempt)
-    : attemptLogFile(task.runDir, taskId, attempt).replace(/\.log$/, `.node-${nodeRank}.log`);
+    : attemptLogFile(task.runDir, taskId, attempt).replace(/\.log$/, `.node-${a.nodeRank}.log`);
   let spawnWrite: Promise<unknown> = Promise.resolve();
-  log.info({ argv: task.payload.command, logFile, resumeFrom }, 'starting payload');
+  a.log.info({ argv: task.payload.command, logFile, resumeFrom }, 'starting payload');
   const outcome = await runPayload({
     argv: task.payload.command,
     cwd: task.payload.workingDir,
     env: env.env,
     secretValues: env.secretValues,
     logFile,
-    sink: reporter,
-    signal: opts.signal,
+    sink: a.reporter,
+    signal: a.opts.signal,
     terminationGraceMs: task.payload.terminationGracePeriodSeconds * 1000,
     stallTimeoutMs: task.payload.stallTimeoutSeconds * 1000,
-    log,
-    clock,
+    log: a.log,
+    clock: a.clock,
     onSpawn: (pid) => {
-      if (!leader) return;
+      if (!a.leader) return;
       spawnWrite = redis
-        .hset(unitKey, { payloadPgid: String(pid), logFile })
+        .hset(a.unitKey, { payloadPgid: String(pid), logFile })
         .catch((err: unknown) => {
-          log.warn({ err }, 'cannot record the payload process group');
+          a.log.warn({ err }, 'cannot record the payload process group');
         });
     },
   });
   await spawnWrite;
-  if (outcome.terminated === 'stall') {
-    reporter.warn(
-      `no step progress for ${task.payload.stallTimeoutSeconds} s (last step ${outcome.lastStep ?? 'none'}): terminated as hung`,
-    );
-  }
-  await reporter.close();
-  opts.onOutcome?.(outcome);
+  if (outcome.terminated === 'stall') a.reporter.warn(hangMessage(task, outcome));
+  await a.reporter.close();
+  a.opts.onOutcome?.(outcome);
+  return outcome;
+}
 
-  // 5. Record how it ended.
+const hangMessage = (task: LoadedTask, outcome: PayloadOutcome): string =>
+  `no step progress for ${task.payload.stallTimeoutSeconds} s (last step ${outcome.lastStep ?? 'none'}): terminated as hung`;
+
+/** Step 4: the payload's exit, classified; a hang is reported as such, not as our SIGTERM. */
+function endOf(a: Attempt, task: LoadedTask, outcome: PayloadOutcome): AttemptEnd {
   const c = outcome.classification;
   const exitCode = outcome.spawnError
     ? c.retryable
       ? ExitCode.FAILURE
       : ExitCode.MISSING_DEPENDENCY
     : (c.exitCode ?? ExitCode.FAILURE);
-  log.info(
+  a.log.info(
     {
       exitCode,
       signal: outcome.signal,
@@ -289,16 +326,29 @@ export async function runTaskWorker(opts: TaskWorkerOptions): Promise<number> {
     'payload finished',
   );
   const stalled = outcome.terminated === 'stall';
-  return finish({
+  return {
     exitCode,
     signal: outcome.signal,
-    // A hang is reported as such: the exit after our SIGTERM is only its consequence.
     reason: stalled ? 'Stalled' : c.reason,
-    message: stalled
-      ? `no step progress for ${task.payload.stallTimeoutSeconds} s (last step ${outcome.lastStep ?? 'none'}): terminated as hung`
-      : c.description,
+    message: stalled ? hangMessage(task, outcome) : c.description,
     retryable: stalled ? true : c.retryable,
     stderrTail: outcome.stderrTail,
     terminated: outcome.terminated,
+  };
+}
+
+/** The unit record's end fields (node 0 only); the worker's exit code. */
+async function recordEnd(a: Attempt, end: AttemptEnd): Promise<number> {
+  if (!a.leader) return end.exitCode;
+  await a.opts.redis.hset(a.unitKey, {
+    exitCode: String(end.exitCode),
+    signal: end.signal ?? '',
+    finishedAt: nowIso(a.clock),
+    stderrTail: JSON.stringify(end.stderrTail),
+    reason: end.reason,
+    message: end.message,
+    retryable: String(end.retryable),
+    terminated: end.terminated ?? '',
   });
+  return end.exitCode;
 }
