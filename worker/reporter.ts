@@ -30,86 +30,24 @@
  * that batches the attempt's first write with its own (the pool worker) splits
  * beginAttempt into openAttempt() and attemptOpened().
  *
- * Side effects are injected: the store (Redis or a fake), the clock and the timers.
+ * Side effects are injected: the store (Redis or a fake), the clock and the timers
+ * (worker/progress-store.ts).
  */
 import type { Redis } from 'ioredis';
 import type { PayloadEvent } from '../common/events.js';
-import { EVENTS_MAXLEN, LOG_TAIL_LINES, type Keys } from '../common/keys.js';
+import { LOG_TAIL_LINES, type Keys } from '../common/keys.js';
 import type { Logger } from '../common/logger.js';
 import { silentLogger } from '../common/logger.js';
 import { emptyProgress, nowIso, type TaskProgress } from '../common/model.js';
+import { encodeProgress, type TaskStreamEventType } from '../common/progress.js';
 import {
-  encodeProgress,
-  encodeStreamEvent,
-  readTaskProgress,
-  type TaskStreamEventType,
-} from '../common/progress.js';
+  realTimers,
+  redisProgressStore,
+  type ProgressStore,
+  type ProgressWrite,
+  type Timers,
+} from './progress-store.js';
 import type { PayloadSink } from './runner.js';
-
-// ---------------------------------------------------------------------------------------
-// Ports
-
-export interface ProgressWrite {
-  /** Fields to HSET on task:{id}:progress (already encoded). */
-  fields: Record<string, string>;
-  /** Entries to XADD to task:{id}:events, in order. */
-  events: Array<{ type: TaskStreamEventType; at: string; data: unknown }>;
-  /** Lines to append to task:{id}:logs. */
-  logs: string[];
-}
-
-/** Where the reporter's writes go. */
-export interface ProgressStore {
-  write(w: ProgressWrite): Promise<void>;
-  read(): Promise<TaskProgress>;
-}
-
-export interface Timers {
-  setInterval(fn: () => void, ms: number): unknown;
-  clearInterval(handle: unknown): void;
-}
-
-export const realTimers: Timers = {
-  setInterval: (fn, ms) => {
-    const h = setInterval(fn, ms);
-    // The worker's lifetime is the payload's, not the timers'.
-    h.unref();
-    return h;
-  },
-  clearInterval: (h) => clearInterval(h as NodeJS.Timeout),
-};
-
-/** The Redis store: one MULTI per write (HSET, XADD ~ MAXLEN, RPUSH + LTRIM). */
-export function redisProgressStore(
-  redis: Redis,
-  keys: Keys,
-  taskId: string,
-  opts: { eventsMaxLen?: number; logTailLines?: number } = {},
-): ProgressStore {
-  const maxLen = opts.eventsMaxLen ?? EVENTS_MAXLEN;
-  const tail = opts.logTailLines ?? LOG_TAIL_LINES;
-  const progressKey = keys.taskProgress(taskId);
-  const eventsKey = keys.taskEvents(taskId);
-  const logsKey = keys.taskLogs(taskId);
-  return {
-    async write(w) {
-      const m = redis.multi();
-      if (Object.keys(w.fields).length > 0) m.hset(progressKey, w.fields);
-      for (const e of w.events)
-        m.xadd(eventsKey, 'MAXLEN', '~', maxLen, '*', ...encodeStreamEvent(e.type, e.at, e.data));
-      if (w.logs.length > 0) {
-        m.rpush(logsKey, ...w.logs);
-        m.ltrim(logsKey, -tail, -1);
-      }
-      const results = await m.exec();
-      const failed = results?.find(([err]) => err);
-      if (failed?.[0]) throw failed[0];
-    },
-    read: () => readTaskProgress(redis, keys, taskId),
-  };
-}
-
-// ---------------------------------------------------------------------------------------
 
 export interface TaskReporterOptions {
   store: ProgressStore;

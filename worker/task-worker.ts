@@ -34,7 +34,8 @@ import { emptyProgress, nowIso, ResolvedPayload } from '../common/model.js';
 import { attemptLogFile } from '../common/paths.js';
 import { readTaskProgress } from '../common/progress.js';
 import { buildPayloadEnv, rankEnvFrom, type EnvSource } from './env.js';
-import { TaskReporter, type Timers } from './reporter.js';
+import type { Timers } from './progress-store.js';
+import { TaskReporter } from './reporter.js';
 import { runPayload, type PayloadOutcome } from './runner.js';
 
 export interface TaskWorkerOptions {

@@ -1,12 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { emptyProgress, type TaskProgress } from '../../common/model.js';
 import { decodeProgress, encodeProgress } from '../../common/progress.js';
-import {
-  TaskReporter,
-  type ProgressStore,
-  type ProgressWrite,
-  type Timers,
-} from '../../worker/reporter.js';
+import type { ProgressStore, ProgressWrite, Timers } from '../../worker/progress-store.js';
+import { TaskReporter } from '../../worker/reporter.js';
 
 /** A clock and interval timers that move only when told to. */
 class FakeClock implements Timers {
