@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
 from stoker_payload.exit_codes import PayloadError
-from stoker_payload.server import read_jsonl
+from stoker_payload.jsonl import read_jsonl
 
 from . import llava_data
 from .parsing import MAX_SCORE, MIN_SCORE, parse_teacher

@@ -15,7 +15,7 @@ import os
 from typing import Any, Mapping, Sequence
 
 from stoker_payload import report
-from stoker_payload.server import JsonlWriter
+from stoker_payload.jsonl import JsonlWriter
 
 __all__ = ["OUTPUTS", "Outputs", "Progress", "write_jsonl"]
 
