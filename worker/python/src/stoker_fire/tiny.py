@@ -56,10 +56,10 @@ save; SIGTERM -> a checkpoint at the end of the step, then Preempted. The hf-onl
 dataloader_num_workers, train_projector) are ignored; one process only (WORLD_SIZE 1).
 
 Modules (this one gathers their names: `from stoker_fire import tiny` is the backend):
-    tiny_text      the tokenizer and render()              pure Python
+    tiny_text      the tokenizer, render(), encode_records()   pure Python
     tiny_model     TinyConfig, the nn.Modules, load/save, the image input
     tiny_generate  generate_ids(), Generator, make_generator()
-    tiny_train     encode_records(), train()
+    tiny_train     train()
 """
 
 from __future__ import annotations
@@ -92,14 +92,16 @@ from .tiny_text import (
     PAD,
     SPECIALS,
     UNK,
+    Encoded,
     Tokenizer,
     base_vocabulary,
+    encode_records,
     pieces,
     record_texts,
     render,
     with_image_mark,
 )
-from .tiny_train import Encoded, encode_records, train
+from .tiny_train import train
 
 __all__ = [
     "TINY_NEW",

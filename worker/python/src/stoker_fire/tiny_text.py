@@ -12,7 +12,8 @@ Rendering: <bos>, then per message its role token (<human> / <gpt>) and its text
 gpt message ends with <eot>. A generation prompt (messages ending with a human message) ends
 with <gpt>. The targets are every gpt message's tokens and its <eot>. Each `<image>` becomes
 IMAGE_TOKENS image positions (with_image_mark() puts one mark in front of the first message
-of a record with an image and none).
+of a record with an image and none). encode_records() renders training records (BAD_DATA names
+every record that cannot be trained on).
 
 Pure Python: nothing here imports torch.
 """
@@ -20,7 +21,10 @@ Pure Python: nothing here imports torch.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Iterable, Optional, Sequence
+
+from stoker_payload.exit_codes import PayloadError
 
 from .parsing import ANSWER_MARKER, FEEDBACK_MARKER, SCORE_MARKER, THOUGHT_MARKER
 from .prompts import IMAGE_TOKEN, TEACHER_INSTRUCTION
@@ -43,12 +47,16 @@ __all__ = [
     "record_texts",
     "with_image_mark",
     "render",
+    "Encoded",
+    "encode_records",
 ]
 
 PAD, UNK, BOS, EOT, HUMAN, GPT, IMAGE = "<pad>", "<unk>", "<bos>", "<eot>", "<human>", "<gpt>", IMAGE_TOKEN
 SPECIALS = (PAD, UNK, BOS, EOT, HUMAN, GPT, IMAGE)
 IMAGE_ID = SPECIALS.index(IMAGE)
 IMAGE_TOKENS = 4  # positions an image takes in the sequence
+
+MAX_LISTED = 20  # records named in one BAD_DATA message
 
 _PIECE = re.compile(r"\n| ?[A-Za-z]+| ?\d+| ?[^\sA-Za-z\d]|\s")
 
@@ -175,3 +183,40 @@ def render(tok: Tokenizer, messages: Sequence[dict[str, str]], *, generation: bo
         ids.append(tok.gpt)
         target.append(False)
     return ids, target
+
+
+# -- training records --------------------------------------------------------------------------
+
+
+@dataclass
+class Encoded:
+    ids: list[int]
+    target: list[bool]
+    image: Optional[str]
+
+
+def encode_records(tok: Tokenizer, records: Sequence[dict[str, Any]], max_length: int) -> list[Encoded]:
+    """Every record rendered for training; BAD_DATA naming every record that cannot be."""
+    out, problems = [], []
+    for i, record in enumerate(records):
+        where = f"[{i}] (id {record.get('id')!r})"
+        try:
+            messages = with_image_mark(record["conversations"], bool(record.get("image")), where)
+            ids, target = render(tok, messages, generation=False)
+        except ValueError as err:
+            problems.append(str(err))
+            continue
+        if len(ids) > max_length:
+            ids, target = ids[:max_length], target[:max_length]
+            if IMAGE_ID in ids and ids.count(IMAGE_ID) != IMAGE_TOKENS:
+                problems.append(f"{where}: max length {max_length} cuts through the image")
+                continue
+        if not any(target[1:]):
+            problems.append(f"{where}: no gpt tokens within max length {max_length}")
+            continue
+        out.append(Encoded(ids, target, record.get("image") or None))
+    if problems:
+        listed = problems[:MAX_LISTED]
+        more = f"\n  ... and {len(problems) - len(listed)} more" if len(problems) > len(listed) else ""
+        raise PayloadError("BAD_DATA", f"{len(problems)} record(s) the tiny backend cannot train on:\n  " + "\n  ".join(listed) + more)
+    return out

@@ -5,8 +5,8 @@ one process (stoker_fire.tiny has the whole backend's description).
 
 train() in three steps, one function each:
     1. _setup    the model (tiny-new, a model directory, or RESUME_FROM=checkpoint-N with its
-                 optimizer and RNG state), the records rendered (BAD_DATA names every record
-                 that cannot be), every image read once, the optimizer
+                 optimizer and RNG state), the records rendered (tiny_text.encode_records),
+                 every image read once, the optimizer
     2. _loop     optimizer steps: warmup + cosine / linear / constant schedule, gradient
                  clipping at 1.0, gradient accumulation, a fixed data order per (seed, epoch),
                  so a run resumed from checkpoint-N ends with the same weights as an
@@ -48,47 +48,12 @@ from .tiny_model import (
     save,
     write_json,
 )
-from .tiny_text import IMAGE_ID, IMAGE_TOKENS, Tokenizer, base_vocabulary, record_texts, render, with_image_mark
+from .tiny_text import Encoded, Tokenizer, base_vocabulary, encode_records, record_texts
 
-__all__ = ["Encoded", "encode_records", "train"]
+__all__ = ["train"]
 
 IGNORE = -100
 MAX_GRAD_NORM = 1.0
-MAX_LISTED = 20
-
-
-@dataclass
-class Encoded:
-    ids: list[int]
-    target: list[bool]
-    image: Optional[str]
-
-
-def encode_records(tok: Tokenizer, records: Sequence[dict[str, Any]], max_length: int) -> list[Encoded]:
-    """Every record rendered for training; BAD_DATA naming every record that cannot be."""
-    out, problems = [], []
-    for i, record in enumerate(records):
-        where = f"[{i}] (id {record.get('id')!r})"
-        try:
-            messages = with_image_mark(record["conversations"], bool(record.get("image")), where)
-            ids, target = render(tok, messages, generation=False)
-        except ValueError as err:
-            problems.append(str(err))
-            continue
-        if len(ids) > max_length:
-            ids, target = ids[:max_length], target[:max_length]
-            if IMAGE_ID in ids and ids.count(IMAGE_ID) != IMAGE_TOKENS:
-                problems.append(f"{where}: max length {max_length} cuts through the image")
-                continue
-        if not any(target[1:]):
-            problems.append(f"{where}: no gpt tokens within max length {max_length}")
-            continue
-        out.append(Encoded(ids, target, record.get("image") or None))
-    if problems:
-        listed = problems[:MAX_LISTED]
-        more = f"\n  ... and {len(problems) - len(listed)} more" if len(problems) > len(listed) else ""
-        raise PayloadError("BAD_DATA", f"{len(problems)} record(s) the tiny backend cannot train on:\n  " + "\n  ".join(listed) + more)
-    return out
 
 
 def _collate(torch: Any, items: Sequence[Encoded], images: Images, pad: int) -> dict[str, Any]:
@@ -278,7 +243,19 @@ def _setup(torch: Any, cfg: Any, records: Sequence[dict[str, Any]], image_root: 
         reporter.log(f"resuming from {resume_from} at step {start_step}")
     history: list[dict[str, Any]] = list(state.get("log_history", []))
     return _Run(
-        model, tok, data, images, optimizer, order, total, math.ceil(cfg.warmup_ratio * total), params, start_step, history, len(history), step=start_step
+        model=model,
+        tok=tok,
+        data=data,
+        images=images,
+        optimizer=optimizer,
+        order=order,
+        total=total,
+        warmup=math.ceil(cfg.warmup_ratio * total),
+        params=params,
+        start_step=start_step,
+        history=history,
+        logged_from=len(history),
+        step=start_step,
     )
 
 
