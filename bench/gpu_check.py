@@ -351,7 +351,7 @@ def profile_generate(work: str, batch: int, max_new_tokens: int) -> dict:
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     model.to(device).eval()
     tok = processor.tokenizer
-    pil = [hf._load_image(os.path.join(images, r["image"])) for r in raw]
+    pil = [hf.load_image(os.path.join(images, r["image"])) for r in raw]
     student = [hf.render_prompt(student_messages(r["question"], [], []), tok.eos_token) for r in raw]
     teacher = [hf.render_prompt(teacher_messages(r["question"], r["groundtruth"], "Thought: it is red.\nAnswer: red"), tok.eos_token) for r in raw]
 

@@ -6,20 +6,35 @@
 - the imports between stoker's modules form no cycle: read from the source (every import
   at module level, resolved), and tried: each module imports first in a fresh interpreter;
 - no function imports a module of stoker's (the way a cycle is usually dodged);
-- every entrypoint (`if __name__ == "__main__"`) has a docstring with its `-m` command.
+- every entrypoint (`if __name__ == "__main__"`) has a docstring with its `-m` command;
+- units a newcomer can read (STYLE.md): every module under src/ is at most MAX_MODULE_LINES
+  (400) lines and every function (decorators, docstring and blank lines counted; a nested
+  function counts inside its parent and on its own) at most MAX_FUNCTION_LINES (80), unless it
+  says why with the marker `Long because:` followed by the reason: in the module's docstring
+  for a module, in a comment on the lines right above the function (or its decorators) for a
+  function. The checker is tried on made-up sources too, so it is seen to fail;
+- the code that moved between modules still resolves: every name a function (or class body)
+  reads from its module's globals is bound there or a builtin (symtable, no import, so the
+  GPU path of the hf backend is checked on a machine without transformers), and every
+  `module.name` or `from module import name` of stoker's in the tests and in bench/*.py
+  (bench/gpu_check.py drives the hf backend on a GPU) exists.
 """
 
 from __future__ import annotations
 
 import ast
+import builtins
+import importlib
 import os
+import re
 import subprocess
+import symtable
 import tomllib
 import unittest
 from pathlib import Path
 from typing import Iterator, Optional
 
-from .helpers import PY_DIR, PYTHON, SRC_DIR, payload_env
+from .helpers import PY_DIR, PYTHON, REPO_ROOT, SRC_DIR, payload_env
 
 PACKAGES = ("stoker_examples", "stoker_fire", "stoker_payload")
 _FUNCTION_NODES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
@@ -221,6 +236,134 @@ class EntrypointDocstringTest(unittest.TestCase):
                 "stoker_fire.train",
             ],
         )
+
+
+# -- units a newcomer can read --------------------------------------------------------------
+
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 80
+LONG_BECAUSE = re.compile(r"Long because:\s*\S")
+
+
+def too_long(source: str, where: str) -> list[str]:
+    """What in `source` is longer than the limits without saying why (see the module docstring)."""
+    lines = source.splitlines()
+    tree = ast.parse(source, where)
+    found = []
+    if len(lines) > MAX_MODULE_LINES and not LONG_BECAUSE.search(ast.get_docstring(tree) or ""):
+        found.append(f"{where}: {len(lines)} lines (more than {MAX_MODULE_LINES}, and the docstring has no `Long because:`)")
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+        length = node.end_lineno - first + 1
+        if length > MAX_FUNCTION_LINES and not _says_why_above(lines, first):
+            found.append(f"{where}:{node.lineno}: {node.name} is {length} lines (more than {MAX_FUNCTION_LINES}, and no `# Long because:` right above it)")
+    return found
+
+
+def _says_why_above(lines: list[str], first: int) -> bool:
+    """Whether the comment lines right above line `first` (1-based) hold the marker."""
+    at = first - 2
+    comment = []
+    while at >= 0 and lines[at].strip().startswith("#"):
+        comment.append(lines[at])
+        at -= 1
+    return bool(LONG_BECAUSE.search(" ".join(comment)))
+
+
+def unresolved_globals(source: str, where: str) -> list[str]:
+    """Names that a function or class body of `source` reads from the module's globals but that
+    the module never binds and that are no builtins: each would be a NameError when run."""
+    top = symtable.symtable(source, where, "exec")
+    known = {s.get_name() for s in top.get_symbols() if s.is_assigned() or s.is_imported() or s.is_namespace()}
+    known |= set(dir(builtins)) | {"__file__", "__name__", "__doc__", "__spec__", "__package__", "__loader__", "__path__"}
+    found = []
+
+    def walk(table: symtable.SymbolTable) -> None:
+        for child in table.get_children():
+            for sym in child.get_symbols():
+                if sym.is_global() and sym.is_referenced() and sym.get_name() not in known:
+                    found.append(f"{where}:{child.get_lineno()}: {child.get_name()} reads {sym.get_name()!r}, which the module does not define")
+            walk(child)
+
+    walk(top)
+    return found
+
+
+class UnitSizeTest(unittest.TestCase):
+    def test_every_module_and_function_is_short_or_says_why(self):
+        found = []
+        for path in MODULES.values():
+            found += too_long(path.read_text(encoding="utf-8"), str(path.relative_to(PY_DIR)))
+        self.assertEqual(found, [], "\n".join(found))
+
+    def test_the_checker_finds_a_long_module_and_a_long_function(self):
+        body = "".join(f"    x{i} = {i}\n" for i in range(80))
+        long_module = '"""A module."""\n' + "x = 1\n" * MAX_MODULE_LINES
+        cases = [
+            ("a long module", long_module, 1),
+            ("a long module that says why", '"""A module.\n\nLong because: a table.\n"""\n' + "x = 1\n" * MAX_MODULE_LINES, 0),
+            ("a marker without a reason", '"""Long because:\n"""\n' + "x = 1\n" * MAX_MODULE_LINES, 1),
+            ("an 81-line function", f"def f():\n{body}", 1),
+            ("an 80-line function", f"def f():\n{body[: body.rindex('    x79')]}", 0),
+            ("an 81-line function that says why", f"# Long because: one table.\ndef f():\n{body}", 0),
+            ("a decorated one that says why", f"# Long because: one table.\n@staticmethod\ndef f():\n{body}", 0),
+            ("a marker with a line between", f"# Long because: one table.\n\ndef f():\n{body}", 1),
+            ("a marker inside the function", f"def f():\n    # Long because: one table.\n{body}", 1),
+            ("a long method", f"class C:\n    def f(self):\n{'    ' + body.replace(chr(10), chr(10) + '    ')}", 1),
+        ]
+        for name, source, expected in cases:
+            with self.subTest(name):
+                self.assertEqual(len(too_long(source, "m.py")), expected, too_long(source, "m.py"))
+
+
+class MovedCodeTest(unittest.TestCase):
+    def test_every_global_name_a_function_reads_is_defined(self):
+        found = []
+        for path in MODULES.values():
+            found += unresolved_globals(path.read_text(encoding="utf-8"), str(path.relative_to(PY_DIR)))
+        self.assertEqual(found, [], "\n".join(found))
+
+    def test_the_name_check_finds_a_missing_import(self):
+        source = "import json\n\ndef f(path):\n    return os.path.exists(path) and json.loads(path)\n\nclass C:\n    size = LIMIT\n"
+        self.assertEqual(len(unresolved_globals(source, "m.py")), 2)
+        self.assertEqual(unresolved_globals("import os\nLIMIT = 1\n" + source, "m.py"), [])
+
+    def test_what_tests_and_bench_use_of_stokers_modules_exists(self):
+        users = sorted((PY_DIR / "tests").rglob("*.py")) + sorted((REPO_ROOT / "bench").glob("*.py"))
+        self.assertIn(REPO_ROOT / "bench" / "gpu_check.py", users)
+        missing, checked = [], 0
+        for path in users:
+            for module, name, line in _stoker_names_used(ast.parse(path.read_text(encoding="utf-8"))):
+                checked += 1
+                if not _exists(module, name):
+                    missing.append(f"{path.relative_to(REPO_ROOT)}:{line}: {module}.{name}")
+        self.assertGreater(checked, 100)
+        self.assertEqual(missing, [], "\n".join(missing))
+
+
+def _stoker_names_used(tree: ast.AST) -> Iterator[tuple[str, str, int]]:
+    """(module, name, line) for `from stoker_x.m import name` and for `alias.name` where alias is
+    a module of stoker's imported as `from stoker_x import m [as alias]` (the file's names,
+    wherever imported)."""
+    aliases: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] in PACKAGES:
+            for alias in node.names:
+                if f"{node.module}.{alias.name}" in MODULES:
+                    aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+                else:
+                    yield node.module or "", alias.name, node.lineno
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases:
+            yield aliases[node.value.id], node.attr, node.lineno
+
+
+def _exists(module: str, name: str) -> bool:
+    if f"{module}.{name}" in MODULES:
+        return True
+    return hasattr(importlib.import_module(module), name)
 
 
 if __name__ == "__main__":

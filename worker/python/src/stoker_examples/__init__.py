@@ -4,7 +4,7 @@ to copy when writing a payload of your own.
 
     smoke_train   `python -m stoker_examples.smoke_train`: an MLP trained for real
                   (progress, metrics, checkpoints, resume, preemption, several ranks);
-                  the payload of training-configs/smoke-cpu.yaml
+                  the payload of training-configs/smoke-cpu.yaml (its files: smoke_files)
     make_items    `python -m stoker_examples.make_items`: writes N JSONL items (a one-shot
                   step; the first stage of training-configs/generate-cpu.yaml)
     toy_generate  `python -m stoker_examples.toy_generate`: a server-mode payload that loads

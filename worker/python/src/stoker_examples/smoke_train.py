@@ -51,12 +51,14 @@ Contract:
 Determinism: the data set comes from --seed, and the batch of step s on rank r is drawn
 from a generator seeded by (seed, r, s), so a resumed run trains on exactly the batches
 the uninterrupted run would have.
+
+Modules: this one (options, the model, the training loop) and stoker_examples.smoke_files
+(checkpoints written and restored, final.pt, metrics.json).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import random
@@ -64,13 +66,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from stoker_payload import entrypoint, exit_codes, report, runtime, signals
 from stoker_payload.config import parse_config
 from stoker_payload.exit_codes import PayloadError, Preempted
 
-CHECKPOINT_FORMAT = "stoker-smoke-train/1"
+from .smoke_files import CHECKPOINT_FORMAT, atomic_write, load_checkpoint, restore, write_final
+
 FEATURES = 8  # input width of the synthetic task
 TEACHER_WIDTH = 16
 EVAL_SIZE = 512
@@ -192,6 +195,54 @@ def _lr_factor(cfg: SmokeTrainConfig):
     return lambda done: 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(done, cfg.steps) / cfg.steps))
 
 
+@dataclass
+class _Run:
+    """One rank's training state: set up by _setup(), advanced by _loop()."""
+
+    torch: Any
+    dist: Any  # torch.distributed when WORLD_SIZE > 1, else None
+    cfg: SmokeTrainConfig
+    rank: int
+    world: int
+    reporter: report.Reporter
+    net: Any
+    model: Any  # net, or net wrapped in DistributedDataParallel
+    optimizer: Any
+    scheduler: Any
+    shard_x: Any  # this rank's training samples
+    shard_y: Any
+    eval_loss: Callable[[], float]  # the loss on the fixed held-out set
+    ckpt_dir: Path
+    start_step: int = 0
+    initial_loss: float = 0.0
+    history: list = field(default_factory=list)
+
+    @property
+    def is_writer(self) -> bool:
+        return self.rank == 0
+
+    def save_checkpoint(self, step: int) -> None:
+        """OUTPUT/checkpoints/step-NNNNNN.pt and its checkpoint event (rank 0 only)."""
+        if not self.is_writer:
+            return
+        torch = self.torch
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "step": step,
+            "model": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
+            "initial_loss": self.initial_loss,
+            "history": self.history,
+            "config": dataclasses.asdict(self.cfg),
+            "world_size": self.world,
+        }
+        path = self.ckpt_dir / f"step-{step:06d}.pt"
+        atomic_write(path, lambda fh: torch.save(state, fh))
+        self.reporter.checkpoint(str(path), step)
+
+
 def _train(
     torch: Any,
     dist: Any,
@@ -202,104 +253,103 @@ def _train(
     out_dir: Path,
     reporter: report.Reporter,
 ) -> int:
-    is_writer = rank == 0
+    """1. data, model, optimizer (restored from RESUME_FROM when given); 2. the steps;
+    3. the held-out loss, final.pt, metrics.json and the result (rank 0)."""
+    run = _setup(torch, dist, cfg, rank, world, resume_path, out_dir, reporter)
+    _loop(run, resume_path)
+    final_loss = run.eval_loss()
+    if run.is_writer:
+        write_final(torch, cfg, out_dir, reporter, run.net, run.start_step, run.initial_loss, final_loss, run.history, resume_path, world)
+    if dist is not None:
+        dist.barrier()
+    return exit_codes.SUCCESS
+
+
+def _setup(
+    torch: Any, dist: Any, cfg: SmokeTrainConfig, rank: int, world: int, resume_path: Optional[str], out_dir: Path, reporter: report.Reporter
+) -> _Run:
+    """Step 1: this rank's data, the model, the optimizer and the schedule, from RESUME_FROM
+    when given (else the initial held-out loss is measured)."""
     train_x, train_y, eval_x, eval_y = _make_data(torch, cfg)
-    shard_x, shard_y = train_x[rank::world], train_y[rank::world]  # each rank its own samples
     net = _make_model(torch, cfg)
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(cfg))
-    loss_fn = torch.nn.functional.mse_loss
 
     def eval_loss() -> float:
         with torch.no_grad():
-            return float(loss_fn(net(eval_x), eval_y))
+            return float(torch.nn.functional.mse_loss(net(eval_x), eval_y))
 
-    start_step, history = 0, []
+    run = _Run(
+        torch, dist, cfg, rank, world, reporter, net, net, optimizer, scheduler,
+        train_x[rank::world], train_y[rank::world],  # each rank its own samples
+        eval_loss, out_dir / "checkpoints",
+    )  # fmt: skip
     if resume_path is not None:
-        state = _load_checkpoint(torch, resume_path)
-        _restore(torch, state, net, optimizer, scheduler, resume_path)
-        start_step, initial_loss, history = int(state["step"]), float(state["initial_loss"]), list(state.get("history", []))
-        if is_writer:
-            reporter.log(f"resuming from {resume_path} at step {start_step}")
+        state = load_checkpoint(torch, resume_path)
+        restore(torch, state, net, optimizer, scheduler, resume_path)
+        run.start_step, run.initial_loss, run.history = int(state["step"]), float(state["initial_loss"]), list(state.get("history", []))
+        if run.is_writer:
+            reporter.log(f"resuming from {resume_path} at step {run.start_step}")
     else:
-        initial_loss = eval_loss()
-
-    model = net
+        run.initial_loss = eval_loss()
     if dist is not None:
         from torch.nn.parallel import DistributedDataParallel
 
-        model = DistributedDataParallel(net)  # averages gradients across ranks
+        run.model = DistributedDataParallel(net)  # averages gradients across ranks
+    if run.is_writer:
+        run.ckpt_dir.mkdir(parents=True, exist_ok=True)
+    return run
 
-    ckpt_dir = out_dir / "checkpoints"
-    if is_writer:
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
 
-    def save_checkpoint(step: int) -> None:
-        if not is_writer:
-            return
-        state = {
-            "format": CHECKPOINT_FORMAT,
-            "step": step,
-            "model": net.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
-            "initial_loss": initial_loss,
-            "history": history,
-            "config": dataclasses.asdict(cfg),
-            "world_size": world,
-        }
-        path = ckpt_dir / f"step-{step:06d}.pt"
-        _atomic_write(path, lambda fh: torch.save(state, fh))
-        reporter.checkpoint(str(path), step)
-
-    if is_writer:
-        reporter.progress(start_step, cfg.steps, _epoch(start_step, cfg, len(shard_x)))
+def _loop(run: _Run, resume_path: Optional[str]) -> None:
+    """Step 2: the optimizer steps after run.start_step, with their events and checkpoints;
+    Preempted (after a checkpoint, on every rank) when a stop was requested."""
+    torch, cfg, optimizer = run.torch, run.cfg, run.optimizer
+    if run.is_writer:
+        run.reporter.progress(run.start_step, cfg.steps, _epoch(run.start_step, cfg, len(run.shard_x)))
     window_loss, window_steps, window_seconds = 0.0, 0, 0.0
-    last_saved = start_step if resume_path is not None else -1
-    for step in range(start_step + 1, cfg.steps + 1):
+    last_saved = run.start_step if resume_path is not None else -1
+    for step in range(run.start_step + 1, cfg.steps + 1):
         began = time.perf_counter()
-        batch = torch.Generator().manual_seed(cfg.seed * 1_000_003 + rank * 7_919 + step)
-        index = torch.randint(len(shard_x), (cfg.batch_size,), generator=batch)
+        batch = torch.Generator().manual_seed(cfg.seed * 1_000_003 + run.rank * 7_919 + step)
+        index = torch.randint(len(run.shard_x), (cfg.batch_size,), generator=batch)
         lr = optimizer.param_groups[0]["lr"]
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(shard_x[index]), shard_y[index])
+        loss = torch.nn.functional.mse_loss(run.model(run.shard_x[index]), run.shard_y[index])
         loss.backward()
         optimizer.step()
-        scheduler.step()
+        run.scheduler.step()
         window_loss += float(loss)
         window_steps += 1
         window_seconds += time.perf_counter() - began
 
-        if is_writer:
-            reporter.progress(step, cfg.steps, _epoch(step, cfg, len(shard_x)))
+        if run.is_writer:
+            run.reporter.progress(step, cfg.steps, _epoch(step, cfg, len(run.shard_x)))
         if step % cfg.log_every == 0 or step == cfg.steps:
-            mean_loss = window_loss / window_steps
-            rate = cfg.batch_size * world * window_steps / window_seconds if window_seconds > 0 else None
-            history.append({"step": step, "loss": mean_loss, "lr": lr})
-            if is_writer:
-                reporter.metrics(step, loss=mean_loss, lr=lr, samplesPerSec=rate)
-                print(f"step {step}/{cfg.steps} loss {mean_loss:.5f} lr {lr:.3g}", flush=True)
+            _log_window(run, step, lr, window_loss / window_steps, window_steps, window_seconds)
             window_loss, window_steps, window_seconds = 0.0, 0, 0.0
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-            save_checkpoint(step)
+            run.save_checkpoint(step)
             last_saved = step
 
         if cfg.step_delay > 0:
             signals.sleep(cfg.step_delay)  # returns early on SIGTERM
-        if step < cfg.steps and _stop_agreed(torch, dist):  # at the last step, finishing is cheaper
+        if step < cfg.steps and _stop_agreed(torch, run.dist):  # at the last step, finishing is cheaper
             if last_saved != step:
-                save_checkpoint(step)
-            if dist is not None:
-                dist.barrier()  # rank 0's checkpoint is on disk before anyone exits
+                run.save_checkpoint(step)
+            if run.dist is not None:
+                run.dist.barrier()  # rank 0's checkpoint is on disk before anyone exits
             raise Preempted(f"stopped on request at step {step} after writing a checkpoint; resume from it")
 
-    final_loss = eval_loss()
-    if is_writer:
-        _finish(torch, cfg, out_dir, reporter, net, start_step, initial_loss, final_loss, history, resume_path, world)
-    if dist is not None:
-        dist.barrier()
-    return exit_codes.SUCCESS
+
+def _log_window(run: _Run, step: int, lr: float, mean_loss: float, steps: int, seconds: float) -> None:
+    """The history entry of the steps since the last one; the metrics event and a log line (rank 0)."""
+    cfg = run.cfg
+    rate = cfg.batch_size * run.world * steps / seconds if seconds > 0 else None
+    run.history.append({"step": step, "loss": mean_loss, "lr": lr})
+    if run.is_writer:
+        run.reporter.metrics(step, loss=mean_loss, lr=lr, samplesPerSec=rate)
+        print(f"step {step}/{cfg.steps} loss {mean_loss:.5f} lr {lr:.3g}", flush=True)
 
 
 def _epoch(step: int, cfg: SmokeTrainConfig, shard_len: int) -> float:
@@ -315,107 +365,6 @@ def _stop_agreed(torch: Any, dist: Any) -> bool:
     dist.all_reduce(flag, op=dist.ReduceOp.MAX)
     return bool(flag.item())
 
-
-def _finish(
-    torch: Any,
-    cfg: SmokeTrainConfig,
-    out_dir: Path,
-    reporter: report.Reporter,
-    net: Any,
-    start_step: int,
-    initial_loss: float,
-    final_loss: float,
-    history: list,
-    resume_path: Optional[str],
-    world: int,
-) -> None:
-    final_path = out_dir / "final.pt"
-    final_state = {
-        "format": CHECKPOINT_FORMAT,
-        "step": cfg.steps,
-        "model": net.state_dict(),
-        "config": dataclasses.asdict(cfg),
-        "initial_loss": initial_loss,
-        "final_loss": final_loss,
-    }
-    _atomic_write(final_path, lambda fh: torch.save(final_state, fh))
-    metrics_path = out_dir / "metrics.json"
-    summary = {
-        "initialLoss": initial_loss,
-        "finalLoss": final_loss,
-        "steps": cfg.steps,
-        "worldSize": world,
-        "history": history,
-    }
-    _atomic_write(metrics_path, lambda fh: fh.write((json.dumps(summary, indent=2) + "\n").encode()))
-    reporter.metrics(cfg.steps, evalLoss=final_loss)
-    reporter.artifact("checkpoint", str(final_path))
-    reporter.artifact("metrics", str(metrics_path))
-    reporter.result(
-        initialLoss=initial_loss,
-        finalLoss=final_loss,
-        lossFell=final_loss < initial_loss,
-        steps=cfg.steps,
-        startStep=start_step,
-        resumedFrom=resume_path,
-        worldSize=world,
-    )
-
-
-def _load_checkpoint(torch: Any, path: str) -> dict:
-    if os.path.isdir(path):
-        raise PayloadError("MISSING_INPUT", f"RESUME_FROM must be a checkpoint file, got the directory {path}")
-    try:
-        state = torch.load(path, map_location="cpu")
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means the same thing
-        raise PayloadError("BAD_DATA", f"cannot read checkpoint {path}: {type(err).__name__}: {err}") from None
-    missing = [k for k in ("step", "model", "optimizer", "scheduler", "initial_loss") if not isinstance(state, dict) or k not in state]
-    if missing or state.get("format") != CHECKPOINT_FORMAT:
-        raise PayloadError(
-            "BAD_DATA",
-            f"{path} is not a {CHECKPOINT_FORMAT} checkpoint"
-            + (f" (missing {', '.join(missing)})" if missing else f" (format {state.get('format')!r})"),
-        )
-    return state
-
-
-def _restore(torch: Any, state: dict, net: Any, optimizer: Any, scheduler: Any, path: str) -> None:
-    try:
-        net.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-    except (RuntimeError, ValueError, KeyError) as err:
-        raise PayloadError(
-            "BAD_CONFIG", f"checkpoint {path} does not fit this model (was hidden_size changed?): {err}"
-        ) from None
-    scheduler.load_state_dict(state["scheduler"])
-    rng = state.get("rng") or {}
-    if "torch" in rng:
-        torch.set_rng_state(rng["torch"])
-    if "python" in rng:
-        random.setstate(rng["python"])
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same directory, fsync, then rename into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    try:  # make the rename itself durable; best effort (not every file system allows it)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
 
 
 if __name__ == "__main__":

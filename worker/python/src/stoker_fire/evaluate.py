@@ -75,11 +75,16 @@ Contract:
                path that does not exist; UNKNOWN_MODEL for a model path that does not exist or
                does not load; MISSING_DEPENDENCY when the backend's libraries are missing;
                CUDA_OOM; USAGE for a bad command line.
+
+Modules (this one is the command: options, models, the order of the modes):
+    evaluate_data     FIRE-Bench records -> Dialogues (every problem listed, BAD_DATA)
+    evaluate_fixed    the student and teacher tests (fixed dialogues)
+    evaluate_free     the free dialogues
+    evaluate_outputs  the output files, their artifact events, the progress counter
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -89,12 +94,14 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 from stoker_payload import entrypoint, exit_codes, report, runtime, signals
 from stoker_payload.config import parse_config
 from stoker_payload.exit_codes import PayloadError, Preempted
-from stoker_payload.server import JsonlWriter, read_jsonl
 
-from . import backends, llava_data
-from . import prompts as P
-from .parsing import MAX_SCORE, MIN_SCORE, feedback_text, parse_teacher
-from .selfplay_rules import Prompt, Rules, Seed, StopRequested, run_dialogues, seed_from_record
+from . import backends
+from .evaluate_data import Dialogue, check_images, read_dialogues
+from .evaluate_fixed import Item, run_student_test, run_teacher_test, student_items, teacher_items
+from .evaluate_free import end_reason, run_free
+from .evaluate_outputs import OUTPUTS, Outputs, Progress
+from .parsing import MAX_SCORE
+from .selfplay_rules import Rules, StopRequested
 
 __all__ = [
     "MODES",
@@ -110,14 +117,7 @@ __all__ = [
 ]
 
 MODES = ("fixed-student", "fixed-teacher", "free")
-OUTPUTS = {
-    "fixed-student": "fixed-student.jsonl",
-    "fixed-teacher": "fixed-teacher.jsonl",
-    "fixed-teacher-scores": "fixed-teacher-scores.jsonl",
-    "free": "free.jsonl",
-}
 TEST_SPLIT = "fire_test"
-MAX_LISTED = 20
 
 
 @dataclass
@@ -254,240 +254,6 @@ class ModelSpec:
     seed: int
 
 
-# -- data -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Dialogue:
-    """One FIRE-Bench record: the seed, and the reference rounds (empty for free-only runs)."""
-
-    seed: Seed
-    responses: tuple[str, ...] = ()
-    teacher_turns: tuple[str, ...] = ()
-    scores: tuple[Optional[int], ...] = ()  # None: not given and not parseable (teacher test refuses it)
-
-
-def _score(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and MIN_SCORE <= value <= MAX_SCORE
-
-
-Rounds = tuple[tuple[str, ...], tuple[str, ...], tuple[Optional[int], ...]]
-
-
-def _rounds(record: Mapping[str, Any], where: str, need_scores: bool) -> tuple[list[str], Optional[Rounds]]:
-    """(problems, None) or ([], (responses, teacher turns, scores)) of a record's reference rounds."""
-    turns = record.get("conversations")
-    if not isinstance(turns, list) or not turns:
-        return [f"{where}: conversations must be a non-empty list of student/teacher turns"], None
-    problems = []
-    if len(turns) % 2:
-        problems.append(f"{where}: conversations has {len(turns)} turns; student and teacher turns must alternate, ending with a teacher turn")
-    values = []
-    misplaced = False  # one role problem per record: the first turn out of place says it
-    for i, turn in enumerate(turns):
-        role = "student" if i % 2 == 0 else "teacher"
-        if not isinstance(turn, Mapping):
-            problems.append(f"{where}: conversations[{i}] must be an object, got {type(turn).__name__}")
-            continue
-        if turn.get("role") != role and not misplaced:
-            misplaced = True
-            problems.append(f"{where}: conversations[{i}].role must be {role!r} (turns alternate, student first), got {turn.get('role')!r}")
-        if not isinstance(turn.get("value"), str) or not turn["value"].strip():
-            problems.append(f"{where}: conversations[{i}].value must be a non-empty string, got {turn.get('value')!r}")
-        values.append(turn.get("value"))
-    if problems:
-        return problems, None
-    responses = tuple(v.strip() for v in values[0::2])
-    teacher_turns = tuple(v.strip() for v in values[1::2])
-    given = record.get("score")
-    if given is not None:
-        if not isinstance(given, list) or len(given) != len(teacher_turns) or not all(_score(s) for s in given):
-            return [f"{where}: score must be a list of {len(teacher_turns)} integers in {MIN_SCORE}..{MAX_SCORE} (one per round), got {given!r}"], None
-        scores: tuple[Optional[int], ...] = tuple(given)
-    else:
-        scores = tuple(parse_teacher(t)[0] for t in teacher_turns)
-        if need_scores:
-            missing = [i + 1 for i, s in enumerate(scores) if s is None]
-            if missing:
-                return [f"{where}: no score list, and the teacher turns of rounds {missing} have no parseable `Score:`"], None
-    return [], (responses, teacher_turns, scores)
-
-
-def dialogue_from_record(record: Mapping[str, Any], where: str, default_id: str, *, rounds: bool, scores: bool) -> Dialogue:
-    """A Dialogue from one raw record; ValueError listing its problems (one per line)."""
-    if "id" not in record:
-        record = {**record, "id": default_id}
-    problems = []
-    try:
-        seed: Optional[Seed] = seed_from_record(record, where)
-    except ValueError as err:
-        seed = None
-        problems.append(str(err))
-    reference: Optional[Rounds] = None
-    if rounds:
-        more, reference = _rounds(record, where, scores)
-        problems.extend(more)
-    if problems or seed is None:
-        raise ValueError("\n".join(problems))
-    return Dialogue(seed, *reference) if reference is not None else Dialogue(seed)
-
-
-def _records(path: str) -> list[tuple[str, int, Any]]:
-    """(where, position, record) of every record of a .jsonl file or a .json list."""
-    if not os.path.isfile(path):
-        raise PayloadError("MISSING_INPUT", f"data file does not exist: {path}")
-    if not path.endswith(".json"):
-        return [(f"line {number}", number, record) for number, record in read_jsonl(path)]
-    try:
-        with open(path, "r", encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise PayloadError("BAD_DATA", f"{path}: not JSON ({err})") from None
-    if not isinstance(data, list):
-        raise PayloadError("BAD_DATA", f"{path}: must be a JSON list of records (or use .jsonl), got {type(data).__name__}")
-    return [(f"record {i}", i, record) for i, record in enumerate(data, 1)]
-
-
-def read_dialogues(
-    path: str, *, rounds: bool = True, scores: bool = True, split: Optional[str] = None, limit: Optional[int] = None
-) -> list[Dialogue]:
-    """The checked records of `path` (those of `split`, the first `limit`), in file order.
-    rounds: the reference conversations are needed (fixed modes); scores: a score per round
-    too (teacher test). BAD_DATA lists every problem with its line."""
-    dialogues: list[Dialogue] = []
-    problems: list[str] = []
-    seen: dict[str, str] = {}
-    taken = 0
-    for where, position, record in _records(path):
-        if limit is not None and taken >= limit:
-            break
-        if not isinstance(record, dict):
-            problems.append(f"{where}: must be an object, got {type(record).__name__}")
-            continue
-        if split is not None and record.get("split") != split:
-            continue
-        taken += 1
-        try:
-            dialogue = dialogue_from_record(record, where, f"line-{position}", rounds=rounds, scores=scores)
-        except ValueError as err:
-            problems.extend(str(err).split("\n"))
-            continue
-        if dialogue.seed.id in seen:
-            problems.append(f"{where}: id {dialogue.seed.id!r} repeats {seen[dialogue.seed.id]} (ids name the output lines)")
-            continue
-        seen[dialogue.seed.id] = where
-        dialogues.append(dialogue)
-    _fail(problems, f"problems in the records of {path}")
-    if not dialogues:
-        which = f" of split {split!r}" if split is not None else ""
-        raise PayloadError("BAD_DATA", f"{path}: no records{which} to evaluate")
-    return dialogues
-
-
-def check_images(dialogues: Sequence[Dialogue], image_root: Optional[str]) -> None:
-    missing = [
-        f"record {d.seed.id!r}: image file not found: {llava_data.image_path(d.seed.image, image_root)}"
-        for d in dialogues
-        if d.seed.image is not None and not os.path.isfile(llava_data.image_path(d.seed.image, image_root))
-    ]
-    _fail(missing, "missing images")
-
-
-def _fail(problems: list[str], what: str) -> None:
-    if problems:
-        more = f"\n  ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
-        raise PayloadError("BAD_DATA", f"{len(problems)} {what}:\n  " + "\n  ".join(problems[:MAX_LISTED]) + more)
-
-
-# -- fixed dialogues ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Item:
-    """One fixed-dialogue prompt and what the reference dialogue has in its place."""
-
-    id: str  # "<dialogue id>#<n>"
-    prompt: Prompt
-    reference: str
-    score: Optional[int] = None  # teacher test: the reference score
-
-
-def student_items(dialogues: Sequence[Dialogue]) -> list[Item]:
-    """Student test: history up to feedback n (n = 1..T-1) -> response n+1."""
-    items = []
-    for d in dialogues:
-        s = d.seed
-        feedbacks = [feedback_text(t) for t in d.teacher_turns]
-        for n in range(1, len(d.responses)):
-            messages = P.student_messages(s.question, d.responses[:n], feedbacks[:n], with_image=s.image is not None)
-            items.append(Item(f"{s.id}#{n}", Prompt(s.id, "student", s.image, tuple(messages)), d.responses[n]))
-    return items
-
-
-def teacher_items(dialogues: Sequence[Dialogue], *, with_image: bool = False) -> list[Item]:
-    """Teacher test: question, ground truth and response n (n = 1..T) -> teacher turn n."""
-    items = []
-    for d in dialogues:
-        s = d.seed
-        image = s.image if with_image else None
-        for n, (response, turn, score) in enumerate(zip(d.responses, d.teacher_turns, d.scores), 1):
-            messages = P.teacher_messages(s.question, s.groundtruth, response, with_image=image is not None)
-            items.append(Item(f"{s.id}#{n}", Prompt(s.id, "teacher", image, tuple(messages)), turn, score))
-    return items
-
-
-class Progress:
-    """One progress counter over every mode: prompts and free dialogues done, of all."""
-
-    def __init__(self, reporter: report.Reporter, total: int):
-        self.reporter, self.total, self.done = reporter, total, 0
-
-    def to(self, done: int) -> None:
-        self.done = done
-        self.reporter.progress(done, self.total or None)
-
-
-def generate_items(
-    generate: Callable[[Sequence[Prompt]], Sequence[str]],
-    items: Sequence[Item],
-    batch_size: int,
-    progress: Progress,
-    should_stop: Callable[[], bool],
-    what: str,
-) -> list[str]:
-    """Every item's generated text (stripped), in item order; batches of similar length."""
-    order = sorted(range(len(items)), key=lambda i: (items[i].prompt.image is None, sum(len(m["value"]) for m in items[i].prompt.messages)))
-    out: list[str] = [""] * len(items)
-    base = progress.done
-    for start in range(0, len(order), batch_size):
-        if should_stop():
-            raise StopRequested(f"stop requested during {what}, after {start} of {len(order)} prompts")
-        chunk = order[start : start + batch_size]
-        texts = list(generate([items[i].prompt for i in chunk]))
-        if len(texts) != len(chunk) or not all(isinstance(t, str) for t in texts):
-            raise ValueError(f"{what}: the model returned {len(texts)} texts (strings expected) for {len(chunk)} prompts")
-        for i, text in zip(chunk, texts):
-            out[i] = text.strip()
-        progress.to(base + start + len(chunk))
-    return out
-
-
-# -- free dialogues -----------------------------------------------------------------------
-
-
-def end_reason(scores: Sequence[int], rules: Rules) -> str:
-    """How a free dialogue ended, by the rules of selfplay_rules._judge: satisfied,
-    format_failure (score 0), no_improvement, or max_turns."""
-    last = scores[-1]
-    if last == 0:
-        return "format_failure"
-    if len(scores) > 1 and last <= scores[-2]:
-        return "no_improvement"
-    if last >= rules.satisfied:
-        return "satisfied"
-    return "max_turns"
-
-
 # -- the run ------------------------------------------------------------------------------
 
 
@@ -528,22 +294,15 @@ def load_generators(cfg: EvalConfig, modules: Mapping[str, Any]) -> dict[str, An
     return out
 
 
-def write_jsonl(path: str, rows: Sequence[Mapping[str, Any]]) -> None:
-    """All of `rows` at `path`, or nothing: written to a temporary file, then renamed."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    writer = JsonlWriter(tmp)
-    try:
-        writer.write_all(rows)
-        writer.close()
-        os.replace(tmp, path)
-    except BaseException:
-        writer.abort()
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def main(cfg: EvalConfig, *, should_stop: Optional[Callable[[], bool]] = None) -> int:
+    """The evaluation of `cfg`, in steps:
+    1. the backends (BAD_CONFIG, MISSING_DEPENDENCY) and the model paths, before anything loads
+    2. the records (BAD_DATA, MISSING_INPUT) and their images; the items of the fixed modes
+    3. the models, loaded once (a role whose spec equals another's shares its model)
+    4. the modes in MODES order, each writing its files; a stop request between two batches
+       is PREEMPTED (the running mode writes nothing)
+    5. the result event
+    """
     began = time.perf_counter()
     if should_stop is None:
         signals.install()  # first: a SIGTERM while the models load still stops cleanly
@@ -561,7 +320,7 @@ def main(cfg: EvalConfig, *, should_stop: Optional[Callable[[], bool]] = None) -
         limit=cfg.limit,
     )
     check_images(dialogues, cfg.image_root)
-    out_dir = runtime.output_dir(cfg.output_dir, create=True)
+    outputs = Outputs(runtime.output_dir(cfg.output_dir, create=True), reporter)
 
     s_items = student_items(dialogues) if "fixed-student" in modes else []
     t_items = teacher_items(dialogues, with_image=cfg.teacher_sees_image) if "fixed-teacher" in modes else []
@@ -574,37 +333,17 @@ def main(cfg: EvalConfig, *, should_stop: Optional[Callable[[], bool]] = None) -
     reporter.metrics(loadSeconds=load_seconds)
     progress.to(0)
 
-    outputs: dict[str, str] = {}
     summary: dict[str, Any] = {}
-
-    def done(name: str, rows: Sequence[Mapping[str, Any]]) -> None:
-        path = os.path.join(out_dir, OUTPUTS[name])
-        write_jsonl(path, rows)
-        outputs[name] = path
-        reporter.artifact(name, path)
-
     try:
         if "fixed-student" in modes:
-            t0 = time.perf_counter()
-            texts = generate_items(models["model"], s_items, cfg.batch_size, progress, should_stop, "the student test")
-            done("fixed-student", [{"id": it.id, "prediction": p, "references": [it.reference]} for it, p in zip(s_items, texts)])
-            seconds = time.perf_counter() - t0
-            summary["fixedStudent"] = {"prompts": len(s_items), "seconds": seconds}
-            reporter.metrics(fixedStudentPrompts=len(s_items), fixedStudentSeconds=seconds)
+            summary["fixedStudent"] = run_student_test(models["model"], s_items, cfg.batch_size, progress, should_stop, outputs, reporter)
         if "fixed-teacher" in modes:
-            t0 = time.perf_counter()
-            texts = generate_items(models[cfg.teacher_test_by], t_items, cfg.batch_size, progress, should_stop, "the teacher test")
-            predicted = [parse_teacher(t)[0] for t in texts]
-            done("fixed-teacher", [{"id": it.id, "prediction": p, "references": [it.reference]} for it, p in zip(t_items, texts)])
-            done("fixed-teacher-scores", [{"id": it.id, "prediction": p, "reference": it.score} for it, p in zip(t_items, texts)])
-            seconds = time.perf_counter() - t0
-            unparseable = sum(s is None for s in predicted)
-            summary["fixedTeacher"] = {"prompts": len(t_items), "by": cfg.teacher_test_by, "unparseable": unparseable, "seconds": seconds}
-            reporter.metrics(fixedTeacherPrompts=len(t_items), fixedTeacherUnparseable=unparseable, fixedTeacherSeconds=seconds)
+            by = cfg.teacher_test_by
+            summary["fixedTeacher"] = run_teacher_test(models[by], by, t_items, cfg.batch_size, progress, should_stop, outputs, reporter)
         if "free" in modes:
-            summary["free"] = _free(cfg, dialogues, models, progress, should_stop, reporter, done)
+            summary["free"] = run_free(cfg.rules(), cfg.batch_size, dialogues, models, progress, should_stop, outputs, reporter)
     except StopRequested as stop:
-        finished = ", ".join(OUTPUTS[n] for n in outputs) or "none"
+        finished = ", ".join(OUTPUTS[n] for n in outputs.written) or "none"
         raise Preempted(
             f"{stop}: stopped at a batch boundary ({progress.done} of {progress.total} steps); evaluation keeps no "
             f"partial state, so a retry starts over (finished files: {finished})"
@@ -614,7 +353,7 @@ def main(cfg: EvalConfig, *, should_stop: Optional[Callable[[], bool]] = None) -
         data=cfg.data,
         records=len(dialogues),
         modes=modes,
-        outputs=outputs,
+        outputs=outputs.written,
         fixedStudent=summary.get("fixedStudent"),
         fixedTeacher=summary.get("fixedTeacher"),
         free=summary.get("free"),
@@ -622,51 +361,6 @@ def main(cfg: EvalConfig, *, should_stop: Optional[Callable[[], bool]] = None) -
         seconds=time.perf_counter() - began,
     )
     return exit_codes.SUCCESS
-
-
-def _free(cfg: EvalConfig, dialogues, models, progress: Progress, should_stop, reporter, done) -> dict[str, Any]:
-    rules = cfg.rules()
-    t0 = time.perf_counter()
-    base = progress.done
-    records, stats = run_dialogues(
-        [d.seed for d in dialogues],
-        models["model"],
-        models["teacher"],
-        batch_size=cfg.batch_size,
-        rules=rules,
-        on_progress=lambda finished, _total: progress.to(base + finished),
-        should_stop=should_stop,
-    )
-    assert len(records) == len(dialogues), "keep_all keeps every dialogue"
-    done("free", records)
-    seconds = time.perf_counter() - t0
-    ended = {reason: 0 for reason in ("satisfied", "no_improvement", "format_failure", "max_turns")}
-    for record in records:
-        ended[end_reason(record["score"], rules)] += 1
-    at_turn_1 = sum(r["score"][0] >= rules.satisfied for r in records)
-    turns = sum(r["round"] for r in records)
-    reporter.metrics(
-        freeDialogues=len(records),
-        freeTurns=turns,
-        freeSatisfied=ended["satisfied"],
-        freeSatisfiedAtTurn1=at_turn_1,
-        freeNoImprovement=ended["no_improvement"],
-        freeFormatFailure=ended["format_failure"],
-        freeMaxTurns=ended["max_turns"],
-        freeStudentCalls=stats.student_calls,
-        freeTeacherCalls=stats.teacher_calls,
-        freeSeconds=seconds,
-    )
-    return {
-        "dialogues": len(records),
-        "kept": stats.kept,
-        "turns": turns,
-        "ended": ended,
-        "satisfiedAtTurn1": at_turn_1,
-        "maxTurns": rules.max_rounds,
-        "tau": rules.satisfied,
-        "seconds": seconds,
-    }
 
 
 if __name__ == "__main__":

@@ -9,10 +9,12 @@ signals     cooperative preemption: SIGTERM -> stop_requested() -> checkpoint ->
 runtime     rank variables, RESUME_FROM, STOKER_OUTPUT_DIR
 config      dataclass options from flags and --config file.yaml
 server      server mode: load once, then shard after shard from requests on stdin
+            (server_requests: the request lines; jsonl: read_jsonl, JsonlWriter)
 
 Imports between the modules go one way (tests/test_packages.py checks there is no cycle):
     exit_codes  <- runtime <- report <- entrypoint      signals: none of ours
-    exit_codes  <- config                               server: exit_codes, report, signals
+    exit_codes  <- config                               exit_codes <- jsonl <- server_requests
+    server: exit_codes, jsonl, report, server_requests, signals
 
 Importing this package is cheap: nothing here imports torch.
 """

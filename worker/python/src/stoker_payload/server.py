@@ -54,24 +54,24 @@ Contract (common/events.ts, the comment above ReadyEvent):
              the shard back (PREEMPTED is retried). A second SIGTERM kills the process.
 
 Nothing here imports torch (only a CUDA OOM makes it look at an already imported torch).
+The request lines are read and checked in server_requests; read_jsonl and JsonlWriter live in
+jsonl (both are importable from here too).
 """
 
 from __future__ import annotations
 
-import io
-import json
 import os
-import select
 import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Optional, TextIO
 
 from . import signals
 from .exit_codes import FAILURE, SUCCESS, PayloadError, classify_exception, name_of
+from .jsonl import JsonlWriter, read_jsonl
 from .report import Reporter, get_reporter
+from .server_requests import RequestError, RequestLines, ShardRequest, parse_request
 
 __all__ = [
     "ShardRequest",
@@ -84,8 +84,6 @@ __all__ = [
     "serve",
 ]
 
-MAX_REQUEST_BYTES = 1024 * 1024  # a request line longer than this is dropped as malformed
-
 
 class FatalError(PayloadError):
     """The shard failed and this process must not serve another one (a lost CUDA context,
@@ -96,148 +94,6 @@ class FatalError(PayloadError):
 
     def __reduce__(self):
         return (FatalError, (self.code_name, self.message))
-
-
-class RequestError(ValueError):
-    """A request line that cannot be served; `id` is the shard id when one could be read."""
-
-    def __init__(self, message: str, id: Optional[str] = None):
-        super().__init__(message)
-        self.id = id
-
-
-@dataclass(frozen=True)
-class ShardRequest:
-    id: str
-    input: str
-    output: str
-    attempt: int = 1
-    params: Mapping[str, Any] = field(default_factory=dict)
-
-
-def parse_request(line: str) -> Optional[dict[str, Any] | ShardRequest]:
-    """A request line -> ShardRequest, {"type": "shutdown"}, or None (a blank line).
-
-    Raises RequestError for anything else (not JSON, not an object, unknown type, bad fields).
-    """
-    text = line.strip()
-    if not text:
-        return None
-    try:
-        data = json.loads(text)
-    except ValueError as err:
-        raise RequestError(f"not JSON: {_json_problem(err)}") from None
-    if not isinstance(data, dict):
-        raise RequestError(f"expected a JSON object, got {type(data).__name__}")
-    kind = data.get("type")
-    if kind == "shutdown":
-        return {"type": "shutdown"}
-    if kind != "shard":
-        raise RequestError(f"unknown request type {kind!r} (known: shard, shutdown)")
-    raw_id = data.get("id")
-    shard_id = raw_id if isinstance(raw_id, str) and raw_id else None
-    problems = [] if shard_id else [f"id must be a non-empty string, got {raw_id!r}"]
-    for name in ("input", "output"):
-        value = data.get(name)
-        if not isinstance(value, str) or not value:
-            problems.append(f"{name} must be a non-empty path, got {value!r}")
-    attempt = data.get("attempt", 1)
-    if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
-        problems.append(f"attempt must be an integer >= 1, got {attempt!r}")
-    params = data.get("params", {})
-    if params is None:
-        params = {}
-    if not isinstance(params, dict):
-        problems.append(f"params must be an object, got {type(params).__name__}")
-    if problems:
-        raise RequestError("bad shard request: " + "; ".join(problems), shard_id)
-    assert shard_id is not None
-    return ShardRequest(shard_id, data["input"], data["output"], attempt, params)
-
-
-def read_jsonl(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for every non-blank line of a JSONL file, numbered from 1.
-
-    A line that is not UTF-8, not JSON, or not a JSON object raises
-    PayloadError('BAD_DATA', 'input line N: ...'); a missing file is MISSING_INPUT.
-    """
-    try:
-        fh = open(path, "rb")
-    except FileNotFoundError:
-        raise PayloadError("MISSING_INPUT", f"input file does not exist: {path}") from None
-    with fh:
-        for number, raw in enumerate(fh, 1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise PayloadError("BAD_DATA", f"input line {number}: not UTF-8: {err}") from None
-            if not text.strip():
-                continue
-            try:
-                record = json.loads(text)
-            except ValueError as err:
-                raise PayloadError("BAD_DATA", f"input line {number}: not JSON: {_json_problem(err)}") from None
-            if not isinstance(record, dict):
-                raise PayloadError("BAD_DATA", f"input line {number}: expected a JSON object, got {type(record).__name__}")
-            yield number, record
-
-
-class JsonlWriter:
-    """Writes one JSON object per line to `path` (created with its directory, truncated).
-
-    close() flushes and fsyncs; it is idempotent. As a context manager it closes on exit.
-    Non-finite floats are a ValueError (JSON has none).
-    """
-
-    def __init__(self, path: str):
-        self.path = path
-        parent = os.path.dirname(os.path.abspath(path))
-        os.makedirs(parent, exist_ok=True)
-        self._fh: Optional[io.TextIOWrapper] = open(path, "w", encoding="utf-8", newline="\n")
-        self.items = 0
-
-    @property
-    def closed(self) -> bool:
-        return self._fh is None
-
-    def write(self, record: Mapping[str, Any]) -> None:
-        if self._fh is None:
-            raise ValueError(f"write to closed output {self.path}")
-        self._fh.write(json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False) + "\n")
-        self.items += 1
-
-    def write_all(self, records) -> int:
-        for record in records:
-            self.write(record)
-        return self.items
-
-    def close(self) -> None:
-        fh, self._fh = self._fh, None
-        if fh is None:
-            return
-        try:
-            fh.flush()
-            os.fsync(fh.fileno())
-        finally:
-            fh.close()
-
-    def abort(self) -> None:
-        """Close without caring about errors (the file is about to be removed)."""
-        fh, self._fh = self._fh, None
-        if fh is not None:
-            try:
-                fh.close()
-            except OSError:
-                pass
-
-    def __enter__(self) -> "JsonlWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 class ShardContext:
@@ -323,54 +179,6 @@ class ShardContext:
             pass
 
 
-class _Lines:
-    """Request lines from stdin. A real file descriptor is read with select(), so a SIGTERM
-    while idle is noticed within `poll` seconds; anything else (a StringIO) by readline()."""
-
-    TIMEOUT = object()
-
-    def __init__(self, stdin: Any, poll: float):
-        self._poll = poll
-        self._stream = stdin
-        self._fd: Optional[int] = None
-        self._buf = b""
-        self._eof = False
-        if stdin is sys.stdin or stdin is getattr(sys, "__stdin__", None):
-            try:
-                self._fd = stdin.fileno()
-            except (AttributeError, OSError, ValueError):
-                self._fd = None
-
-    def next(self) -> Any:
-        """A line (str, without newline), None at EOF, or TIMEOUT."""
-        if self._fd is None:
-            line = self._stream.readline()
-            if line == "":
-                return None
-            return line.rstrip("\r\n")
-        while True:
-            at = self._buf.find(b"\n")
-            if at != -1:
-                line, self._buf = self._buf[:at], self._buf[at + 1 :]
-                return line.decode("utf-8", errors="replace").rstrip("\r")
-            if self._eof:
-                if self._buf:
-                    line, self._buf = self._buf, b""
-                    return line.decode("utf-8", errors="replace").rstrip("\r")
-                return None
-            ready, _, _ = select.select([self._fd], [], [], self._poll)
-            if not ready:
-                return self.TIMEOUT
-            chunk = os.read(self._fd, 65536)
-            if not chunk:
-                self._eof = True
-            else:
-                self._buf += chunk
-                if len(self._buf) > MAX_REQUEST_BYTES and b"\n" not in self._buf:
-                    self._buf = b""
-                    return "<a request line longer than %d bytes>" % MAX_REQUEST_BYTES
-
-
 def serve(
     handler: Callable[[ShardRequest, ShardContext], Optional[int]],
     *,
@@ -401,13 +209,13 @@ def serve(
             rep.log("stop requested while loading; exiting before ready", "warn")
             return SUCCESS
         rep.emit({"type": "ready"})
-        lines = _Lines(stdin if stdin is not None else sys.stdin, poll_interval)
+        lines = RequestLines(stdin if stdin is not None else sys.stdin, poll_interval)
         while True:
             if signals.stop_requested():
                 rep.log("stop requested; exiting between shards", "info")
                 return SUCCESS
             line = lines.next()
-            if line is _Lines.TIMEOUT:
+            if line is RequestLines.TIMEOUT:
                 continue
             if line is None:
                 return SUCCESS
@@ -491,13 +299,6 @@ def _free_cuda_cache() -> None:
             torch.cuda.empty_cache()
     except Exception:  # noqa: BLE001 - best effort
         pass
-
-
-def _json_problem(err: ValueError) -> str:
-    """json's message without its line number (it counts lines inside the one line)."""
-    if isinstance(err, json.JSONDecodeError):
-        return f"{err.msg} at column {err.pos + 1}"
-    return str(err)
 
 
 def _clip(text: str, limit: int = 200) -> str:

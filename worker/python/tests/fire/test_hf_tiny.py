@@ -57,7 +57,7 @@ class TinyModelTest(unittest.TestCase):
         for item in items:
             self.assertEqual(len(item["input_ids"]), len(item["labels"]))
             self.assertGreater(sum(label != -100 for label in item["labels"]), 0)
-        batch = hf._collate(items, self.processor.tokenizer.pad_token_id, torch.float32)
+        batch = hf.collate(items, self.processor.tokenizer.pad_token_id, torch.float32)
         loss = self.model(**batch).loss
         self.assertTrue(torch.isfinite(loss))
 
