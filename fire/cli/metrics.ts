@@ -32,14 +32,7 @@ import { requireInputFile } from '../metrics/jsonl.js';
 import { UNPARSEABLE_ERROR } from '../metrics/scores.js';
 import { computeTextMetrics } from '../metrics/text.js';
 import { table } from '../../common/table.js';
-
-function print(text: string): void {
-  process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
-}
-
-function printJson(value: unknown): void {
-  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
-}
+import { counted, print, printJson } from './output.js';
 
 /** A flag's number, strictly (commander hands over the raw text). */
 export function numberFlag(
@@ -138,78 +131,133 @@ function labels(file: string, baseline: string): [string, string] {
   return a === b ? [file, baseline] : [a, b];
 }
 
-async function dialoguesAction(
-  file: string,
-  o: {
-    baseline?: string;
-    tau?: string;
-    tmax?: string;
-    penalty?: string;
-    scoresFrom?: string;
-    skipBad?: boolean;
-    json?: boolean;
-  },
-): Promise<void> {
+interface DialoguesFlags {
+  baseline?: string;
+  tau?: string;
+  tmax?: string;
+  penalty?: string;
+  scoresFrom?: string;
+  skipBad?: boolean;
+  json?: boolean;
+}
+
+/** A file's dialogue metrics, with the file: the run's, or the baseline's. */
+interface Measured {
+  file: string;
+  r: DialogueFileResult;
+}
+
+async function dialoguesAction(file: string, o: DialoguesFlags): Promise<void> {
   const options = dialogueOptions(o);
   // Both files before any work: a mistyped baseline should not wait for a large run file.
   requireInputFile(file);
   if (o.baseline !== undefined) requireInputFile(o.baseline);
   const read = { skipBad: o.skipBad ?? false, scoresFrom: scoresFrom(o.scoresFrom) };
-  const run = await dialogueMetricsOfFile(file, options, read);
-  const base = o.baseline ? await dialogueMetricsOfFile(o.baseline, options, read) : undefined;
-  for (const [f, r] of [
-    [file, run],
-    [o.baseline, base],
-  ] as const) {
-    if (f === undefined || r === undefined) continue;
+  const run: Measured = { file, r: await dialogueMetricsOfFile(file, options, read) };
+  const base: Measured | undefined = o.baseline
+    ? { file: o.baseline, r: await dialogueMetricsOfFile(o.baseline, options, read) }
+    : undefined;
+  for (const { file: f, r } of base ? [run, base] : [run]) {
     warnSkipped(f, r);
     warnMismatches(f, r, read.scoresFrom);
   }
-  const atNorm = base ? normalisedAt(run.metrics, base.metrics) : null;
-  if (o.json) {
-    printJson({
-      ...dialogueJson(file, run),
-      scoresFrom: read.scoresFrom,
-      atNormalised: atNorm,
-      ...(base && o.baseline
-        ? {
-            baseline: {
-              ...dialogueJson(o.baseline, base),
-              atNormalised: base.metrics.at ? 1 : null,
-            },
-          }
-        : {}),
-    });
-    return;
-  }
+  const atNorm = base ? normalisedAt(run.r.metrics, base.r.metrics) : null;
+  if (o.json) printJson(dialoguesJson(run, base, read.scoresFrom, atNorm));
+  else print(describeDialogues(run, base, options, atNorm));
+}
+
+function dialoguesJson(
+  run: Measured,
+  base: Measured | undefined,
+  from: ScoresFrom,
+  atNorm: number | null,
+) {
+  return {
+    ...dialogueJson(run.file, run.r),
+    scoresFrom: from,
+    atNormalised: atNorm,
+    ...(base
+      ? {
+          baseline: {
+            ...dialogueJson(base.file, base.r),
+            atNormalised: base.r.metrics.at ? 1 : null,
+          },
+        }
+      : {}),
+  };
+}
+
+/** The options in words, the table (the baseline's row first), then notes. */
+function describeDialogues(
+  run: Measured,
+  base: Measured | undefined,
+  options: ResolvedDialogueOptions,
+  atNorm: number | null,
+): string {
   const { tau, tmax, penalty } = options;
   const lines = [
     `FIRE free-dialogue metrics: correct means score >= ${tau}; first ${tmax} turns; a dialogue never satisfied counts turn ${penalty}`,
     '',
   ];
-  if (base && o.baseline) {
-    const [runLabel, baseLabel] = labels(file, o.baseline);
-    const baseNorm = base.metrics.at === null || base.metrics.at === 0 ? null : 1;
+  if (base) {
+    const [runLabel, baseLabel] = labels(run.file, base.file);
+    const b = base.r.metrics;
+    const baseNorm = b.at === null || b.at === 0 ? null : 1;
     lines.push(
       dialogueTable(
         [
-          { label: baseLabel, m: base.metrics, atNorm: baseNorm },
-          { label: runLabel, m: run.metrics, atNorm },
+          { label: baseLabel, m: b, atNorm: baseNorm },
+          { label: runLabel, m: run.r.metrics, atNorm },
         ],
         true,
       ),
     );
   } else {
-    lines.push(dialogueTable([{ label: basename(file), m: run.metrics, atNorm: null }], false));
+    lines.push(
+      dialogueTable([{ label: basename(run.file), m: run.r.metrics, atNorm: null }], false),
+    );
   }
-  const truncated = run.metrics.truncated + (base?.metrics.truncated ?? 0);
+  const truncated = run.r.metrics.truncated + (base?.r.metrics.truncated ?? 0);
   if (truncated > 0)
     lines.push(
       '',
-      `${truncated} dialogue${truncated === 1 ? '' : 's'} longer than ${tmax} turns counted with the first ${tmax}`,
+      `${counted(truncated, 'dialogue')} longer than ${tmax} turns counted with the first ${tmax}`,
     );
-  if (run.metrics.rr === null) lines.push('', 'RR: no dialogue starts wrong');
-  print(lines.join('\n'));
+  if (run.r.metrics.rr === null) lines.push('', 'RR: no dialogue starts wrong');
+  return lines.join('\n');
+}
+
+async function textAction(file: string, o: { json?: boolean }): Promise<void> {
+  const m = computeTextMetrics(await textItemsOfFile(file));
+  if (o.json) return printJson({ file, ...m });
+  print(
+    [
+      `text metrics: ${counted(m.items, 'item')}, ${counted(m.references, 'reference')} (${m.predictionTokens} prediction tokens, ${m.referenceTokens} reference tokens)`,
+      '',
+      table([
+        ['BLEU-1', fixed(m.bleu1, 4)],
+        ['BLEU-2', fixed(m.bleu2, 4)],
+        ['BLEU-3', fixed(m.bleu3, 4)],
+        ['BLEU-4', fixed(m.bleu4, 4)],
+        ['CIDEr-D', fixed(m.ciderD, 4)],
+      ]),
+    ].join('\n'),
+  );
+}
+
+async function scoresAction(file: string, o: { json?: boolean }): Promise<void> {
+  const m = await scoreErrorOfFile(file);
+  if (o.json) return printJson({ file, ...m });
+  print(
+    [
+      `teacher score error: ${counted(m.items, 'item')}, ${m.unparseable} unparseable (each an error of ${UNPARSEABLE_ERROR})`,
+      '',
+      table([
+        ['MAE', fixed(m.mae, 4)],
+        ['MAE (parseable only)', fixed(m.maeParseable, 4)],
+      ]),
+    ].join('\n'),
+  );
 }
 
 export function registerMetricsCommands(program: Command): void {
@@ -253,26 +301,7 @@ export function registerMetricsCommands(program: Command): void {
     )
     .argument('<file>', 'JSONL: {"id", "prediction": string, "references": [string, ...]} per line')
     .option('--json', 'one JSON object (README, "stoker metrics")')
-    .action(async (file: string, o: { json?: boolean }) => {
-      const m = computeTextMetrics(await textItemsOfFile(file));
-      if (o.json) {
-        printJson({ file, ...m });
-        return;
-      }
-      print(
-        [
-          `text metrics: ${m.items} item${m.items === 1 ? '' : 's'}, ${m.references} reference${m.references === 1 ? '' : 's'} (${m.predictionTokens} prediction tokens, ${m.referenceTokens} reference tokens)`,
-          '',
-          table([
-            ['BLEU-1', fixed(m.bleu1, 4)],
-            ['BLEU-2', fixed(m.bleu2, 4)],
-            ['BLEU-3', fixed(m.bleu3, 4)],
-            ['BLEU-4', fixed(m.bleu4, 4)],
-            ['CIDEr-D', fixed(m.ciderD, 4)],
-          ]),
-        ].join('\n'),
-      );
-    });
+    .action(textAction);
 
   metrics
     .command('scores')
@@ -284,21 +313,5 @@ export function registerMetricsCommands(program: Command): void {
       'JSONL: {"id", "prediction": teacher turn, "reference": score or teacher turn} per line',
     )
     .option('--json', 'one JSON object (README, "stoker metrics")')
-    .action(async (file: string, o: { json?: boolean }) => {
-      const m = await scoreErrorOfFile(file);
-      if (o.json) {
-        printJson({ file, ...m });
-        return;
-      }
-      print(
-        [
-          `teacher score error: ${m.items} item${m.items === 1 ? '' : 's'}, ${m.unparseable} unparseable (each an error of ${UNPARSEABLE_ERROR})`,
-          '',
-          table([
-            ['MAE', fixed(m.mae, 4)],
-            ['MAE (parseable only)', fixed(m.maeParseable, 4)],
-          ]),
-        ].join('\n'),
-      );
-    });
+    .action(scoresAction);
 }

@@ -27,7 +27,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AtomicFile, isTooLong, readLines } from './jsonl.js';
+import { AtomicFile, isTooLong, readLines, type LineItem } from './jsonl.js';
 import { UsageError } from '../../common/errors.js';
 import { BadRecordError, recordId } from './record.js';
 
@@ -86,8 +86,37 @@ async function previousFiles(outDir: string): Promise<string[]> {
   }
 }
 
+/**
+ * Shard `file` into opts.outDir:
+ *   1. the number of shards (--shards, or counted from --shard-size), 1-MAX_SHARDS;
+ *   2. copy every line to its id's shard, all shards under temporary names, renamed
+ *      when all are complete (a bad line: BadRecordError, or skipped with skipBad);
+ *   3. the manifest, then the shard files an earlier manifest listed that are gone now.
+ */
 export async function shardFile(file: string, opts: ShardOptions): Promise<ShardReport> {
   const t0 = performance.now();
+  const n = await shardCount(file, opts);
+  await mkdir(opts.outDir, { recursive: true });
+  const split = await splitIntoShards(file, n, opts);
+  const manifest: ShardManifest = {
+    input: file,
+    shards: n,
+    hash: 'sha1-48 mod N',
+    records: split.records,
+    skippedBad: split.skippedBad,
+    files: split.counts.map((c, i) => ({ file: shardFileName(i), records: c })),
+  };
+  await replaceManifest(opts.outDir, manifest);
+  return {
+    ...manifest,
+    outDir: opts.outDir,
+    manifest: join(opts.outDir, MANIFEST),
+    skipped: split.skipped,
+    seconds: Math.round((performance.now() - t0) / 10) / 100,
+  };
+}
+
+async function shardCount(file: string, opts: ShardOptions): Promise<number> {
   let n: number;
   if (opts.shards !== undefined) n = opts.shards;
   else if (opts.shardSize !== undefined)
@@ -97,12 +126,25 @@ export async function shardFile(file: string, opts: ShardOptions): Promise<Shard
     throw new UsageError(
       `${n} shards: the number of shards must be 1-${MAX_SHARDS} (each shard keeps a file open); use a larger --shard-size`,
     );
-  await mkdir(opts.outDir, { recursive: true });
+  return n;
+}
+
+/** What splitting wrote: records per shard, and the lines it skipped. */
+interface Split {
+  counts: number[];
+  records: number;
+  skippedBad: number;
+  skipped: ShardReport['skipped'];
+}
+
+async function splitIntoShards(file: string, n: number, opts: ShardOptions): Promise<Split> {
   const writers: AtomicFile[] = [];
-  const counts = new Array<number>(n).fill(0);
-  const skipped: ShardReport['skipped'] = [];
-  let records = 0;
-  let skippedBad = 0;
+  const split: Split = {
+    counts: new Array<number>(n).fill(0),
+    records: 0,
+    skippedBad: 0,
+    skipped: [],
+  };
   try {
     for (let i = 0; i < n; i++)
       writers.push(
@@ -111,48 +153,53 @@ export async function shardFile(file: string, opts: ShardOptions): Promise<Shard
         }),
       );
     for await (const item of readLines(file)) {
-      let id: string | null = null;
-      let reason: string;
-      if (isTooLong(item)) reason = `line-too-long: ${item.tooLong} bytes`;
-      else {
-        try {
-          const value: unknown = JSON.parse(item.text);
-          id = recordId(value);
-          reason =
-            'no id: a record needs an `id` (non-empty string or integer), or image, question and groundtruth to derive one from';
-        } catch (err) {
-          reason = `malformed-json: not valid JSON: ${(err as Error).message}`;
-        }
-      }
-      if (id === null || isTooLong(item)) {
+      const found = idOfLine(item);
+      if (found.id === null) {
         if (!opts.skipBad)
           throw new BadRecordError(
-            `${file}:${item.line}: ${reason} (--skip-bad skips bad records)`,
+            `${file}:${item.line}: ${found.reason} (--skip-bad skips bad records)`,
           );
-        skippedBad++;
-        if (skipped.length < 20) skipped.push({ line: item.line, reason });
+        split.skippedBad++;
+        if (split.skipped.length < 20)
+          split.skipped.push({ line: item.line, reason: found.reason });
         continue;
       }
-      const s = shardOf(id, n);
-      counts[s] = (counts[s] ?? 0) + 1;
-      records++;
-      await (writers[s] as AtomicFile).write(`${item.text}\n`);
+      const s = shardOf(found.id, n);
+      split.counts[s] = (split.counts[s] ?? 0) + 1;
+      split.records++;
+      await (writers[s] as AtomicFile).write(`${found.text}\n`);
     }
     for (const w of writers) await w.commit();
   } catch (err) {
     for (const w of writers) await w.abort();
     throw err;
   }
-  const stale = await previousFiles(opts.outDir);
-  const manifest: ShardManifest = {
-    input: file,
-    shards: n,
-    hash: 'sha1-48 mod N',
-    records,
-    skippedBad,
-    files: counts.map((c, i) => ({ file: shardFileName(i), records: c })),
-  };
-  const m = await AtomicFile.create(join(opts.outDir, MANIFEST));
+  return split;
+}
+
+/** A line's id (recordId) and text, or why it has none: too long, not JSON, or no id. */
+function idOfLine(item: LineItem): { id: string; text: string } | { id: null; reason: string } {
+  if (isTooLong(item)) return { id: null, reason: `line-too-long: ${item.tooLong} bytes` };
+  let value: unknown;
+  try {
+    value = JSON.parse(item.text);
+  } catch (err) {
+    return { id: null, reason: `malformed-json: not valid JSON: ${(err as Error).message}` };
+  }
+  const id = recordId(value);
+  return id !== null
+    ? { id, text: item.text }
+    : {
+        id: null,
+        reason:
+          'no id: a record needs an `id` (non-empty string or integer), or image, question and groundtruth to derive one from',
+      };
+}
+
+/** Write the manifest (atomically), then remove the shards only the old one listed. */
+async function replaceManifest(outDir: string, manifest: ShardManifest): Promise<void> {
+  const stale = await previousFiles(outDir);
+  const m = await AtomicFile.create(join(outDir, MANIFEST));
   try {
     await m.write(`${JSON.stringify(manifest, null, 2)}\n`);
     await m.commit();
@@ -161,12 +208,5 @@ export async function shardFile(file: string, opts: ShardOptions): Promise<Shard
     throw err;
   }
   const current = new Set(manifest.files.map((f) => f.file));
-  for (const f of stale) if (!current.has(f)) await rm(join(opts.outDir, f), { force: true });
-  return {
-    ...manifest,
-    outDir: opts.outDir,
-    manifest: join(opts.outDir, MANIFEST),
-    skipped,
-    seconds: Math.round((performance.now() - t0) / 10) / 100,
-  };
+  for (const f of stale) if (!current.has(f)) await rm(join(outDir, f), { force: true });
 }

@@ -143,32 +143,8 @@ export async function buildFireReport(opts: {
     ...e,
     atNormalised: normalisedAt(e.free, base.free),
   }));
-  const better = (a: number | null, b: number | null): boolean | null =>
-    a === null || b === null ? null : a > b;
-  const comparisons = models
-    .filter((m) => m.name !== baseline)
-    .map((m) => ({
-      model: m.name,
-      rr: { model: m.free.rr, baseline: base.free.rr, better: better(m.free.rr, base.free.rr) },
-      adr: {
-        model: m.free.adr,
-        baseline: base.free.adr,
-        better: better(m.free.adr, base.free.adr),
-      },
-    }));
-
-  let lineage: LineageFile | null = null;
-  if (opts.lineageFile !== undefined) {
-    if (!existsSync(opts.lineageFile))
-      throw new ReportInputError(`--lineage ${opts.lineageFile}: no such file`);
-    try {
-      lineage = JSON.parse(readFileSync(opts.lineageFile, 'utf8')) as LineageFile;
-    } catch (err) {
-      throw new ReportInputError(
-        `--lineage ${opts.lineageFile}: not JSON (${(err as Error).message})`,
-      );
-    }
-  }
+  const comparisons = compareWithBaseline(models, base);
+  const lineage = opts.lineageFile === undefined ? null : readLineage(opts.lineageFile);
 
   mkdirSync(opts.out, { recursive: true });
   const files = {
@@ -193,6 +169,35 @@ export async function buildFireReport(opts: {
   writeAtomic(files.markdown, renderMarkdown(report));
   writeAtomic(files.json, `${JSON.stringify(report, null, 2)}\n`);
   return report;
+}
+
+/** For each model but the baseline: are its RR and ADR higher than the baseline's? */
+function compareWithBaseline(
+  models: ModelReport[],
+  base: { name: string; free: DialogueMetrics },
+): FireReport['comparisons'] {
+  const better = (a: number | null, b: number | null): boolean | null =>
+    a === null || b === null ? null : a > b;
+  return models
+    .filter((m) => m.name !== base.name)
+    .map((m) => ({
+      model: m.name,
+      rr: { model: m.free.rr, baseline: base.free.rr, better: better(m.free.rr, base.free.rr) },
+      adr: {
+        model: m.free.adr,
+        baseline: base.free.adr,
+        better: better(m.free.adr, base.free.adr),
+      },
+    }));
+}
+
+function readLineage(file: string): LineageFile {
+  if (!existsSync(file)) throw new ReportInputError(`--lineage ${file}: no such file`);
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as LineageFile;
+  } catch (err) {
+    throw new ReportInputError(`--lineage ${file}: not JSON (${(err as Error).message})`);
+  }
 }
 
 function writeAtomic(path: string, text: string): void {
@@ -229,95 +234,121 @@ export function headlineTable(report: FireReport): string {
   ]);
 }
 
+/** report.md: the title, then one section after another (each ends with a blank line). */
 export function renderMarkdown(report: FireReport): string {
-  const out: string[] = [];
+  const out = [
+    ...introSection(report),
+    ...accuracySection(report),
+    ...fixedDialoguesSection(report),
+    ...lineageSection(report),
+  ];
+  return `${out.join('\n')}\n`;
+}
+
+/** Title, what the numbers mean, the headline table, the comparisons, the picture. */
+function introSection(report: FireReport): string[] {
   const o = report.models[0]?.free.options;
-  out.push(`# ${report.title}`, '');
-  out.push(
+  const out = [
+    `# ${report.title}`,
+    '',
     `Free dialogues: each model answers as the student against the teacher (at most ${o?.tmax ?? 5} turns; ` +
       `a turn is correct when the teacher's score is >= ${o?.tau ?? 8}; a dialogue never satisfied counts turn ${o?.penalty ?? 6} in AT). ` +
       `Baseline: **${report.baseline}**. Definitions: docs/fire.md, section 4.`,
     '',
-  );
-  out.push(headlineTable(report), '');
-  for (const c of report.comparisons) {
-    const say = (
-      what: string,
-      x: { model: number | null; baseline: number | null; better: boolean | null },
-    ): string =>
-      x.better === null
-        ? `${what} cannot be compared (${num(x.model)} vs ${num(x.baseline)})`
-        : `${what} ${num(x.model)} vs ${num(x.baseline)}: ${x.better ? 'higher' : 'not higher'}`;
-    out.push(`- **${c.model}** against the baseline: ${say('RR', c.rr)}; ${say('ADR', c.adr)}.`);
-  }
+    headlineTable(report),
+    '',
+  ];
+  for (const c of report.comparisons)
+    out.push(
+      `- **${c.model}** against the baseline: ${compared('RR', c.rr)}; ${compared('ADR', c.adr)}.`,
+    );
   out.push('', '![acc@t of every model](acc-curve.svg)', '');
+  return out;
+}
 
+function compared(
+  what: string,
+  x: { model: number | null; baseline: number | null; better: boolean | null },
+): string {
+  return x.better === null
+    ? `${what} cannot be compared (${num(x.model)} vs ${num(x.baseline)})`
+    : `${what} ${num(x.model)} vs ${num(x.baseline)}: ${x.better ? 'higher' : 'not higher'}`;
+}
+
+/** acc@1..acc@T of every model (T: the longest of them), with the dialogue counts. */
+function accuracySection(report: FireReport): string[] {
   const tmax = Math.max(...report.models.map((m) => m.free.accAt.length));
-  out.push('## Accuracy by turn and counts', '');
-  out.push(
+  const turns = Array.from({ length: tmax }, (_, i) => i);
+  return [
+    '## Accuracy by turn and counts',
+    '',
     table([
-      [
-        'model',
-        ...Array.from({ length: tmax }, (_, i) => `acc@${i + 1}`),
-        'dialogues',
-        'start wrong',
-        'refined',
-      ],
+      ['model', ...turns.map((i) => `acc@${i + 1}`), 'dialogues', 'start wrong', 'refined'],
       ...report.models.map((m) => [
         m.name,
-        ...Array.from({ length: tmax }, (_, i) => num(m.free.accAt[i], 3)),
+        ...turns.map((i) => num(m.free.accAt[i], 3)),
         String(m.free.dialogues),
         String(m.free.startingWrong),
         String(m.free.refined),
       ]),
     ]),
     '',
-  );
+  ];
+}
 
-  if (report.models.some((m) => m.fixedStudent || m.fixedTeacher || m.teacherScores)) {
-    out.push('## Fixed dialogues', '');
-    out.push(
-      table([
-        [
-          'model',
-          'student BLEU-1',
-          'BLEU-4',
-          'CIDEr-D',
-          'teacher BLEU-1',
-          'CIDEr-D',
-          'score MAE',
-          'items',
-        ],
-        ...report.models.map((m) => [
-          m.name,
-          num(m.fixedStudent?.bleu1, 3),
-          num(m.fixedStudent?.bleu4, 3),
-          num(m.fixedStudent?.ciderD, 3),
-          num(m.fixedTeacher?.bleu1, 3),
-          num(m.fixedTeacher?.ciderD, 3),
-          num(m.teacherScores?.mae, 2),
-          `${m.fixedStudent?.items ?? 0} / ${m.fixedTeacher?.items ?? 0}`,
-        ]),
+/** The fixed-dialogue tests (text metrics and the teacher's score error); none: no section. */
+function fixedDialoguesSection(report: FireReport): string[] {
+  if (!report.models.some((m) => m.fixedStudent || m.fixedTeacher || m.teacherScores)) return [];
+  return [
+    '## Fixed dialogues',
+    '',
+    table([
+      [
+        'model',
+        'student BLEU-1',
+        'BLEU-4',
+        'CIDEr-D',
+        'teacher BLEU-1',
+        'CIDEr-D',
+        'score MAE',
+        'items',
+      ],
+      ...report.models.map((m) => [
+        m.name,
+        num(m.fixedStudent?.bleu1, 3),
+        num(m.fixedStudent?.bleu4, 3),
+        num(m.fixedStudent?.ciderD, 3),
+        num(m.fixedTeacher?.bleu1, 3),
+        num(m.fixedTeacher?.ciderD, 3),
+        num(m.teacherScores?.mae, 2),
+        `${m.fixedStudent?.items ?? 0} / ${m.fixedTeacher?.items ?? 0}`,
       ]),
-      '',
-      'The teacher test is taken by the teacher model in every evaluation unless stoker_fire.evaluate was told otherwise, so its columns should agree across rows.',
-      '',
-    );
-  }
+    ]),
+    '',
+    'The teacher test is taken by the teacher model in every evaluation unless stoker_fire.evaluate was told otherwise, so its columns should agree across rows.',
+    '',
+  ];
+}
 
-  if (report.lineage) {
-    out.push('## Lineage', '', 'What every stage read from upstream stages, by content.', '');
-    const rows: string[][] = [['stage', 'consumed', 'records', 'sha256']];
-    for (const [stage, l] of Object.entries(report.lineage.stages)) {
-      for (const c of l.consumed)
-        rows.push([
-          stage,
-          `\`${c.ref}\``,
-          c.records === null ? '' : String(c.records),
-          c.sha256 ? c.sha256.slice(0, 12) : c.kind,
-        ]);
-    }
-    out.push(rows.length > 1 ? table(rows) : '(no stage consumed upstream outputs)', '');
+/** What each stage consumed from upstream stages, by content; no lineage: no section. */
+function lineageSection(report: FireReport): string[] {
+  if (!report.lineage) return [];
+  const rows: string[][] = [['stage', 'consumed', 'records', 'sha256']];
+  for (const [stage, l] of Object.entries(report.lineage.stages)) {
+    for (const c of l.consumed)
+      rows.push([
+        stage,
+        `\`${c.ref}\``,
+        c.records === null ? '' : String(c.records),
+        c.sha256 ? c.sha256.slice(0, 12) : c.kind,
+      ]);
   }
-  return `${out.join('\n')}\n`;
+  return [
+    '## Lineage',
+    '',
+    'What every stage read from upstream stages, by content.',
+    '',
+    rows.length > 1 ? table(rows) : '(no stage consumed upstream outputs)',
+    '',
+  ];
 }

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { UsageError } from '../../common/errors.js';
-import { manifestFiles } from '../../fire/cli/data.js';
+import { manifestFiles } from '../../fire/cli/data/merge.js';
 
 describe('merge --manifest', () => {
   let dir: string;
