@@ -38,7 +38,8 @@ import { KubernetesBackend } from '../orchestrator/backends/kubernetes/backend.j
 import { jobNameOfUnit } from '../orchestrator/backends/kubernetes/compose.js';
 import { buildTrainJob } from '../orchestrator/backends/kubernetes/objects.js';
 import { kubernetesSettings } from '../orchestrator/backends/kubernetes/settings.js';
-import { startFakeApiServer, type FakeApiServer } from '../testing/kube-sim/kube-apiserver.js';
+import { startFakeApiServer } from '../testing/kube-sim/apiserver/server.js';
+import type { FakeApiServer } from '../testing/kube-sim/apiserver/types.js';
 import { taskIdFor } from '../orchestrator/store.js';
 import {
   type Benchmark,
