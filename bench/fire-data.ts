@@ -162,7 +162,7 @@ import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
 import { join } from 'node:path';
 const [op, dist, file, aux] = process.argv.slice(2);
-const lib = (name) => import(pathToFileURL(join(dist, 'orchestrator', 'fire', 'data', name)).href);
+const lib = (name) => import(pathToFileURL(join(dist, 'fire', 'data', name)).href);
 const t0 = performance.now();
 const cpu0 = process.cpuUsage();
 let out;
