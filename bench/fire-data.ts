@@ -162,7 +162,7 @@ import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
 import { join } from 'node:path';
 const [op, dist, file, aux] = process.argv.slice(2);
-const lib = (name) => import(pathToFileURL(join(dist, 'orchestrator', 'fire', 'data', name)).href);
+const lib = (name) => import(pathToFileURL(join(dist, 'fire', 'data', name)).href);
 const t0 = performance.now();
 const cpu0 = process.cpuUsage();
 let out;
@@ -230,8 +230,39 @@ const summary = (r: RunResult) => ({
   peakRssMb: round(r.maxRssKb / 1024, 1),
 });
 
+type FileName = 'small' | 'large' | 'repeat';
+
+interface Inputs {
+  dir: string;
+  images: string;
+  /** The runner script each measured process runs. */
+  script: string;
+  dist: string;
+  files: Record<FileName, { path: string; records: number; ids: number }>;
+  /** Size of each file. */
+  bytes: Record<string, number>;
+}
+
+interface Runs {
+  baseline: RunResult;
+  validate: Record<string, RunResult>;
+  merge: Record<string, RunResult>;
+  capped: Record<string, { validate: RunResult; merge: RunResult }>;
+}
+
+/**
+ * 1. write the images, the runner and the three files; 2. run everything; 3. check the
+ * counts; 4. report.
+ */
 async function measure(ctx: BenchContext): Promise<Record<string, unknown>> {
   const n = ctx.quick ? 100_000 : 1_000_000;
+  const inputs = await writeInputs(ctx, n);
+  const runs = await runAll(ctx, inputs);
+  checkCounts(inputs, runs);
+  return report(n, inputs, runs);
+}
+
+async function writeInputs(ctx: BenchContext, n: number): Promise<Inputs> {
   const dir = join(ctx.tmpRoot, 'fire-data');
   const images = join(dir, 'images');
   mkdirSync(images, { recursive: true });
@@ -240,8 +271,6 @@ async function measure(ctx: BenchContext): Promise<Record<string, unknown>> {
   );
   const script = join(dir, 'runner.mjs');
   writeFileSync(script, RUNNER);
-  const dist = join(ctx.root, 'dist');
-
   const files = {
     small: { path: join(dir, 'small.jsonl'), records: n / 10, ids: n / 10 },
     large: { path: join(dir, 'large.jsonl'), records: n, ids: n },
@@ -252,7 +281,12 @@ async function measure(ctx: BenchContext): Promise<Record<string, unknown>> {
     ctx.note(`fire-data: writing ${f.records} records (${f.ids} ids) to ${name}.jsonl`);
     bytes[name] = await writeRecords(f.path, f.records, f.ids);
   }
+  return { dir, images, script, dist: join(ctx.root, 'dist'), files, bytes };
+}
 
+/** The baseline, validate and merge of every file, then small and repeat again capped. */
+async function runAll(ctx: BenchContext, inputs: Inputs): Promise<Runs> {
+  const { dir, images, script, dist, files } = inputs;
   ctx.note('fire-data: baseline (readline + JSON.parse) on large');
   const baseline = await runChild(script, ['parse', dist, files.large.path]);
   const validate: Record<string, RunResult> = {};
@@ -285,6 +319,11 @@ async function measure(ctx: BenchContext): Promise<Record<string, unknown>> {
       ),
     };
   }
+  return { baseline, validate, merge, capped };
+}
+
+/** Every run read every record; merge kept the 80% that improve and end satisfied. */
+function checkCounts({ files }: Inputs, { validate, merge }: Runs): void {
   for (const name of ['small', 'large', 'repeat'] as const) {
     if (
       validate[name]?.records !== files[name].records ||
@@ -296,13 +335,17 @@ async function measure(ctx: BenchContext): Promise<Record<string, unknown>> {
         `${name}: merge kept ${String(merge[name]?.kept)}, expected ${(files[name].ids * 8) / 10}`,
       );
   }
+}
 
-  const rss = (r: RunResult | undefined) => (r?.maxRssKb ?? 0) * 1024;
-  const perId = (runs: Record<string, RunResult>) =>
-    Math.round((rss(runs.large) - rss(runs.small)) / (files.large.ids - files.small.ids));
-  const v = (name: keyof typeof files) => summary(validate[name] as RunResult);
-  const m = (name: keyof typeof files) => summary(merge[name] as RunResult);
-  const base = summary(baseline);
+const rss = (r: RunResult | undefined) => (r?.maxRssKb ?? 0) * 1024;
+
+function report(n: number, { files, bytes }: Inputs, runs: Runs): Record<string, unknown> {
+  const { validate, merge } = runs;
+  const perId = (rs: Record<string, RunResult>) =>
+    Math.round((rss(rs.large) - rss(rs.small)) / (files.large.ids - files.small.ids));
+  const v = (name: FileName) => summary(validate[name] as RunResult);
+  const m = (name: FileName) => summary(merge[name] as RunResult);
+  const base = summary(runs.baseline);
   return {
     unit: 'records/s',
     records: n,
@@ -316,22 +359,7 @@ async function measure(ctx: BenchContext): Promise<Record<string, unknown>> {
       // live data); capped, only live data counts.
       validateRepeatOverSmallRss: round(rss(validate.repeat) / rss(validate.small), 2),
       mergeRepeatOverSmallRss: round(rss(merge.repeat) / rss(merge.small), 2),
-      capped: {
-        oldSpaceMb: CAPPED_OLD_SPACE_MB,
-        validatePeakRssMb: {
-          small: round(rss(capped.small?.validate) / 2 ** 20, 1),
-          repeat: round(rss(capped.repeat?.validate) / 2 ** 20, 1),
-        },
-        mergePeakRssMb: {
-          small: round(rss(capped.small?.merge) / 2 ** 20, 1),
-          repeat: round(rss(capped.repeat?.merge) / 2 ** 20, 1),
-        },
-        validateRepeatOverSmallRss: round(
-          rss(capped.repeat?.validate) / rss(capped.small?.validate),
-          2,
-        ),
-        mergeRepeatOverSmallRss: round(rss(capped.repeat?.merge) / rss(capped.small?.merge), 2),
-      },
+      capped: cappedMemory(runs.capped),
       // What the id set costs (large vs small: 10x the distinct ids).
       validateBytesPerDistinctId: perId(validate),
       mergeBytesPerDistinctId: perId(merge),
@@ -342,6 +370,25 @@ async function measure(ctx: BenchContext): Promise<Record<string, unknown>> {
     ratio: round(v('large').recordsPerCpuSec / base.recordsPerCpuSec, 2),
     ratioOf:
       'validate records per CPU second on the large file / readline+JSON.parse records per CPU second',
+  };
+}
+
+function cappedMemory(capped: Runs['capped']): Record<string, unknown> {
+  return {
+    oldSpaceMb: CAPPED_OLD_SPACE_MB,
+    validatePeakRssMb: {
+      small: round(rss(capped.small?.validate) / 2 ** 20, 1),
+      repeat: round(rss(capped.repeat?.validate) / 2 ** 20, 1),
+    },
+    mergePeakRssMb: {
+      small: round(rss(capped.small?.merge) / 2 ** 20, 1),
+      repeat: round(rss(capped.repeat?.merge) / 2 ** 20, 1),
+    },
+    validateRepeatOverSmallRss: round(
+      rss(capped.repeat?.validate) / rss(capped.small?.validate),
+      2,
+    ),
+    mergeRepeatOverSmallRss: round(rss(capped.repeat?.merge) / rss(capped.small?.merge), 2),
   };
 }
 

@@ -201,32 +201,20 @@ async function main(): Promise<number> {
   process.once('SIGTERM', onSignal);
 
   try {
-    note('building dist/ (npm run build: tsc, then the bundles)');
-    const built = await build(root);
-    const unbundled = join(root, 'dist', 'worker', 'entry.js');
-    if (!existsSync(unbundled))
-      throw new Error(`the build did not produce ${unbundled}: ${built.output.trim()}`);
-    const bundled = join(root, 'dist', 'bundle', 'worker.js');
-    const stamp = join(root, 'dist', '.tsbuildinfo');
-    const workerMain =
-      existsSync(bundled) && statSync(bundled).mtimeMs >= statSync(stamp).mtimeMs
-        ? bundled
-        : unbundled;
-    const workerCommand = `node ${relative(root, workerMain)} worker ...`;
-    note(
-      `build: ${built.ran ? `tsc exit ${built.exitCode}` : `did not run (${built.output})`} in ${built.ms} ms`,
-    );
-    if (built.exitCode !== 0 && !opts.json) process.stderr.write(`${built.output.trim()}\n`);
-    const buildInfo = { ran: built.ran, tscExitCode: built.exitCode, ms: built.ms };
-
+    const workers = await buildWorkers(root, opts, note);
     const tmpRoot = mkdtempSync(join(tmpdir(), 'stoker-bench-'));
     cleanup.defer(`remove ${tmpRoot}`, () => rmSync(tmpRoot, { recursive: true, force: true }));
     const redis = await startBenchRedis(tmpRoot);
     cleanup.defer('stop redis-server', () => redis.stop());
     note(`redis-server ${redis.version} on ${redis.url}`);
     const stokerCommand = process.env.BENCH_CPU_PROF
-      ? [process.execPath, '--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`, workerMain]
-      : [process.execPath, workerMain];
+      ? [
+          process.execPath,
+          '--cpu-prof',
+          `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`,
+          workers.workerMain,
+        ]
+      : [process.execPath, workers.workerMain];
     const ctx: BenchContext = {
       quick: opts.quick,
       redisUrl: redis.url,
@@ -235,39 +223,9 @@ async function main(): Promise<number> {
       stokerCommand,
       note,
     };
-
     for (const bench of opts.only) {
-      // Others may edit sources while the bench runs: rebuild so workers keep starting
-      // from dist/ (what a deployment runs), and say so in the line.
-      let rebuilt = false;
-      if (!distIsFresh(root)) {
-        note(`${bench.name}: sources changed since the build; rebuilding dist/`);
-        await build(root);
-        rebuilt = true;
-      }
-      const t0 = Date.now();
-      const loadBefore = loadavg()[0] ?? 0;
-      const scope = cleanup.child(bench.name);
-      let line: Record<string, unknown>;
-      try {
-        const fields = await bench.run(ctx, scope);
-        line = { name: bench.name, ...fields };
-      } catch (err) {
-        failed = true;
-        line = { name: bench.name, error: (err as Error).message };
-      }
-      const errors = await scope.run();
-      if (errors.length > 0) {
-        failed = true;
-        line.cleanupErrors = errors;
-      }
-      line.quick = opts.quick;
-      line.workerCommand = workerCommand;
-      line.sourcesNewerThanBuild = !distIsFresh(root);
-      line.build = rebuilt ? { ...buildInfo, rebuiltBefore: true } : buildInfo;
-      line.benchSeconds = round((Date.now() - t0) / 1000, 1);
-      // Other work on the machine skews every number here: say how busy it was.
-      line.loadavg1m = { before: round(loadBefore, 2), after: round(loadavg()[0] ?? 0, 2) };
+      const { line, ok } = await runOne(bench, ctx, cleanup, workers);
+      if (!ok) failed = true;
       Object.assign(line, env);
       process.stdout.write(`${JSON.stringify(line)}\n`);
       if (!opts.json) process.stderr.write(`${human(line)}\n`);
@@ -285,6 +243,87 @@ async function main(): Promise<number> {
     }
   }
   return failed ? 1 : 0;
+}
+
+interface Workers {
+  /** The entry point workers run: the bundle when it is fresh, else dist/worker/entry.js. */
+  workerMain: string;
+  /** How the lines name it: `node dist/bundle/worker.js worker ...`. */
+  workerCommand: string;
+  buildInfo: { ran: boolean; tscExitCode: number | null; ms: number };
+}
+
+/** Build dist/ and the bundles, and pick the worker entry point the benchmarks start. */
+async function buildWorkers(
+  root: string,
+  opts: Options,
+  note: (m: string) => void,
+): Promise<Workers> {
+  note('building dist/ (npm run build: tsc, then the bundles)');
+  const built = await build(root);
+  const unbundled = join(root, 'dist', 'worker', 'entry.js');
+  if (!existsSync(unbundled))
+    throw new Error(`the build did not produce ${unbundled}: ${built.output.trim()}`);
+  const bundled = join(root, 'dist', 'bundle', 'worker.js');
+  const stamp = join(root, 'dist', '.tsbuildinfo');
+  const workerMain =
+    existsSync(bundled) && statSync(bundled).mtimeMs >= statSync(stamp).mtimeMs
+      ? bundled
+      : unbundled;
+  note(
+    `build: ${built.ran ? `tsc exit ${built.exitCode}` : `did not run (${built.output})`} in ${built.ms} ms`,
+  );
+  if (built.exitCode !== 0 && !opts.json) process.stderr.write(`${built.output.trim()}\n`);
+  return {
+    workerMain,
+    workerCommand: `node ${relative(root, workerMain)} worker ...`,
+    buildInfo: { ran: built.ran, tscExitCode: built.exitCode, ms: built.ms },
+  };
+}
+
+/**
+ * Run one benchmark and its cleanup: its JSON line (its fields, or `error`; with
+ * `cleanupErrors` when its cleanup failed), stamped with how it ran; ok when neither failed.
+ */
+async function runOne(
+  bench: Benchmark,
+  ctx: BenchContext,
+  cleanup: Cleanup,
+  workers: Workers,
+): Promise<{ line: Record<string, unknown>; ok: boolean }> {
+  // Others may edit sources while the bench runs: rebuild so workers keep starting
+  // from dist/ (what a deployment runs), and say so in the line.
+  let rebuilt = false;
+  if (!distIsFresh(ctx.root)) {
+    ctx.note(`${bench.name}: sources changed since the build; rebuilding dist/`);
+    await build(ctx.root);
+    rebuilt = true;
+  }
+  const t0 = Date.now();
+  const loadBefore = loadavg()[0] ?? 0;
+  const scope = cleanup.child(bench.name);
+  let line: Record<string, unknown>;
+  let ok = true;
+  try {
+    const fields = await bench.run(ctx, scope);
+    line = { name: bench.name, ...fields };
+  } catch (err) {
+    ok = false;
+    line = { name: bench.name, error: (err as Error).message };
+  }
+  const errors = await scope.run();
+  if (errors.length > 0) {
+    ok = false;
+    line.cleanupErrors = errors;
+  }
+  line.quick = ctx.quick;
+  line.workerCommand = workers.workerCommand;
+  line.sourcesNewerThanBuild = !distIsFresh(ctx.root);
+  line.build = rebuilt ? { ...workers.buildInfo, rebuiltBefore: true } : workers.buildInfo;
+  line.benchSeconds = round((Date.now() - t0) / 1000, 1);
+  // Other work on the machine skews every number here: say how busy it was.
+  line.loadavg1m = { before: round(loadBefore, 2), after: round(loadavg()[0] ?? 0, 2) };
+  return { line, ok };
 }
 
 process.exit(await main());

@@ -38,7 +38,8 @@ import { KubernetesBackend } from '../orchestrator/backends/kubernetes/backend.j
 import { jobNameOfUnit } from '../orchestrator/backends/kubernetes/compose.js';
 import { buildTrainJob } from '../orchestrator/backends/kubernetes/objects.js';
 import { kubernetesSettings } from '../orchestrator/backends/kubernetes/settings.js';
-import { startFakeApiServer, type FakeApiServer } from '../testing/kube-sim/kube-apiserver.js';
+import { startFakeApiServer } from '../testing/kube-sim/apiserver/server.js';
+import type { FakeApiServer } from '../testing/kube-sim/apiserver/types.js';
 import { taskIdFor } from '../orchestrator/store.js';
 import {
   type Benchmark,
@@ -170,12 +171,53 @@ interface Measured {
   pollRequestsPerPass?: number;
 }
 
+/**
+ * One count: 1. the cluster with n Running units; 2. the backend started on it (start
+ * time, requests, memory); 3. reconcile passes; 4. idle with every unit waited on; 5. a
+ * change to CHANGED units; 6. (poll) the polling baseline; then every wait returns.
+ */
 async function measure(
   n: number,
   idleMs: number,
   cleanup: Cleanup,
   poll: boolean,
 ): Promise<Measured> {
+  const { server, units } = await seedCluster(n, cleanup);
+  const { backend, ...start } = await startBackend(server, n, cleanup);
+  const passes = await reconcilePasses(server, backend, units);
+  const finished = new Set<string>();
+  const waits = units.map((u) => backend.wait(u).then(() => finished.add(u)));
+  const idle = await idleRequests(server, idleMs);
+  const change = await completeSome(server, units, finished);
+  const baseline = poll ? await pollingPass(server, units) : undefined;
+  // Let every wait return, then close.
+  for (const u of units.slice(CHANGED)) completeJob(server, jobNameOfUnit(u));
+  await Promise.all(waits);
+  return {
+    activeTasks: n,
+    startMs: round(start.startMs),
+    startRequests: start.startRequests,
+    passMs: round(median(passes.ms), 2),
+    minPassMs: round(Math.min(...passes.ms), 2),
+    passMsPerUnit: round(Math.min(...passes.ms) / n, 4),
+    requestsPerPass: passes.requestsPerPass,
+    idleSeconds: idleMs / 1000,
+    idleRequests: idle,
+    changeMs: round(change.ms, 1),
+    changeRequests: change.requests,
+    heapGrowthMB: round(start.heapGrowthMB, 1),
+    cachedJsonMB: round(start.cachedJsonMB, 2),
+    ...(baseline === undefined
+      ? {}
+      : { pollPassMs: round(baseline.passMs), pollRequestsPerPass: baseline.requests }),
+  };
+}
+
+/** A fake API server holding n units: each a Job (active, ready) and its Running pod. */
+async function seedCluster(
+  n: number,
+  cleanup: Cleanup,
+): Promise<{ server: FakeApiServer; units: string[] }> {
   const server = await startFakeApiServer({ validateSchemas: false, historyLimit: 50_000 });
   cleanup.defer(`stop the fake API server (${n})`, () => server.stop());
   server.store.create('priorityclasses', {
@@ -192,6 +234,11 @@ async function measure(
     server.store.create('pods', pod, { namespace: NS });
     units.push(unit);
   }
+  return { server, units };
+}
+
+/** Start the backend (its three lists fill the caches): time, requests, heap growth. */
+async function startBackend(server: FakeApiServer, n: number, cleanup: Cleanup) {
   collectGarbage();
   const heapBefore = process.memoryUsage().heapUsed;
   const backend = new KubernetesBackend({
@@ -204,10 +251,8 @@ async function measure(
     },
   });
   cleanup.defer(`close the backend (${n})`, () => backend.close());
-
-  // 1. Start: fill the caches.
-  let from = server.requests.length;
-  let t0 = nowMs();
+  const from = server.requests.length;
+  const t0 = nowMs();
   await backend.start();
   const startMs = nowMs() - t0;
   const startRequests = apiRequests(server, from);
@@ -217,32 +262,45 @@ async function measure(
     (JSON.stringify(server.store.list('jobs', { namespace: NS })).length +
       JSON.stringify(server.store.list('pods', { namespace: NS })).length) /
     2 ** 20;
+  return { backend, startMs, startRequests, heapGrowthMB, cachedJsonMB };
+}
 
-  // 2. Reconcile passes: observe every unit.
+/** PASSES reconcile passes, each an observe() of every unit: time of each, requests per pass. */
+async function reconcilePasses(
+  server: FakeApiServer,
+  backend: KubernetesBackend,
+  units: readonly string[],
+): Promise<{ ms: number[]; requestsPerPass: number }> {
   collectGarbage();
-  from = server.requests.length;
-  const passes: number[] = [];
+  const from = server.requests.length;
+  const ms: number[] = [];
   for (let p = 0; p < PASSES; p++) {
-    t0 = nowMs();
+    const t0 = nowMs();
     for (const u of units) {
       const s = await backend.observe(u);
       if (s.phase !== 'Running') throw new Error(`${u} is ${s.phase}, expected Running`);
     }
-    passes.push(nowMs() - t0);
+    ms.push(nowMs() - t0);
   }
-  const requestsPerPass = apiRequests(server, from) / PASSES;
+  return { ms, requestsPerPass: apiRequests(server, from) / PASSES };
+}
 
-  // 3. Idle: every unit waited on, nothing changes.
-  const finished = new Set<string>();
-  const waits = units.map((u) => backend.wait(u).then(() => finished.add(u)));
+/** Requests (watches aside) during idleMs with every unit waited on and nothing changing. */
+async function idleRequests(server: FakeApiServer, idleMs: number): Promise<number> {
   await sleep(200);
-  from = server.requests.length;
+  const from = server.requests.length;
   await sleep(idleMs);
-  const idleRequests = apiRequests(server, from);
+  return apiRequests(server, from);
+}
 
-  // 4. A change: CHANGED Jobs complete; their waits return.
-  from = server.requests.length;
-  t0 = nowMs();
+/** CHANGED Jobs complete: the time until their waits return, and the requests that took. */
+async function completeSome(
+  server: FakeApiServer,
+  units: readonly string[],
+  finished: ReadonlySet<string>,
+): Promise<{ ms: number; requests: number }> {
+  const from = server.requests.length;
+  const t0 = nowMs();
   const changed = units.slice(0, CHANGED);
   for (const u of changed) completeJob(server, jobNameOfUnit(u));
   await waitFor(
@@ -251,47 +309,25 @@ async function measure(
     30_000,
     2,
   );
-  const changeMs = nowMs() - t0;
-  const changeRequests = apiRequests(server, from);
+  return { ms: nowMs() - t0, requests: apiRequests(server, from) };
+}
 
-  // Baseline: one GET per unit, 10 at a time.
-  let pollPassMs: number | undefined;
-  let pollRequestsPerPass: number | undefined;
-  if (poll) {
-    const batch = server.kubeConfig({ namespace: NS }).makeApiClient(BatchV1Api);
-    from = server.requests.length;
-    t0 = nowMs();
-    for (let i = 0; i < units.length; i += 10) {
-      await Promise.all(
-        units
-          .slice(i, i + 10)
-          .map((u) => batch.readNamespacedJob({ name: jobNameOfUnit(u), namespace: NS })),
-      );
-    }
-    pollPassMs = nowMs() - t0;
-    pollRequestsPerPass = apiRequests(server, from);
+/** Baseline: one GET per unit, 10 at a time. */
+async function pollingPass(
+  server: FakeApiServer,
+  units: readonly string[],
+): Promise<{ passMs: number; requests: number }> {
+  const batch = server.kubeConfig({ namespace: NS }).makeApiClient(BatchV1Api);
+  const from = server.requests.length;
+  const t0 = nowMs();
+  for (let i = 0; i < units.length; i += 10) {
+    await Promise.all(
+      units
+        .slice(i, i + 10)
+        .map((u) => batch.readNamespacedJob({ name: jobNameOfUnit(u), namespace: NS })),
+    );
   }
-
-  // Let every wait return, then close.
-  for (const u of units.slice(CHANGED)) completeJob(server, jobNameOfUnit(u));
-  await Promise.all(waits);
-  const passMs = median(passes);
-  return {
-    activeTasks: n,
-    startMs: round(startMs),
-    startRequests,
-    passMs: round(passMs, 2),
-    minPassMs: round(Math.min(...passes), 2),
-    passMsPerUnit: round(Math.min(...passes) / n, 4),
-    requestsPerPass,
-    idleSeconds: idleMs / 1000,
-    idleRequests,
-    changeMs: round(changeMs, 1),
-    changeRequests,
-    heapGrowthMB: round(heapGrowthMB, 1),
-    cachedJsonMB: round(cachedJsonMB, 2),
-    ...(pollPassMs === undefined ? {} : { pollPassMs: round(pollPassMs), pollRequestsPerPass }),
-  };
+  return { passMs: nowMs() - t0, requests: apiRequests(server, from) };
 }
 
 export const k8sReconcile: Benchmark = {

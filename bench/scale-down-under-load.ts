@@ -66,12 +66,93 @@ function readOutput(file: string): string[] | null {
     .map((l) => (JSON.parse(l) as { id: string }).id);
 }
 
+type PoolSystem = Awaited<ReturnType<typeof startPoolSystem>>;
+type Probe = Awaited<ReturnType<typeof benchConnection>>;
+type Outcome = Awaited<ReturnType<PoolSystem['sys']['store']['shardOutcomes']>>[number];
+
+/** The run under test: its pool, its shards' items, where to look. */
+interface ScaleRun {
+  b: PoolSystem;
+  probe: Probe;
+  dir: string;
+  pool: string;
+  ids: string[];
+  n: number;
+  runId: string;
+  submittedAt: number;
+  completionsKey: string;
+  attempts: number | null;
+}
+
+/**
+ * 1. submit the stage on 4 workers; 2. wait until all 4 are busy past their first shard;
+ * 3. scale to 1; 4. watch the pool shrink while shards keep flowing; 5. let the run
+ * finish; 6. check every shard; 7. time the victims' last shards.
+ */
 async function scaleDown(ctx: BenchContext, cleanup: Cleanup, n: number, timeoutMs: number) {
+  const r = await submitRun(ctx, cleanup, n);
+  const { b, probe, pool, completionsKey } = r;
+  const { sys } = b;
+  const busyAt = await waitFor(
+    `${WORKERS} busy workers`,
+    async () => {
+      if ((await probe.zcard(completionsKey)) < WORKERS) return null;
+      const ws = await readWorkers(probe, sys.keys, pool);
+      return ws.filter((w) => w.state === 'busy').length >= WORKERS ? ws : null;
+    },
+    60_000,
+    5,
+  );
+  const doneAtScale = await probe.zcard(completionsKey);
+  // The controller is woken by scalePool's publish and directly.
+  const tScale = nowMs();
+  await scalePool(probe, sys.keys, pool, 1);
+  sys.controller.wake(`pool:${pool}`);
+  const shrink = await watchShrink(r, tScale);
+  const run = await b.waitTerminal(r.runId, timeoutMs, 50);
+  const endMs = nowMs() - r.submittedAt;
+  await sleep(200); // a late completion ZADD after the outcome
+  const checked = await checkShards(r);
+  const timing = await shardTimings(r, checked.outcomes, shrink.victims, tScale);
+  const shardsDir = join(run.runDir, 'stages', 'gen', 'shards');
+  const partials = existsSync(shardsDir)
+    ? readdirSync(shardsDir).filter((f) => f.includes('.partial-')).length
+    : null;
+  await waitPoolGone(sys, pool, 60_000).catch(() => undefined);
+  return {
+    runPhase: run.phase,
+    runMessage: run.phase === 'Succeeded' ? undefined : run.message,
+    shardsLost: checked.lost.length,
+    shardsRunTwice: checked.twice.length,
+    lostShards: checked.lost.slice(0, 10),
+    twiceShards: checked.twice.slice(0, 10),
+    scaleToOneWorkerMs: round(shrink.oneProcessMs, 0),
+    victimsLastShardEndMs: round(timing.victimsLastShardEndMs, 0),
+    drainMarkedMs: shrink.drainMarkedMs === null ? null : round(shrink.drainMarkedMs, 0),
+    workerHashAtOneMs: round(shrink.oneReportedMs, 0),
+    busyWorkersAtScale: busyAt.filter((w) => w.state === 'busy').length,
+    victims: shrink.victims.size,
+    shardsDoneAtScale: doneAtScale,
+    shardsDoneWhenOneLeft: shrink.doneWhenOneLeft,
+    runPhaseWhenOneLeft: shrink.phaseWhenOneLeft,
+    shardInWorkerMsP50: timing.shardMs.length > 0 ? round(median(timing.shardMs), 0) : null,
+    completions: checked.completions,
+    itemsInOutputs: checked.itemsInOutputs,
+    itemsExpected: r.ids.length,
+    serverLoads: readLoads(r.dir).length,
+    partialFilesLeft: partials,
+    retryAttempts: r.attempts,
+    submitToRunEndMs: round(endMs, 0),
+    victimShards: timing.victimShards,
+  };
+}
+
+/** Step 1: a Pipeline with one generate stage of n shards over a pool of 4 workers. */
+async function submitRun(ctx: BenchContext, cleanup: Cleanup, n: number): Promise<ScaleRun> {
   const dir = stateDir(ctx, 'scale-down');
   cleanup.defer('kill stray slow-load servers', () => void killStrayServers(dir, SCRIPT));
   const b = await startPoolSystem(ctx, cleanup, 'scale-down');
   const probe = await benchConnection(cleanup, ctx.redisUrl);
-  const { sys } = b;
   const input = join(dir, 'items.jsonl');
   const ids = writeItems(input, n * ITEMS_PER_SHARD);
   const pool = `bench-sd-${Math.random().toString(36).slice(2, 8)}`;
@@ -84,26 +165,17 @@ async function scaleDown(ctx: BenchContext, cleanup: Cleanup, n: number, timeout
     env: { ITEM_MS: String(ITEM_MS), STATE_DIR: dir },
   });
   const attempts = spec.stages[0]?.retry.attempts ?? null;
-  const completionsKey = sys.keys.poolCompletions(pool);
+  const completionsKey = b.sys.keys.poolCompletions(pool);
   const { runId, submittedAt } = await b.submit(spec);
+  return { b, probe, dir, pool, ids, n, runId, submittedAt, completionsKey, attempts };
+}
 
-  // 1. Wait until all 4 workers are busy at once, past their first shard (steady state).
-  const busyAt = await waitFor(
-    `${WORKERS} busy workers`,
-    async () => {
-      if ((await probe.zcard(completionsKey)) < WORKERS) return null;
-      const ws = await readWorkers(probe, sys.keys, pool);
-      return ws.filter((w) => w.state === 'busy').length >= WORKERS ? ws : null;
-    },
-    60_000,
-    5,
-  );
-  const doneAtScale = await probe.zcard(completionsKey);
-  // 2. Scale to 1; the controller is woken by scalePool's publish and directly.
-  const tScale = nowMs();
-  await scalePool(probe, sys.keys, pool, 1);
-  sys.controller.wake(`pool:${pool}`);
-  // 3. Watch the pool shrink while shards keep flowing.
+/**
+ * Step 4: poll the pool until one worker is left, both as processes and in the pool's
+ * worker hash; clocks from the scale command.
+ */
+async function watchShrink(r: ScaleRun, tScale: number) {
+  const { sys } = r.b;
   let drainMarkedMs: number | null = null;
   let oneReportedMs: number | null = null;
   let oneProcessMs: number | null = null;
@@ -113,18 +185,18 @@ async function scaleDown(ctx: BenchContext, cleanup: Cleanup, n: number, timeout
   const deadline = Date.now() + 120_000;
   while (oneProcessMs === null || oneReportedMs === null) {
     const now = nowMs() - tScale;
-    const procs = await poolProcs(sys, pool);
+    const procs = await poolProcs(sys, r.pool);
     // The victims of this scale-down (not those of the scale to 0 once the stage is done).
     if (drainMarkedMs === null) {
       for (const p of procs) if (p.draining) victims.add(p.workerId);
       if (victims.size >= WORKERS - 1) drainMarkedMs = now;
     }
-    if (oneReportedMs === null && (await probe.hlen(sys.keys.poolWorkers(pool))) <= 1)
+    if (oneReportedMs === null && (await r.probe.hlen(sys.keys.poolWorkers(r.pool))) <= 1)
       oneReportedMs = now;
-    if (oneProcessMs === null && (await livePoolProcs(sys, pool)).length <= 1) {
+    if (oneProcessMs === null && (await livePoolProcs(sys, r.pool)).length <= 1) {
       oneProcessMs = now;
-      phaseWhenOneLeft = (await sys.store.getRun(runId))?.phase ?? null;
-      doneWhenOneLeft = await probe.zcard(completionsKey);
+      phaseWhenOneLeft = (await sys.store.getRun(r.runId))?.phase ?? null;
+      doneWhenOneLeft = await r.probe.zcard(r.completionsKey);
     }
     if (Date.now() > deadline)
       throw new Error(
@@ -132,18 +204,30 @@ async function scaleDown(ctx: BenchContext, cleanup: Cleanup, n: number, timeout
       );
     await sleep(5);
   }
-  // 4. Let it finish.
-  const run = await b.waitTerminal(runId, timeoutMs, 50);
-  const endMs = nowMs() - submittedAt;
-  await sleep(200); // a late completion ZADD after the outcome
-  // 5. Check every shard.
+  return {
+    drainMarkedMs,
+    oneReportedMs,
+    oneProcessMs,
+    phaseWhenOneLeft,
+    doneWhenOneLeft,
+    victims,
+  };
+}
+
+/**
+ * Step 6: lost shards (not Succeeded, or an output that is not exactly its items) and
+ * shards run twice (several completions, an attempt above 1, an item output twice).
+ */
+async function checkShards(r: ScaleRun) {
+  const { sys } = r.b;
+  const { n, runId } = r;
   const outcomes = new Map(
     (await sys.store.shardOutcomes(runId, 'gen')).map((o) => [o.index, o] as const),
   );
   const statuses = await sys.store.getTaskStatuses(
     Array.from({ length: n }, (_, i) => shardTaskId(runId, 'gen', i)),
   );
-  const completions = await probe.zrange(completionsKey, '0', '-1');
+  const completions = await r.probe.zrange(r.completionsKey, '0', '-1');
   const completionsPer = new Map<string, number>();
   for (const c of completions) {
     const taskId = c.slice(0, c.lastIndexOf(':'));
@@ -162,7 +246,7 @@ async function scaleDown(ctx: BenchContext, cleanup: Cleanup, n: number, timeout
   for (let i = 0; i < n; i++) {
     const taskId = shardTaskId(runId, 'gen', i);
     const o = outcomes.get(i);
-    const want = ids.slice(i * ITEMS_PER_SHARD, (i + 1) * ITEMS_PER_SHARD);
+    const want = r.ids.slice(i * ITEMS_PER_SHARD, (i + 1) * ITEMS_PER_SHARD);
     const got = outputs[i];
     if (o?.phase !== 'Succeeded' || got === null || got === undefined || got.join() !== want.join())
       lost.push(i);
@@ -175,22 +259,30 @@ async function scaleDown(ctx: BenchContext, cleanup: Cleanup, n: number, timeout
     )
       twice.push(i);
   }
-  const shardsDir = join(run.runDir, 'stages', 'gen', 'shards');
-  const partials = existsSync(shardsDir)
-    ? readdirSync(shardsDir).filter((f) => f.includes('.partial-')).length
-    : null;
+  const itemsInOutputs = [...seen.values()].reduce((a, c) => a + c, 0);
+  return { outcomes, lost, twice, completions: completions.length, itemsInOutputs };
+}
+
+/**
+ * Step 7: each shard's time in a worker, and what a drain has to wait for: each victim's
+ * last shard (started before or just after the signal) ends; the rest of the time to 1
+ * worker is the drain's own cost.
+ */
+async function shardTimings(
+  r: ScaleRun,
+  outcomes: Map<number, Outcome>,
+  victims: ReadonlySet<string>,
+  tScale: number,
+) {
   const startedAt = await shardStartTimes(
-    probe,
-    sys,
-    Array.from({ length: n }, (_, i) => shardTaskId(runId, 'gen', i)),
+    r.probe,
+    r.b.sys,
+    Array.from({ length: r.n }, (_, i) => shardTaskId(r.runId, 'gen', i)),
   );
   const shardMs = [...outcomes.values()].flatMap((o) => {
     const st = startedAt.get(o.taskId);
     return st === undefined ? [] : [Date.parse(o.finishedAt) - st];
   });
-  const loads = readLoads(dir).length;
-  // What a drain has to wait for: each victim's last shard (started before or just after
-  // the signal) ends; the rest of the time to 1 worker is the drain's own cost.
   let victimsLastShardEndMs = 0;
   const victimShards = { afterScale: 0, total: 0 };
   for (const o of outcomes.values()) {
@@ -200,33 +292,7 @@ async function scaleDown(ctx: BenchContext, cleanup: Cleanup, n: number, timeout
     if (end > 0) victimShards.afterScale++;
     victimsLastShardEndMs = Math.max(victimsLastShardEndMs, end);
   }
-  await waitPoolGone(sys, pool, 60_000).catch(() => undefined);
-  return {
-    runPhase: run.phase,
-    runMessage: run.phase === 'Succeeded' ? undefined : run.message,
-    shardsLost: lost.length,
-    shardsRunTwice: twice.length,
-    lostShards: lost.slice(0, 10),
-    twiceShards: twice.slice(0, 10),
-    scaleToOneWorkerMs: round(oneProcessMs, 0),
-    victimsLastShardEndMs: round(victimsLastShardEndMs, 0),
-    drainMarkedMs: drainMarkedMs === null ? null : round(drainMarkedMs, 0),
-    workerHashAtOneMs: round(oneReportedMs, 0),
-    busyWorkersAtScale: busyAt.filter((w) => w.state === 'busy').length,
-    victims: victims.size,
-    shardsDoneAtScale: doneAtScale,
-    shardsDoneWhenOneLeft: doneWhenOneLeft,
-    runPhaseWhenOneLeft: phaseWhenOneLeft,
-    shardInWorkerMsP50: shardMs.length > 0 ? round(median(shardMs), 0) : null,
-    completions: completions.length,
-    itemsInOutputs: [...seen.values()].reduce((a, c) => a + c, 0),
-    itemsExpected: ids.length,
-    serverLoads: loads,
-    partialFilesLeft: partials,
-    retryAttempts: attempts,
-    submitToRunEndMs: round(endMs, 0),
-    victimShards,
-  };
+  return { shardMs, victimsLastShardEndMs, victimShards };
 }
 
 export const scaleDownUnderLoad: Benchmark = {

@@ -6,7 +6,7 @@
 import type { V1Job, V1Pod } from '@kubernetes/client-node';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createKubernetesBackend } from '../../orchestrator/backends/kubernetes/compose.js';
-import { startFakeCluster, type FakeCluster } from '../../testing/kube-sim/kubelet.js';
+import { startFakeCluster, type FakeCluster } from '../../testing/kube-sim/cluster.js';
 import { simulatedSettings } from '../../testing/kube-sim/simulated-settings.js';
 import { eventually } from '../util/redis-server.js';
 import { nodePayloadRun, specFrom, startTestSystem, type TestSystem } from '../util/system.js';

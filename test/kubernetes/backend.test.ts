@@ -18,7 +18,8 @@ import {
   classifyFailedCreate,
   observeJob,
 } from '../../orchestrator/backends/kubernetes/observe.js';
-import { startFakeApiServer, type FakeApiServer } from '../../testing/kube-sim/kube-apiserver.js';
+import { startFakeApiServer } from '../../testing/kube-sim/apiserver/server.js';
+import type { FakeApiServer } from '../../testing/kube-sim/apiserver/types.js';
 import { eventually } from '../util/redis-server.js';
 
 /** Virtual time: sleep() moves it at once, so a test of minutes of backoff takes none. */

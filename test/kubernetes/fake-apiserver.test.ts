@@ -22,17 +22,15 @@ import {
   type V1Pod,
 } from '@kubernetes/client-node';
 import { ManualClock } from '../../testing/kube-sim/clock.js';
+import { startFakeApiServer } from '../../testing/kube-sim/apiserver/server.js';
+import type { FakeApiServer } from '../../testing/kube-sim/apiserver/types.js';
 import {
-  startFakeApiServer,
-  type FakeApiServer,
-  type KubeStatus,
-} from '../../testing/kube-sim/kube-apiserver.js';
-import {
-  COMPLETION_INDEX,
   startFakeCluster,
   type FakeCluster,
   type FakeClusterOptions,
-} from '../../testing/kube-sim/kubelet.js';
+} from '../../testing/kube-sim/cluster.js';
+import { COMPLETION_INDEX } from '../../testing/kube-sim/jobs/indexes.js';
+import type { KubeStatus } from '../../testing/kube-sim/objects/meta.js';
 
 const NODE = process.execPath;
 

@@ -16,7 +16,7 @@ import { attemptVerdict, planGarbage } from '../../orchestrator/backends/kuberne
 import { createKubernetesBackend } from '../../orchestrator/backends/kubernetes/compose.js';
 import type { KubernetesBackend } from '../../orchestrator/backends/kubernetes/backend.js';
 import { kubernetesSettings } from '../../orchestrator/backends/kubernetes/settings.js';
-import { startFakeCluster, type FakeCluster } from '../../testing/kube-sim/kubelet.js';
+import { startFakeCluster, type FakeCluster } from '../../testing/kube-sim/cluster.js';
 import { newTaskStatus } from '../../common/task-store.js';
 import { RunStore } from '../../orchestrator/store.js';
 import { makeTrainJob, type TrainJobBuilder } from '../builders/k8s.js';

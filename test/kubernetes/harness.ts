@@ -17,8 +17,8 @@ import {
   startFakeCluster,
   type FakeCluster,
   type FakeClusterOptions,
-} from '../../testing/kube-sim/kubelet.js';
-import type { RecordedRequest } from '../../testing/kube-sim/kube-apiserver.js';
+} from '../../testing/kube-sim/cluster.js';
+import type { RecordedRequest } from '../../testing/kube-sim/apiserver/types.js';
 import { simulatedSettings } from '../../testing/kube-sim/simulated-settings.js';
 import { startTestSystem, type TestSystem } from '../util/system.js';
 

@@ -1,9 +1,4 @@
 /**
- * The simulated cluster behind `stoker run --simulate` and the kubernetes test suite: an
- * in-process fake API server speaking real HTTP, a Job controller and a kubelet that runs
- * pods as local processes. A testing aid, not a Kubernetes.
- */
-/**
  * Time for the fake cluster (API server timestamps, Job deadlines and TTLs, kubelet
  * grace periods). `realClock` by default; tests that must not wait for a deadline use
  * ManualClock and move it with advance().

@@ -3,12 +3,28 @@
  * orchestrator/backends/kubernetes/simulator.ts): a fake API server, the Job controller
  * and one simulated node with 8 GPUs whose kubelet runs pods as local processes of this
  * checkout, with the environment of the process that started it.
+ *
+ * The simulated cluster is a testing aid, not a Kubernetes: the real
+ * @kubernetes/client-node talks HTTP to it, and it answers as a real API server would
+ * (codes, Status bodies, watches, finalizers, garbage collection). Its parts:
+ *
+ *   cluster.ts            startFakeCluster: server + Job controller + one node
+ *   simulated-settings.ts the stoker settings for a run on it
+ *   clock.ts              real time, or a ManualClock tests move
+ *   objects/              wire shapes, resource types, selectors, patches
+ *   store/                the objects: reads and watch history, writes, admission,
+ *                         defaulting, validation, garbage collection
+ *   apiserver/            HTTP: routing, verbs, watch streams, pods/log, discovery,
+ *                         fault interceptors, the request record
+ *   jobs/                 the batch/v1 Job controller
+ *   kubelet/              the node: scheduler, pod startup, containers as processes,
+ *                         pod status, logs, termination, faults
  */
 import type {
   ClusterSimulator,
   SimulatedCluster,
 } from '../../orchestrator/backends/kubernetes/simulator.js';
-import { startFakeCluster } from './kubelet.js';
+import { startFakeCluster } from './cluster.js';
 import { simulatedSettings } from './simulated-settings.js';
 
 export const startSimulatedCluster: ClusterSimulator['startSimulatedCluster'] = async (

@@ -12,7 +12,7 @@ import {
   kubernetesSettings,
   type KubernetesSettings,
 } from '../../orchestrator/backends/kubernetes/settings.js';
-import type { FakeCluster } from './kubelet.js';
+import type { FakeCluster } from './cluster.js';
 
 export function simulatedSettings(
   cluster: Pick<FakeCluster, 'store'>,
