@@ -213,7 +213,9 @@ export function distIsFresh(root: string): boolean {
   const stamp = join(root, 'dist', '.tsbuildinfo');
   if (!existsSync(built) || !existsSync(stamp)) return false;
   const builtAt = statSync(stamp).mtimeMs;
-  return ['common', 'orchestrator', 'worker'].every((d) => newestSource(join(root, d)) <= builtAt);
+  return ['common', 'fire', 'orchestrator', 'worker', 'testing'].every(
+    (d) => newestSource(join(root, d)) <= builtAt,
+  );
 }
 
 /** Run a phase's cleanup now (the baseline that follows must not share the machine); throw on failure. */
