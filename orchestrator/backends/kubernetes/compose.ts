@@ -21,13 +21,10 @@ import type { Logger } from '../../../common/logger.js';
 import { jobNameFor, type NormalizedStage } from '../../../common/spec/schema.js';
 import type { RunStore } from '../../store.js';
 import type { LaunchRequest, PoolSpec } from '../types.js';
-import {
-  attemptLookup,
-  KubernetesBackend,
-  type KubernetesBackendOptions,
-  type PoolSupport,
-} from './backend.js';
+import { KubernetesBackend, type KubernetesBackendOptions } from './backend.js';
+import { attemptLookup } from './collector.js';
 import { buildPoolWorkerJob, buildTrainJob } from './objects.js';
+import type { PoolSupport } from './pool-workers.js';
 import type { KubernetesSettings } from './settings.js';
 
 /** `${taskId}-a${attempt}` -> the Job's name. */
