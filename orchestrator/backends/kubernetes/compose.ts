@@ -23,9 +23,10 @@ import type { RunStore } from '../../store.js';
 import type { LaunchRequest, PoolSpec } from '../types.js';
 import { KubernetesBackend, type KubernetesBackendOptions } from './backend.js';
 import { attemptLookup } from './collector.js';
-import { buildPoolWorkerJob, buildTrainJob } from './objects.js';
+import { buildPoolWorkerJob } from './pool-worker-job.js';
 import type { PoolSupport } from './pool-workers.js';
 import type { KubernetesSettings } from './settings.js';
+import { buildTrainJob } from './train-job.js';
 
 /** `${taskId}-a${attempt}` -> the Job's name. */
 export function jobNameOfUnit(unitName: string): string {

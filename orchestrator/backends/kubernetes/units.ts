@@ -24,7 +24,7 @@ import type { V1Job, V1Service } from '@kubernetes/client-node';
 import type { LaunchRequest, UnitState } from '../types.js';
 import { isHttpStatus } from './api-gate.js';
 import type { BackendParts } from './cache.js';
-import { ownedByJob } from './objects.js';
+import { ownedByJob } from './train-job.js';
 import { observeJob, type Observed } from './observe.js';
 
 export interface UnitBuilders {
