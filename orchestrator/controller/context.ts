@@ -5,7 +5,8 @@
  *
  *   controller.ts    the loop (wake-ups, resync) and reconcileRun's numbered steps
  *   plan.ts          the pure planner: status and actions from what was observed
- *   start-stage.ts   the createTask action: resolve the payload, then queue a task
+ *   start-stage.ts   the createTask action: resolve the payload, then queue the stage
+ *   dispatched.ts    a dispatched stage's task on `train` or `steps`: queue, re-add, cancel
  *   pulled.ts        a pulled stage's shards: split, queue, cancel, manifest
  *   pool-sizing.ts   pools in use by stages, and sizing them through the backend
  *   run-lineage.ts   what stages consumed and produced, and lineage.json
