@@ -4,7 +4,7 @@
  * need it:
  *
  *   RANK_ENV         reserved in a worker pod: stoker's kubernetes backend sets these
- *                    (orchestrator/backends/kubernetes/objects.ts: NNODES, NODE_RANK,
+ *                    (orchestrator/backends/kubernetes/train-job.ts: NNODES, NODE_RANK,
  *                    MASTER_ADDR...) or torchrun does for its children (LOCAL_WORLD_SIZE,
  *                    GROUP_RANK), so a spec's secretEnv may not take one of these names
  *                    (isReservedPodEnv, common/spec/schema.ts)

@@ -17,6 +17,7 @@ import {
   rmSync,
   statSync,
   createWriteStream,
+  writeFileSync,
   type WriteStream,
 } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -41,20 +42,7 @@ export async function planShards(
   opts: { workDir: string; outputDir: string },
 ): Promise<ShardPlan> {
   mkdirSync(join(opts.outputDir, 'shards'), { recursive: true });
-  if (input.shards) {
-    const inputs = input.shards.map((s) => resolve(opts.workDir, s));
-    const missing = inputs.filter((p) => !existsSync(p));
-    if (missing.length > 0)
-      throw new NonRetryableError(
-        `input shard files do not exist: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ` and ${missing.length - 5} more` : ''}`,
-        'MissingInput',
-      );
-    return {
-      inputs,
-      outputs: inputs.map((_, i) => shardOutputPath(opts.outputDir, i)),
-      items: null,
-    };
-  }
+  if (input.shards) return listedShards(input.shards, opts);
   if (!input.file || !input.shardSize)
     throw new NonRetryableError('a sharded input needs file and shardSize', 'InvalidInput');
   const file = resolve(opts.workDir, input.file);
@@ -62,61 +50,91 @@ export async function planShards(
     throw new NonRetryableError(`input file ${file} does not exist`, 'MissingInput');
   const dir = join(opts.outputDir, 'input-shards');
   const manifestPath = join(dir, 'manifest.json');
-  if (existsSync(manifestPath)) {
-    const m = JSON.parse(readFileSync(manifestPath, 'utf8')) as { shards: string[]; items: number };
-    return {
-      inputs: m.shards.map((s) => join(dir, s)),
-      outputs: m.shards.map((_, i) => shardOutputPath(opts.outputDir, i)),
-      items: m.items,
-    };
-  }
+  if (!existsSync(manifestPath)) await splitInto(dir, file, input.shardSize);
+  return fromManifest(dir, manifestPath, opts.outputDir);
+}
+
+/** Shard files given by the spec, used as they are (each must exist). */
+function listedShards(shards: string[], opts: { workDir: string; outputDir: string }): ShardPlan {
+  const inputs = shards.map((s) => resolve(opts.workDir, s));
+  const missing = inputs.filter((p) => !existsSync(p));
+  if (missing.length > 0)
+    throw new NonRetryableError(
+      `input shard files do not exist: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ` and ${missing.length - 5} more` : ''}`,
+      'MissingInput',
+    );
+  return {
+    inputs,
+    outputs: inputs.map((_, i) => shardOutputPath(opts.outputDir, i)),
+    items: null,
+  };
+}
+
+/** The plan of a finished split, from its manifest. */
+function fromManifest(dir: string, manifestPath: string, outputDir: string): ShardPlan {
+  const m = JSON.parse(readFileSync(manifestPath, 'utf8')) as { shards: string[]; items: number };
+  return {
+    inputs: m.shards.map((s) => join(dir, s)),
+    outputs: m.shards.map((_, i) => shardOutputPath(outputDir, i)),
+    items: m.items,
+  };
+}
+
+/**
+ * Split `file` into `dir`: written in a temporary directory renamed into place (a split
+ * that another pass finished first wins; ours is dropped). Nothing is left behind on error.
+ */
+async function splitInto(dir: string, file: string, shardSize: number): Promise<void> {
   const tmp = `${dir}.tmp-${randomBytes(4).toString('hex')}`;
   mkdirSync(tmp, { recursive: true });
-  const names: string[] = [];
-  let items = 0;
-  let out: WriteStream | null = null;
-  let inShard = 0;
   try {
-    const rl = createInterface({ input: createReadStream(file), crlfDelay: Infinity });
-    for await (const line of rl) {
-      if (line.trim() === '') continue;
-      if (!out || inShard === input.shardSize) {
-        if (out) {
-          out.end();
-          await once(out, 'finish');
-        }
-        const name = `shard-${pad(names.length)}.jsonl`;
-        names.push(name);
-        out = createWriteStream(join(tmp, name));
-        inShard = 0;
-      }
-      if (!out.write(`${line}\n`)) await once(out, 'drain');
-      inShard++;
-      items++;
-    }
-    if (out) {
-      out.end();
-      await once(out, 'finish');
-    }
+    const { names, items } = await writeShards(file, shardSize, tmp);
     if (names.length === 0)
       throw new NonRetryableError(`input file ${file} has no records`, 'EmptyInput');
-    const manifest = { source: file, shardSize: input.shardSize, items, shards: names };
-    const { writeFileSync } = await import('node:fs');
+    const manifest = { source: file, shardSize, items, shards: names };
     writeFileSync(join(tmp, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
     try {
       renameSync(tmp, dir);
     } catch (err) {
-      if (!existsSync(manifestPath)) throw err;
+      if (!existsSync(join(dir, 'manifest.json'))) throw err;
       rmSync(tmp, { recursive: true, force: true }); // another pass finished first
     }
   } catch (err) {
     rmSync(tmp, { recursive: true, force: true });
     throw err;
   }
-  const m = JSON.parse(readFileSync(manifestPath, 'utf8')) as { shards: string[]; items: number };
-  return {
-    inputs: m.shards.map((s) => join(dir, s)),
-    outputs: m.shards.map((_, i) => shardOutputPath(opts.outputDir, i)),
-    items: m.items,
-  };
+}
+
+/** The non-empty lines of `file`, `shardSize` per file in `tmp`; the files' names and the line count. */
+async function writeShards(
+  file: string,
+  shardSize: number,
+  tmp: string,
+): Promise<{ names: string[]; items: number }> {
+  const names: string[] = [];
+  let items = 0;
+  let out: WriteStream | null = null;
+  let inShard = 0;
+  const rl = createInterface({ input: createReadStream(file), crlfDelay: Infinity });
+  for await (const line of rl) {
+    if (line.trim() === '') continue;
+    if (!out || inShard === shardSize) {
+      if (out) {
+        out.end();
+        await once(out, 'finish');
+      }
+      const name = `shard-${pad(names.length)}.jsonl`;
+      names.push(name);
+      out = createWriteStream(join(tmp, name));
+      inShard = 0;
+    }
+    if (!out.write(`${line}\n`)) await once(out, 'drain');
+    inShard++;
+    items++;
+  }
+  if (out) {
+    out.end();
+    await once(out, 'finish');
+  }
+  return { names, items };
 }

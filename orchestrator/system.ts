@@ -2,7 +2,7 @@
  * A complete stoker on one Redis: controller, dispatcher and a backend, composed.
  * `stoker up`, `stoker run` and the integration tests start one of these.
  */
-import { Queue } from 'bullmq';
+import { Queue, type ConnectionOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { makeKeys, QUEUES, type DispatchQueue, type Keys } from '../common/keys.js';
 import type { Logger } from '../common/logger.js';
@@ -31,13 +31,16 @@ export interface SystemOptions {
   /** stoker home (pool worker logs). */
   home?: string;
   /** The backend (default: local). May start asynchronously (informers). */
-  backend?: (ctx: {
-    redis: Redis;
-    keys: Keys;
-    redisUrl: string;
-    log: Logger;
-    store: RunStore;
-  }) => Backend | Promise<Backend>;
+  backend?: (ctx: BackendContext) => Backend | Promise<Backend>;
+}
+
+/** What a backend factory gets: this stoker's Redis connection, keys, URL, log and store. */
+export interface BackendContext {
+  redis: Redis;
+  keys: Keys;
+  redisUrl: string;
+  log: Logger;
+  store: RunStore;
 }
 
 export interface System {
@@ -55,6 +58,10 @@ export interface System {
 
 export const DEFAULT_CONCURRENCY = { train: 2, steps: 4 };
 
+/**
+ * Start a stoker: become the leader (or throw: another controller holds the lock), then
+ * the queues, the backend, the dispatcher and the controller, in that order.
+ */
 export async function startSystem(opts: SystemOptions): Promise<System> {
   const { log } = opts;
   const keys = makeKeys(opts.prefix);
@@ -71,29 +78,8 @@ export async function startSystem(opts: SystemOptions): Promise<System> {
   }
   const store = new RunStore(redis, keys);
   const connection = bullConnection(opts.redisUrl);
-  const queues = {
-    [QUEUES.train]: new Queue<DispatchJobData>(QUEUES.train, {
-      connection,
-      prefix: keys.bullPrefix,
-    }),
-    [QUEUES.steps]: new Queue<DispatchJobData>(QUEUES.steps, {
-      connection,
-      prefix: keys.bullPrefix,
-    }),
-  } as Record<DispatchQueue, Queue<DispatchJobData>>;
-  const backend: Backend =
-    (opts.backend
-      ? await opts.backend({ redis, keys, redisUrl: opts.redisUrl, log, store })
-      : undefined) ??
-    new LocalBackend({
-      redis,
-      keys,
-      redisUrl: opts.redisUrl,
-      log,
-      ...(opts.stokerCommand ? { stokerCommand: opts.stokerCommand } : {}),
-      ...(opts.workerEnv ? { env: opts.workerEnv } : {}),
-      ...(opts.home ? { home: opts.home } : {}),
-    });
+  const queues = dispatchQueues(connection, keys);
+  const backend = await startBackend(opts, { redis, keys, redisUrl: opts.redisUrl, log, store });
   const dispatcher = new Dispatcher({
     connection,
     keys,
@@ -117,14 +103,75 @@ export async function startSystem(opts: SystemOptions): Promise<System> {
   });
   await controller.start();
   dispatcher.start();
+  const parts = { redis, subscriber, controller, dispatcher, backend, queues, leadership };
+  const stop = twoStageStop(parts);
+  leadership.lost
+    .then(() => {
+      log.error('stopping: this controller lost leadership');
+      void stop('preempt');
+    })
+    .catch(() => undefined);
+  return { redis, keys, store, controller, dispatcher, backend, queues, leadership, stop };
+}
+
+/** The queues of dispatched tasks: `train` (GPU work) and `steps` (CPU steps). */
+function dispatchQueues(
+  connection: ConnectionOptions,
+  keys: Keys,
+): Record<DispatchQueue, Queue<DispatchJobData>> {
+  return {
+    [QUEUES.train]: new Queue<DispatchJobData>(QUEUES.train, {
+      connection,
+      prefix: keys.bullPrefix,
+    }),
+    [QUEUES.steps]: new Queue<DispatchJobData>(QUEUES.steps, {
+      connection,
+      prefix: keys.bullPrefix,
+    }),
+  } as Record<DispatchQueue, Queue<DispatchJobData>>;
+}
+
+/** The backend the options name, else the local one (worker processes on this machine). */
+async function startBackend(opts: SystemOptions, ctx: BackendContext): Promise<Backend> {
+  return (
+    (opts.backend ? await opts.backend(ctx) : undefined) ??
+    new LocalBackend({
+      redis: ctx.redis,
+      keys: ctx.keys,
+      redisUrl: ctx.redisUrl,
+      log: ctx.log,
+      ...(opts.stokerCommand ? { stokerCommand: opts.stokerCommand } : {}),
+      ...(opts.workerEnv ? { env: opts.workerEnv } : {}),
+      ...(opts.home ? { home: opts.home } : {}),
+    })
+  );
+}
+
+/**
+ * System.stop: the first call stops everything in order (dispatcher, controller, pools,
+ * queues, backend, the lock, the connections) and every later call returns the same
+ * promise. preempt drains: running payloads checkpoint and are requeued (a backend whose
+ * units outlive the controller detaches from them instead). force kills them; a force
+ * during a drain (the second Ctrl-C of `stoker up`) kills what the drain is waiting for.
+ */
+function twoStageStop(parts: {
+  redis: Redis;
+  subscriber: Redis;
+  controller: Controller;
+  dispatcher: Dispatcher;
+  backend: Backend;
+  queues: Record<DispatchQueue, Queue<DispatchJobData>>;
+  leadership: Leadership;
+}): System['stop'] {
+  const { redis, subscriber, controller, dispatcher, backend, queues, leadership } = parts;
   let stopping: Promise<void> | undefined;
   let forced = false;
-  const stop = (mode: 'preempt' | 'force' = 'preempt') => {
+  return (mode = 'preempt') => {
     if (mode === 'force' && !forced) {
       forced = true;
-      // A force during a drain (the second Ctrl-C of `stoker up`): kill what the drain is
-      // waiting for. Units that outlive the controller (Kubernetes Jobs) were detached,
-      // not drained: they are left to the next controller either way.
+      // A force during a drain: kill what the drain is waiting for. Units that outlive
+      // the controller (Kubernetes Jobs) were detached, not drained: they are left to the
+      // next controller either way.
       if (stopping && !backend.unitsOutliveController) {
         void dispatcher.stop('force');
         void backend.stopPools?.({ force: true });
@@ -142,11 +189,4 @@ export async function startSystem(opts: SystemOptions): Promise<System> {
       redis.disconnect();
     })());
   };
-  leadership.lost
-    .then(() => {
-      log.error('stopping: this controller lost leadership');
-      void stop('preempt');
-    })
-    .catch(() => undefined);
-  return { redis, keys, store, controller, dispatcher, backend, queues, leadership, stop };
 }

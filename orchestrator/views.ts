@@ -7,7 +7,14 @@ import { existsSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { Keys } from '../common/keys.js';
-import { Condition, isTerminal, Phase, StageLineage, type StageStatus } from '../common/model.js';
+import {
+  Condition,
+  isTerminal,
+  Phase,
+  StageLineage,
+  type StageStatus,
+  type TaskStatus,
+} from '../common/model.js';
 import { readTaskProgress } from '../common/progress.js';
 import type { RunStore } from './store.js';
 
@@ -110,7 +117,7 @@ export async function buildRunView(
 ): Promise<RunView> {
   const run = await store.mustGetRun(runId);
   const stages = await store.getStages(runId);
-  const spec = run.spec as { stages: Array<{ name: string; dependsOn: string[] }> };
+  const spec = run.spec;
   const taskIds = Object.values(stages).flatMap((s) => s.tasks);
   const statuses = await store.getTaskStatuses(taskIds);
   const views: StageView[] = [];
@@ -120,46 +127,7 @@ export async function buildRunView(
     const tasks: TaskView[] = [];
     for (const id of st.tasks) {
       const t = statuses[id];
-      if (!t) continue;
-      const p = await readTaskProgress(redis, keys, id);
-      const unit = t.unit ? await redis.hget(keys.unit(t.unit), 'logFile') : null;
-      const eta =
-        p.step !== null &&
-        p.totalSteps !== null &&
-        p.stepsPerSec &&
-        p.stepsPerSec > 0 &&
-        t.phase === 'Running'
-          ? Math.max(0, (p.totalSteps - p.step) / p.stepsPerSec)
-          : null;
-      tasks.push({
-        id,
-        phase: t.phase,
-        attempt: t.attempt,
-        maxAttempts: t.maxAttempts,
-        reason: t.reason,
-        message: t.message,
-        exitCode: t.exitCode,
-        signal: t.signal,
-        stderrTail: t.stderrTail,
-        logFile: unit && existsSync(unit) ? unit : (unit ?? null),
-        startedAt: t.startedAt,
-        finishedAt: t.finishedAt,
-        progress: {
-          step: p.step,
-          totalSteps: p.totalSteps,
-          epoch: p.epoch,
-          stepsPerSec: p.stepsPerSec,
-          etaSeconds: eta,
-          metrics: p.metrics,
-          checkpoint: p.checkpoint,
-          updatedAt: p.updatedAt,
-          heartbeatAt: p.heartbeatAt,
-        },
-        artifacts: p.artifacts,
-        result: p.result,
-        warnings: p.warnings,
-        history: t.history,
-      });
+      if (t) tasks.push(await taskView(redis, keys, id, t));
     }
     views.push({
       name: st.name,
@@ -189,6 +157,49 @@ export async function buildRunView(
     finishedAt: run.finishedAt,
     cancelRequestedAt: await store.cancelRequestedAt(runId),
     stages: views,
+  };
+}
+
+/** One task: its status, what its payload reported (progress, artifacts), its unit's log file. */
+async function taskView(redis: Redis, keys: Keys, id: string, t: TaskStatus): Promise<TaskView> {
+  const p = await readTaskProgress(redis, keys, id);
+  const unit = t.unit ? await redis.hget(keys.unit(t.unit), 'logFile') : null;
+  const eta =
+    p.step !== null &&
+    p.totalSteps !== null &&
+    p.stepsPerSec &&
+    p.stepsPerSec > 0 &&
+    t.phase === 'Running'
+      ? Math.max(0, (p.totalSteps - p.step) / p.stepsPerSec)
+      : null;
+  return {
+    id,
+    phase: t.phase,
+    attempt: t.attempt,
+    maxAttempts: t.maxAttempts,
+    reason: t.reason,
+    message: t.message,
+    exitCode: t.exitCode,
+    signal: t.signal,
+    stderrTail: t.stderrTail,
+    logFile: unit && existsSync(unit) ? unit : (unit ?? null),
+    startedAt: t.startedAt,
+    finishedAt: t.finishedAt,
+    progress: {
+      step: p.step,
+      totalSteps: p.totalSteps,
+      epoch: p.epoch,
+      stepsPerSec: p.stepsPerSec,
+      etaSeconds: eta,
+      metrics: p.metrics,
+      checkpoint: p.checkpoint,
+      updatedAt: p.updatedAt,
+      heartbeatAt: p.heartbeatAt,
+    },
+    artifacts: p.artifacts,
+    result: p.result,
+    warnings: p.warnings,
+    history: t.history,
   };
 }
 

@@ -76,138 +76,156 @@ function taskPhaseToStage(t: TaskStatus): Phase {
   return t.phase;
 }
 
+/**
+ * The plan of one pass. Each stage, in an order where its dependencies come first, by
+ * what it is now:
+ *   terminal      kept as it is
+ *   pulled        shards done of total, the failure policy (planShardedStage)
+ *   no task yet   cancelled, failed by a dependency, started or waiting (planUnstartedStage)
+ *   with tasks    their outcome, or running, queued, retrying (planTaskStage)
+ * then the run's status from its stages' (runStatus).
+ */
 export function planRun(obs: RunObservation): Plan {
   const spec = obs.run.spec;
-  const { now } = obs;
   const actions: Action[] = [];
   const stages: Record<string, StageStatus> = {};
-
   for (const s of topoOrder(spec.stages)) {
-    const cur: StageStatus = obs.stages[s.name] ?? {
-      name: s.name,
-      kind: s.kind,
-      phase: 'Pending',
-      conditions: [],
-      tasks: [],
-      outputs: {},
-      startedAt: null,
-      finishedAt: null,
-      message: null,
-    };
-    if (isTerminal(cur.phase)) {
-      stages[s.name] = cur;
-      continue;
-    }
-    let next: StageStatus = { ...cur };
-    if (cur.shards) {
-      const planned = planShardedStage(obs, s, next, actions);
-      stages[s.name] = planned;
-      continue;
-    }
-    if (cur.tasks.length === 0) {
-      const deps = s.dependsOn.map((d) => stages[d]);
-      const failedDep = s.dependsOn.find((d) => stages[d]?.phase === 'Failed');
-      const cancelledDep = s.dependsOn.find((d) => stages[d]?.phase === 'Cancelled');
-      if (obs.cancelRequested || cancelledDep) {
-        next = finishStage(
-          next,
-          'Cancelled',
-          'CancelRequested',
-          obs.cancelRequested ? 'the run was cancelled' : `stage ${cancelledDep} was cancelled`,
-          now,
-        );
-      } else if (failedDep) {
-        next = finishStage(next, 'Failed', 'DependencyFailed', `stage ${failedDep} failed`, now);
-      } else if (deps.every((d) => d?.phase === 'Succeeded')) {
-        actions.push({ type: 'createTask', stage: s.name });
-        next.message = 'starting';
-      } else {
-        const waiting = s.dependsOn.filter((d) => stages[d]?.phase !== 'Succeeded');
-        next.message = `waiting for ${waiting.join(', ')}`;
-        next.conditions = setCondition(
-          next.conditions,
-          {
-            type: 'Ready',
-            status: 'False',
-            reason: 'WaitingForDependencies',
-            message: next.message,
-          },
-          now,
-        );
-      }
-      stages[s.name] = next;
-      continue;
-    }
-
-    // The stage has tasks: aggregate them. (One task per stage for dispatched stages.)
-    const tasks = cur.tasks
-      .map((id) => obs.tasks[id])
-      .filter((t): t is TaskStatus => t !== undefined);
-    if (obs.cancelRequested) {
-      for (const t of tasks)
-        if (t.phase === 'Pending') actions.push({ type: 'cancelQueued', taskId: t.id });
-    }
-    const phases = tasks.map(taskPhaseToStage);
-    const failed = tasks.find((t) => t.phase === 'Failed');
-    const anyCancelled = tasks.some((t) => t.phase === 'Cancelled');
-    const allDone = tasks.length === cur.tasks.length && tasks.every((t) => isTerminal(t.phase));
-    // A finished stage ends when its last task ended, not when this pass noticed it.
-    const endedAt =
-      tasks
-        .map((t) => t.finishedAt)
-        .filter((x): x is string => x !== null)
-        .sort()
-        .at(-1) ?? now;
-    if (allDone && tasks.every((t) => t.phase === 'Succeeded')) {
-      const outputs = { ...cur.outputs };
-      for (const t of tasks) Object.assign(outputs, obs.artifacts[t.id] ?? {});
-      next = finishStage({ ...next, outputs }, 'Succeeded', 'Completed', 'completed', now, endedAt);
-    } else if (allDone && failed) {
-      next = finishStage(
-        next,
-        'Failed',
-        failed.reason ?? 'TaskFailed',
-        failed.message ?? 'a task failed',
-        now,
-        endedAt,
-      );
-    } else if (allDone && anyCancelled) {
-      next = finishStage(next, 'Cancelled', 'CancelRequested', 'cancelled', now, endedAt);
-    } else {
-      const running = phases.some((p) => p === 'Running');
-      next.phase = running ? 'Running' : 'Pending';
-      if (running && !next.startedAt)
-        next.startedAt = tasks.map((t) => t.startedAt).find((x) => x) ?? now;
-      const retrying = tasks.find((t) => t.phase === 'Pending' && t.attempt > 0);
-      next.message = obs.cancelRequested
-        ? 'cancelling'
-        : retrying
-          ? retrying.message
-          : running
-            ? 'running'
-            : 'queued';
-      next.conditions = setCondition(
-        next.conditions,
-        retrying
-          ? {
-              type: 'Retrying',
-              status: 'True',
-              reason: retrying.reason ?? 'AttemptFailed',
-              message: retrying.message ?? 'retrying',
-            }
-          : {
-              type: 'Retrying',
-              status: 'False',
-              reason: running ? 'Running' : 'Queued',
-              message: '',
-            },
-        now,
-      );
-    }
-    stages[s.name] = next;
+    const cur = obs.stages[s.name] ?? newStageStatus(s);
+    if (isTerminal(cur.phase)) stages[s.name] = cur;
+    else if (cur.shards) stages[s.name] = planShardedStage(obs, s, { ...cur }, actions);
+    else if (cur.tasks.length === 0)
+      stages[s.name] = planUnstartedStage(obs, s, cur, stages, actions);
+    else stages[s.name] = planTaskStage(obs, cur, actions);
   }
+  return { run: runStatus(obs.run, spec, stages, obs.cancelRequested, obs.now), stages, actions };
+}
 
-  return { run: runStatus(obs.run, spec, stages, obs.cancelRequested, now), stages, actions };
+/** A stage nothing was recorded of yet. */
+function newStageStatus(s: NormalizedStage): StageStatus {
+  return {
+    name: s.name,
+    kind: s.kind,
+    phase: 'Pending',
+    conditions: [],
+    tasks: [],
+    outputs: {},
+    startedAt: null,
+    finishedAt: null,
+    message: null,
+  };
+}
+
+/**
+ * A stage with no task yet: cancelled (the run, or a dependency), failed (a dependency
+ * failed), started (every dependency succeeded: createTask), or still waiting. `stages`
+ * holds the statuses planned so far, every dependency's among them.
+ */
+function planUnstartedStage(
+  obs: RunObservation,
+  s: NormalizedStage,
+  cur: StageStatus,
+  stages: Record<string, StageStatus>,
+  actions: Action[],
+): StageStatus {
+  const { now } = obs;
+  const next: StageStatus = { ...cur };
+  const failedDep = s.dependsOn.find((d) => stages[d]?.phase === 'Failed');
+  const cancelledDep = s.dependsOn.find((d) => stages[d]?.phase === 'Cancelled');
+  if (obs.cancelRequested || cancelledDep) {
+    const why = obs.cancelRequested
+      ? 'the run was cancelled'
+      : `stage ${cancelledDep} was cancelled`;
+    return finishStage(next, 'Cancelled', 'CancelRequested', why, now);
+  }
+  if (failedDep)
+    return finishStage(next, 'Failed', 'DependencyFailed', `stage ${failedDep} failed`, now);
+  if (s.dependsOn.every((d) => stages[d]?.phase === 'Succeeded')) {
+    actions.push({ type: 'createTask', stage: s.name });
+    next.message = 'starting';
+    return next;
+  }
+  const waiting = s.dependsOn.filter((d) => stages[d]?.phase !== 'Succeeded');
+  next.message = `waiting for ${waiting.join(', ')}`;
+  next.conditions = setCondition(
+    next.conditions,
+    { type: 'Ready', status: 'False', reason: 'WaitingForDependencies', message: next.message },
+    now,
+  );
+  return next;
+}
+
+/**
+ * A stage with tasks (one per dispatched stage): their outcome once all ended (every one
+ * succeeded: the stage's outputs are its artifacts), else running, queued or retrying.
+ * A cancel request cancels the tasks still queued.
+ */
+function planTaskStage(obs: RunObservation, cur: StageStatus, actions: Action[]): StageStatus {
+  const { now } = obs;
+  const tasks = cur.tasks
+    .map((id) => obs.tasks[id])
+    .filter((t): t is TaskStatus => t !== undefined);
+  if (obs.cancelRequested) {
+    for (const t of tasks)
+      if (t.phase === 'Pending') actions.push({ type: 'cancelQueued', taskId: t.id });
+  }
+  const next: StageStatus = { ...cur };
+  const failed = tasks.find((t) => t.phase === 'Failed');
+  const allDone = tasks.length === cur.tasks.length && tasks.every((t) => isTerminal(t.phase));
+  if (!allDone) return activeTaskStage(obs, next, tasks);
+  // A finished stage ends when its last task ended, not when this pass noticed it.
+  const endedAt =
+    tasks
+      .map((t) => t.finishedAt)
+      .filter((x): x is string => x !== null)
+      .sort()
+      .at(-1) ?? now;
+  if (tasks.every((t) => t.phase === 'Succeeded')) {
+    const outputs = { ...cur.outputs };
+    for (const t of tasks) Object.assign(outputs, obs.artifacts[t.id] ?? {});
+    return finishStage({ ...next, outputs }, 'Succeeded', 'Completed', 'completed', now, endedAt);
+  }
+  if (failed) {
+    const reason = failed.reason ?? 'TaskFailed';
+    return finishStage(next, 'Failed', reason, failed.message ?? 'a task failed', now, endedAt);
+  }
+  if (tasks.some((t) => t.phase === 'Cancelled'))
+    return finishStage(next, 'Cancelled', 'CancelRequested', 'cancelled', now, endedAt);
+  return activeTaskStage(obs, next, tasks);
+}
+
+/** A stage whose tasks have not all ended: Running or Pending, and its Retrying condition. */
+function activeTaskStage(obs: RunObservation, next: StageStatus, tasks: TaskStatus[]): StageStatus {
+  const { now } = obs;
+  const running = tasks.map(taskPhaseToStage).some((p) => p === 'Running');
+  next.phase = running ? 'Running' : 'Pending';
+  if (running && !next.startedAt)
+    next.startedAt = tasks.map((t) => t.startedAt).find((x) => x) ?? now;
+  const retrying = tasks.find((t) => t.phase === 'Pending' && t.attempt > 0);
+  next.message = obs.cancelRequested
+    ? 'cancelling'
+    : retrying
+      ? retrying.message
+      : running
+        ? 'running'
+        : 'queued';
+  next.conditions = setCondition(
+    next.conditions,
+    retrying
+      ? {
+          type: 'Retrying',
+          status: 'True',
+          reason: retrying.reason ?? 'AttemptFailed',
+          message: retrying.message ?? 'retrying',
+        }
+      : {
+          type: 'Retrying',
+          status: 'False',
+          reason: running ? 'Running' : 'Queued',
+          message: '',
+        },
+    now,
+  );
+  return next;
 }
 
 /** A pulled stage: shards done of total, the failure policy, cancel. */

@@ -21,14 +21,12 @@ import type { Logger } from '../../../common/logger.js';
 import { jobNameFor, type NormalizedStage } from '../../../common/spec/schema.js';
 import type { RunStore } from '../../store.js';
 import type { LaunchRequest, PoolSpec } from '../types.js';
-import {
-  attemptLookup,
-  KubernetesBackend,
-  type KubernetesBackendOptions,
-  type PoolSupport,
-} from './backend.js';
-import { buildPoolWorkerJob, buildTrainJob } from './objects.js';
+import { KubernetesBackend, type KubernetesBackendOptions } from './backend.js';
+import { attemptLookup } from './collector.js';
+import { buildPoolWorkerJob } from './pool-worker-job.js';
+import type { PoolSupport } from './pool-workers.js';
 import type { KubernetesSettings } from './settings.js';
+import { buildTrainJob } from './train-job.js';
 
 /** `${taskId}-a${attempt}` -> the Job's name. */
 export function jobNameOfUnit(unitName: string): string {

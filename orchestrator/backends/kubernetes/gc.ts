@@ -1,8 +1,8 @@
 /**
  * Garbage collection of what a previous controller left behind (issue: "at start it
- * re-attaches to existing Jobs and garbage-collects orphans it owns"). Pure: the backend
- * passes what its caches hold and what the run store says of each Job's attempt, and
- * deletes what the plan names (propagationPolicy Background).
+ * re-attaches to existing Jobs and garbage-collects orphans it owns"). Pure: the collector
+ * (collector.ts) passes what the caches hold and what the run store says of each Job's
+ * attempt, and deletes what the plan names (propagationPolicy Background).
  *
  * Only train units are judged (app.kubernetes.io/component=train-worker with stoker's
  * managed-by label); pool workers belong to pool sizing, and objects stoker did not

@@ -75,3 +75,8 @@ export function poolWorkerJobName(workerId: string): string {
 export function poolWorkerIdFor(pool: string, suffix: string | number): string {
   return `${pool}-${suffix}`;
 }
+
+/** What the backend lists and watches: every object stoker labelled as its own. */
+export const MANAGED_BY_SELECTOR = `${LABELS.managedBy}=${MANAGED_BY}`;
+/** The Job controller's pod-creation failures (core/v1 events support these field selectors). */
+export const FAILED_CREATE_SELECTOR = 'involvedObject.kind=Job,reason=FailedCreate';

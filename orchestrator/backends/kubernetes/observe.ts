@@ -20,7 +20,7 @@
  * A FailedCreate is an Event, not a Job condition: the Job's status says nothing of pods
  * it could not create, so the backend watches those events (reason=FailedCreate on Jobs).
  */
-import type { CoreV1Event, V1Job, V1Pod } from '@kubernetes/client-node';
+import type { CoreV1Event, V1Job, V1JobCondition, V1Pod } from '@kubernetes/client-node';
 import { unitState as state, type UnitState } from '../types.js';
 
 const IMAGE_PULL = new Set([
@@ -72,72 +72,76 @@ export function observeJob(
   if (!job) return { state: state('NotFound'), note: null };
   const conditions = job.status?.conditions ?? [];
   const cond = (type: string) => conditions.find((c) => c.type === type && c.status === 'True');
-  const disrupted = pods.find((p) =>
-    p.status?.conditions?.some((c) => c.type === 'DisruptionTarget' && c.status === 'True'),
-  );
-  const terminated = pods
-    .flatMap((p) =>
-      (p.status?.containerStatuses ?? []).map((cs) => ({
-        pod: p,
-        t: cs.state?.terminated ?? cs.lastState?.terminated,
-      })),
-    )
-    .filter((x) => x.t);
-  const failedContainer = terminated.find((x) => (x.t?.exitCode ?? 0) !== 0);
-
   if (cond('Complete'))
     return {
       state: state('Succeeded', { exitCode: 0, reason: 'Completed', message: 'the Job completed' }),
       note: null,
     };
   const failed = cond('Failed');
-  if (failed || (job.status?.failed ?? 0) > 0) {
-    if (disrupted) {
-      const c = disrupted.status?.conditions?.find((x) => x.type === 'DisruptionTarget');
-      return {
-        state: state('Failed', {
-          reason: c?.reason?.includes('Preempt') ? 'Preempted' : 'Evicted',
-          message:
-            `pod ${disrupted.metadata?.name} was ${c?.reason ?? 'disrupted'}: ${c?.message ?? ''}`.trim(),
-          freeRetry: true,
-          signal: 'SIGTERM',
-        }),
-        note: null,
-      };
-    }
-    if (failed?.reason === 'DeadlineExceeded') {
-      return {
-        state: state('Failed', {
-          reason: 'DeadlineExceeded',
-          message: failed.message ?? 'the Job ran past its activeDeadlineSeconds',
-          retryable: false,
-        }),
-        note: null,
-      };
-    }
-    if (failedContainer?.t) {
-      const t = failedContainer.t;
-      const oom = t.reason === 'OOMKilled';
-      return {
-        state: state('Failed', {
-          exitCode: t.exitCode ?? null,
-          reason: oom ? 'OOMKilled' : null,
-          message: oom
-            ? `pod ${failedContainer.pod.metadata?.name} was OOMKilled: raise the stage's memory`
-            : `pod ${failedContainer.pod.metadata?.name} exited with code ${t.exitCode}${t.message ? `: ${t.message}` : ''}`,
-          ...(oom ? { retryable: true } : {}),
-        }),
-        note: null,
-      };
-    }
-    return {
-      state: state('Failed', {
-        reason: failed?.reason ?? 'JobFailed',
-        message: failed?.message ?? 'the Job failed',
-      }),
-      note: null,
-    };
+  if (failed || (job.status?.failed ?? 0) > 0)
+    return { state: failedJobState(failed, pods), note: null };
+  return podProblem(pods) ?? notRunningYet(job, pods, failedCreates);
+}
+
+/**
+ * A Job that failed (its Failed condition, or a failed pod): disrupted (retried free),
+ * past its deadline (not retried), a container's exit code (OOMKilled: retried), else
+ * the condition's reason.
+ */
+function failedJobState(failed: V1JobCondition | undefined, pods: V1Pod[]): UnitState {
+  const disrupted = pods.find((p) =>
+    p.status?.conditions?.some((c) => c.type === 'DisruptionTarget' && c.status === 'True'),
+  );
+  if (disrupted) {
+    const c = disrupted.status?.conditions?.find((x) => x.type === 'DisruptionTarget');
+    return state('Failed', {
+      reason: c?.reason?.includes('Preempt') ? 'Preempted' : 'Evicted',
+      message:
+        `pod ${disrupted.metadata?.name} was ${c?.reason ?? 'disrupted'}: ${c?.message ?? ''}`.trim(),
+      freeRetry: true,
+      signal: 'SIGTERM',
+    });
   }
+  if (failed?.reason === 'DeadlineExceeded') {
+    return state('Failed', {
+      reason: 'DeadlineExceeded',
+      message: failed.message ?? 'the Job ran past its activeDeadlineSeconds',
+      retryable: false,
+    });
+  }
+  const failedContainer = pods
+    .flatMap((p) =>
+      (p.status?.containerStatuses ?? []).map((cs) => ({
+        pod: p,
+        t: cs.state?.terminated ?? cs.lastState?.terminated,
+      })),
+    )
+    .filter((x) => x.t)
+    .find((x) => (x.t?.exitCode ?? 0) !== 0);
+  if (failedContainer?.t) {
+    const t = failedContainer.t;
+    const oom = t.reason === 'OOMKilled';
+    return state('Failed', {
+      exitCode: t.exitCode ?? null,
+      reason: oom ? 'OOMKilled' : null,
+      message: oom
+        ? `pod ${failedContainer.pod.metadata?.name} was OOMKilled: raise the stage's memory`
+        : `pod ${failedContainer.pod.metadata?.name} exited with code ${t.exitCode}${t.message ? `: ${t.message}` : ''}`,
+      ...(oom ? { retryable: true } : {}),
+    });
+  }
+  return state('Failed', {
+    reason: failed?.reason ?? 'JobFailed',
+    message: failed?.message ?? 'the Job failed',
+  });
+}
+
+/**
+ * The first pod that cannot start, in pod order: an image that cannot be pulled or a
+ * config error (failed, not retried), or unschedulable (waiting, with the scheduler's
+ * message; a missing PVC: failed, not retried). Undefined: no such pod.
+ */
+function podProblem(pods: V1Pod[]): Observed | undefined {
   for (const p of pods) {
     for (const cs of p.status?.containerStatuses ?? []) {
       const w = cs.state?.waiting;
@@ -176,6 +180,14 @@ export function observeJob(
       return { state: state('Running'), note: `Unschedulable: ${msg}` };
     }
   }
+  return undefined;
+}
+
+/**
+ * A Job neither finished nor stuck on a pod: no pod and a FailedCreate (failed when no
+ * retry helps, else waiting with its message), suspended (Kueue), or starting/running.
+ */
+function notRunningYet(job: V1Job, pods: V1Pod[], failedCreates: readonly CoreV1Event[]): Observed {
   const failedCreate = pods.length === 0 ? classifyFailedCreate(failedCreates) : undefined;
   if (failedCreate?.reason) {
     return {

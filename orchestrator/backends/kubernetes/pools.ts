@@ -2,7 +2,7 @@
  * Sizing a pool on Kubernetes, the pure part: from what the caches hold (the pool's worker
  * Jobs and pods) and what the workers say of themselves in Redis (pool:{name}:workers,
  * written by worker/pool-worker.ts), what to delete, what to create and what to forget.
- * The backend (backend.ts, ensurePool) observes, calls planPool() and converges.
+ * pool-workers.ts (the backend's ensurePool) observes, calls planPool() and converges.
  *
  * Each worker is one Job of one pod (objects.ts buildPoolWorkerJob says why), named after
  * its worker id. A worker Job is

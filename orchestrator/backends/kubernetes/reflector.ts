@@ -263,14 +263,7 @@ export class Reflector<T extends KubernetesObject> {
     heard: boolean;
   }> {
     this.stats.watches += 1;
-    const [lo, hi] = this.opts.watchTimeoutSeconds ?? [300, 600];
-    const query: Record<string, string | number | boolean | undefined> = {
-      resourceVersion: this.resourceVersion,
-      allowWatchBookmarks: true,
-      timeoutSeconds: Math.round(lo + Math.random() * (hi - lo)),
-      labelSelector: this.opts.labelSelector,
-      fieldSelector: this.opts.fieldSelector,
-    };
+    const query = this.watchQuery();
     let heard = false;
     let gone = false;
     let quiet = false;
@@ -292,18 +285,11 @@ export class Reflector<T extends KubernetesObject> {
           err ?? errorEvent ?? (empty ? new Error('the watch ended at once') : undefined);
         resolve({ err: quiet || gone ? undefined : failure, gone, quiet, heard });
       };
-      const liveness = setInterval(
-        () => {
-          const last = Math.max(this.lastHeard, startedAt);
-          if (this.now() - last >= this.quietMs) {
-            quiet = true;
-            this.current?.abort(new QuietWatch('no event or bookmark'));
-            finish(undefined);
-          }
-        },
-        Math.max(50, Math.min(this.quietMs / 4, 5000)),
-      );
-      liveness.unref();
+      const liveness = this.whenQuiet(startedAt, () => {
+        quiet = true;
+        this.current?.abort(new QuietWatch('no event or bookmark'));
+        finish(undefined);
+      });
       const onEvent = (phase: string, raw: unknown): void => {
         if (settled) return;
         const obj = raw as T & { code?: number };
@@ -338,5 +324,30 @@ export class Reflector<T extends KubernetesObject> {
         })
         .catch((err: unknown) => finish(err));
     });
+  }
+
+  /** From the last resourceVersion, with bookmarks and a jittered server-side timeout. */
+  private watchQuery(): Record<string, string | number | boolean | undefined> {
+    const [lo, hi] = this.opts.watchTimeoutSeconds ?? [300, 600];
+    return {
+      resourceVersion: this.resourceVersion,
+      allowWatchBookmarks: true,
+      timeoutSeconds: Math.round(lo + Math.random() * (hi - lo)),
+      labelSelector: this.opts.labelSelector,
+      fieldSelector: this.opts.fieldSelector,
+    };
+  }
+
+  /** Calls `onQuiet` once nothing was heard for quietMs since `startedAt` (clear the timer it returns). */
+  private whenQuiet(startedAt: number, onQuiet: () => void): NodeJS.Timeout {
+    const timer = setInterval(
+      () => {
+        const last = Math.max(this.lastHeard, startedAt);
+        if (this.now() - last >= this.quietMs) onQuiet();
+      },
+      Math.max(50, Math.min(this.quietMs / 4, 5000)),
+    );
+    timer.unref();
+    return timer;
   }
 }

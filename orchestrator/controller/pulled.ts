@@ -1,0 +1,190 @@
+/**
+ * Pulled stages: their input split into shards, one task per shard on the pool's queue
+ * (`pool-${name}`), a warm pool of workers pulling them.
+ *
+ *   create          split the input (once: sharding.ts reuses a finished split), claim
+ *                   the pool, record one task per shard (id shardTaskId(run, stage, i),
+ *                   so a repeated pass duplicates nothing), record the shard total and
+ *                   the stage, then add the jobs in bulks of 1,000
+ *   cancelShards    remove the queued shards of a stage that was cancelled or failed and
+ *                   record each as Cancelled; running ones stop by themselves
+ *   writeManifest   `<runDir>/stages/<stage>/shards.json` of a finished stage: its
+ *                   shard outputs and its failures; the stage releases its pool
+ */
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { Queue } from 'bullmq';
+import { poolQueueName, shardTaskId } from '../../common/keys.js';
+import {
+  isTerminal,
+  nowIso,
+  type ResolvedPayload,
+  type RunRecord,
+  type StageStatus,
+} from '../../common/model.js';
+import type { NormalizedPool, NormalizedStage } from '../../common/spec/schema.js';
+import { newTaskStatus } from '../../common/task-store.js';
+import type { DispatchJobData } from '../dispatcher.js';
+import { planShards, type ShardPlan } from '../sharding.js';
+import type { TaskRecord } from '../store.js';
+import { failStage, type ControllerContext } from './context.js';
+import { jobOptions } from './dispatched.js';
+import { shardManifestPath, type RunObservation } from './plan.js';
+import { claimPool, releasePool } from './pool-sizing.js';
+
+/** What a pulled stage reads: a JSONL file cut into shards, or a list of shard files. */
+export interface ShardedInput {
+  file?: string;
+  shardSize?: number;
+  shards?: string[];
+}
+
+export class PulledStages {
+  /** The queue of each pool this controller added shards to (closed by close()). */
+  private readonly poolQueues = new Map<string, Queue<DispatchJobData>>();
+
+  constructor(private readonly ctx: ControllerContext) {}
+
+  /** Shard the input and queue one task per shard; an input that cannot be split fails the stage. */
+  async create(
+    run: RunRecord,
+    stage: NormalizedStage,
+    status: StageStatus,
+    payload: ResolvedPayload,
+    input: ShardedInput,
+    outputs: Record<string, string>,
+  ): Promise<void> {
+    const { store, log } = this.ctx;
+    const pool = stage.pool as NormalizedPool;
+    let plan: ShardPlan;
+    try {
+      plan = await planShards(input, { workDir: run.workDir, outputDir: payload.outputDir });
+    } catch (err) {
+      const message = `cannot shard the input: ${(err as Error).message}`;
+      await failStage(this.ctx, run.id, status, 'InvalidInput', message);
+      return;
+    }
+    await claimPool(this.ctx, pool, `${run.id}/${stage.name}`);
+    const tasks = shardTasks(run, stage, payload, plan);
+    await store.createTasks(tasks);
+    await store.setShardTotal(run.id, stage.name, tasks.length);
+    await store.writeStageIfChanged(run.id, status, {
+      ...status,
+      outputs: { ...outputs, dir: join(payload.outputDir, 'shards') },
+      shards: { total: tasks.length, succeeded: 0, failed: 0, items: 0, pool: pool.name },
+      message: `${tasks.length} shards queued on pool ${pool.name}`,
+    });
+    await this.enqueue(run, stage, pool.name, tasks);
+    log.info(
+      { runId: run.id, stage: stage.name, shards: tasks.length, pool: pool.name },
+      'shards queued',
+    );
+  }
+
+  async cancelShards(run: RunRecord, stageName: string, obs: RunObservation): Promise<void> {
+    const st = obs.stages[stageName];
+    if (!st?.shards || isTerminal(st.phase)) return;
+    const q = this.poolQueue(st.shards.pool);
+    const reason = obs.cancelRequested ? 'CancelRequested' : 'StageFailed';
+    for (let i = 0; i < st.shards.total; i++) {
+      const id = shardTaskId(run.id, stageName, i);
+      if ((await q.remove(id)) === 1) {
+        await this.ctx.store.recordShardOutcome(run.id, stageName, {
+          taskId: id,
+          index: i,
+          phase: 'Cancelled',
+          items: 0,
+          output: null,
+          reason,
+          message: obs.cancelRequested ? 'cancelled while queued' : 'not run: the stage failed',
+          attempt: 0,
+          worker: '',
+          finishedAt: nowIso(this.ctx.clock),
+        });
+      }
+    }
+    await releasePool(this.ctx, st.shards.pool, `${run.id}/${stageName}`);
+  }
+
+  async writeManifest(run: RunRecord, stageName: string): Promise<void> {
+    const outcomes = await this.ctx.store.shardOutcomes(run.id, stageName);
+    const path = shardManifestPath(run.runDir, stageName);
+    mkdirSync(dirname(path), { recursive: true });
+    const manifest = {
+      stage: stageName,
+      shards: outcomes
+        .filter((o) => o.phase === 'Succeeded')
+        .map((o) => ({ index: o.index, path: o.output, items: o.items })),
+      failed: outcomes
+        .filter((o) => o.phase !== 'Succeeded')
+        .map((o) => ({ index: o.index, reason: o.reason, message: o.message })),
+    };
+    writeFileSync(`${path}.tmp`, `${JSON.stringify(manifest, null, 2)}\n`);
+    renameSync(`${path}.tmp`, path);
+    const pool = run.spec.stages.find((s) => s.name === stageName)?.pool?.name;
+    if (pool) await releasePool(this.ctx, pool, `${run.id}/${stageName}`);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.poolQueues.values()].map((q) => q.close()));
+  }
+
+  private async enqueue(
+    run: RunRecord,
+    stage: NormalizedStage,
+    pool: string,
+    tasks: TaskRecord[],
+  ): Promise<void> {
+    const q = this.poolQueue(pool);
+    for (let i = 0; i < tasks.length; i += 1000) {
+      await q.addBulk(
+        tasks.slice(i, i + 1000).map((t) => ({
+          name: stage.kind,
+          data: { taskId: t.status.id, runId: run.id },
+          opts: jobOptions(stage, t.status.id, 100_000),
+        })),
+      );
+    }
+  }
+
+  private poolQueue(name: string): Queue<DispatchJobData> {
+    let q = this.poolQueues.get(name);
+    if (!q) {
+      q = new Queue<DispatchJobData>(poolQueueName(name), {
+        connection: this.ctx.connection,
+        prefix: this.ctx.keys.bullPrefix,
+      });
+      this.poolQueues.set(name, q);
+    }
+    return q;
+  }
+}
+
+/** One task per shard, with a deterministic id: shard i of the plan, its input and output. */
+function shardTasks(
+  run: RunRecord,
+  stage: NormalizedStage,
+  payload: ResolvedPayload,
+  plan: ShardPlan,
+): TaskRecord[] {
+  const pool = stage.pool as NormalizedPool;
+  const queue = poolQueueName(pool.name);
+  return plan.inputs.map((inputPath, index) => ({
+    status: newTaskStatus({
+      id: shardTaskId(run.id, stage.name, index),
+      runId: run.id,
+      stage: stage.name,
+      queue,
+      maxAttempts: stage.retry.attempts,
+    }),
+    payload,
+    runDir: run.runDir,
+    shard: {
+      index,
+      input: inputPath,
+      output: plan.outputs[index] as string,
+      pool: pool.name,
+      params: stage.shardParams,
+    },
+  }));
+}
