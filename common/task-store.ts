@@ -1,7 +1,7 @@
 /**
  * Task records as the workers write them (layout in common/keys.ts): a task's status,
  * a run's cancel request as workers read it, and the start and end of a shard attempt
- * with their Lua scripts. The pool worker (worker/pool-worker.ts) uses this directly;
+ * with their Lua scripts. The pool worker (worker/pool/) uses this directly;
  * the controller's RunStore (orchestrator/store.ts) extends it with runs and stages.
  * It lives in common/ because a worker pod carries only the worker and common/.
  *

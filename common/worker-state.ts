@@ -1,6 +1,6 @@
 /**
  * What a pool worker publishes about itself in \`pool:{name}:workers\` (workerId -> JSON):
- * written by the worker (worker/pool-worker.ts), read by the controller, \`stoker pools\`
+ * written by the worker (worker/pool/), read by the controller, \`stoker pools\`
  * and the kubernetes backend's scale-down (idle workers go first).
  */
 import { z } from 'zod';

@@ -15,18 +15,31 @@
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { join, resolve } from 'node:path';
-import { makeKeys } from '../common/keys.js';
-import { createLogger } from '../common/logger.js';
+import { makeKeys, type Keys } from '../common/keys.js';
+import { createLogger, type Logger } from '../common/logger.js';
 import { connectRedis } from '../common/redis.js';
 
 const USAGE =
   'usage: stoker worker (--task ID --unit NAME --attempt N | --pool NAME [--worker-id ID])';
 
+type Args = Record<string, string | boolean | undefined>;
+
+/** What both kinds of worker read from the environment. */
+interface WorkerEnv {
+  env: NodeJS.ProcessEnv;
+  url: string;
+  keys: Keys;
+  log: Logger;
+  /** A positive number of milliseconds from the environment, or undefined. */
+  ms: (name: string) => number | undefined;
+}
+
 export async function workerMain(
   argv: string[],
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<number> {
-  let values: Record<string, string | boolean | undefined>;
+  // 1. The arguments.
+  let values: Args;
   try {
     ({ values } = parseArgs({
       args: argv,
@@ -50,6 +63,7 @@ export async function workerMain(
     );
     return 0;
   }
+  // 2. The environment the backend set.
   const url = env.STOKER_REDIS_URL || env.REDIS_URL;
   if (!url) {
     process.stderr.write(
@@ -57,53 +71,62 @@ export async function workerMain(
     );
     return 2;
   }
-  const keys = makeKeys(env.STOKER_PREFIX || undefined);
-  const log = createLogger({ level: env.STOKER_LOG_LEVEL ?? 'info' });
-  const ms = (name: string): number | undefined => {
-    const n = Number(env[name]);
-    return env[name] && Number.isFinite(n) && n > 0 ? n : undefined;
+  const we: WorkerEnv = {
+    env,
+    url,
+    keys: makeKeys(env.STOKER_PREFIX || undefined),
+    log: createLogger({ level: env.STOKER_LOG_LEVEL ?? 'info' }),
+    ms: (name) => {
+      const n = Number(env[name]);
+      return env[name] && Number.isFinite(n) && n > 0 ? n : undefined;
+    },
   };
+  // 3. A pool worker, or one task attempt.
+  if (typeof values.pool === 'string') return poolWorker(values.pool, values, we);
+  return taskWorker(values, we);
+}
 
-  if (typeof values.pool === 'string') {
-    const pool = values.pool;
-    // Default id: the host name too, since in containers every worker may be pid 1.
-    const workerId =
-      typeof values['worker-id'] === 'string'
-        ? values['worker-id']
-        : `${pool}-${hostname()}-${process.pid}`;
-    const [{ runPoolWorker }, { bullConnection }] = await Promise.all([
-      import('./pool-worker.js'),
-      import('../common/redis.js'),
-    ]);
-    const redis = await connectRedis(url, { name: `stoker-pool-${workerId}` });
-    const drain = new AbortController();
-    const force = new AbortController();
-    // First SIGTERM/SIGINT: finish the current shard, then exit. Second: abort it.
-    const stop = () => (drain.signal.aborted ? force.abort() : drain.abort());
-    process.on('SIGTERM', stop);
-    process.on('SIGINT', stop);
-    try {
-      const lockDurationMs = ms('STOKER_LOCK_DURATION_MS');
-      const stalledIntervalMs = ms('STOKER_STALLED_INTERVAL_MS');
-      return await runPoolWorker({
-        redis,
-        keys,
-        connection: bullConnection(url),
-        pool,
-        workerId,
-        parentEnv: env,
-        log,
-        logDir: join(resolve(env.STOKER_HOME || '.stoker'), 'pools', pool),
-        drain: drain.signal,
-        force: force.signal,
-        ...(lockDurationMs ? { lockDurationMs } : {}),
-        ...(stalledIntervalMs ? { stalledIntervalMs } : {}),
-      });
-    } finally {
-      redis.disconnect();
-    }
+async function poolWorker(pool: string, values: Args, we: WorkerEnv): Promise<number> {
+  const { env, url, keys, log, ms } = we;
+  // Default id: the host name too, since in containers every worker may be pid 1.
+  const workerId =
+    typeof values['worker-id'] === 'string'
+      ? values['worker-id']
+      : `${pool}-${hostname()}-${process.pid}`;
+  const [{ runPoolWorker }, { bullConnection }] = await Promise.all([
+    import('./pool/worker.js'),
+    import('../common/redis.js'),
+  ]);
+  const redis = await connectRedis(url, { name: `stoker-pool-${workerId}` });
+  const drain = new AbortController();
+  const force = new AbortController();
+  // First SIGTERM/SIGINT: finish the current shard, then exit. Second: abort it.
+  const stop = () => (drain.signal.aborted ? force.abort() : drain.abort());
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  try {
+    const lockDurationMs = ms('STOKER_LOCK_DURATION_MS');
+    const stalledIntervalMs = ms('STOKER_STALLED_INTERVAL_MS');
+    return await runPoolWorker({
+      redis,
+      keys,
+      connection: bullConnection(url),
+      pool,
+      workerId,
+      parentEnv: env,
+      log,
+      logDir: join(resolve(env.STOKER_HOME || '.stoker'), 'pools', pool),
+      drain: drain.signal,
+      force: force.signal,
+      ...(lockDurationMs ? { lockDurationMs } : {}),
+      ...(stalledIntervalMs ? { stalledIntervalMs } : {}),
+    });
+  } finally {
+    redis.disconnect();
   }
+}
 
+async function taskWorker(values: Args, we: WorkerEnv): Promise<number> {
   const attempt = Number(values.attempt);
   if (
     typeof values.task !== 'string' ||
@@ -117,7 +140,7 @@ export async function workerMain(
     return 2;
   }
   const { runTaskWorker } = await import('./task-worker.js');
-  const redis = await connectRedis(url, { name: `stoker-worker-${values.unit}` });
+  const redis = await connectRedis(we.url, { name: `stoker-worker-${values.unit}` });
   const abort = new AbortController();
   // SIGTERM/SIGINT: forward to the payload (it checkpoints), SIGKILL after the grace period.
   const stop = () => abort.abort();
@@ -126,12 +149,12 @@ export async function workerMain(
   try {
     return await runTaskWorker({
       redis,
-      keys,
+      keys: we.keys,
       taskId: values.task,
       unitName: values.unit,
       attempt,
-      parentEnv: env,
-      log,
+      parentEnv: we.env,
+      log: we.log,
       signal: abort.signal,
     });
   } finally {

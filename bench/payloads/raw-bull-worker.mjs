@@ -1,6 +1,6 @@
 /**
  * Bench baseline process: one raw BullMQ Worker with a no-op processor, configured as a
- * stoker pool worker configures its own (worker/pool-worker.ts: concurrency 1,
+ * stoker pool worker configures its own (worker/pool/: concurrency 1,
  * lockDuration 30 s, stalledInterval 15 s, maxStalledCount 5) and connected as stoker
  * connects (common/redis.ts bullConnection).
  *

@@ -1,7 +1,7 @@
 /**
  * Sizing a pool on Kubernetes, the pure part: from what the caches hold (the pool's worker
  * Jobs and pods) and what the workers say of themselves in Redis (pool:{name}:workers,
- * written by worker/pool-worker.ts), what to delete, what to create and what to forget.
+ * written by worker/pool/), what to delete, what to create and what to forget.
  * pool-workers.ts (the backend's ensurePool) observes, calls planPool() and converges.
  *
  * Each worker is one Job of one pod (objects.ts buildPoolWorkerJob says why), named after

@@ -1,0 +1,133 @@
+/**
+ * One attempt at one shard, as the pool worker carries it from its start to its outcome:
+ * the task's status for this attempt (kept current across writes), the partial file the
+ * payload writes, and the two ways the attempt is recorded:
+ *   - writeStatus(): a status only (a retry, a preemption); does not wake the controller
+ *     (a shard's outcome does);
+ *   - finish(): the outcome, the final status, the pool's completion (successes only) and
+ *     the worker's next state, in one script (TaskStore.finishShard).
+ * A shard's status has no history (only dispatched tasks keep one): every field is this
+ * attempt's.
+ */
+import type { Job } from 'bullmq';
+import type { Logger } from '../../common/logger.js';
+import { nowIso, type ShardOutcome, type TaskStatus } from '../../common/model.js';
+import type { ShardTask, TaskStore } from '../../common/task-store.js';
+import type { WorkerState } from '../../common/worker-state.js';
+import type { WorkerStatePublisher } from './state.js';
+
+/** What every shard of a pool worker shares. */
+export interface PoolContext {
+  store: TaskStore;
+  pool: string;
+  workerId: string;
+  log: Logger;
+  states: WorkerStatePublisher;
+  /** Aborted on the first SIGTERM: drain. */
+  drain: AbortSignal;
+}
+
+export interface ShardJob {
+  taskId: string;
+  runId: string;
+}
+
+/** Completions feed `stoker pools` (shards/s over the last minute): keep an hour. */
+const COMPLETIONS_KEPT_MS = 3600_000;
+
+export class ShardAttempt {
+  /** The status as last written (or about to be). */
+  status: TaskStatus;
+  /** True once finish() wrote the worker's state with the outcome. */
+  published = false;
+  /** True once the partial file became the shard's output. */
+  renamed = false;
+  /** Where the payload writes; renamed to the shard's output after `done`. */
+  readonly tmp: string;
+
+  constructor(
+    readonly ctx: PoolContext,
+    readonly job: Job<ShardJob>,
+    readonly token: string | undefined,
+    readonly stage: string,
+    readonly task: ShardTask,
+    status: TaskStatus,
+    /** The shard's logger (taskId, attempt). */
+    readonly log: Logger,
+  ) {
+    this.status = status;
+    this.tmp = `${task.shard.output}.partial-${ctx.workerId}-a${status.attempt}`;
+  }
+
+  get runId(): string {
+    return this.status.runId;
+  }
+  get taskId(): string {
+    return this.status.id;
+  }
+  get attempt(): number {
+    return this.status.attempt;
+  }
+  get maxAttempts(): number {
+    return this.status.maxAttempts;
+  }
+
+  outcome(phase: ShardOutcome['phase'], reason: string, message: string, items = 0): ShardOutcome {
+    return {
+      taskId: this.taskId,
+      index: this.task.shard.index,
+      phase,
+      items,
+      output: phase === 'Succeeded' ? this.task.shard.output : null,
+      reason,
+      message,
+      attempt: this.attempt,
+      worker: this.ctx.workerId,
+      finishedAt: nowIso(),
+    };
+  }
+
+  async writeStatus(patch: Partial<TaskStatus>): Promise<void> {
+    this.status = { ...this.status, ...patch };
+    await this.ctx.store.writeTaskStatus(this.status, { wake: false });
+  }
+
+  /** The worker's state once this shard is over. */
+  after(): WorkerState {
+    const { states, drain } = this.ctx;
+    return states.next({
+      state: drain.aborted ? 'draining' : 'idle',
+      shard: null,
+      shardsDone: states.current.shardsDone + 1,
+    });
+  }
+
+  /** The outcome, final status and worker state in one script; the job ends after it. */
+  async finish(o: ShardOutcome, patch: Partial<TaskStatus>, completed: boolean): Promise<void> {
+    const { store, pool, workerId, states } = this.ctx;
+    this.status = { ...this.status, ...patch };
+    const next = this.after();
+    const now = Date.now();
+    await store.finishShard({
+      runId: this.runId,
+      stage: this.stage,
+      outcome: o,
+      status: this.status,
+      ...(completed
+        ? {
+            completion: {
+              pool,
+              member: `${this.taskId}:${this.attempt}`,
+              atMs: now,
+              ...(states.current.shardsDone % 100 === 0
+                ? { dropBeforeMs: now - COMPLETIONS_KEPT_MS }
+                : {}),
+            },
+          }
+        : {}),
+      worker: { pool, workerId, state: next },
+    });
+    states.adopt(next);
+    this.published = true;
+  }
+}
