@@ -45,6 +45,7 @@ import { type Benchmark, type BenchContext, Cleanup, round, distIsFresh } from '
 import { startBenchRedis } from './lib/redis-server.js';
 import { progressIngestion } from './progress-ingestion.js';
 import { pulledThroughput } from './pulled-throughput.js';
+import { pulled50ms } from './pulled-50ms.js';
 import { residentVsReload } from './resident-vs-reload.js';
 import { scaleDownUnderLoad } from './scale-down-under-load.js';
 import { wrapperOverhead } from './wrapper-overhead.js';
@@ -55,6 +56,7 @@ const BENCHMARKS: readonly Benchmark[] = [
   wrapperOverhead,
   progressIngestion,
   pulledThroughput,
+  pulled50ms,
   residentVsReload,
   scaleDownUnderLoad,
   k8sReconcile,

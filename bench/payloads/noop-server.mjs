@@ -6,6 +6,8 @@
  *
  * Env     STATE_DIR (default .): it appends {"pid"} to STATE_DIR/loads.jsonl once at
  *         start, so a bench can count loads and stop stray servers.
+ *         SHARD_MS (default 0): each shard takes this long (a timer, no CPU) before its
+ *         output is written: a shard of known length (pulled-50ms).
  * Exit    0 on a shutdown request or EOF on stdin.
  */
 import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
@@ -17,6 +19,7 @@ appendFileSync(
   join(process.env.STATE_DIR ?? '.', 'loads.jsonl'),
   `${JSON.stringify({ pid: process.pid })}\n`,
 );
+const shardMs = Number(process.env.SHARD_MS ?? 0);
 emit({ type: 'ready' });
 
 for await (const line of createInterface({ input: process.stdin })) {
@@ -28,6 +31,7 @@ for await (const line of createInterface({ input: process.stdin })) {
   }
   if (req.type === 'shutdown') break;
   if (req.type !== 'shard') continue;
+  if (shardMs > 0) await new Promise((r) => setTimeout(r, shardMs));
   const text = readFileSync(req.input, 'utf8');
   writeFileSync(req.output, text);
   let items = 0;
