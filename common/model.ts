@@ -3,7 +3,6 @@
  * a phase plus conditions with machine-readable reasons and human messages.
  */
 import * as z from 'zod';
-import { NormalizedSpec } from './spec/normalized.js';
 
 export const Phase = z.enum(['Pending', 'Running', 'Succeeded', 'Failed', 'Cancelled']);
 export type Phase = z.infer<typeof Phase>;
@@ -173,27 +172,6 @@ export const ShardOutcome = z.object({
   finishedAt: z.string(),
 });
 export type ShardOutcome = z.infer<typeof ShardOutcome>;
-
-export const RunRecord = z.object({
-  id: z.string(),
-  name: z.string(),
-  kind: z.string(),
-  /**
-   * The frozen, normalised spec, exactly as validated at submit; checked when read back
-   * for the shape the controller relies on (common/spec/normalized.ts says what and why).
-   */
-  spec: NormalizedSpec,
-  phase: Phase,
-  conditions: z.array(Condition),
-  message: z.string().nullable(),
-  runDir: z.string(),
-  /** Working directory of the payloads unless a stage sets one: where the run was submitted from. */
-  workDir: z.string(),
-  createdAt: z.string(),
-  startedAt: z.string().nullable(),
-  finishedAt: z.string().nullable(),
-});
-export type RunRecord = z.infer<typeof RunRecord>;
 
 /** A launched unit of execution (a local process group, later a Kubernetes Job). */
 export const UnitRecord = z.object({

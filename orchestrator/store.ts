@@ -25,10 +25,10 @@ import {
   ResolvedPayload,
   ShardInfo,
   ShardOutcome,
-  RunRecord,
   StageStatus,
   TaskStatus,
 } from '../common/model.js';
+import { RunRecord } from './run-record.js';
 import { TaskStore } from '../common/task-store.js';
 import type { NormalizedSpec } from '../common/spec/schema.js';
 import { formatPath } from '../common/spec/values.js';

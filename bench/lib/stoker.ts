@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { silentLogger } from '../../common/logger.js';
-import type { RunRecord } from '../../common/model.js';
+import type { RunRecord } from '../../orchestrator/run-record.js';
 import { parseSpec } from '../../common/spec/load.js';
 import type { NormalizedSpec } from '../../common/spec/schema.js';
 import { unitNameFor } from '../../orchestrator/dispatcher.js';

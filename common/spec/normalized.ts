@@ -1,5 +1,5 @@
 /**
- * The normalised spec: the form every run is stored in (`RunRecord.spec`, common/model.ts)
+ * The normalised spec: the form every run is stored in (`RunRecord.spec`, orchestrator/run-record.ts)
  * and every part of the controller reads. Always a list of stages, the spec's defaults and
  * the built-in ones merged in (normalize.ts makes it from a parsed document). A TrainingRun
  * becomes a one-stage pipeline whose stage is named `train` (SelfPlay: `generate`,

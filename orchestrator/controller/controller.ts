@@ -16,7 +16,8 @@
  * Each pass also sizes the pools (pool-sizing.ts). context.ts lists the other parts.
  */
 import type { Logger } from '../../common/logger.js';
-import { isTerminal, nowIso, type RunRecord } from '../../common/model.js';
+import { isTerminal, nowIso } from '../../common/model.js';
+import type { RunRecord } from '../run-record.js';
 import { readTaskProgress } from '../../common/progress.js';
 import type { ControllerContext, ControllerOptions } from './context.js';
 import { DispatchedTasks } from './dispatched.js';

@@ -12,12 +12,8 @@
  */
 import type { JobsOptions } from 'bullmq';
 import { QUEUES, type DispatchQueue } from '../../common/keys.js';
-import {
-  nowIso,
-  type ResolvedPayload,
-  type RunRecord,
-  type StageStatus,
-} from '../../common/model.js';
+import { nowIso, type ResolvedPayload, type StageStatus } from '../../common/model.js';
+import type { RunRecord } from '../run-record.js';
 import { CPU_STEP_KINDS, type NormalizedStage } from '../../common/spec/schema.js';
 import { newTaskStatus } from '../../common/task-store.js';
 import { taskIdFor } from '../store.js';

@@ -3,7 +3,8 @@
  * compute the stages' and the run's status and the actions that converge the world.
  * No I/O here; controller.ts observes, converges and writes.
  */
-import type { Condition, Phase, RunRecord, StageStatus, TaskStatus } from '../../common/model.js';
+import type { Condition, Phase, StageStatus, TaskStatus } from '../../common/model.js';
+import type { RunRecord } from '../run-record.js';
 import { isTerminal } from '../../common/model.js';
 import type { NormalizedSpec, NormalizedStage } from '../../common/spec/schema.js';
 

@@ -15,13 +15,8 @@ import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Queue } from 'bullmq';
 import { poolQueueName, shardTaskId } from '../../common/keys.js';
-import {
-  isTerminal,
-  nowIso,
-  type ResolvedPayload,
-  type RunRecord,
-  type StageStatus,
-} from '../../common/model.js';
+import { isTerminal, nowIso, type ResolvedPayload, type StageStatus } from '../../common/model.js';
+import type { RunRecord } from '../run-record.js';
 import type { NormalizedPool, NormalizedStage } from '../../common/spec/schema.js';
 import { newTaskStatus } from '../../common/task-store.js';
 import type { DispatchJobData } from '../dispatcher.js';

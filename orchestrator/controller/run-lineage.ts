@@ -13,7 +13,8 @@
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../../common/logger.js';
-import type { RunRecord, StageStatus } from '../../common/model.js';
+import type { StageStatus } from '../../common/model.js';
+import type { RunRecord } from '../run-record.js';
 import type { NormalizedStage } from '../../common/spec/schema.js';
 import { LineageRecorder } from '../lineage.js';
 

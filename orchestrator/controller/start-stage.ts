@@ -11,7 +11,8 @@
  * The payload's output directory is `<runDir>/stages/<stage>`.
  */
 import { join } from 'node:path';
-import type { ResolvedPayload, RunRecord, StageStatus } from '../../common/model.js';
+import type { ResolvedPayload, StageStatus } from '../../common/model.js';
+import type { RunRecord } from '../run-record.js';
 import { resolveStage } from '../../common/spec/interpolate.js';
 import type { NormalizedStage } from '../../common/spec/schema.js';
 import { failStage, type ControllerContext } from './context.js';

@@ -6,7 +6,8 @@
  * issue>". The run then fails through the planner, as with any failed stage.
  */
 import type { SpecIssue } from '../../common/errors.js';
-import { isTerminal, type RunRecord } from '../../common/model.js';
+import { isTerminal } from '../../common/model.js';
+import type { RunRecord } from '../run-record.js';
 import { stagePath } from '../../common/spec/rules.js';
 import { formatPath } from '../../common/spec/values.js';
 import { failStage, type ControllerContext } from './context.js';

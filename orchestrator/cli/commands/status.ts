@@ -4,7 +4,7 @@
  * JSON schemas: RunView (orchestrator/views.ts) and {runs: [RunSummary]}.
  */
 import type { Command } from 'commander';
-import type { RunRecord } from '../../../common/model.js';
+import type { RunRecord } from '../../run-record.js';
 import { table } from '../../../common/table.js';
 import { buildRunView } from '../../views.js';
 import { connectClient } from '../client.js';
