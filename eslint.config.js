@@ -80,7 +80,7 @@ export default tseslint.config(
     },
   },
   ...TOP.map(layerRules),
-  // Units a newcomer can read (STYLE.md): files under 400 lines, functions under 80,
+  // Units a newcomer can read (README, Development: "Sizes"): files under 400 lines, functions under 80,
   // blank lines and comments counted. A longer one says why where it is, as the
   // directive's description: `/* eslint-disable max-lines -- why */` in the file's
   // header, `// eslint-disable-next-line max-lines-per-function -- why` above the

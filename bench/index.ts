@@ -1,6 +1,6 @@
 /**
  * `npm run bench [-- --json] [--quick] [--only NAME[,NAME]]`: stoker's benchmarks
- * (DESIGN.md section 8). Each prints one JSON object on one line on stdout:
+ * (README, "Benchmarks"). Each prints one JSON object on one line on stdout:
  *
  *   {name, unit, ...measured fields, baseline: {...}, ratio, ratioOf, target?, met?,
  *    quick, workerCommand, sourcesNewerThanBuild, build, benchSeconds, loadavg1m, node, cpus}

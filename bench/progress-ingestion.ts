@@ -1,7 +1,7 @@
 /**
  * progress-ingestion: a payload printing 20,000 marker events per second for S seconds
  * (5, quick: 1) through `stoker worker`, which parses every line and coalesces progress
- * into a few Redis writes per second (DESIGN.md section 8).
+ * into a few Redis writes per second (README, "Benchmarks").
  *
  * Payload    bench/payloads/flood-rate.mjs: paced by the clock, so a reader that cannot
  *            keep up slows it down; ends with a progress event carrying a known last step

@@ -1,5 +1,5 @@
 /**
- * The payload protocol (DESIGN.md section 4).
+ * The payload protocol (README, "Worker and payload protocol").
  *
  * A payload reports by printing lines of the form
  *

@@ -1,5 +1,5 @@
 /**
- * The Redis layout (DESIGN.md section 4). Every key stoker writes goes through this
+ * The Redis layout (README, "Redis layout"). Every key stoker writes goes through this
  * module, under one prefix (`stoker:` by default; STOKER_PREFIX or --prefix changes it,
  * which is how tests isolate themselves on one server).
  *
@@ -85,6 +85,15 @@ export type DispatchQueue = (typeof QUEUES)[keyof typeof QUEUES];
 
 /** The queue a pool's workers pull shards from. */
 export const poolQueueName = (pool: string): string => `pool.${pool}`;
+
+/**
+ * A job of a pool's queue, as the controller adds it and a pool worker takes it (the job
+ * id is the shard task id; the task hash holds the rest: TaskStore.beginShard).
+ */
+export interface PoolJobData {
+  taskId: string;
+  runId: string;
+}
 
 /** Shard task ids: `${runId}.${stage}.s00042`. */
 export const shardTaskId = (runId: string, stage: string, index: number): string =>

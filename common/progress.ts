@@ -1,5 +1,5 @@
 /**
- * The task progress record and its Redis encoding (DESIGN.md sections 3 and 4).
+ * The task progress record and its Redis encoding (README, "Worker and payload protocol").
  *
  * Written only by the worker running the task (worker/reporter.ts); read by everyone
  * (controller, CLI, API, dashboard) through the functions below.

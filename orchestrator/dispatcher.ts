@@ -1,5 +1,5 @@
 /**
- * The dispatcher (DESIGN.md section 2, dispatched mode): the processor of the `train`
+ * The dispatcher (README, "How a run flows": dispatched): the processor of the `train`
  * and `steps` queues. For each job it launches a dedicated unit through the backend,
  * supervises it, and completes the BullMQ job when the unit finishes.
  *

@@ -1,5 +1,5 @@
 /**
- * The embedded default (DESIGN.md section 5): with no REDIS_URL, stoker runs its own
+ * The embedded default (README, "The embedded Redis"): with no REDIS_URL, stoker runs its own
  * redis-server, so that `stoker up` and `stoker demo` need nothing but the package.
  *
  * Files, all under `${home}/redis/` (directory mode 0700):

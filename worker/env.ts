@@ -1,5 +1,5 @@
 /**
- * The payload's environment (DESIGN.md sections 4 and 7).
+ * The payload's environment (README, "Worker and payload protocol").
  *
  * The payload never inherits the worker's environment wholesale: the worker holds
  * REDIS_URL (with its password), the API token and whatever else its pod or shell

@@ -1,5 +1,5 @@
 /**
- * The payload's stdout and stderr, line by line (worker/runner.ts; DESIGN.md section 4,
+ * The payload's stdout and stderr, line by line (worker/runner.ts; README "Worker and payload protocol",
  * payload protocol).
  *
  * Every line is cut at MAX_LINE_CHARS, redacted (each secret value becomes REDACTED),

@@ -1,6 +1,6 @@
 /**
  * TaskReporter: the PayloadSink that records a task's events in Redis (layout in
- * common/progress.ts; DESIGN.md section 8: "throttle progress writes but never lose the
+ * common/progress.ts; the design's rule: "throttle progress writes but never lose the
  * last one or a checkpoint event").
  *
  * Rules

@@ -1,5 +1,5 @@
 /**
- * Run one payload command and turn its output into events (DESIGN.md sections 3, 4, 6).
+ * Run one payload command and turn its output into events (README, "Worker and payload protocol" and "Exit codes").
  *
  * Inputs   argv (never a shell string), cwd, the environment from worker/env.ts, the
  *          secret values to redact, an AbortSignal, a grace period and a stall timeout.

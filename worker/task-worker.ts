@@ -1,6 +1,6 @@
 /**
  * `stoker worker --task ID --unit NAME --attempt N`: one attempt of a dispatched task
- * (DESIGN.md section 2, "Dispatched").
+ * (README, "How a run flows": dispatched).
  *
  * Reads     task:{id}            payload (JSON ResolvedPayload), runDir, status (JSON;
  *                                runId and stage, else taken from the id `${runId}.${stage}`)

@@ -149,7 +149,7 @@ export const RetryRequest = z
 export type RetryRequest = z.infer<typeof RetryRequest>;
 
 // ---------------------------------------------------------------------------------------
-// Kubernetes: the `kubernetes` block of a stage and of spec.defaults (DESIGN.md section 4)
+// Kubernetes: the `kubernetes` block of a stage and of spec.defaults (docs/kubernetes.md)
 
 const DnsLabelName = z
   .string()

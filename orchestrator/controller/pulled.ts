@@ -14,12 +14,11 @@
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Queue } from 'bullmq';
-import { poolQueueName, shardTaskId } from '../../common/keys.js';
+import { poolQueueName, shardTaskId, type PoolJobData } from '../../common/keys.js';
 import { isTerminal, nowIso, type ResolvedPayload, type StageStatus } from '../../common/model.js';
 import type { RunRecord } from '../run-record.js';
 import type { NormalizedPool, NormalizedStage } from '../../common/spec/schema.js';
 import { newTaskStatus } from '../../common/task-store.js';
-import type { DispatchJobData } from '../dispatcher.js';
 import { planShards, type ShardPlan } from '../sharding.js';
 import type { TaskRecord } from '../store.js';
 import { failStage, type ControllerContext } from './context.js';
@@ -36,7 +35,7 @@ export interface ShardedInput {
 
 export class PulledStages {
   /** The queue of each pool this controller added shards to (closed by close()). */
-  private readonly poolQueues = new Map<string, Queue<DispatchJobData>>();
+  private readonly poolQueues = new Map<string, Queue<PoolJobData>>();
 
   constructor(private readonly ctx: ControllerContext) {}
 
@@ -142,10 +141,10 @@ export class PulledStages {
     }
   }
 
-  private poolQueue(name: string): Queue<DispatchJobData> {
+  private poolQueue(name: string): Queue<PoolJobData> {
     let q = this.poolQueues.get(name);
     if (!q) {
-      q = new Queue<DispatchJobData>(poolQueueName(name), {
+      q = new Queue<PoolJobData>(poolQueueName(name), {
         connection: this.ctx.connection,
         prefix: this.ctx.keys.bullPrefix,
       });

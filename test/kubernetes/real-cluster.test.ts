@@ -1,5 +1,5 @@
 /**
- * The gated suite for a real cluster (DESIGN.md section 9): skipped unless
+ * The gated suite for a real cluster (README, "Kubernetes"): skipped unless
  * STOKER_E2E_KUBECONFIG points at a kubeconfig of a cluster where stoker is installed
  * (`kubectl apply -k k8s/overlays/kind`: Redis, the controller, its Role). Run it with
  *

@@ -10,6 +10,7 @@
  * attempt's.
  */
 import type { Job } from 'bullmq';
+import type { PoolJobData } from '../../common/keys.js';
 import type { Logger } from '../../common/logger.js';
 import { nowIso, type ShardOutcome, type TaskStatus } from '../../common/model.js';
 import type { ShardTask, TaskStore } from '../../common/task-store.js';
@@ -27,10 +28,8 @@ export interface PoolContext {
   drain: AbortSignal;
 }
 
-export interface ShardJob {
-  taskId: string;
-  runId: string;
-}
+/** A job of the pool's queue (common/keys.ts, PoolJobData). */
+export type ShardJob = PoolJobData;
 
 /** Completions feed `stoker pools` (shards/s over the last minute): keep an hour. */
 const COMPLETIONS_KEPT_MS = 3600_000;

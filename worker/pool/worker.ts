@@ -1,6 +1,6 @@
 /**
- * `stoker worker --pool NAME`: a warm worker of a pool (pulled execution, DESIGN.md
- * section 2). It pulls shard tasks from the pool's queue (`pool.NAME`) one at a time and
+ * `stoker worker --pool NAME`: a warm worker of a pool (pulled execution: README, "How a
+ * run flows"). It pulls shard tasks from the pool's queue (`pool.NAME`) one at a time and
  * feeds them to a payload started once in server mode (worker/server-process.ts), so
  * what the payload loads (a model) serves every shard of the stage.
  *

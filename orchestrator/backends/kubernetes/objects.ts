@@ -1,5 +1,5 @@
 /**
- * Desired objects of the kubernetes backend (DESIGN.md sections 2, 4 and 7): pure
+ * Desired objects of the kubernetes backend (README, "Kubernetes"; docs/kubernetes.md): pure
  * functions from a launch request and the stage's normalised spec to the Jobs and
  * Services the backend creates. Nothing here talks to the API server; the backend
  * creates these (AlreadyExists = already launched), watches them by label, and deletes

@@ -7,7 +7,7 @@
   at module level, resolved), and tried: each module imports first in a fresh interpreter;
 - no function imports a module of stoker's (the way a cycle is usually dodged);
 - every entrypoint (`if __name__ == "__main__"`) has a docstring with its `-m` command;
-- units a newcomer can read (STYLE.md): every module under src/ is at most MAX_MODULE_LINES
+- units a newcomer can read (README, Development: "Sizes"): every module under src/ is at most MAX_MODULE_LINES
   (400) lines and every function (decorators, docstring and blank lines counted; a nested
   function counts inside its parent and on its own) at most MAX_FUNCTION_LINES (80), unless it
   says why with the marker `Long because:` followed by the reason: in the module's docstring

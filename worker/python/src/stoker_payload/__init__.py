@@ -1,4 +1,4 @@
-"""stoker_payload: the Python side of stoker's payload protocol (DESIGN.md section 4).
+"""stoker_payload: the Python side of stoker's payload protocol (README: "Worker and payload protocol").
 
     from stoker_payload import report, signals, run_main, PayloadError, resume_from, output_dir
 

@@ -1,4 +1,4 @@
-"""What the worker tells a payload through its environment (DESIGN.md section 4).
+"""What the worker tells a payload through its environment (README: "Worker and payload protocol").
 
     RANK, WORLD_SIZE, LOCAL_RANK   rank variables (unset: a single process, rank 0)
     STOKER_OUTPUT_DIR              where the payload writes checkpoints and artifacts
