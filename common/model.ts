@@ -148,6 +148,21 @@ export const StageStatus = z.object({
 });
 export type StageStatus = z.infer<typeof StageStatus>;
 
+/** A stage's status before anything ran: as the run is stored, and as the planner starts it. */
+export function newStageStatus(stage: { name: string; kind: string }): StageStatus {
+  return {
+    name: stage.name,
+    kind: stage.kind,
+    phase: 'Pending',
+    conditions: [],
+    tasks: [],
+    outputs: {},
+    startedAt: null,
+    finishedAt: null,
+    message: null,
+  };
+}
+
 /** Where one shard of a pulled stage reads and writes. */
 export const ShardInfo = z.object({
   index: z.number().int().nonnegative(),

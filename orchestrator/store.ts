@@ -21,6 +21,7 @@ import { join, resolve } from 'node:path';
 import type { Redis } from 'ioredis';
 import type { Keys } from '../common/keys.js';
 import {
+  newStageStatus,
   nowIso,
   ResolvedPayload,
   ShardInfo,
@@ -136,18 +137,7 @@ export class RunStore extends TaskStore {
     };
     const stages: Record<string, string> = {};
     for (const stage of spec.stages) {
-      const status: StageStatus = {
-        name: stage.name,
-        kind: stage.kind,
-        phase: 'Pending',
-        conditions: [],
-        tasks: [],
-        outputs: {},
-        startedAt: null,
-        finishedAt: null,
-        message: null,
-      };
-      stages[stage.name] = JSON.stringify(status);
+      stages[stage.name] = JSON.stringify(newStageStatus(stage));
     }
     const created = await this.redis
       .multi()

@@ -5,7 +5,7 @@
  */
 import type { Condition, Phase, StageStatus, TaskStatus } from '../../common/model.js';
 import type { RunRecord } from '../run-record.js';
-import { isTerminal } from '../../common/model.js';
+import { isTerminal, newStageStatus } from '../../common/model.js';
 import type { NormalizedSpec, NormalizedStage } from '../../common/spec/schema.js';
 
 export interface RunObservation {
@@ -102,20 +102,6 @@ export function planRun(obs: RunObservation): Plan {
 }
 
 /** A stage nothing was recorded of yet. */
-function newStageStatus(s: NormalizedStage): StageStatus {
-  return {
-    name: s.name,
-    kind: s.kind,
-    phase: 'Pending',
-    conditions: [],
-    tasks: [],
-    outputs: {},
-    startedAt: null,
-    finishedAt: null,
-    message: null,
-  };
-}
-
 /**
  * A stage with no task yet: cancelled (the run, or a dependency), failed (a dependency
  * failed), started (every dependency succeeded: createTask), or still waiting. `stages`

@@ -28,9 +28,6 @@ export interface PoolContext {
   drain: AbortSignal;
 }
 
-/** A job of the pool's queue (common/keys.ts, PoolJobData). */
-export type ShardJob = PoolJobData;
-
 /** Completions feed `stoker pools` (shards/s over the last minute): keep an hour. */
 const COMPLETIONS_KEPT_MS = 3600_000;
 
@@ -46,7 +43,7 @@ export class ShardAttempt {
 
   constructor(
     readonly ctx: PoolContext,
-    readonly job: Job<ShardJob>,
+    readonly job: Job<PoolJobData>,
     readonly token: string | undefined,
     readonly stage: string,
     readonly task: ShardTask,

@@ -17,13 +17,13 @@
  */
 import { rmSync } from 'node:fs';
 import { UnrecoverableError, type Job } from 'bullmq';
-import { shardStageOf } from '../../common/keys.js';
+import { shardStageOf, type PoolJobData } from '../../common/keys.js';
 import { nowIso } from '../../common/model.js';
 import { attemptLogFile } from '../../common/paths.js';
 import { newTaskStatus } from '../../common/task-store.js';
 import { TaskReporter } from '../reporter.js';
 import type { ShardResult } from '../server-process.js';
-import { ShardAttempt, type PoolContext, type ShardJob } from './attempt.js';
+import { ShardAttempt, type PoolContext } from './attempt.js';
 import { startFailure, type ServerSlot } from './servers.js';
 import { settle } from './settle.js';
 
@@ -37,12 +37,12 @@ export interface ShardProcessorContext extends PoolContext {
 }
 
 export function shardProcessor(ctx: ShardProcessorContext) {
-  return (job: Job<ShardJob>, token?: string) => processShard(ctx, job, token);
+  return (job: Job<PoolJobData>, token?: string) => processShard(ctx, job, token);
 }
 
 async function processShard(
   ctx: ShardProcessorContext,
-  job: Job<ShardJob>,
+  job: Job<PoolJobData>,
   token: string | undefined,
 ): Promise<{ items: number }> {
   // 1. Which shard, which attempt.

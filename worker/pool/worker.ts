@@ -19,11 +19,10 @@
  */
 import { Worker, type ConnectionOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { poolQueueName, type Keys } from '../../common/keys.js';
+import { poolQueueName, type Keys, type PoolJobData } from '../../common/keys.js';
 import type { Logger } from '../../common/logger.js';
 import { TaskStore } from '../../common/task-store.js';
 import type { EnvSource } from '../env.js';
-import type { ShardJob } from './attempt.js';
 import { ServerSlot } from './servers.js';
 import { shardProcessor } from './shard.js';
 import { WorkerStatePublisher } from './state.js';
@@ -74,7 +73,7 @@ export async function runPoolWorker(opts: PoolWorkerOptions): Promise<number> {
     drain: opts.drain,
     force: opts.force,
   });
-  const worker = new Worker<ShardJob>(poolQueueName(pool), processor, {
+  const worker = new Worker<PoolJobData>(poolQueueName(pool), processor, {
     connection: opts.connection,
     prefix: keys.bullPrefix,
     concurrency: 1,

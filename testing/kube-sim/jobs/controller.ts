@@ -29,6 +29,7 @@ import type { IPod } from 'kubernetes-models/v1/Pod';
 import type { Clock } from '../clock.js';
 import type { FakeApiServer } from '../apiserver/types.js';
 import { type KubeObject, KubeApiError, deepEqual, kubeTime } from '../objects/meta.js';
+import { WorkQueue } from '../work-queue.js';
 import { JOB_TRACKING_FINALIZER } from '../objects/resources.js';
 import type { StoreEvent } from '../store/object-table.js';
 import type { FakeKubeStore } from '../store/store.js';
@@ -57,8 +58,11 @@ class JobControllerImpl implements FakeJobController {
   private readonly clock: Clock;
   private readonly ttlEnabled: boolean;
   private readonly createRetryMs: number;
-  private readonly queue = new Set<string>();
-  private scheduled = false;
+  private readonly queue = new WorkQueue(
+    'fake job controller',
+    () => this.stopped,
+    (ns, name) => this.reconcile(ns, name),
+  );
   private stopped = false;
   private readonly memory = new Map<string, JobMemory>();
   private readonly unsubscribe: () => void;
@@ -125,25 +129,7 @@ class JobControllerImpl implements FakeJobController {
   }
 
   private enqueue(ns: string, name: string): void {
-    if (this.stopped) return;
-    this.queue.add(`${ns}/${name}`);
-    if (this.scheduled) return;
-    this.scheduled = true;
-    setImmediate(() => {
-      this.scheduled = false;
-      const keys = [...this.queue];
-      this.queue.clear();
-      for (const k of keys) {
-        if (this.stopped) return;
-        const [ns2, name2] = k.split('/') as [string, string];
-        try {
-          this.reconcile(ns2, name2);
-        } catch (err) {
-          if (!(err instanceof KubeApiError && err.code === 404))
-            process.emitWarning(`fake job controller: ${(err as Error).stack ?? String(err)}`);
-        }
-      }
-    });
+    this.queue.add(ns, name);
   }
 
   private releaseOrphans(job: KubeObject): void {

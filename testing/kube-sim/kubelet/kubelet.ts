@@ -60,7 +60,8 @@ import type { IPod } from 'kubernetes-models/v1/Pod';
 import type { IPodStatus } from 'kubernetes-models/v1/PodStatus';
 import type { FakeApiServer, PodLogSource } from '../apiserver/types.js';
 import type { Clock } from '../clock.js';
-import { KubeApiError, kubeTime } from '../objects/meta.js';
+import { kubeTime } from '../objects/meta.js';
+import { WorkQueue } from '../work-queue.js';
 import type { StoreEvent } from '../store/object-table.js';
 import type { FakeKubeStore } from '../store/store.js';
 import { killGroup } from './containers.js';
@@ -94,8 +95,11 @@ class KubeletImpl implements FakeKubelet, PodLogSource, KubeletContext {
   private readonly ownsMountRoot: boolean;
   /** Latest run per `ns/name`, kept after the pod is gone (for logs()). */
   private readonly byName = new Map<string, PodRun>();
-  private readonly queue = new Set<string>();
-  private scheduled = false;
+  private readonly queue = new WorkQueue(
+    'fake kubelet',
+    () => this.isStopped,
+    (ns, name) => this.syncPod(ns, name),
+  );
   private isStopped = false;
   private readonly unsubscribe: () => void;
 
@@ -182,25 +186,7 @@ class KubeletImpl implements FakeKubelet, PodLogSource, KubeletContext {
   }
 
   private enqueue(ns: string, name: string): void {
-    if (this.stopped) return;
-    this.queue.add(`${ns}/${name}`);
-    if (this.scheduled) return;
-    this.scheduled = true;
-    setImmediate(() => {
-      this.scheduled = false;
-      const keys = [...this.queue];
-      this.queue.clear();
-      for (const k of keys) {
-        if (this.stopped) return;
-        const [ns2, name2] = k.split('/') as [string, string];
-        try {
-          this.syncPod(ns2, name2);
-        } catch (err) {
-          if (!(err instanceof KubeApiError && err.code === 404))
-            process.emitWarning(`fake kubelet: ${(err as Error).stack ?? String(err)}`);
-        }
-      }
-    });
+    this.queue.add(ns, name);
   }
 
   // -------------------------------------------------------------------------------------

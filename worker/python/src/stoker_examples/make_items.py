@@ -30,7 +30,6 @@ Contract:
 from __future__ import annotations
 
 import json
-import os
 import random
 import sys
 from dataclasses import dataclass, field
@@ -39,6 +38,8 @@ from typing import Optional, Sequence
 
 from stoker_payload import entrypoint, exit_codes, report, runtime
 from stoker_payload.config import parse_config
+
+from .smoke_files import atomic_write
 
 WORDS = (
     "the a quick lazy brown fox dog model token shard worker pool batch loss gradient "
@@ -88,18 +89,8 @@ def make_items(n: int, seed: int) -> list[dict[str, str]]:
 
 
 def _atomic_write_lines(path: Path, lines: Sequence[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
-            for line in lines:
-                fh.write(line + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    data = "".join(line + "\n" for line in lines).encode("utf-8")
+    atomic_write(path, lambda fh: fh.write(data))
 
 
 def main(cfg: MakeItemsConfig) -> int:
