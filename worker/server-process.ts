@@ -28,7 +28,8 @@ export type ShardResult =
   | { kind: 'failed'; reason: string; message: string }
   | { kind: 'crashed'; exitCode: number | null; signal: string | null; stderrTail: string[] }
   | { kind: 'malformed'; message: string }
-  | { kind: 'aborted' };
+  /** notStarted: stopped before it reached the server (a shard in hand: pool/lookahead.ts). */
+  | { kind: 'aborted'; notStarted?: boolean };
 
 export interface ServerProcessOptions {
   argv: readonly string[];

@@ -12,7 +12,9 @@
  *   4. after the fact: every shard Succeeded with its output there; the clocks
  *
  * Clocks: first shard start = the earliest first entry of a shard's event stream (the
- * `attempt` event the worker writes as it starts); last completion = the newest score of
+ * `attempt` event the worker writes as it begins the shard; with a shard in hand that is
+ * while the worker's previous shard still runs, so shardInWorkerMs then spans about two
+ * shards); last completion = the newest score of
  * the pool's completions zset (the worker's clock at its ZADD). Redis work per shard is
  * counted from submit to the last outcome on the bench's own redis-server, the bench's
  * own polling subtracted.

@@ -171,6 +171,47 @@ describe('a generate stage over a pool', () => {
     );
   });
 
+  it('holds the next shard while shards are short, and gives it back, unspent, when the running one turns long', async () => {
+    sys = await startTestSystem();
+    // One worker; shard 0 is quick (so the worker takes one more in hand), shard 1 takes
+    // 6 s (longer than a job is held), shard 2 is quick.
+    const { spec, pool } = generateRun('hand', {
+      items: 15,
+      shardSize: 5,
+      pool: { replicas: 1, maxReplicas: 1 },
+      env: { SLOW_ON: 'shard-00001:6000' },
+    });
+    const runId = await sys.submit(spec);
+    const [first, slow, held] = [0, 1, 2].map((i) => shardTaskId(runId, 'gen', i));
+    // While the slow shard runs, the shard in hand went back to the queue: Pending again.
+    await eventually(
+      'the shard in hand back in the queue while the slow one runs',
+      async () => {
+        const st = await sys!.store.getTaskStatuses([slow!, held!]);
+        return st[slow!]?.phase === 'Running' && st[held!]?.reason === 'Requeued'
+          ? st[held!]
+          : null;
+      },
+      60_000,
+    ).then((st) => expect(st).toMatchObject({ phase: 'Pending', startedAt: null, attempt: 1 }));
+    const workers = await readWorkers(sys.redis, sys.keys, pool);
+    expect(workers.map((w) => [w.state, w.shard])).toEqual([['busy', slow]]);
+
+    const view = await sys.waitForPhase(runId, ['Succeeded', 'Failed', 'Cancelled'], 60_000);
+    expect(view.phase).toBe('Succeeded');
+    // Every shard once, on its first attempt: giving the shard back spent nothing.
+    const completions = await sys.redis.zrange(sys.keys.poolCompletions(pool), '0', '-1');
+    expect(completions.sort()).toEqual([first, slow, held].map((id) => `${id}:1`));
+    const statuses = await sys.store.getTaskStatuses([first!, slow!, held!]);
+    for (const st of Object.values(statuses)) {
+      expect(st).toMatchObject({ phase: 'Succeeded', attempt: 1 });
+    }
+    const out = outputs(view.runDir);
+    expect(out.ids).toHaveLength(15);
+    expect(new Set(out.ids).size).toBe(15);
+    expect(out.files.filter((f) => f.includes('.partial-'))).toEqual([]);
+  });
+
   it('retries the shard of a pool worker killed with SIGKILL; its output appears exactly once', async () => {
     sys = await startTestSystem();
     const { spec, dir, pool } = generateRun('kill9', {

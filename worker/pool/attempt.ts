@@ -34,6 +34,8 @@ const COMPLETIONS_KEPT_MS = 3600_000;
 export class ShardAttempt {
   /** The status as last written (or about to be). */
   status: TaskStatus;
+  /** True once the worker's state counts this shard as over. */
+  ended = false;
   /** True once finish() wrote the worker's state with the outcome. */
   published = false;
   /** True once the partial file became the shard's output. */
@@ -88,21 +90,19 @@ export class ShardAttempt {
     await this.ctx.store.writeTaskStatus(this.status, { wake: false });
   }
 
-  /** The worker's state once this shard is over. */
-  after(): WorkerState {
+  /** The worker's state once this shard is over (once: see `ended`). */
+  end(): WorkerState {
     const { states, drain } = this.ctx;
-    return states.next({
-      state: drain.aborted ? 'draining' : 'idle',
-      shard: null,
-      shardsDone: states.current.shardsDone + 1,
-    });
+    this.ended = true;
+    return states.shardEnds(this.taskId, drain.aborted);
   }
 
   /** The outcome, final status and worker state in one script; the job ends after it. */
   async finish(o: ShardOutcome, patch: Partial<TaskStatus>, completed: boolean): Promise<void> {
     const { store, pool, workerId, states } = this.ctx;
     this.status = { ...this.status, ...patch };
-    const next = this.after();
+    const doneBefore = states.current.shardsDone;
+    const next = this.end();
     const now = Date.now();
     await store.finishShard({
       runId: this.runId,
@@ -115,15 +115,12 @@ export class ShardAttempt {
               pool,
               member: `${this.taskId}:${this.attempt}`,
               atMs: now,
-              ...(states.current.shardsDone % 100 === 0
-                ? { dropBeforeMs: now - COMPLETIONS_KEPT_MS }
-                : {}),
+              ...(doneBefore % 100 === 0 ? { dropBeforeMs: now - COMPLETIONS_KEPT_MS } : {}),
             },
           }
         : {}),
       worker: { pool, workerId, state: next },
     });
-    states.adopt(next);
     this.published = true;
   }
 }

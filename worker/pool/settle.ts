@@ -6,8 +6,8 @@
  *              requeued without spending an attempt
  *   failed     the payload's own answer: a non-retryable reason (BAD_DATA...) fails the
  *              shard at once, a retryable one fails the attempt
- *   crashed,   the server's state is unknown: it is killed (the next shard starts a new
- *   malformed  one) and the attempt fails, retried
+ *   crashed,   the server's state is unknown (shard.ts has killed it: the next shard
+ *   malformed  starts a new one) and the attempt fails, retried
  * A failed attempt that is the last one (or not retryable) records the outcome Failed;
  * otherwise only the status (Pending, retrying) and BullMQ retries the job.
  */
@@ -17,24 +17,18 @@ import { ExitCode, classifyExit, type ExitCodeName } from '../../common/exit-cod
 import { nowIso } from '../../common/model.js';
 import type { ShardResult } from '../server-process.js';
 import type { ShardAttempt } from './attempt.js';
-import type { ServerSlot } from './servers.js';
 
 /** A preempted shard goes back to the queue after this long. */
 const REQUEUE_DELAY_MS = 500;
 
 const isExitCodeName = (s: string): s is ExitCodeName => Object.hasOwn(ExitCode, s);
 
-export async function settle(
-  a: ShardAttempt,
-  r: ShardResult,
-  servers: ServerSlot,
-): Promise<{ items: number }> {
+export async function settle(a: ShardAttempt, r: ShardResult): Promise<{ items: number }> {
   switch (r.kind) {
     case 'done':
       return succeed(a, r.items);
     case 'aborted':
-      await servers.discard();
-      return aborted(a);
+      return aborted(a, r.notStarted ?? false);
     case 'failed': {
       const retryable = isExitCodeName(r.reason)
         ? classifyExit(ExitCode[r.reason]).retryable
@@ -42,10 +36,8 @@ export async function settle(
       return fail(a, r.reason, r.message, retryable);
     }
     case 'malformed':
-      await servers.discard();
       return fail(a, 'MalformedResponse', r.message, true);
     case 'crashed': {
-      await servers.discard();
       const how = r.signal ? `killed by ${r.signal}` : `exited with code ${r.exitCode}`;
       const tail = r.stderrTail.filter((l) => l.trim()).slice(-3);
       const stderr = tail.length ? `; stderr: ${tail.join(' | ')}` : '';
@@ -80,9 +72,9 @@ async function succeed(a: ShardAttempt, items: number): Promise<{ items: number 
   return { items };
 }
 
-async function aborted(a: ShardAttempt): Promise<never> {
+async function aborted(a: ShardAttempt, notStarted: boolean): Promise<never> {
   if (await a.ctx.store.cancelRequestedAt(a.runId)) {
-    const message = 'cancelled while running';
+    const message = notStarted ? 'cancelled before it started' : 'cancelled while running';
     await a.finish(
       a.outcome('Cancelled', 'CancelRequested', message),
       { phase: 'Cancelled', reason: 'CancelRequested', message, finishedAt: nowIso() },

@@ -5,8 +5,11 @@
  * heartbeatMs so the controller can tell a live worker from a dead one.
  *
  * The shard's begin and finish scripts write the state in the same round trip as the
- * shard's status (TaskStore.beginShard / finishShard): those callers compute the next
- * state with next() and record it with adopt() once the script has run.
+ * shard's status (TaskStore.beginShard / finishShard). The state kept here is the truth
+ * those scripts write: shardBegins() and shardEnds() change it at once, before the
+ * script is sent, so that with one shard in hand (lookahead.ts) the next shard's begin
+ * and the last one's outcome, sent in either order on the one connection, leave the
+ * state right (busy with the next shard, one more done).
  */
 import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
@@ -17,6 +20,8 @@ import type { WorkerState } from '../../common/worker-state.js';
 
 export class WorkerStatePublisher {
   private state: WorkerState;
+  /** Shards begun and not over, oldest first. */
+  private readonly begun: string[] = [];
   private heartbeat: NodeJS.Timeout | null = null;
 
   constructor(
@@ -50,9 +55,36 @@ export class WorkerStatePublisher {
     return { ...this.state, ...patch, heartbeatAt: now, ...(changed ? { since: now } : {}) };
   }
 
-  /** Take a state that a shard script has already written. */
-  adopt(state: WorkerState): void {
-    this.state = state;
+  /**
+   * A shard begins: busy. The state names the oldest shard begun and not over (the one
+   * on the server; a shard in hand begins while the last one ends: lookahead.ts).
+   */
+  shardBegins(shard: string): WorkerState {
+    this.begun.push(shard);
+    this.state = this.next({ state: 'busy', shard: this.begun[0] ?? shard });
+    return this.state;
+  }
+
+  /**
+   * A shard is over, whatever its outcome (`counted`: it ran; false for one that began
+   * but did not run): idle, or draining, once no other shard is begun.
+   */
+  shardEnds(shard: string, draining: boolean, counted = true): WorkerState {
+    const i = this.begun.indexOf(shard);
+    if (i >= 0) this.begun.splice(i, 1);
+    const first = this.begun[0];
+    this.state = this.next({
+      ...(first !== undefined
+        ? { state: 'busy', shard: first }
+        : { state: draining ? 'draining' : 'idle', shard: null }),
+      shardsDone: this.state.shardsDone + (counted ? 1 : 0),
+    });
+    return this.state;
+  }
+
+  /** BullMQ is ready: idle, unless a shard has begun already (BullMQ starts at once). */
+  async ready(): Promise<void> {
+    if (this.state.state === 'starting') await this.publish({ state: 'idle' });
   }
 
   /** Write the state after `patch`; a Redis error is logged, never thrown. */

@@ -9,11 +9,12 @@
  *
  * The worker's life:
  *   1. publish its state (`starting`) and start the heartbeat (state.ts)
- *   2. a BullMQ Worker, concurrency 1, runs each job through the shard processor
- *      (shard.ts: begin, run on the resident server, settle)
+ *   2. a BullMQ Worker runs each job through the shard processor (shard.ts: begin, run
+ *      on the resident server, settle), one shard at a time on the server; while shards
+ *      are short it holds the next job in hand (lookahead.ts)
  *   3. ready: `idle`
  *   4. the first SIGTERM drains: the current shard finishes (scale-down never kills a
- *      shard half-way), no new one is taken; a second SIGTERM aborts the shard, which
+ *      shard half-way), no new one is taken, a job in hand goes back; a second SIGTERM aborts the shard, which
  *      is requeued without spending an attempt (settle.ts)
  *   5. the server is stopped and the worker leaves the pool's list; exit code 0
  */
@@ -23,6 +24,7 @@ import { poolQueueName, type Keys, type PoolJobData } from '../../common/keys.js
 import type { Logger } from '../../common/logger.js';
 import { TaskStore } from '../../common/task-store.js';
 import type { EnvSource } from '../env.js';
+import { Lookahead } from './lookahead.js';
 import { ServerSlot } from './servers.js';
 import { shardProcessor } from './shard.js';
 import { WorkerStatePublisher } from './state.js';
@@ -63,7 +65,9 @@ export async function runPoolWorker(opts: PoolWorkerOptions): Promise<number> {
   });
 
   // 2. The queue's worker.
+  const lookahead = new Lookahead();
   const processor = shardProcessor({
+    lookahead,
     store: new TaskStore(redis, keys),
     pool,
     workerId,
@@ -82,11 +86,12 @@ export async function runPoolWorker(opts: PoolWorkerOptions): Promise<number> {
     maxStalledCount: 5,
     name: workerId,
   });
+  lookahead.attach(worker);
   worker.on('error', (err) => log.error({ err }, 'pool worker error'));
   await worker.waitUntilReady();
 
   // 3. Ready.
-  await states.publish({ state: 'idle' });
+  await states.ready();
   log.info('pool worker ready');
 
   // 4. Until the drain.
@@ -95,6 +100,7 @@ export async function runPoolWorker(opts: PoolWorkerOptions): Promise<number> {
     opts.drain.addEventListener('abort', () => resolve(), { once: true });
   });
   log.info('draining: finishing the current shard');
+  lookahead.stop();
   await states.publish({ state: 'draining' });
   await worker.close();
 
