@@ -183,14 +183,28 @@ export class RunStore extends TaskStore {
 
   /** The newest runs, newest first. */
   async listRuns(limit = 50): Promise<RunRecord[]> {
-    const ids = await this.redis.zrevrange(this.keys.runIndex(), 0, limit - 1);
+    return (await this.listRunsAt(0, limit)).filter((r): r is RunRecord => r !== null);
+  }
+
+  /**
+   * `count` runs from position `offset` of the index, newest first; null where a run's
+   * record is gone (so positions stay aligned with the index, for paging).
+   */
+  async listRunsAt(offset: number, count: number): Promise<Array<RunRecord | null>> {
+    const ids = await this.redis.zrevrange(this.keys.runIndex(), offset, offset + count - 1);
     if (ids.length === 0) return [];
     const pipe = this.redis.pipeline();
     for (const id of ids) pipe.hget(this.keys.run(id), 'record');
     const res = (await pipe.exec()) ?? [];
-    return res.flatMap(([, raw], i) =>
-      typeof raw === 'string' ? [parseRunRecord(ids[i] as string, raw)] : [],
-    );
+    return ids.map((id, i) => {
+      const raw = res[i]?.[1];
+      return typeof raw === 'string' ? parseRunRecord(id, raw) : null;
+    });
+  }
+
+  /** How many runs the index holds. */
+  async runCount(): Promise<number> {
+    return this.redis.zcard(this.keys.runIndex());
   }
 
   async activeRunIds(): Promise<string[]> {

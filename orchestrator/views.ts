@@ -13,9 +13,11 @@ import {
   Phase,
   StageLineage,
   type StageStatus,
+  type TaskProgress,
   type TaskStatus,
 } from '../common/model.js';
 import { readTaskProgress } from '../common/progress.js';
+import type { RunRecord } from './run-record.js';
 import type { RunStore } from './store.js';
 
 export const TaskView = z.object({
@@ -160,18 +162,18 @@ export async function buildRunView(
   };
 }
 
+/** Seconds left at the reported rate; null without a step, a total or a rate. */
+export function etaSeconds(p: TaskProgress): number | null {
+  return p.step !== null && p.totalSteps !== null && p.stepsPerSec && p.stepsPerSec > 0
+    ? Math.max(0, (p.totalSteps - p.step) / p.stepsPerSec)
+    : null;
+}
+
 /** One task: its status, what its payload reported (progress, artifacts), its unit's log file. */
 async function taskView(redis: Redis, keys: Keys, id: string, t: TaskStatus): Promise<TaskView> {
   const p = await readTaskProgress(redis, keys, id);
   const unit = t.unit ? await redis.hget(keys.unit(t.unit), 'logFile') : null;
-  const eta =
-    p.step !== null &&
-    p.totalSteps !== null &&
-    p.stepsPerSec &&
-    p.stepsPerSec > 0 &&
-    t.phase === 'Running'
-      ? Math.max(0, (p.totalSteps - p.step) / p.stepsPerSec)
-      : null;
+  const eta = t.phase === 'Running' ? etaSeconds(p) : null;
   return {
     id,
     phase: t.phase,
@@ -229,5 +231,19 @@ async function shardSummary(
     items: counts.items,
     itemsPerSec: secs > 0 ? counts.items / secs : null,
     failures,
+  };
+}
+
+/** A run in a list (`stoker status --json`, GET /api/v1/runs). */
+export function runSummary(r: RunRecord) {
+  return {
+    id: r.id,
+    name: r.name,
+    kind: r.kind,
+    phase: r.phase,
+    message: r.message,
+    createdAt: r.createdAt,
+    startedAt: r.startedAt,
+    finishedAt: r.finishedAt,
   };
 }

@@ -134,7 +134,17 @@ function registerServiceCommands(program: Command): void {
       program
         .command(name)
         .description(description)
-        .addOption(intOption('--concurrency <n>', 'dispatched tasks at once (the GPU budget)')),
+        .addOption(intOption('--concurrency <n>', 'dispatched tasks at once (the GPU budget)'))
+        .addOption(
+          intOption(
+            '--port <n>',
+            'port of the HTTP API and /metrics (default STOKER_HTTP_PORT, else 8080; 0: any free port)',
+          ),
+        )
+        .option(
+          '--host <address>',
+          'address the HTTP server listens on (default STOKER_HTTP_HOST, else 127.0.0.1)',
+        ),
       { env: true },
     ).action(lazy(() => import('./commands/serve.js'), action));
   }

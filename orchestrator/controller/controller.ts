@@ -44,6 +44,8 @@ export class Controller {
   private readonly lineage: RunLineage;
   /** Reconcile passes and status writes, for tests and the reconcile benchmark. */
   readonly stats = { passes: 0, writes: 0 };
+  /** Told the duration of every reconcile pass, in seconds (the HTTP server's /metrics). */
+  onPass: ((seconds: number) => void) | null = null;
 
   constructor(private readonly opts: ControllerOptions) {
     this.ctx = { ...opts, clock: opts.clock ?? Date.now };
@@ -116,6 +118,12 @@ export class Controller {
   }
 
   private async reconcileEach(runIds: string[]): Promise<void> {
+    const started = performance.now();
+    await this.reconcileRuns(runIds);
+    this.onPass?.((performance.now() - started) / 1000);
+  }
+
+  private async reconcileRuns(runIds: string[]): Promise<void> {
     for (const runId of runIds) {
       try {
         await this.reconcileRun(runId);

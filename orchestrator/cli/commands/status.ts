@@ -4,9 +4,8 @@
  * JSON schemas: RunView (orchestrator/views.ts) and {runs: [RunSummary]}.
  */
 import type { Command } from 'commander';
-import type { RunRecord } from '../../run-record.js';
 import { table } from '../../../common/table.js';
-import { buildRunView } from '../../views.js';
+import { buildRunView, runSummary } from '../../views.js';
 import { connectClient } from '../client.js';
 import { makeContext } from '../context.js';
 import { age, describeRun } from '../format.js';
@@ -33,7 +32,7 @@ export async function action(
       return;
     }
     const runs = await client.store.listRuns(o.limit);
-    if (o.json) return printJson({ runs: runs.map(summary) });
+    if (o.json) return printJson({ runs: runs.map(runSummary) });
     if (runs.length === 0) return print('no runs yet: stoker submit FILE');
     const rows = [['RUN', 'PHASE', 'STAGES', 'AGE', 'MESSAGE']];
     for (const r of runs) {
@@ -51,17 +50,4 @@ export async function action(
   } finally {
     await client.close();
   }
-}
-
-function summary(r: RunRecord) {
-  return {
-    id: r.id,
-    name: r.name,
-    kind: r.kind,
-    phase: r.phase,
-    message: r.message,
-    createdAt: r.createdAt,
-    startedAt: r.startedAt,
-    finishedAt: r.finishedAt,
-  };
 }

@@ -1,0 +1,201 @@
+/**
+ * API v1 (under /api/v1; who may call what: server.ts). JSON in and out; the bodies are
+ * the CLI's own JSON contracts (README, "JSON output"):
+ *
+ *   GET  /runs?phase=P&name=N&limit=L&cursor=C   {runs: [RunSummary], next: cursor|null},
+ *                                                newest first; cursor: where the next
+ *                                                page starts
+ *   POST /runs?set=k=v&workDir=DIR               submit: the body is the spec, YAML or
+ *                                                JSON; 201 {id}; an invalid spec is a 422
+ *                                                with the same issues (path, line) as
+ *                                                `stoker validate`
+ *   GET  /runs/RUN                               RunView (an id, an id prefix or a name)
+ *   POST /runs/RUN/cancel                        202 {id, cancelRequested: true}
+ *   GET  /pools, /pools/NAME                     PoolView(s)
+ *   POST /pools/NAME/scale {"replicas": N}       the pool record after the change
+ *   GET  /queues                                 BullMQ's counts per queue
+ */
+import { isAbsolute } from 'node:path';
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
+import type { Redis } from 'ioredis';
+import { z } from 'zod';
+import { StokerError } from '../../common/errors.js';
+import type { Keys } from '../../common/keys.js';
+import { isTerminal, Phase } from '../../common/model.js';
+import { parseSpec } from '../../common/spec/load.js';
+import { kubernetesSpecRules } from '../backends/kubernetes/spec-rules.js';
+import { buildPoolView, scalePool } from '../pools.js';
+import type { QueueReader } from '../queue-counts.js';
+import type { RunRecord } from '../run-record.js';
+import type { RunStore } from '../store.js';
+import { buildRunView, runSummary } from '../views.js';
+
+export interface ApiSource {
+  redis: Redis;
+  keys: Keys;
+  store: RunStore;
+  queues: QueueReader;
+  /** Stoker's home: where submitted runs get their folders. */
+  home: string;
+  isLeader(): boolean;
+}
+
+/** No such pool (a run's is RunNotFoundError): a 404. */
+export class NotFoundError extends StokerError {
+  override name = 'NotFoundError';
+}
+
+/** A malformed request (query, parameters, body): a 400 naming the field. */
+export class BadRequestError extends StokerError {
+  override name = 'BadRequestError';
+  readonly statusCode = 400;
+}
+
+const RunsQuery = z.strictObject({
+  phase: Phase.optional(),
+  name: z.string().max(200).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(50),
+  cursor: z.coerce.number().int().min(0).default(0),
+});
+const SubmitQuery = z.strictObject({
+  set: z.union([z.string(), z.array(z.string())]).optional(),
+  workDir: z.string().refine(isAbsolute, 'must be an absolute path').optional(),
+});
+const ScaleBody = z.strictObject({ replicas: z.number().int().min(0) });
+
+function parse<T>(schema: z.ZodType<T>, value: unknown, where: string): T {
+  const r = schema.safeParse(value ?? {});
+  if (r.success) return r.data;
+  const problems = r.error.issues.map((i) => {
+    const at = i.path.length ? `${where}.${i.path.join('.')}` : where;
+    return `${at}: ${i.message}`;
+  });
+  throw new BadRequestError(problems.join('; '));
+}
+
+export function apiRoutes(src: ApiSource): FastifyPluginAsync {
+  return async (app: FastifyInstance) => {
+    runRoutes(app, src);
+    poolRoutes(app, src);
+  };
+}
+
+function runRoutes(app: FastifyInstance, src: ApiSource): void {
+  const { store, redis, keys } = src;
+
+  app.get('/runs', { config: { access: 'read' } }, async (req) => {
+    const q = parse(RunsQuery, req.query, 'query');
+    return listRuns(src, q);
+  });
+
+  app.post('/runs', { config: { access: 'admin' } }, async (req, reply) => {
+    const q = parse(SubmitQuery, req.query, 'query');
+    const text = specText(req.body);
+    const sets = q.set === undefined ? [] : Array.isArray(q.set) ? q.set : [q.set];
+    const spec = parseSpec(text, { file: 'body', sets, rules: [kubernetesSpecRules] });
+    const run = await store.createRun(spec, {
+      home: src.home,
+      ...(q.workDir ? { workDir: q.workDir } : {}),
+    });
+    return reply.code(201).send({ id: run.id, name: run.name, phase: run.phase });
+  });
+
+  app.get<{ Params: { run: string } }>(
+    '/runs/:run',
+    { config: { access: 'read' } },
+    async (req) => {
+      const runId = await store.resolveRunId(req.params.run);
+      return buildRunView(store, redis, keys, runId);
+    },
+  );
+
+  app.post<{ Params: { run: string } }>(
+    '/runs/:run/cancel',
+    { config: { access: 'admin' } },
+    async (req, reply) => {
+      const runId = await store.resolveRunId(req.params.run);
+      const run = await store.mustGetRun(runId);
+      if (isTerminal(run.phase))
+        return reply.code(409).send({
+          error: { code: 'Conflict', message: `run ${runId} already ${run.phase}` },
+        });
+      await store.requestCancel(runId);
+      return reply.code(202).send({ id: runId, cancelRequested: true });
+    },
+  );
+}
+
+function poolRoutes(app: FastifyInstance, src: ApiSource): void {
+  const { redis, keys, queues } = src;
+  app.get('/pools', { config: { access: 'read' } }, async () => {
+    const names = (await redis.smembers(keys.pools())).sort();
+    const pools = [];
+    for (const name of names) {
+      const v = await buildPoolView(redis, keys, name, queues.poolCounts);
+      if (v) pools.push(v);
+    }
+    return { pools };
+  });
+
+  app.get<{ Params: { pool: string } }>(
+    '/pools/:pool',
+    { config: { access: 'read' } },
+    async (req) => {
+      const v = await buildPoolView(redis, keys, req.params.pool, queues.poolCounts);
+      if (!v) throw new NotFoundError(`no pool "${req.params.pool}"`);
+      return v;
+    },
+  );
+
+  app.post<{ Params: { pool: string } }>(
+    '/pools/:pool/scale',
+    { config: { access: 'admin' } },
+    async (req) => {
+      const { replicas } = parse(ScaleBody, req.body, 'body');
+      if (!(await redis.sismember(keys.pools(), req.params.pool)))
+        throw new NotFoundError(`no pool "${req.params.pool}"`);
+      return scalePool(redis, keys, req.params.pool, replicas);
+    },
+  );
+
+  app.get('/queues', { config: { access: 'read' } }, async () => {
+    const out = [];
+    for (const name of await queues.names()) out.push(await queues.counts(name));
+    return { queues: out };
+  });
+}
+
+/** The submitted spec as text: YAML as sent, or a JSON body (YAML is a superset of JSON). */
+function specText(body: unknown): string {
+  if (typeof body === 'string') {
+    if (body.trim() === '') throw new BadRequestError('body: the spec is empty');
+    return body;
+  }
+  if (body && typeof body === 'object' && !Array.isArray(body))
+    return JSON.stringify(body, null, 2);
+  throw new BadRequestError(
+    'body: send the spec as YAML (Content-Type: application/yaml) or as a JSON object',
+  );
+}
+
+async function listRuns(src: ApiSource, q: z.infer<typeof RunsQuery>) {
+  const { store } = src;
+  const runs: RunRecord[] = [];
+  let cursor = q.cursor;
+  const chunk = Math.max(q.limit, 100);
+  for (;;) {
+    const page = await store.listRunsAt(cursor, chunk);
+    for (const [i, r] of page.entries()) {
+      if (!r) continue;
+      if (q.phase && r.phase !== q.phase) continue;
+      if (q.name && r.name !== q.name) continue;
+      runs.push(r);
+      if (runs.length === q.limit) {
+        const next = cursor + i + 1;
+        return { runs: runs.map(runSummary), next: next < (await store.runCount()) ? next : null };
+      }
+    }
+    if (page.length < chunk) return { runs: runs.map(runSummary), next: null };
+    cursor += chunk;
+  }
+}

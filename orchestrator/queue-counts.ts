@@ -1,0 +1,84 @@
+/**
+ * BullMQ's counts for stoker's queues (the dispatch queues and every pool's), read by
+ * long-lived readers (the HTTP API, /metrics): one Queue object per name, opened on first
+ * use and kept, so a scrape does not open and close connections.
+ *
+ * `paused` is a flag: BullMQ 5+ keeps a paused queue's jobs in `waiting` and marks the
+ * queue paused.
+ */
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { poolQueueName, QUEUES, type Keys } from '../common/keys.js';
+import { bullConnection } from '../common/redis.js';
+
+export const JOB_STATES = [
+  'waiting',
+  'prioritized',
+  'delayed',
+  'active',
+  'completed',
+  'failed',
+] as const;
+export type JobState = (typeof JOB_STATES)[number];
+
+export interface QueueCounts {
+  name: string;
+  counts: Record<JobState, number>;
+  paused: boolean;
+}
+
+export class QueueReader {
+  private readonly queues = new Map<string, Queue>();
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: Keys,
+    private readonly redisUrl: string,
+  ) {}
+
+  /** The dispatch queues, then each pool's, sorted. */
+  async names(): Promise<string[]> {
+    const pools = (await this.redis.smembers(this.keys.pools())).sort().map(poolQueueName);
+    return [...Object.values(QUEUES), ...pools];
+  }
+
+  /** The queue of this name (opened once). */
+  queue(name: string): Queue {
+    let q = this.queues.get(name);
+    if (!q) {
+      q = new Queue(name, {
+        connection: bullConnection(this.redisUrl),
+        prefix: this.keys.bullPrefix,
+      });
+      q.on('error', () => undefined); // connection errors surface on the next call
+      this.queues.set(name, q);
+    }
+    return q;
+  }
+
+  async counts(name: string): Promise<QueueCounts> {
+    const q = this.queue(name);
+    const c = await q.getJobCounts(...JOB_STATES);
+    const counts = Object.fromEntries(JOB_STATES.map((s) => [s, c[s] ?? 0])) as Record<
+      JobState,
+      number
+    >;
+    return { name, counts, paused: await q.isPaused() };
+  }
+
+  /** For buildPoolView: the backlog's parts and the active shards of a pool's queue. */
+  readonly poolCounts = async (name: string) => {
+    const { counts } = await this.counts(name);
+    return {
+      waiting: counts.waiting,
+      prioritized: counts.prioritized,
+      delayed: counts.delayed,
+      active: counts.active,
+    };
+  };
+
+  async close(): Promise<void> {
+    await Promise.all([...this.queues.values()].map((q) => q.close()));
+    this.queues.clear();
+  }
+}

@@ -1,0 +1,351 @@
+/**
+ * The HTTP server of a running stoker (orchestrator/http/) against a real system on the
+ * suite's Redis: open health routes, bearer tokens and roles, API v1 (runs, pools,
+ * queues), refusals as JSON that change nothing, and /metrics through a real Prometheus
+ * text-format parser.
+ */
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import parsePrometheusTextFormat from 'parse-prometheus-text-format';
+import { stringify } from 'yaml';
+import { afterEach, describe, expect, it } from 'vitest';
+import { silentLogger } from '../../common/logger.js';
+import { registerPool } from '../../orchestrator/pools.js';
+import { httpSettings, startHttp, type RunningHttp } from '../../orchestrator/http/start.js';
+import { loadOrCreateTokens, tokenFilePath } from '../../orchestrator/http/tokens.js';
+import { eventually } from '../util/redis-server.js';
+import { payloadFixture, startTestSystem, type TestSystem } from '../util/system.js';
+
+let sys: TestSystem | undefined;
+let http: RunningHttp | undefined;
+afterEach(async () => {
+  await http?.close();
+  await sys?.cleanup();
+  http = undefined;
+  sys = undefined;
+});
+
+async function start(env: NodeJS.ProcessEnv = {}) {
+  sys = await startTestSystem();
+  http = await startHttp({
+    sys,
+    redisUrl: sys.redisUrl,
+    home: sys.home,
+    env,
+    settings: httpSettings({ port: 0, host: '127.0.0.1' }, env),
+    log: silentLogger(),
+  });
+  const { admin, read } = http.tokens.tokens;
+  const call = async (
+    method: string,
+    path: string,
+    o: { token?: string | null; body?: string | object; type?: string } = {},
+  ) => {
+    const headers: Record<string, string> = {};
+    const token = o.token === undefined ? read : o.token;
+    if (token) headers.authorization = `Bearer ${token}`;
+    let body: string | undefined;
+    if (typeof o.body === 'string') {
+      body = o.body;
+      headers['content-type'] = o.type ?? 'application/yaml';
+    } else if (o.body !== undefined) {
+      body = JSON.stringify(o.body);
+      headers['content-type'] = o.type ?? 'application/json';
+    }
+    const res = await fetch(`${http!.url}${path}`, { method, headers, body });
+    const text = await res.text();
+    const json = res.headers.get('content-type')?.includes('json')
+      ? (JSON.parse(text) as Record<string, unknown>)
+      : null;
+    return { status: res.status, json, text, type: res.headers.get('content-type') };
+  };
+  return { call, admin, read, sys, http };
+}
+
+function trainSpec(name: string, steps = 3) {
+  return stringify({
+    apiVersion: 'stoker/v1',
+    kind: 'TrainingRun',
+    metadata: { name },
+    spec: {
+      payload: {
+        command: [process.execPath, payloadFixture('train-sim.mjs')],
+        env: { STEPS: steps, STEP_MS: 1 },
+      },
+    },
+  });
+}
+
+describe('the HTTP server', () => {
+  it('serves health openly and everything else only with a token, by role', async () => {
+    const { call, admin, read, sys: s } = await start();
+    expect(await call('GET', '/healthz', { token: null })).toMatchObject({
+      status: 200,
+      json: { ok: true },
+    });
+    expect(await call('GET', '/readyz', { token: null })).toMatchObject({
+      status: 200,
+      json: { ready: true, redis: 'ok', leader: true },
+    });
+
+    const none = await call('GET', '/api/v1/runs', { token: null });
+    expect(none.status).toBe(401);
+    expect(none.json).toMatchObject({ error: { code: 'Unauthorized' } });
+    expect(String((none.json?.error as { message: string }).message)).toMatch(/bearer token/);
+    const wrong = await call('GET', '/api/v1/runs', { token: `${read}x` });
+    expect(wrong).toMatchObject({ status: 401, json: { error: { message: 'unknown token' } } });
+    expect(await call('GET', '/api/v1/runs')).toMatchObject({ status: 200, json: { runs: [] } });
+
+    // A read-only token may not write; nothing is created.
+    const denied = await call('POST', '/api/v1/runs', { body: trainSpec('ro') });
+    expect(denied).toMatchObject({ status: 403, json: { error: { code: 'Forbidden' } } });
+    expect(await s.store.runCount()).toBe(0);
+
+    // The tokens: in the home, 0600, kept across starts, never in Redis.
+    const file = tokenFilePath(s.home);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect(JSON.parse(readFileSync(file, 'utf8'))).toEqual({ admin, read });
+    expect(loadOrCreateTokens(s.home, {})).toMatchObject({ source: 'file', tokens: { admin } });
+    const keys = await s.redis.keys(`${s.prefix}*`);
+    for (const key of keys) {
+      const type = await s.redis.type(key);
+      const dump = type === 'string' ? await s.redis.get(key) : JSON.stringify(await dumpKey(key));
+      expect(dump ?? '').not.toContain(admin);
+      expect(dump ?? '').not.toContain(read);
+    }
+    async function dumpKey(key: string): Promise<unknown> {
+      const t = await s.redis.type(key);
+      if (t === 'hash') return s.redis.hgetall(key);
+      if (t === 'set') return s.redis.smembers(key);
+      if (t === 'zset') return s.redis.zrange(key, '0', '-1');
+      if (t === 'list') return s.redis.lrange(key, 0, -1);
+      return null;
+    }
+  });
+
+  it('submits a spec (YAML or JSON), lists and pages runs, shows one, and cancels', async () => {
+    const { call, admin } = await start();
+    const a = await call('POST', '/api/v1/runs', { token: admin, body: trainSpec('api-a') });
+    expect(a.status).toBe(201);
+    const idA = String(a.json?.id);
+    const asJson = JSON.parse(JSON.stringify((await import('yaml')).parse(trainSpec('api-b'))));
+    const b = await call('POST', '/api/v1/runs', { token: admin, body: asJson });
+    expect(b.status).toBe(201);
+    const idB = String(b.json?.id);
+
+    const done = await eventually(
+      'both runs Succeeded',
+      async () => {
+        const r = await call('GET', '/api/v1/runs?phase=Succeeded');
+        return (r.json?.runs as unknown[]).length === 2 ? r : null;
+      },
+      60_000,
+    );
+    expect((done.json?.runs as Array<{ id: string }>).map((r) => r.id).sort()).toEqual(
+      [idA, idB].sort(),
+    );
+    // Paging: newest first, one at a time.
+    const p1 = await call('GET', '/api/v1/runs?limit=1');
+    expect(p1.json).toMatchObject({ runs: [{ id: idB }], next: 1 });
+    const p2 = await call('GET', '/api/v1/runs?limit=1&cursor=1');
+    expect(p2.json).toMatchObject({ runs: [{ id: idA }], next: null });
+    expect(
+      (await call('GET', `/api/v1/runs?name=api-a`)).json?.runs as Array<{ id: string }>,
+    ).toMatchObject([{ id: idA }]);
+
+    const view = await call('GET', `/api/v1/runs/${idA}`);
+    expect(view.json).toMatchObject({
+      id: idA,
+      phase: 'Succeeded',
+      stages: [{ phase: 'Succeeded', tasks: [{ phase: 'Succeeded' }] }],
+    });
+    expect(await call('GET', '/api/v1/runs/no-such-run')).toMatchObject({
+      status: 404,
+      json: { error: { code: 'NotFound' } },
+    });
+    // A finished run cannot be cancelled; a running one can.
+    expect((await call('POST', `/api/v1/runs/${idA}/cancel`, { token: admin })).status).toBe(409);
+    const long = await call('POST', '/api/v1/runs', {
+      token: admin,
+      body: trainSpec('api-long', 100_000),
+    });
+    const idL = String(long.json?.id);
+    expect(await call('POST', `/api/v1/runs/${idL}/cancel`)).toMatchObject({ status: 403 });
+    expect(await call('POST', `/api/v1/runs/${idL}/cancel`, { token: admin })).toMatchObject({
+      status: 202,
+      json: { id: idL, cancelRequested: true },
+    });
+    await eventually(
+      'the long run Cancelled',
+      async () =>
+        (await call('GET', `/api/v1/runs/${idL}`)).json?.phase === 'Cancelled' ? true : null,
+      60_000,
+    );
+  });
+
+  it('refuses bad requests with a JSON error naming the problem, and changes nothing', async () => {
+    const { call, admin, sys: s } = await start();
+    const invalid = await call('POST', '/api/v1/runs', {
+      token: admin,
+      body: 'apiVersion: stoker/v1\nkind: TrainingRun\nmetadata: {name: bad}\nspec:\n  payload: {command: []}\n  retry: {attempts: zero}\n',
+    });
+    expect(invalid.status).toBe(422);
+    expect(invalid.json).toMatchObject({ error: { code: 'InvalidSpec' } });
+    const issues = (invalid.json?.error as { issues: Array<{ path: string; line?: number }> })
+      .issues;
+    expect(issues.map((i) => i.path)).toEqual(
+      expect.arrayContaining(['spec.payload.command', 'spec.retry.attempts']),
+    );
+    expect(issues.find((i) => i.path === 'spec.retry.attempts')?.line).toBe(6);
+
+    const malformed = await call('POST', '/api/v1/runs', { token: admin, body: 'a: [1, 2\n' });
+    expect(malformed).toMatchObject({ status: 422, json: { error: { code: 'InvalidSpec' } } });
+    const big = await call('POST', '/api/v1/runs', {
+      token: admin,
+      body: `# ${'x'.repeat(10 * 1024 * 1024)}\n`,
+    });
+    expect(big).toMatchObject({ status: 413, json: { error: { code: 'BodyTooLarge' } } });
+    const octets = await call('POST', '/api/v1/runs', {
+      token: admin,
+      body: 'x',
+      type: 'application/octet-stream',
+    });
+    expect(octets).toMatchObject({
+      status: 415,
+      json: { error: { code: 'UnsupportedMediaType' } },
+    });
+    const array = await call('POST', '/api/v1/runs', { token: admin, body: [1, 2] });
+    expect(array).toMatchObject({ status: 400, json: { error: { code: 'BadRequest' } } });
+    const query = await call('GET', '/api/v1/runs?limit=0&colour=red');
+    expect(query.status).toBe(400);
+    expect(String((query.json?.error as { message: string }).message)).toMatch(/query\.limit/);
+    expect(await call('GET', '/api/v1/nothing')).toMatchObject({
+      status: 404,
+      json: { error: { code: 'NotFound' } },
+    });
+    expect(await s.store.runCount()).toBe(0);
+  });
+
+  it('shows pools and queues, and scales a pool within its bounds for admins only', async () => {
+    const { call, admin, sys: s } = await start();
+    await registerPool(
+      s.redis,
+      s.keys,
+      {
+        name: 'gen-api',
+        minReplicas: 0,
+        maxReplicas: 2,
+        replicas: 0,
+        resources: { gpus: 0, cpu: '1', memory: '1Gi', nodes: 1 },
+      } as Parameters<typeof registerPool>[2],
+      'none/none',
+    );
+    const pools = await call('GET', '/api/v1/pools');
+    expect(pools.json).toMatchObject({
+      pools: [{ name: 'gen-api', desired: 0, minReplicas: 0, maxReplicas: 2, backlog: 0 }],
+    });
+    expect(
+      await call('POST', '/api/v1/pools/gen-api/scale', { body: { replicas: 1 } }),
+    ).toMatchObject({ status: 403 });
+    const wrongType = await call('POST', '/api/v1/pools/gen-api/scale', {
+      token: admin,
+      body: { replicas: 'two' },
+    });
+    expect(wrongType.status).toBe(400);
+    expect(String((wrongType.json?.error as { message: string }).message)).toMatch(
+      /body\.replicas/,
+    );
+    const outside = await call('POST', '/api/v1/pools/gen-api/scale', {
+      token: admin,
+      body: { replicas: 5 },
+    });
+    expect(outside).toMatchObject({ status: 422, json: { error: { code: 'Invalid' } } });
+    expect(
+      await call('POST', '/api/v1/pools/nope/scale', { token: admin, body: { replicas: 0 } }),
+    ).toMatchObject({ status: 404 });
+    expect((await call('GET', '/api/v1/pools/gen-api')).json).toMatchObject({ desired: 0 });
+    const queues = await call('GET', '/api/v1/queues');
+    expect((queues.json?.queues as Array<{ name: string }>).map((q) => q.name)).toEqual([
+      'train',
+      'steps',
+      'pool.gen-api',
+    ]);
+    expect(queues.json?.queues).toContainEqual(
+      expect.objectContaining({ name: 'pool.gen-api', paused: false }),
+    );
+  });
+
+  it('serves /metrics in the Prometheus text format, every family with HELP and TYPE', async () => {
+    const { call, admin } = await start();
+    await call('POST', '/api/v1/runs', { token: admin, body: trainSpec('metrics') });
+    await eventually(
+      'a Succeeded run counted',
+      async () => {
+        const m = await call('GET', '/metrics', { token: null });
+        return m.text.includes('stoker_runs{phase="Succeeded"} 1') ? m : null;
+      },
+      60_000,
+    );
+    const m = await call('GET', '/metrics', { token: null });
+    expect(m.status).toBe(200);
+    expect(m.type).toMatch(/^text\/plain; version=0\.0\.4/);
+    const families = parsePrometheusTextFormat(m.text);
+    const byName = new Map(families.map((f) => [f.name, f]));
+    for (const f of families) {
+      expect(f.help, f.name).toBeTruthy();
+      expect(f.type, f.name).toMatch(/^(GAUGE|COUNTER|HISTOGRAM|SUMMARY|UNTYPED)$/);
+    }
+    for (const name of [
+      'stoker_leader',
+      'stoker_runs',
+      'stoker_queue_jobs',
+      'stoker_redis_round_trip_seconds',
+      'stoker_reconcile_duration_seconds',
+      'process_cpu_seconds_total',
+    ])
+      expect(byName.has(name), name).toBe(true);
+    expect(byName.get('stoker_leader')?.metrics[0]?.value).toBe('1');
+    const trainCompleted = byName
+      .get('stoker_queue_jobs')
+      ?.metrics.find((x) => x.labels?.queue === 'train' && x.labels.state === 'completed');
+    expect(Number(trainCompleted?.value)).toBeGreaterThanOrEqual(1);
+    expect(
+      Number(byName.get('stoker_reconcile_duration_seconds')?.metrics[0]?.count),
+    ).toBeGreaterThan(0);
+  });
+
+  it('puts /metrics behind its own token when one is set', async () => {
+    const token = 'metrics-token-0123456789';
+    const { call, read } = await start({ STOKER_METRICS_TOKEN: token });
+    expect((await call('GET', '/metrics', { token: null })).status).toBe(401);
+    expect((await call('GET', '/metrics', { token: 'metrics-token-wrong-0000' })).status).toBe(401);
+    expect((await call('GET', '/metrics', { token })).status).toBe(200);
+    expect((await call('GET', '/metrics', { token: read })).status).toBe(200);
+    // The metrics token opens nothing else.
+    expect((await call('GET', '/api/v1/runs', { token })).status).toBe(401);
+  });
+
+  it('takes its tokens from the environment when set, and refuses half a pair', () => {
+    const home = mkdtempSync(join(tmpdir(), 'stoker-tokens-'));
+    try {
+      const env = {
+        STOKER_ADMIN_TOKEN: 'admin-token-0123456789',
+        STOKER_READ_TOKEN: 'read-token-0123456789',
+      };
+      expect(loadOrCreateTokens(home, env)).toMatchObject({
+        source: 'env',
+        tokens: { admin: env.STOKER_ADMIN_TOKEN, read: env.STOKER_READ_TOKEN },
+      });
+      expect(() =>
+        loadOrCreateTokens(home, { STOKER_ADMIN_TOKEN: env.STOKER_ADMIN_TOKEN }),
+      ).toThrow(/must both be set/);
+      const made = loadOrCreateTokens(home, {});
+      expect(made.source).toBe('created');
+      expect(made.tokens.admin).not.toBe(made.tokens.read);
+      expect(loadOrCreateTokens(home, {}).tokens).toEqual(made.tokens);
+    } finally {
+      rmSync(home, { recursive: true, force: true });
+    }
+  });
+});
