@@ -21,11 +21,11 @@ export const JOB_STATES = [
 ] as const;
 export type JobState = (typeof JOB_STATES)[number];
 
-export interface QueueCounts {
-  name: string;
-  counts: Record<JobState, number>;
-  paused: boolean;
-}
+/** One queue as `stoker queues --json` and GET /api/v1/queues show it. */
+export type QueueRow = { name: string; paused: boolean; workers: number } & Record<
+  JobState,
+  number
+>;
 
 export class QueueReader {
   private readonly queues = new Map<string, Queue>();
@@ -56,24 +56,24 @@ export class QueueReader {
     return q;
   }
 
-  async counts(name: string): Promise<QueueCounts> {
+  async counts(name: string): Promise<QueueRow> {
     const q = this.queue(name);
     const c = await q.getJobCounts(...JOB_STATES);
     const counts = Object.fromEntries(JOB_STATES.map((s) => [s, c[s] ?? 0])) as Record<
       JobState,
       number
     >;
-    return { name, counts, paused: await q.isPaused() };
+    return { name, ...counts, paused: await q.isPaused(), workers: await q.getWorkersCount() };
   }
 
   /** For buildPoolView: the backlog's parts and the active shards of a pool's queue. */
   readonly poolCounts = async (name: string) => {
-    const { counts } = await this.counts(name);
+    const c = await this.queue(name).getJobCounts('waiting', 'prioritized', 'delayed', 'active');
     return {
-      waiting: counts.waiting,
-      prioritized: counts.prioritized,
-      delayed: counts.delayed,
-      active: counts.active,
+      waiting: c.waiting ?? 0,
+      prioritized: c.prioritized ?? 0,
+      delayed: c.delayed ?? 0,
+      active: c.active ?? 0,
     };
   };
 

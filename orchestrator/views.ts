@@ -234,8 +234,9 @@ async function shardSummary(
   };
 }
 
-/** A run in a list (`stoker status --json`, GET /api/v1/runs). */
-export function runSummary(r: RunRecord) {
+/** A run in a list (`stoker status --json`, GET /api/v1/runs), with its stages counted. */
+export function runSummary(r: RunRecord, stages: Record<string, StageStatus>) {
+  const all = Object.values(stages);
   return {
     id: r.id,
     name: r.name,
@@ -245,5 +246,14 @@ export function runSummary(r: RunRecord) {
     createdAt: r.createdAt,
     startedAt: r.startedAt,
     finishedAt: r.finishedAt,
+    stages: { succeeded: all.filter((s) => s.phase === 'Succeeded').length, total: all.length },
   };
+}
+export type RunSummary = ReturnType<typeof runSummary>;
+
+/** The runs and their summaries, stages read once per run. */
+export async function summarize(store: RunStore, runs: RunRecord[]): Promise<RunSummary[]> {
+  const out: RunSummary[] = [];
+  for (const r of runs) out.push(runSummary(r, await store.getStages(r.id)));
+  return out;
 }

@@ -90,7 +90,7 @@ export class StokerMetrics {
     g.queuePaused.reset();
     for (const name of await queues.names()) {
       const c = await queues.counts(name);
-      for (const state of JOB_STATES) g.queueJobs.set({ queue: name, state }, c.counts[state]);
+      for (const state of JOB_STATES) g.queueJobs.set({ queue: name, state }, c[state]);
       g.queuePaused.set({ queue: name }, c.paused ? 1 : 0);
     }
 

@@ -28,7 +28,7 @@ import { buildPoolView, scalePool } from '../pools.js';
 import type { QueueReader } from '../queue-counts.js';
 import type { RunRecord } from '../run-record.js';
 import type { RunStore } from '../store.js';
-import { buildRunView, runSummary } from '../views.js';
+import { buildRunView, summarize } from '../views.js';
 
 export interface ApiSource {
   redis: Redis;
@@ -192,10 +192,11 @@ async function listRuns(src: ApiSource, q: z.infer<typeof RunsQuery>) {
       runs.push(r);
       if (runs.length === q.limit) {
         const next = cursor + i + 1;
-        return { runs: runs.map(runSummary), next: next < (await store.runCount()) ? next : null };
+        const more = next < (await store.runCount());
+        return { runs: await summarize(store, runs), next: more ? next : null };
       }
     }
-    if (page.length < chunk) return { runs: runs.map(runSummary), next: null };
+    if (page.length < chunk) return { runs: await summarize(store, runs), next: null };
     cursor += chunk;
   }
 }

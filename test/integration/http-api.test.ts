@@ -271,9 +271,17 @@ describe('the HTTP server', () => {
       'steps',
       'pool.gen-api',
     ]);
-    expect(queues.json?.queues).toContainEqual(
-      expect.objectContaining({ name: 'pool.gen-api', paused: false }),
-    );
+    expect(queues.json?.queues).toContainEqual({
+      name: 'pool.gen-api',
+      waiting: 0,
+      prioritized: 0,
+      delayed: 0,
+      active: 0,
+      completed: 0,
+      failed: 0,
+      paused: false,
+      workers: 0,
+    });
   });
 
   it('serves /metrics in the Prometheus text format, every family with HELP and TYPE', async () => {

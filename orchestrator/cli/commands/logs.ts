@@ -13,6 +13,7 @@ import { buildRunView } from '../../views.js';
 import { connectClient, type ClientConnection } from '../client.js';
 import { makeContext } from '../context.js';
 import { globals, print } from '../options.js';
+import { notRemote, remoteFrom } from '../remote.js';
 
 export interface LogsOptions {
   task?: string;
@@ -22,6 +23,7 @@ export interface LogsOptions {
 
 export async function action(query: string, o: LogsOptions, cmd: Command): Promise<void> {
   const ctx = makeContext(globals(cmd));
+  if (remoteFrom(ctx.env)) notRemote('logs');
   const client = await connectClient(ctx);
   try {
     const runId = await client.store.resolveRunId(query);

@@ -1,77 +1,43 @@
 /**
  * `stoker queues [--json]`: BullMQ's counts per queue (train, steps and every pool's)
  * and the connected workers. `paused` is a boolean: BullMQ 5+ keeps a paused queue's
- * jobs in `waiting` and flags the queue.
+ * jobs in `waiting` and flags the queue. Through the HTTP API when STOKER_URL is set.
  */
-import { Queue } from 'bullmq';
 import type { Command } from 'commander';
-import { poolQueueName, QUEUES } from '../../../common/keys.js';
-import { bullConnection } from '../../../common/redis.js';
 import { table } from '../../../common/table.js';
+import { QueueReader, JOB_STATES, type QueueRow } from '../../queue-counts.js';
 import { connectClient } from '../client.js';
 import { makeContext } from '../context.js';
 import { globals, print, printJson } from '../options.js';
+import { ApiClient, remoteFrom } from '../remote.js';
 
-const COLUMNS = [
-  'waiting',
-  'prioritized',
-  'delayed',
-  'active',
-  'completed',
-  'failed',
-  'paused',
-  'workers',
-] as const;
-
-type QueueRow = { name: string } & Record<(typeof COLUMNS)[number], number | boolean>;
+const COLUMNS = [...JOB_STATES, 'paused', 'workers'] as const;
 
 export async function action(o: { json?: boolean }, cmd: Command): Promise<void> {
   const ctx = makeContext(globals(cmd));
+  const remote = remoteFrom(ctx.env);
+  if (remote) {
+    const { queues } = await new ApiClient(remote).get<{ queues: QueueRow[] }>('/api/v1/queues');
+    return show(queues, o);
+  }
   const client = await connectClient(ctx);
+  const reader = new QueueReader(client.redis, ctx.keys, client.url);
   try {
-    const pools = (await client.redis.smembers(ctx.keys.pools())).sort().map(poolQueueName);
     const rows: QueueRow[] = [];
-    for (const name of [...Object.values(QUEUES), ...pools]) {
-      const q = new Queue(name, {
-        connection: bullConnection(client.url),
-        prefix: ctx.keys.bullPrefix,
-      });
-      try {
-        rows.push(await countsOf(name, q));
-      } finally {
-        await q.close();
-      }
-    }
-    if (o.json) return printJson({ queues: rows });
-    print(
-      table([
-        ['QUEUE', ...COLUMNS.map((c) => c.toUpperCase())],
-        ...rows.map((q) => [q.name, ...COLUMNS.map((c) => String(q[c]))]),
-      ]),
-    );
+    for (const name of await reader.names()) rows.push(await reader.counts(name));
+    show(rows, o);
   } finally {
+    await reader.close();
     await client.close();
   }
 }
 
-async function countsOf(name: string, q: Queue): Promise<QueueRow> {
-  const c = await q.getJobCounts(
-    'waiting',
-    'prioritized',
-    'delayed',
-    'active',
-    'completed',
-    'failed',
+function show(rows: QueueRow[], o: { json?: boolean }): void {
+  if (o.json) return printJson({ queues: rows });
+  print(
+    table([
+      ['QUEUE', ...COLUMNS.map((c) => c.toUpperCase())],
+      ...rows.map((q) => [q.name, ...COLUMNS.map((c) => String(q[c]))]),
+    ]),
   );
-  return {
-    name,
-    waiting: c.waiting ?? 0,
-    prioritized: c.prioritized ?? 0,
-    delayed: c.delayed ?? 0,
-    active: c.active ?? 0,
-    completed: c.completed ?? 0,
-    failed: c.failed ?? 0,
-    paused: await q.isPaused(),
-    workers: await q.getWorkersCount(),
-  };
 }

@@ -4,10 +4,12 @@ import { connectClient } from '../client.js';
 import { makeContext } from '../context.js';
 import { finishRun } from '../follow.js';
 import { globals } from '../options.js';
+import { notRemote, remoteFrom } from '../remote.js';
 import { watchRun } from '../watch.js';
 
 export async function action(query: string, _o: unknown, cmd: Command): Promise<void> {
   const ctx = makeContext(globals(cmd));
+  if (remoteFrom(ctx.env)) notRemote('watch');
   const client = await connectClient(ctx);
   try {
     const runId = await client.store.resolveRunId(query);

@@ -1,0 +1,116 @@
+/**
+ * The CLI through the HTTP API (orchestrator/cli/remote.ts): the real `stoker` command
+ * with STOKER_URL and a token, and no Redis it could reach itself (REDIS_URL unset, an
+ * empty home), against a running system with its HTTP server.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { afterEach, describe, expect, it } from 'vitest';
+import { silentLogger } from '../../common/logger.js';
+import { httpSettings, startHttp, type RunningHttp } from '../../orchestrator/http/start.js';
+import { stoker } from '../util/cli.js';
+import { payloadFixture, startTestSystem, type TestSystem } from '../util/system.js';
+
+let sys: TestSystem | undefined;
+let http: RunningHttp | undefined;
+let home: string | undefined;
+afterEach(async () => {
+  await http?.close();
+  await sys?.cleanup();
+  if (home) rmSync(home, { recursive: true, force: true });
+  http = sys = home = undefined;
+});
+
+async function start() {
+  sys = await startTestSystem();
+  http = await startHttp({
+    sys,
+    redisUrl: sys.redisUrl,
+    home: sys.home,
+    env: {},
+    settings: httpSettings({ port: 0, host: '127.0.0.1' }, {}),
+    log: silentLogger(),
+  });
+  home = mkdtempSync(join(tmpdir(), 'stoker-remote-cli-'));
+  const { admin, read } = http.tokens.tokens;
+  const cli = (args: string[], token: string | null = read) =>
+    stoker(args, {
+      home: home!,
+      extra: { STOKER_URL: http!.url, ...(token ? { STOKER_TOKEN: token } : {}) },
+    });
+  const spec = (name: string, extra: Record<string, unknown> = {}) => {
+    const file = join(home!, `${name}.yaml`);
+    writeFileSync(
+      file,
+      stringify({
+        apiVersion: 'stoker/v1',
+        kind: 'TrainingRun',
+        metadata: { name },
+        spec: {
+          payload: {
+            command: [process.execPath, payloadFixture('train-sim.mjs')],
+            env: { STEPS: 3, STEP_MS: 1 },
+          },
+          ...extra,
+        },
+      }),
+    );
+    return file;
+  };
+  return { cli, spec, admin, read };
+}
+
+describe('the CLI with STOKER_URL', () => {
+  it('submits, waits, lists and shows runs through the API', async () => {
+    const { cli, spec, admin } = await start();
+    const waited = await cli(['submit', spec('remote-a'), '--wait', '--json'], admin);
+    expect(waited.exitCode, waited.all).toBe(0);
+    const view = JSON.parse(waited.stdout) as { id: string; phase: string };
+    expect(view.phase).toBe('Succeeded');
+
+    const list = await cli(['status', '--json']);
+    expect(list.exitCode, list.all).toBe(0);
+    expect(JSON.parse(list.stdout)).toMatchObject({
+      runs: [{ id: view.id, phase: 'Succeeded', stages: { succeeded: 1, total: 1 } }],
+    });
+    const table = await cli(['status']);
+    expect(table.stdout).toMatch(new RegExp(`${view.id}\\s+Succeeded\\s+1/1`));
+    const one = await cli(['status', 'remote-a']);
+    expect(one.exitCode, one.all).toBe(0);
+    expect(one.stdout).toContain(view.id);
+    expect(one.stdout).toContain('Succeeded');
+    // The run was made by the server: nothing was written into this CLI's own home.
+    const pools = await cli(['pools', '--json']);
+    expect(JSON.parse(pools.stdout)).toEqual({ pools: [] });
+    const queues = await cli(['queues', '--json']);
+    expect(JSON.parse(queues.stdout).queues.map((q: { name: string }) => q.name)).toEqual([
+      'train',
+      'steps',
+    ]);
+  });
+
+  it("shows the server's refusals as the CLI's own errors", async () => {
+    const { cli, spec, admin } = await start();
+    const bad = spec('remote-bad', { retry: { attempts: 'zero' } });
+    const invalid = await cli(['submit', bad], admin);
+    expect(invalid.exitCode).toBe(2);
+    expect(invalid.stderr).toContain(`${bad}: invalid spec (1 problem)`);
+    expect(invalid.stderr).toMatch(/spec\.retry\.attempts \(line \d+/);
+
+    const readOnly = await cli(['submit', spec('remote-ro')]);
+    expect(readOnly.exitCode).toBe(1);
+    expect(readOnly.stderr).toMatch(/needs the admin token.*HTTP 403/);
+    const missing = await cli(['status', 'no-such-run']);
+    expect(missing.exitCode).toBe(1);
+    expect(missing.stderr).toMatch(/no run matches "no-such-run".*HTTP 404/);
+
+    const watch = await cli(['watch', 'anything']);
+    expect(watch.exitCode).toBe(2);
+    expect(watch.stderr).toMatch(/does not work through the HTTP API yet/);
+    const noToken = await cli(['status'], null);
+    expect(noToken.exitCode).toBe(2);
+    expect(noToken.stderr).toMatch(/STOKER_URL is set but no token/);
+  });
+});
