@@ -23,7 +23,8 @@
  *      requested before then: Cancelled)                              (attachOrLaunch)
  *   2. supervise until the unit ends: a cancel request or the stage's deadline
  *      terminates it; our own shutdown is stop()'s; the backend's notes on why it waits
- *      become the task's message                                           (supervise)
+ *      become the task's message; its progress goes to the job's (job-progress.ts)
+ *                                                                          (supervise)
  *   3. record the outcome and tell BullMQ whether to retry: planOutcome()
  *      (orchestrator/dispatch-outcome.ts, pure) decides, recordOutcome() writes and acts
  */
@@ -35,6 +36,7 @@ import { nowIso, type TaskStatus } from '../common/model.js';
 import type { NormalizedStage } from '../common/spec/schema.js';
 import type { Backend, UnitState } from './backends/types.js';
 import { finishedStatus, planOutcome, type StopReason } from './dispatch-outcome.js';
+import { JobProgressMirror } from './job-progress.js';
 import type { RunStore, TaskRecord } from './store.js';
 
 export interface DispatchJobData {
@@ -143,8 +145,10 @@ export class Dispatcher {
     // 1. Load; a finished task -> its result; re-attach to the unit or launch the next attempt.
     const current = await this.attachOrLaunch(job.data);
     if ('finished' in current) return current.finished;
-    // 2. Supervise until the unit ends.
-    const { state, stopReason } = await this.supervise(current);
+    // 2. Supervise until the unit ends (its progress mirrored into the job's).
+    const { store, keys } = this.opts;
+    const mirror = new JobProgressMirror(store.redis, keys, current.taskId, job);
+    const { state, stopReason } = await this.supervise(current, mirror);
     // 3. Record the outcome and tell BullMQ whether to retry.
     return this.recordOutcome(job, token, current, state, stopReason);
   }
@@ -238,6 +242,7 @@ export class Dispatcher {
    */
   private async supervise(
     a: Attempt,
+    mirror: JobProgressMirror,
   ): Promise<{ state: UnitState; stopReason: StopReason | null }> {
     const { store, backend } = this.opts;
     const grace = a.stage.terminationGracePeriodSeconds;
@@ -247,8 +252,10 @@ export class Dispatcher {
       a.stage.activeDeadlineSeconds !== undefined && a.status.startedAt
         ? Date.parse(a.status.startedAt) + a.stage.activeDeadlineSeconds * 1000
         : null;
+    let ticks = 0;
     const watcher = setInterval(() => {
       void (async () => {
+        if (++ticks % 4 === 0) await mirror.sync().catch(() => undefined);
         if (stopReason) return;
         if (await store.cancelRequestedAt(a.runId).catch(() => null)) stopReason = 'cancel';
         else if (deadlineAt !== null && this.clock() > deadlineAt) stopReason = 'deadline';
@@ -265,6 +272,7 @@ export class Dispatcher {
     } finally {
       clearInterval(watcher);
       this.active.delete(a.taskId);
+      await mirror.sync().catch(() => undefined);
     }
   }
 

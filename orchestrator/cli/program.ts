@@ -202,6 +202,7 @@ function registerClientCommands(program: Command): void {
     .option('--task <task>', 'task id or stage name (default: every task)')
     .addOption(intOption('--attempt <n>', 'attempt number (default: the latest)'))
     .option('-f, --follow', 'keep printing new lines until the task finishes')
+    .option('--raw', "also the payload's protocol lines (::stoker:: {...})")
     .action(lazy(() => import('./commands/logs.js'), 'action'));
 
   program

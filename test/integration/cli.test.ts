@@ -205,6 +205,11 @@ describe('stoker run, status, logs and queues', () => {
     const logs = await stoker(['logs', view.id, '--task', 'train'], env());
     expect(logs.exitCode).toBe(0);
     expect(logs.stdout).toContain('attempt 1 starting at step 0');
+    // Protocol lines only with --raw.
+    expect(logs.stdout).not.toContain('::stoker::');
+    const raw = await stoker(['logs', view.id, '--task', 'train', '--raw'], env());
+    expect(raw.stdout).toContain('::stoker:: {"type":"progress"');
+    expect(raw.stdout.split('\n').length).toBeGreaterThan(logs.stdout.split('\n').length);
 
     const q = await stoker(['queues', '--json'], env());
     const queues = (

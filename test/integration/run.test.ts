@@ -5,7 +5,10 @@
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { Queue } from 'bullmq';
+import { QUEUES } from '../../common/keys.js';
 import { readTaskProgress } from '../../common/progress.js';
+import { bullConnection } from '../../common/redis.js';
 import { isRunning } from '../../common/proc.js';
 import { eventually } from '../util/redis-server.js';
 import {
@@ -32,6 +35,35 @@ const starts = (outDir: string) =>
     );
 
 describe('a training run on the local backend', () => {
+  it("mirrors the task's progress into its BullMQ job, live and at the end", async () => {
+    sys = await startTestSystem();
+    const runId = await sys.submit(
+      nodePayloadRun('mirror', 'train-sim.mjs', { STEPS: 200, STEP_MS: 30 }),
+    );
+    const taskId = `${runId}.train`;
+    const queue = new Queue(QUEUES.train, {
+      connection: bullConnection(sys.redisUrl),
+      prefix: sys.keys.bullPrefix,
+    });
+    try {
+      const live = await eventually(
+        'the job part way',
+        async () => {
+          const p = (await queue.getJob(taskId))?.progress;
+          return typeof p === 'number' && p > 0 && p < 100 ? p : null;
+        },
+        60_000,
+        50,
+      );
+      expect(live).toBeGreaterThan(0);
+      const view = await sys.waitForPhase(runId, ['Succeeded', 'Failed']);
+      expect(view.phase).toBe('Succeeded');
+      expect((await queue.getJob(taskId))?.progress).toBe(100);
+    } finally {
+      await queue.close();
+    }
+  });
+
   it('goes from Pending to Succeeded and exposes progress, metrics and outputs', async () => {
     sys = await startTestSystem();
     const runId = await sys.submit(

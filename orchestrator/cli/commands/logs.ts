@@ -1,12 +1,16 @@
 /**
- * `stoker logs RUN [--task T] [--attempt N] [-f]`: the full log file of a task attempt
- * (every task, or one task or stage; the latest attempt unless --attempt); when the file
- * is not on this machine, the last lines kept in Redis. -f follows until the task ends.
+ * `stoker logs RUN [--task T] [--attempt N] [-f] [--raw]`: the full log file of a task
+ * attempt (every task, or one task or stage; the latest attempt unless --attempt); when
+ * the file is not on this machine, the last lines kept in Redis. -f follows until the
+ * task ends. The payload's protocol lines (`::stoker:: {...}`: progress, metrics, the
+ * ones `stoker status` and `watch` show) are left out unless --raw.
  */
 import { createReadStream, existsSync, statSync } from 'node:fs';
+import { StringDecoder } from 'node:string_decoder';
 import type { Command } from 'commander';
 import { UsageError } from '../../../common/errors.js';
 import { isTerminal } from '../../../common/model.js';
+import { MARKER } from '../../../common/events.js';
 import { attemptLogFile } from '../../../common/paths.js';
 import { readTaskLogTail } from '../../../common/progress.js';
 import { buildRunView } from '../../views.js';
@@ -19,6 +23,7 @@ export interface LogsOptions {
   task?: string;
   attempt?: number;
   follow?: boolean;
+  raw?: boolean;
 }
 
 export async function action(query: string, o: LogsOptions, cmd: Command): Promise<void> {
@@ -41,9 +46,13 @@ export async function action(query: string, o: LogsOptions, cmd: Command): Promi
       const file = attemptLogFile(view.runDir, t.id, attempt);
       if (chosen.length > 1) print(`==> ${stage} (${t.id}, attempt ${attempt}) <==`);
       if (existsSync(file)) {
-        await printFile(file, o.follow ? () => attemptOver(client, t.id, attempt) : null);
+        const out = new LineFilter(o.raw ?? false);
+        await printFile(file, out, o.follow ? () => attemptOver(client, t.id, attempt) : null);
+        out.end();
       } else {
-        const tail = await readTaskLogTail(client.redis, ctx.keys, t.id);
+        const tail = (await readTaskLogTail(client.redis, ctx.keys, t.id)).filter(
+          (l) => o.raw || !isProtocolLine(l),
+        );
         print(tail.length ? tail.join('\n') : '(no log lines yet)');
       }
     }
@@ -61,15 +70,46 @@ async function attemptOver(
   return !s || isTerminal(s.phase) || s.attempt !== attempt;
 }
 
+const isProtocolLine = (line: string): boolean => line.trimStart().startsWith(MARKER);
+
+/** Writes a log's text to stdout, whole lines at a time, without protocol lines unless raw. */
+class LineFilter {
+  private partial = '';
+  // A character split between two reads of a followed file is joined here.
+  private readonly decoder = new StringDecoder('utf8');
+  constructor(private readonly raw: boolean) {}
+
+  write(chunk: Buffer): void {
+    if (this.raw) {
+      process.stdout.write(chunk);
+      return;
+    }
+    const lines = (this.partial + this.decoder.write(chunk)).split('\n');
+    this.partial = lines.pop() ?? '';
+    const kept = lines.filter((l) => !isProtocolLine(l));
+    if (kept.length) process.stdout.write(`${kept.join('\n')}\n`);
+  }
+
+  /** The last line, if the file did not end with a newline. */
+  end(): void {
+    if (this.partial && !isProtocolLine(this.partial)) process.stdout.write(`${this.partial}\n`);
+    this.partial = '';
+  }
+}
+
 /** The file from the start; with `done`, what is appended until done() says so. */
-async function printFile(file: string, done: (() => Promise<boolean>) | null): Promise<void> {
+async function printFile(
+  file: string,
+  out: LineFilter,
+  done: (() => Promise<boolean>) | null,
+): Promise<void> {
   let offset = 0;
   for (;;) {
     const size = statSync(file).size;
     if (size > offset) {
       await new Promise<void>((resolve, reject) => {
         const s = createReadStream(file, { start: offset, end: size - 1 });
-        s.on('data', (chunk) => process.stdout.write(chunk));
+        s.on('data', (chunk) => out.write(chunk as Buffer));
         s.on('end', () => resolve());
         s.on('error', reject);
       });
