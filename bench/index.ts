@@ -41,6 +41,7 @@ import { k8sReconcile } from './k8s-reconcile.js';
 import { fireData } from './fire-data.js';
 import { fireMetrics } from './fire-metrics.js';
 import { fireSelfplay } from './fire-selfplay.js';
+import { httpApi } from './http-api.js';
 import { type Benchmark, type BenchContext, Cleanup, round, distIsFresh } from './lib/harness.js';
 import { startBenchRedis } from './lib/redis-server.js';
 import { progressIngestion } from './progress-ingestion.js';
@@ -63,6 +64,7 @@ const BENCHMARKS: readonly Benchmark[] = [
   fireData,
   fireMetrics,
   fireSelfplay,
+  httpApi,
   cliStartup,
 ];
 

@@ -41,6 +41,9 @@ export interface MetricsSource {
   isLeader(): boolean;
 }
 
+/** Active runs whose tasks are read at once. */
+const CONCURRENT = 64;
+
 /** Runs counted per scrape, newest first: beyond this the oldest are left out. */
 const MAX_RUNS_COUNTED = 10_000;
 
@@ -84,7 +87,10 @@ export class StokerMetrics {
     for (const run of await store.listRuns(MAX_RUNS_COUNTED)) g.runs.inc({ phase: run.phase });
 
     for (const gauge of [g.tasks, g.progress, g.stepsPerSec, g.eta, g.loss]) gauge.reset();
-    for (const runId of await store.activeRunIds()) await this.runTasks(runId);
+    // Runs read CONCURRENT at a time: their commands share the connection's round trips.
+    const active = await store.activeRunIds();
+    for (let i = 0; i < active.length; i += CONCURRENT)
+      await Promise.all(active.slice(i, i + CONCURRENT).map((id) => this.runTasks(id)));
 
     g.queueJobs.reset();
     g.queuePaused.reset();
@@ -114,9 +120,9 @@ export class StokerMetrics {
       const statuses = await store.getTaskStatuses(st.tasks);
       for (const t of Object.values(statuses)) g.tasks.inc({ phase: t.phase });
       if (st.shards || isTerminal(st.phase)) continue;
-      for (const t of Object.values(statuses)) {
-        if (t.phase !== 'Running') continue;
-        const p = await readTaskProgress(redis, keys, t.id);
+      const running = Object.values(statuses).filter((t) => t.phase === 'Running');
+      const progress = await Promise.all(running.map((t) => readTaskProgress(redis, keys, t.id)));
+      for (const p of progress) {
         const labels = { run: runId, stage: st.name };
         if (p.step !== null && p.totalSteps) g.progress.set(labels, p.step / p.totalSteps);
         if (p.stepsPerSec !== null) g.stepsPerSec.set(labels, p.stepsPerSec);
