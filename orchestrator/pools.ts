@@ -15,6 +15,7 @@
  *   pool:{name}:completions zset shard completions (score: ms), for shards per second
  */
 import type { Redis } from 'ioredis';
+import { z } from 'zod';
 import { UsageError } from '../common/errors.js';
 import { poolQueueName, type Keys } from '../common/keys.js';
 import { nowIso } from '../common/model.js';
@@ -109,26 +110,27 @@ export async function readWorkers(redis: Redis, keys: Keys, name: string): Promi
   });
 }
 
-export interface PoolView {
-  name: string;
-  minReplicas: number;
-  maxReplicas: number;
-  desired: number;
+export const PoolView = z.object({
+  name: z.string(),
+  minReplicas: z.number().int(),
+  maxReplicas: z.number().int(),
+  desired: z.number().int(),
   /** Workers alive (a fresh heartbeat), by state. */
-  running: number;
-  busy: number;
-  idle: number;
-  starting: number;
-  draining: number;
+  running: z.number().int(),
+  busy: z.number().int(),
+  idle: z.number().int(),
+  starting: z.number().int(),
+  draining: z.number().int(),
   /** waiting + prioritized + delayed shards in the pool's queue. */
-  backlog: number;
-  active: number;
-  shardsPerSecond: number;
+  backlog: z.number().int(),
+  active: z.number().int(),
+  shardsPerSecond: z.number(),
   /** Seconds to finish the backlog at the rate of the last minute; null without a rate. */
-  etaSeconds: number | null;
-  users: string[];
-  workers: WorkerState[];
-}
+  etaSeconds: z.number().nullable(),
+  users: z.array(z.string()),
+  workers: z.array(WorkerState),
+});
+export type PoolView = z.infer<typeof PoolView>;
 
 export async function buildPoolView(
   redis: Redis,

@@ -8,6 +8,7 @@
  */
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { z } from 'zod';
 import { poolQueueName, QUEUES, type Keys } from '../common/keys.js';
 import { bullConnection } from '../common/redis.js';
 
@@ -22,10 +23,19 @@ export const JOB_STATES = [
 export type JobState = (typeof JOB_STATES)[number];
 
 /** One queue as `stoker queues --json` and GET /api/v1/queues show it. */
-export type QueueRow = { name: string; paused: boolean; workers: number } & Record<
-  JobState,
-  number
->;
+export const QueueRow = z.object({
+  name: z.string(),
+  waiting: z.number().int(),
+  prioritized: z.number().int(),
+  delayed: z.number().int(),
+  active: z.number().int(),
+  completed: z.number().int(),
+  failed: z.number().int(),
+  /** BullMQ 5+ keeps a paused queue's jobs in `waiting` and flags the queue. */
+  paused: z.boolean(),
+  workers: z.number().int(),
+});
+export type QueueRow = z.infer<typeof QueueRow>;
 
 export class QueueReader {
   private readonly queues = new Map<string, Queue>();

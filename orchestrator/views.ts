@@ -235,7 +235,20 @@ async function shardSummary(
 }
 
 /** A run in a list (`stoker status --json`, GET /api/v1/runs), with its stages counted. */
-export function runSummary(r: RunRecord, stages: Record<string, StageStatus>) {
+export const RunSummary = z.object({
+  id: z.string(),
+  name: z.string(),
+  kind: z.string(),
+  phase: Phase,
+  message: z.string().nullable(),
+  createdAt: z.string(),
+  startedAt: z.string().nullable(),
+  finishedAt: z.string().nullable(),
+  stages: z.object({ succeeded: z.number().int(), total: z.number().int() }),
+});
+export type RunSummary = z.infer<typeof RunSummary>;
+
+export function runSummary(r: RunRecord, stages: Record<string, StageStatus>): RunSummary {
   const all = Object.values(stages);
   return {
     id: r.id,
@@ -249,7 +262,6 @@ export function runSummary(r: RunRecord, stages: Record<string, StageStatus>) {
     stages: { succeeded: all.filter((s) => s.phase === 'Succeeded').length, total: all.length },
   };
 }
-export type RunSummary = ReturnType<typeof runSummary>;
 
 /** The runs and their summaries, stages read once per run. */
 export async function summarize(store: RunStore, runs: RunRecord[]): Promise<RunSummary[]> {

@@ -12,8 +12,9 @@
  *   GET  /runs/RUN                               RunView (an id, an id prefix or a name)
  *   POST /runs/RUN/cancel                        202 {id, cancelRequested: true}
  *   GET  /pools, /pools/NAME                     PoolView(s)
- *   POST /pools/NAME/scale {"replicas": N}       the pool record after the change
+ *   POST /pools/NAME/scale {"replicas": N}       the PoolView after the change
  *   GET  /queues                                 BullMQ's counts per queue
+ *   GET  /openapi.json                           this API as an OpenAPI 3.1 document
  */
 import { isAbsolute } from 'node:path';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
@@ -26,6 +27,7 @@ import { parseSpec } from '../../common/spec/load.js';
 import { kubernetesSpecRules } from '../backends/kubernetes/spec-rules.js';
 import { buildPoolView, scalePool } from '../pools.js';
 import type { QueueReader } from '../queue-counts.js';
+import { openApiDocument } from './openapi.js';
 import type { RunRecord } from '../run-record.js';
 import type { RunStore } from '../store.js';
 import { buildRunView, summarize } from '../views.js';
@@ -77,6 +79,7 @@ export function apiRoutes(src: ApiSource): FastifyPluginAsync {
   return async (app: FastifyInstance) => {
     runRoutes(app, src);
     poolRoutes(app, src);
+    app.get('/openapi.json', { config: { access: 'read' } }, () => openApiDocument());
   };
 }
 
@@ -154,7 +157,8 @@ function poolRoutes(app: FastifyInstance, src: ApiSource): void {
       const { replicas } = parse(ScaleBody, req.body, 'body');
       if (!(await redis.sismember(keys.pools(), req.params.pool)))
         throw new NotFoundError(`no pool "${req.params.pool}"`);
-      return scalePool(redis, keys, req.params.pool, replicas);
+      await scalePool(redis, keys, req.params.pool, replicas);
+      return buildPoolView(redis, keys, req.params.pool, queues.poolCounts);
     },
   );
 

@@ -7,6 +7,8 @@
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { compileErrors, validate } from '@readme/openapi-parser';
+import { Ajv2020 } from 'ajv/dist/2020.js';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { stringify } from 'yaml';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -332,6 +334,42 @@ describe('the HTTP server', () => {
     expect((await call('GET', '/metrics', { token: read })).status).toBe(200);
     // The metrics token opens nothing else.
     expect((await call('GET', '/api/v1/runs', { token })).status).toBe(401);
+  });
+
+  it('describes itself in a valid OpenAPI 3.1 document whose schemas match what it sends', async () => {
+    const { call, admin } = await start();
+    const doc = await call('GET', '/api/v1/openapi.json');
+    expect(doc.status).toBe(200);
+    const result = await validate(structuredClone(doc.json) as never);
+    expect(result.valid ? [] : compileErrors(result)).toEqual([]);
+    expect(result.specification).toBe('OpenAPI');
+    expect(doc.json).toMatchObject({ openapi: '3.1.0' });
+    const paths = Object.keys((doc.json as { paths: object }).paths);
+    expect(paths).toEqual([
+      '/runs',
+      '/runs/{run}',
+      '/runs/{run}/cancel',
+      '/pools',
+      '/pools/{pool}',
+      '/pools/{pool}/scale',
+      '/queues',
+    ]);
+    // A response checked against the document's own schema (RunSummary, RunView).
+    const schemas = (doc.json as { components: { schemas: Record<string, object> } }).components
+      .schemas;
+    const created = await call('POST', '/api/v1/runs', { token: admin, body: trainSpec('oas') });
+    const id = String(created.json?.id);
+    const view = await call('GET', `/api/v1/runs/${id}`);
+    const ajv = new Ajv2020({ strict: false });
+    for (const [name, schema] of Object.entries(schemas))
+      ajv.addSchema(schema, `#/components/schemas/${name}`);
+    const check = (name: string, value: unknown) => {
+      const v = ajv.getSchema(`#/components/schemas/${name}`);
+      expect(v?.(value), JSON.stringify(v?.errors)).toBe(true);
+    };
+    check('RunView', view.json);
+    check('RunSummary', ((await call('GET', '/api/v1/runs')).json?.runs as unknown[])[0]);
+    check('QueueRow', ((await call('GET', '/api/v1/queues')).json?.queues as unknown[])[0]);
   });
 
   it('takes its tokens from the environment when set, and refuses half a pair', () => {

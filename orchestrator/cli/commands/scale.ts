@@ -5,7 +5,7 @@
  * STOKER_URL is set (the admin token).
  */
 import type { Command } from 'commander';
-import { scalePool, type PoolRecord } from '../../pools.js';
+import { scalePool, type PoolRecord, type PoolView } from '../../pools.js';
 import { connectClient } from '../client.js';
 import { makeContext } from '../context.js';
 import { globals, print } from '../options.js';
@@ -14,9 +14,9 @@ import { ApiClient, remoteFrom } from '../remote.js';
 export async function action(pool: string, o: { replicas: number }, cmd: Command): Promise<void> {
   const ctx = makeContext(globals(cmd));
   const remote = remoteFrom(ctx.env);
-  let rec: PoolRecord;
+  let rec: Pick<PoolRecord, 'desired' | 'minReplicas' | 'maxReplicas'>;
   if (remote) {
-    rec = await new ApiClient(remote).post<PoolRecord>(
+    rec = await new ApiClient(remote).post<PoolView>(
       `/api/v1/pools/${encodeURIComponent(pool)}/scale`,
       { replicas: o.replicas },
     );

@@ -1,0 +1,297 @@
+/**
+ * The OpenAPI 3.1 document of API v1 (GET /api/v1/openapi.json), built from the same zod
+ * schemas the CLI's JSON output and the spec loader use (zod 4's JSON Schema output, draft
+ * 2020-12, which OpenAPI 3.1 takes as is), so the document cannot drift from what the
+ * routes send. The paths are written here, beside the routes (routes.ts).
+ */
+import { z } from 'zod';
+import { RunSpecDocument } from '../../common/spec/document.js';
+import { PoolView } from '../pools.js';
+import { QueueRow } from '../queue-counts.js';
+import { RunSummary, RunView } from '../views.js';
+
+const SpecIssue = z.object({
+  path: z.string(),
+  message: z.string(),
+  line: z.number().int().optional(),
+  column: z.number().int().optional(),
+});
+
+const ApiError = z.object({
+  error: z.object({
+    code: z.string(),
+    message: z.string(),
+    issues: z.array(SpecIssue).optional(),
+  }),
+});
+
+function componentSchemas(): Record<string, unknown> {
+  const reg = z.registry<{ id: string }>();
+  reg.add(RunView, { id: 'RunView' });
+  reg.add(RunSummary, { id: 'RunSummary' });
+  reg.add(PoolView, { id: 'PoolView' });
+  reg.add(QueueRow, { id: 'QueueRow' });
+  reg.add(SpecIssue, { id: 'SpecIssue' });
+  reg.add(ApiError, { id: 'Error' });
+  const { schemas } = z.toJSONSchema(reg, {
+    uri: (id) => `#/components/schemas/${id}`,
+    target: 'draft-2020-12',
+    unrepresentable: 'any',
+  });
+  const spec = z.toJSONSchema(RunSpecDocument, {
+    target: 'draft-2020-12',
+    io: 'input',
+    unrepresentable: 'any',
+  });
+  const out: Record<string, unknown> = {};
+  for (const [id, s] of Object.entries({ ...schemas, RunSpec: spec })) {
+    const { $schema: _s, $id: _i, ...rest } = s as Record<string, unknown>;
+    out[id] = rest;
+  }
+  return out;
+}
+
+const ref = (id: string) => ({ $ref: `#/components/schemas/${id}` });
+const json = (schema: unknown) => ({ 'application/json': { schema } });
+const errors = (...codes: number[]) =>
+  Object.fromEntries(
+    codes.map((c) => [
+      String(c),
+      { description: ERROR_TEXT[c] ?? 'Error', content: json(ref('Error')) },
+    ]),
+  );
+const ERROR_TEXT: Record<number, string> = {
+  400: 'A malformed query or body; the message names the field',
+  401: 'No token, or an unknown one',
+  403: 'The read-only token on a write',
+  404: 'No such run, pool or route',
+  409: 'The run has already ended',
+  413: 'The body is over the size limit',
+  415: 'A content type other than YAML or JSON',
+  422: 'An invalid spec (with issues) or a value out of bounds',
+};
+const runParam = {
+  name: 'run',
+  in: 'path',
+  required: true,
+  description: 'A run id, an id prefix, or a name (the newest run of that name)',
+  schema: { type: 'string' },
+};
+const poolParam = { name: 'pool', in: 'path', required: true, schema: { type: 'string' } };
+
+function paths() {
+  return { ...listAndSubmit(), ...oneRun(), ...poolsAndQueues() };
+}
+
+const LIST_PARAMS = [
+  {
+    name: 'phase',
+    in: 'query',
+    schema: { type: 'string', enum: [...RunView.shape.phase.options] },
+  },
+  { name: 'name', in: 'query', schema: { type: 'string' } },
+  {
+    name: 'limit',
+    in: 'query',
+    schema: { type: 'integer', minimum: 1, maximum: 1000, default: 50 },
+  },
+  {
+    name: 'cursor',
+    in: 'query',
+    description: '`next` of the previous page',
+    schema: { type: 'integer', minimum: 0 },
+  },
+];
+
+function listAndSubmit() {
+  return {
+    '/runs': {
+      get: {
+        operationId: 'listRuns',
+        summary: 'Runs, newest first, with filters and paging',
+        parameters: LIST_PARAMS,
+        responses: {
+          '200': {
+            description: 'A page of runs',
+            content: json({
+              type: 'object',
+              properties: {
+                runs: { type: 'array', items: ref('RunSummary') },
+                next: { type: ['integer', 'null'] },
+              },
+              required: ['runs', 'next'],
+            }),
+          },
+          ...errors(400, 401),
+        },
+      },
+      post: {
+        operationId: 'submitRun',
+        summary: 'Submit a spec (admin)',
+        parameters: [
+          {
+            name: 'set',
+            in: 'query',
+            description: 'path=value overrides, as `--set`',
+            schema: { type: 'array', items: { type: 'string' } },
+          },
+          {
+            name: 'workDir',
+            in: 'query',
+            description: 'Absolute directory that relative paths resolve against',
+            schema: { type: 'string' },
+          },
+        ],
+        requestBody: {
+          required: true,
+          content: {
+            'application/yaml': { schema: { type: 'string' } },
+            'application/json': { schema: ref('RunSpec') },
+          },
+        },
+        responses: {
+          '201': {
+            description: 'The run was created',
+            content: json({
+              type: 'object',
+              properties: {
+                id: { type: 'string' },
+                name: { type: 'string' },
+                phase: { type: 'string' },
+              },
+              required: ['id', 'name', 'phase'],
+            }),
+          },
+          ...errors(400, 401, 403, 413, 415, 422),
+        },
+      },
+    },
+  };
+}
+
+function oneRun() {
+  return {
+    '/runs/{run}': {
+      get: {
+        operationId: 'getRun',
+        summary: 'One run with its stages and tasks',
+        parameters: [runParam],
+        responses: {
+          '200': { description: 'The run', content: json(ref('RunView')) },
+          ...errors(401, 404),
+        },
+      },
+    },
+    '/runs/{run}/cancel': {
+      post: {
+        operationId: 'cancelRun',
+        summary: 'Cancel a run (admin)',
+        parameters: [runParam],
+        responses: {
+          '202': {
+            description: 'The cancel was requested',
+            content: json({
+              type: 'object',
+              properties: { id: { type: 'string' }, cancelRequested: { type: 'boolean' } },
+              required: ['id', 'cancelRequested'],
+            }),
+          },
+          ...errors(401, 403, 404, 409),
+        },
+      },
+    },
+  };
+}
+
+function poolsAndQueues() {
+  return {
+    '/pools': {
+      get: {
+        operationId: 'listPools',
+        summary: 'Every pool',
+        responses: {
+          '200': {
+            description: 'The pools',
+            content: json({
+              type: 'object',
+              properties: { pools: { type: 'array', items: ref('PoolView') } },
+              required: ['pools'],
+            }),
+          },
+          ...errors(401),
+        },
+      },
+    },
+    '/pools/{pool}': {
+      get: {
+        operationId: 'getPool',
+        summary: 'One pool',
+        parameters: [poolParam],
+        responses: {
+          '200': { description: 'The pool', content: json(ref('PoolView')) },
+          ...errors(401, 404),
+        },
+      },
+    },
+    '/pools/{pool}/scale': {
+      post: {
+        operationId: 'scalePool',
+        summary: "Set a pool's desired workers within its bounds (admin)",
+        parameters: [poolParam],
+        requestBody: {
+          required: true,
+          content: json({
+            type: 'object',
+            properties: { replicas: { type: 'integer', minimum: 0 } },
+            required: ['replicas'],
+            additionalProperties: false,
+          }),
+        },
+        responses: {
+          '200': { description: 'The pool after the change', content: json(ref('PoolView')) },
+          ...errors(400, 401, 403, 404, 422),
+        },
+      },
+    },
+    '/queues': {
+      get: {
+        operationId: 'listQueues',
+        summary: "BullMQ's counts per queue",
+        responses: {
+          '200': {
+            description: 'The queues',
+            content: json({
+              type: 'object',
+              properties: { queues: { type: 'array', items: ref('QueueRow') } },
+              required: ['queues'],
+            }),
+          },
+          ...errors(401),
+        },
+      },
+    },
+  };
+}
+
+let cached: Record<string, unknown> | null = null;
+
+/** The document, built once. */
+export function openApiDocument(): Record<string, unknown> {
+  cached ??= {
+    openapi: '3.1.0',
+    info: {
+      title: 'Stoker API',
+      version: 'v1',
+      description:
+        'Runs, pools and queues of a running stoker. Every route needs a bearer token: the read token for GETs, the admin token for writes.',
+    },
+    servers: [{ url: '/api/v1' }],
+    security: [{ bearer: [] }],
+    paths: paths(),
+    components: {
+      securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
+      schemas: componentSchemas(),
+    },
+  };
+  return cached;
+}
