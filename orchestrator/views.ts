@@ -6,6 +6,7 @@
 import { existsSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
+import { classifyFailure } from '../common/failure-class.js';
 import type { Keys } from '../common/keys.js';
 import {
   Condition,
@@ -47,6 +48,8 @@ export const TaskView = z.object({
   artifacts: z.record(z.string(), z.string()),
   result: z.record(z.string(), z.unknown()).nullable(),
   warnings: z.array(z.string()),
+  /** What the failed attempt's stderr says went wrong (common/failure-class.ts). */
+  failure: z.object({ class: z.string(), evidence: z.string(), hint: z.string() }).nullable(),
   history: z.array(
     z.object({
       attempt: z.number(),
@@ -201,6 +204,8 @@ async function taskView(redis: Redis, keys: Keys, id: string, t: TaskStatus): Pr
     artifacts: p.artifacts,
     result: p.result,
     warnings: p.warnings,
+    failure:
+      t.phase === 'Succeeded' || t.phase === 'Running' ? null : classifyFailure(t.stderrTail),
     history: t.history,
   };
 }

@@ -42,6 +42,10 @@ export function describeRun(view: RunView): string {
       lines.push(`    task ${t.id} ${t.phase} (${taskLine(t)})`);
       if (t.reason && t.phase !== 'Succeeded')
         lines.push(`      reason: ${t.reason}${t.message ? `: ${t.message}` : ''}`);
+      if (t.failure) {
+        lines.push(`      failure: ${t.failure.class}: ${t.failure.hint}`);
+        lines.push(`        evidence: ${t.failure.evidence}`);
+      }
       if ((t.phase === 'Failed' || t.phase === 'Pending') && t.stderrTail.length > 0) {
         lines.push(
           '      stderr (last lines):',

@@ -10,6 +10,7 @@ import { QUEUES } from '../../common/keys.js';
 import { readTaskProgress } from '../../common/progress.js';
 import { bullConnection } from '../../common/redis.js';
 import { isRunning } from '../../common/proc.js';
+import { describeRun } from '../../orchestrator/cli/format.js';
 import { eventually } from '../util/redis-server.js';
 import {
   nodePayloadRun,
@@ -180,6 +181,23 @@ describe('a training run on the local backend', () => {
     expect(task?.stderrTail.join('\n')).toContain('planned failure at step 2');
     expect(view.message).toContain('stage train failed');
     expect(task?.message).toContain('not retryable');
+  });
+
+  it("says what the failed attempt's stderr shows went wrong: class, evidence and hint", async () => {
+    sys = await startTestSystem();
+    const line = "OSError: [Errno 28] No space left on device: '/data/ckpt/step-400.pt'";
+    const runId = await sys.submit(
+      nodePayloadRun(
+        'diskfull',
+        'crash.mjs',
+        { CRASH_LINE: line },
+        { retry: { attempts: 1, backoff: { type: 'fixed', delay: '50ms' } } },
+      ),
+    );
+    const view = await sys.waitForPhase(runId, ['Succeeded', 'Failed']);
+    expect(view.phase).toBe('Failed');
+    expect(view.stages[0]?.tasks[0]?.failure).toMatchObject({ class: 'DISK_FULL', evidence: line });
+    expect(describeRun(view)).toContain('failure: DISK_FULL: a disk is full');
   });
 
   it('gives up after the last attempt of a retryable failure', async () => {
