@@ -5,9 +5,13 @@
  *   GET  /metrics                          Prometheus text (metrics.ts); open, or its own
  *                                          token when STOKER_METRICS_TOKEN is set
  *   /api/v1/...                            a bearer token (tokens.ts): routes.ts
+ *   /queues                                Bull Board (board.ts)
+ *   GET  /login?token=T[&next=/path]       a browser's login: sets an HttpOnly cookie
+ *                                          holding the token, then goes to `next`
  *
- * Authentication: `Authorization: Bearer TOKEN`. A read-only token may call every GET;
- * writes (submit, cancel, scale) need the admin token. Every refusal and every error is
+ * Authentication: `Authorization: Bearer TOKEN`, or the login cookie. A read-only token
+ * may call every GET; writes (submit, cancel, scale, the board's actions) need the admin
+ * token. Every refusal and every error is
  * JSON, {"error": {"code", "message"}} (plus `issues` for an invalid spec), with the
  * status that says what went wrong: 400 a malformed request, 401 no or an unknown token,
  * 403 a read-only token on a write, 404 no such run or pool, 413 a body over the limit,
@@ -17,6 +21,7 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } f
 import { RedisUnavailableError, SpecError, UsageError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import { RunNotFoundError } from '../store.js';
+import { BOARD_PATH, mountBoard } from './board.js';
 import { digestOf, type Role, type TokenAuth } from './tokens.js';
 import type { StokerMetrics } from './metrics.js';
 import { apiRoutes, NotFoundError, type ApiSource } from './routes.js';
@@ -53,10 +58,9 @@ export function buildHttpServer(opts: HttpServerOptions): FastifyInstance {
   const metricsDigest = opts.metricsToken ? digestOf(opts.metricsToken) : null;
 
   app.addHook('onRequest', async (req, reply) => {
-    // No route: any valid token learns that (404); a route says who may call it.
-    const access = req.routeOptions.config.access ?? (req.is404 ? 'read' : 'admin');
+    const access = accessOf(req.routeOptions.config.access, req.method, req.url, req.is404);
     if (access === 'open') return;
-    const token = bearer(req.headers.authorization);
+    const token = bearer(req.headers.authorization) ?? cookieToken(req.headers.cookie);
     if (access === 'metrics') {
       if (!metricsDigest) return;
       if (token && (opts.auth.matches(token, metricsDigest) || opts.auth.roleOf(token))) return;
@@ -104,8 +108,58 @@ export function buildHttpServer(opts: HttpServerOptions): FastifyInstance {
     const text = await opts.metrics.scrape();
     return reply.type(opts.metrics.contentType).send(text);
   });
+  loginRoute(app, opts.auth);
   app.register(apiRoutes(opts), { prefix: '/api/v1' });
+  mountBoard(app, opts.queues);
   return app;
+}
+
+/** A browser's login: the token into an HttpOnly cookie, then a page of this server. */
+function loginRoute(app: FastifyInstance, auth: TokenAuth): void {
+  app.get<{ Querystring: { token?: string; next?: string } }>(
+    '/login',
+    { config: { access: 'open' } },
+    (req, reply) => {
+      const token = typeof req.query.token === 'string' ? req.query.token : '';
+      if (!auth.roleOf(token))
+        return refuse(reply, 401, 'Unauthorized', 'unknown token: use the one stoker up printed');
+      // Only a path of this server: never a redirect elsewhere.
+      const next =
+        typeof req.query.next === 'string' && /^\/(?!\/)[\w\-./]*$/.test(req.query.next)
+          ? req.query.next
+          : BOARD_PATH;
+      return reply
+        .header(
+          'set-cookie',
+          `${COOKIE}=${token}; HttpOnly; SameSite=Strict; Path=/; Max-Age=${30 * 24 * 3600}`,
+        )
+        .redirect(next, 303);
+    },
+  );
+}
+
+/** The browser's login cookie (set by /login; SameSite=Strict: no cross-site request carries it). */
+const COOKIE = 'stoker_token';
+
+function cookieToken(header: string | undefined): string | undefined {
+  if (!header) return undefined;
+  for (const part of header.split(';')) {
+    const [k, ...v] = part.trim().split('=');
+    if (k === COOKIE) return v.join('=') || undefined;
+  }
+  return undefined;
+}
+
+/**
+ * Who may call: the route's own setting; Bull Board's routes (no setting of ours): GETs
+ * with the read token, its actions with the admin token; no route at all: any valid
+ * token learns that (404); else admin.
+ */
+function accessOf(own: Access | undefined, method: string, url: string, is404: boolean): Access {
+  if (own) return own;
+  if (url === BOARD_PATH || url.startsWith(`${BOARD_PATH}/`) || url.startsWith(`${BOARD_PATH}?`))
+    return method === 'GET' || method === 'HEAD' ? 'read' : 'admin';
+  return is404 ? 'read' : 'admin';
 }
 
 function bearer(header: string | undefined): string | undefined {

@@ -372,6 +372,59 @@ describe('the HTTP server', () => {
     check('QueueRow', ((await call('GET', '/api/v1/queues')).json?.queues as unknown[])[0]);
   });
 
+  it('serves Bull Board at /queues to a logged-in browser: reads with the read token, actions with admin', async () => {
+    const { call, admin, read, http: h } = await start();
+    await call('POST', '/api/v1/runs', { token: admin, body: trainSpec('board') });
+    expect(await call('GET', '/queues', { token: null })).toMatchObject({
+      status: 401,
+      json: { error: { code: 'Unauthorized' } },
+    });
+    expect((await fetch(`${h.url}/login?token=nope`, { redirect: 'manual' })).status).toBe(401);
+    const login = await fetch(`${h.url}/login?token=${read}&next=//evil.example`, {
+      redirect: 'manual',
+    });
+    expect(login.status).toBe(303);
+    expect(login.headers.get('location')).toBe('/queues');
+    const cookie = login.headers.get('set-cookie') ?? '';
+    expect(cookie).toMatch(/^stoker_token=stk_r_[\w-]+; HttpOnly; SameSite=Strict; Path=\//);
+    const asBrowser = (path: string, init: RequestInit = {}) =>
+      fetch(`${h.url}${path}`, {
+        ...init,
+        headers: { cookie: cookie.split(';')[0] ?? '', ...(init.headers ?? {}) },
+      });
+    const page = await asBrowser('/queues');
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain('<html');
+    // The board's own API: stoker's queues, the finished task's job at 100%.
+    const jobs = await eventually(
+      'the job completed on the board',
+      async () => {
+        const r = await asBrowser('/queues/api/queues?activeQueue=train&status=completed&page=1');
+        const body = (await r.json()) as {
+          queues: Array<{ name: string; jobs: Array<{ progress: unknown }> }>;
+        };
+        const train = body.queues.find((q) => q.name === 'train');
+        return train && train.jobs.length > 0 ? body : null;
+      },
+      60_000,
+    );
+    expect(jobs.queues.map((q) => q.name).sort()).toEqual(['steps', 'train']);
+    expect(jobs.queues.find((q) => q.name === 'train')?.jobs[0]?.progress).toBe(100);
+    // An action needs admin.
+    expect((await asBrowser('/queues/api/queues/steps/pause', { method: 'PUT' })).status).toBe(403);
+    const paused = await fetch(`${h.url}/queues/api/queues/steps/pause`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${admin}` },
+    });
+    expect(paused.status).toBeLessThan(300);
+    expect(
+      (await call('GET', '/api/v1/queues')).json?.queues as Array<{
+        name: string;
+        paused: boolean;
+      }>,
+    ).toContainEqual(expect.objectContaining({ name: 'steps', paused: true }));
+  });
+
   it('takes its tokens from the environment when set, and refuses half a pair', () => {
     const home = mkdtempSync(join(tmpdir(), 'stoker-tokens-'));
     try {

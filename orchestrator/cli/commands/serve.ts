@@ -97,6 +97,7 @@ function banner(describe: string, redisUrl: string, http: RunningHttp): string {
   return [
     `stoker is up (${describe}). Ctrl-C to stop.`,
     `  API:     ${http.url}/api/v1  (Authorization: Bearer TOKEN; tokens: ${where})`,
+    `  queues:  ${http.url}/login?token=${http.tokens.tokens.admin}  (Bull Board; this link logs a browser in as admin)`,
     `  metrics: ${http.url}/metrics`,
     `  Redis:   ${redisUrl}`,
     '',
