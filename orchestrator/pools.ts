@@ -124,6 +124,8 @@ export const PoolView = z.object({
   /** waiting + prioritized + delayed shards in the pool's queue. */
   backlog: z.number().int(),
   active: z.number().int(),
+  /** The pool's queue is paused: its workers take no shard until it is resumed. */
+  paused: z.boolean(),
   shardsPerSecond: z.number(),
   /** Seconds to finish the backlog at the rate of the last minute; null without a rate. */
   etaSeconds: z.number().nullable(),
@@ -136,9 +138,13 @@ export async function buildPoolView(
   redis: Redis,
   keys: Keys,
   name: string,
-  counts: (
-    queue: string,
-  ) => Promise<{ waiting: number; prioritized: number; delayed: number; active: number }>,
+  counts: (queue: string) => Promise<{
+    waiting: number;
+    prioritized: number;
+    delayed: number;
+    active: number;
+    paused?: boolean;
+  }>,
   now = Date.now(),
 ): Promise<PoolView | null> {
   const pool = await readPool(redis, keys, name);
@@ -163,6 +169,7 @@ export async function buildPoolView(
     draining: by('draining'),
     backlog,
     active: c.active,
+    paused: c.paused ?? false,
     shardsPerSecond,
     etaSeconds: shardsPerSecond > 0 ? (backlog + c.active) / shardsPerSecond : null,
     users: await redis.smembers(keys.poolUsers(name)),

@@ -78,12 +78,14 @@ export class QueueReader {
 
   /** For buildPoolView: the backlog's parts and the active shards of a pool's queue. */
   readonly poolCounts = async (name: string) => {
-    const c = await this.queue(name).getJobCounts('waiting', 'prioritized', 'delayed', 'active');
+    const q = this.queue(name);
+    const c = await q.getJobCounts('waiting', 'prioritized', 'delayed', 'active');
     return {
       waiting: c.waiting ?? 0,
       prioritized: c.prioritized ?? 0,
       delayed: c.delayed ?? 0,
       active: c.active ?? 0,
+      paused: await q.isPaused(),
     };
   };
 

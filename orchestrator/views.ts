@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { classifyFailure } from '../common/failure-class.js';
-import type { Keys } from '../common/keys.js';
+import { poolQueueName, type Keys } from '../common/keys.js';
 import {
   Condition,
   isTerminal,
@@ -19,6 +19,7 @@ import {
 } from '../common/model.js';
 import { readTaskProgress } from '../common/progress.js';
 import type { RunRecord } from './run-record.js';
+import { queuePaused } from './queue-paused.js';
 import type { RunStore } from './store.js';
 
 export const TaskView = z.object({
@@ -95,6 +96,12 @@ export const StageView = z.object({
     .nullable(),
   /** What the stage read from upstream stages and wrote, by content (orchestrator/lineage.ts). */
   lineage: StageLineage.nullable(),
+  /**
+   * The queue a stage that has not ended waits in (`train`, `steps`, or its pool's) and
+   * whether it is paused (from outside: Bull Board, BullMQ); null once the stage ended
+   * or before it queued anything.
+   */
+  queue: z.object({ name: z.string(), paused: z.boolean() }).nullable(),
 });
 export type StageView = z.infer<typeof StageView>;
 
@@ -147,6 +154,7 @@ export async function buildRunView(
       tasks,
       shards: st.shards ? await shardSummary(store, runId, st) : null,
       lineage: st.lineage ?? null,
+      queue: await stageQueue(redis, keys, st, statuses),
     });
   }
   return {
@@ -163,6 +171,21 @@ export async function buildRunView(
     cancelRequestedAt: await store.cancelRequestedAt(runId),
     stages: views,
   };
+}
+
+/** StageView.queue: where a stage that has not ended waits, and whether that is paused. */
+async function stageQueue(
+  redis: Redis,
+  keys: Keys,
+  st: StageStatus,
+  statuses: Record<string, TaskStatus>,
+): Promise<StageView['queue']> {
+  if (isTerminal(st.phase)) return null;
+  const name = st.shards
+    ? poolQueueName(st.shards.pool)
+    : st.tasks.map((id) => statuses[id]?.queue).find((q) => q);
+  if (!name) return null;
+  return { name, paused: await queuePaused(redis, keys, name) };
 }
 
 /** Seconds left at the reported rate; null without a step, a total or a rate. */

@@ -38,6 +38,10 @@ export function describeRun(view: RunView): string {
   ];
   for (const s of view.stages) {
     lines.push(`  stage ${s.name} [${s.kind}] ${s.phase}${s.message ? `: ${s.message}` : ''}`);
+    if (s.queue?.paused)
+      lines.push(
+        `    queue ${s.queue.name} is paused: nothing new starts until it is resumed (Bull Board, /queues)`,
+      );
     for (const t of s.tasks) {
       lines.push(`    task ${t.id} ${t.phase} (${taskLine(t)})`);
       if (t.reason && t.phase !== 'Succeeded')

@@ -270,6 +270,25 @@ function poolsAndQueues() {
         },
       },
     },
+    '/queues/{queue}/pause': queueAction(
+      'pauseQueue',
+      'Pause a queue: nothing new starts from it (admin)',
+    ),
+    '/queues/{queue}/resume': queueAction('resumeQueue', 'Resume a paused queue (admin)'),
+  };
+}
+
+function queueAction(operationId: string, summary: string) {
+  return {
+    post: {
+      operationId,
+      summary,
+      parameters: [{ name: 'queue', in: 'path', required: true, schema: { type: 'string' } }],
+      responses: {
+        '200': { description: 'The queue after it', content: json(ref('QueueRow')) },
+        ...errors(401, 403, 404),
+      },
+    },
   };
 }
 

@@ -14,6 +14,8 @@
  *   GET  /pools, /pools/NAME                     PoolView(s)
  *   POST /pools/NAME/scale {"replicas": N}       the PoolView after the change
  *   GET  /queues                                 BullMQ's counts per queue
+ *   POST /queues/NAME/pause, /queues/NAME/resume the QueueRow after it (paused jobs stay
+ *                                                queued; running ones finish)
  *   GET  /openapi.json                           this API as an OpenAPI 3.1 document
  */
 import { isAbsolute } from 'node:path';
@@ -79,6 +81,7 @@ export function apiRoutes(src: ApiSource): FastifyPluginAsync {
   return async (app: FastifyInstance) => {
     runRoutes(app, src);
     poolRoutes(app, src);
+    queueRoutes(app, src);
     app.get('/openapi.json', { config: { access: 'read' } }, () => openApiDocument());
   };
 }
@@ -161,12 +164,37 @@ function poolRoutes(app: FastifyInstance, src: ApiSource): void {
       return buildPoolView(redis, keys, req.params.pool, queues.poolCounts);
     },
   );
+}
 
+function queueRoutes(app: FastifyInstance, { queues }: ApiSource): void {
   app.get('/queues', { config: { access: 'read' } }, async () => {
     const out = [];
     for (const name of await queues.names()) out.push(await queues.counts(name));
     return { queues: out };
   });
+  const known = async (name: string) => {
+    if (!(await queues.names()).includes(name))
+      throw new NotFoundError(`no queue "${name}" (GET /api/v1/queues lists them)`);
+    return name;
+  };
+  app.post<{ Params: { queue: string } }>(
+    '/queues/:queue/pause',
+    { config: { access: 'admin' } },
+    async (req) => {
+      const name = await known(req.params.queue);
+      await queues.queue(name).pause();
+      return queues.counts(name);
+    },
+  );
+  app.post<{ Params: { queue: string } }>(
+    '/queues/:queue/resume',
+    { config: { access: 'admin' } },
+    async (req) => {
+      const name = await known(req.params.queue);
+      await queues.queue(name).resume();
+      return queues.counts(name);
+    },
+  );
 }
 
 /** The submitted spec as text: YAML as sent, or a JSON body (YAML is a superset of JSON). */

@@ -13,6 +13,7 @@ import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { stringify } from 'yaml';
 import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../common/logger.js';
+import { describeRun } from '../../orchestrator/cli/format.js';
 import { registerPool } from '../../orchestrator/pools.js';
 import { httpSettings, startHttp, type RunningHttp } from '../../orchestrator/http/start.js';
 import { loadOrCreateTokens, tokenFilePath } from '../../orchestrator/http/tokens.js';
@@ -64,6 +65,11 @@ async function start(env: NodeJS.ProcessEnv = {}) {
   };
   return { call, admin, read, sys, http };
 }
+
+type RunViewJson = {
+  phase: string;
+  stages: Array<{ queue: { name: string; paused: boolean } | null }>;
+};
 
 function trainSpec(name: string, steps = 3) {
   return stringify({
@@ -286,6 +292,42 @@ describe('the HTTP server', () => {
     });
   });
 
+  it('pauses and resumes a queue for admins; a run waiting in a paused queue says so', async () => {
+    const { call, admin } = await start();
+    expect(await call('POST', '/api/v1/queues/train/pause')).toMatchObject({ status: 403 });
+    expect(await call('POST', '/api/v1/queues/nope/pause', { token: admin })).toMatchObject({
+      status: 404,
+      json: { error: { code: 'NotFound' } },
+    });
+    expect(await call('POST', '/api/v1/queues/train/pause', { token: admin })).toMatchObject({
+      status: 200,
+      json: { name: 'train', paused: true },
+    });
+    const created = await call('POST', '/api/v1/runs', { token: admin, body: trainSpec('held') });
+    const id = String(created.json?.id);
+    const waiting = await eventually(
+      'the run waiting in the paused queue',
+      async () => {
+        const v = (await call('GET', `/api/v1/runs/${id}`)).json as RunViewJson;
+        return v.stages[0]?.queue?.paused ? v : null;
+      },
+      30_000,
+    );
+    expect(waiting.stages[0]?.queue).toEqual({ name: 'train', paused: true });
+    expect(describeRun(waiting as never)).toContain('queue train is paused');
+    expect(await call('POST', '/api/v1/queues/train/resume', { token: admin })).toMatchObject({
+      json: { name: 'train', paused: false },
+    });
+    await eventually(
+      'the run Succeeded once the queue resumed',
+      async () =>
+        (await call('GET', `/api/v1/runs/${id}`)).json?.phase === 'Succeeded' ? true : null,
+      60_000,
+    );
+    const done = (await call('GET', `/api/v1/runs/${id}`)).json as RunViewJson;
+    expect(done.stages[0]?.queue).toBeNull();
+  });
+
   it('serves /metrics in the Prometheus text format, every family with HELP and TYPE', async () => {
     const { call, admin } = await start();
     await call('POST', '/api/v1/runs', { token: admin, body: trainSpec('metrics') });
@@ -353,6 +395,8 @@ describe('the HTTP server', () => {
       '/pools/{pool}',
       '/pools/{pool}/scale',
       '/queues',
+      '/queues/{queue}/pause',
+      '/queues/{queue}/resume',
     ]);
     // A response checked against the document's own schema (RunSummary, RunView).
     const schemas = (doc.json as { components: { schemas: Record<string, object> } }).components

@@ -47,7 +47,7 @@ function poolTable(views: PoolView[]): string {
   return table([
     ['POOL', 'DESIRED', 'RUNNING', 'BUSY', 'IDLE', 'BACKLOG', 'SHARDS/S', 'ETA', 'BOUNDS'],
     ...views.map((v) => [
-      v.name,
+      v.paused ? `${v.name} (paused)` : v.name,
       String(v.desired),
       String(v.running),
       String(v.busy),
