@@ -10,7 +10,7 @@ import type { RunStore } from '../store.js';
 import { buildRunView, type RunView } from '../views.js';
 import { describeRun } from './format.js';
 import { print, printJson } from './options.js';
-import { watchRun } from './watch.js';
+import { watchRuns } from './watch.js';
 
 export interface Follow {
   store: RunStore;
@@ -31,13 +31,12 @@ export async function followRun(f: Follow): Promise<RunView> {
       await new Promise((r) => setTimeout(r, 300));
     }
   }
-  return watchRun({
-    store: f.store,
-    redis: f.redis,
-    keys: f.keys,
-    runId: f.runId,
+  const [view] = await watchRuns({
+    runIds: [f.runId],
+    view: (id) => buildRunView(f.store, f.redis, f.keys, id),
     ...(f.signal ? { signal: f.signal } : {}),
   });
+  return view as RunView;
 }
 
 /** Print the final view; the exit code. */

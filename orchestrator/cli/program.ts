@@ -183,14 +183,15 @@ function registerClientCommands(program: Command): void {
     .argument('[run]', 'run id, id prefix, or name (the newest run of that name)')
     .option('--json', 'JSON output (schema: README, "JSON output")')
     .option('--limit <n>', 'runs to list', (v) => Number.parseInt(v, 10), 20)
+    .option('-w, --watch', 'keep the list on screen, read again every 2 s (Ctrl-C stops)')
     .action(lazy(() => import('./commands/status.js'), 'action'));
 
   program
     .command('watch')
     .description(
-      'live progress bars of a run: step/total, loss, throughput, ETA; exits when it finishes (0 if it succeeded)',
+      'live progress bars of one run or several: step/total, loss, throughput, ETA; exits when every run has finished (0 if all succeeded)',
     )
-    .argument('<run>', 'run id, id prefix, or name')
+    .argument('<runs...>', 'run ids, id prefixes, or names')
     .action(lazy(() => import('./commands/watch.js'), 'action'));
 
   program

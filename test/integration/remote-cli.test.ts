@@ -11,6 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../common/logger.js';
 import { httpSettings, startHttp, type RunningHttp } from '../../orchestrator/http/start.js';
 import { stoker } from '../util/cli.js';
+import { eventually } from '../util/redis-server.js';
 import { payloadFixture, startTestSystem, type TestSystem } from '../util/system.js';
 
 let sys: TestSystem | undefined;
@@ -91,6 +92,27 @@ describe('the CLI with STOKER_URL', () => {
     ]);
   });
 
+  it('watches several runs at once, and keeps the list on screen with status -w', async () => {
+    const { cli, spec, admin } = await start();
+    const a = (await cli(['submit', spec('watch-a')], admin)).stdout.trim();
+    const b = (await cli(['submit', spec('watch-b')], admin)).stdout.trim();
+    const watched = await cli(['watch', a, 'watch-b']);
+    expect(watched.exitCode, watched.all).toBe(0);
+    expect(watched.stderr).toMatch(/watch-a\/train: Succeeded/);
+    expect(watched.stderr).toMatch(/watch-b\/train: Succeeded/);
+    expect(watched.stdout).toContain(`run ${a}`);
+    expect(watched.stdout).toContain(`run ${b}`);
+
+    const listing = cli(['status', '-w']);
+    let seen = '';
+    listing.stdout?.on('data', (c: Buffer) => (seen += c.toString()));
+    await eventually('both runs listed by status -w', () =>
+      seen.includes(a) && seen.includes(b) ? true : null,
+    );
+    listing.kill('SIGINT');
+    await listing;
+  });
+
   it("shows the server's refusals as the CLI's own errors", async () => {
     const { cli, spec, admin } = await start();
     const bad = spec('remote-bad', { retry: { attempts: 'zero' } });
@@ -106,9 +128,9 @@ describe('the CLI with STOKER_URL', () => {
     expect(missing.exitCode).toBe(1);
     expect(missing.stderr).toMatch(/no run matches "no-such-run".*HTTP 404/);
 
-    const watch = await cli(['watch', 'anything']);
-    expect(watch.exitCode).toBe(2);
-    expect(watch.stderr).toMatch(/does not work through the HTTP API yet/);
+    const logs = await cli(['logs', 'anything']);
+    expect(logs.exitCode).toBe(2);
+    expect(logs.stderr).toMatch(/does not work through the HTTP API yet/);
     const noToken = await cli(['status'], null);
     expect(noToken.exitCode).toBe(2);
     expect(noToken.stderr).toMatch(/STOKER_URL is set but no token/);

@@ -1,8 +1,9 @@
 /**
  * `stoker status [RUN] [--json] [--limit N]`: the runs, newest first; or one run (an id,
  * an id prefix, or a name: the newest run of that name) with its stages and tasks.
- * JSON schemas: RunView (orchestrator/views.ts) and {runs: [RunSummary]}. Through the
- * HTTP API when STOKER_URL is set (remote.ts), with the same output.
+ * JSON schemas: RunView (orchestrator/views.ts) and {runs: [RunSummary]}. `-w` keeps
+ * the list on screen, read again every 2 s. Through the HTTP API when STOKER_URL is set
+ * (remote.ts), with the same output.
  */
 import type { Command } from 'commander';
 import { table } from '../../../common/table.js';
@@ -16,7 +17,11 @@ import { ApiClient, remoteFrom } from '../remote.js';
 export interface StatusOptions {
   json?: boolean;
   limit: number;
+  watch?: boolean;
 }
+
+/** `status -w`: how often the list is read again. */
+const WATCH_MS = 2000;
 
 export async function action(
   query: string | undefined,
@@ -28,8 +33,9 @@ export async function action(
   if (remote) {
     const api = new ApiClient(remote);
     if (query) return showRun(await api.get<RunView>(`/api/v1/runs/${enc(query)}`), o);
-    const { runs } = await api.get<{ runs: RunSummary[] }>(`/api/v1/runs?limit=${o.limit}`);
-    return showRuns(runs, o);
+    const list = async () =>
+      (await api.get<{ runs: RunSummary[] }>(`/api/v1/runs?limit=${o.limit}`)).runs;
+    return o.watch ? watchList(list) : showRuns(await list(), o);
   }
   const client = await connectClient(ctx);
   try {
@@ -37,9 +43,28 @@ export async function action(
       const runId = await client.store.resolveRunId(query);
       return showRun(await buildRunView(client.store, client.redis, ctx.keys, runId), o);
     }
-    showRuns(await summarize(client.store, await client.store.listRuns(o.limit)), o);
+    const list = async () => summarize(client.store, await client.store.listRuns(o.limit));
+    if (o.watch) await watchList(list);
+    else showRuns(await list(), o);
   } finally {
     await client.close();
+  }
+}
+
+/**
+ * The list again every WATCH_MS until Ctrl-C: redrawn on a terminal; elsewhere printed
+ * when a run's phase or stage count changed (not for the ages alone).
+ */
+async function watchList(list: () => Promise<RunSummary[]>): Promise<void> {
+  const tty = Boolean(process.stdout.isTTY);
+  let last = '';
+  for (;;) {
+    const runs = await list();
+    const key = JSON.stringify(runs.map((r) => [r.id, r.phase, r.stages, r.message]));
+    if (tty) process.stdout.write(`\x1b[H\x1b[2J${new Date().toISOString()}  stoker status -w\n\n`);
+    if (tty || key !== last) showRuns(runs, {});
+    last = key;
+    await new Promise((r) => setTimeout(r, WATCH_MS));
   }
 }
 
@@ -50,7 +75,7 @@ function showRun(view: RunView, o: StatusOptions): void {
   else print(describeRun(view));
 }
 
-function showRuns(runs: RunSummary[], o: StatusOptions): void {
+function showRuns(runs: RunSummary[], o: { json?: boolean }): void {
   if (o.json) return printJson({ runs });
   if (runs.length === 0) return print('no runs yet: stoker submit FILE');
   const rows = [['RUN', 'PHASE', 'STAGES', 'AGE', 'MESSAGE']];
