@@ -362,6 +362,23 @@ describe('the HTTP server', () => {
       .get('stoker_queue_jobs')
       ?.metrics.find((x) => x.labels?.queue === 'train' && x.labels.state === 'completed');
     expect(Number(trainCompleted?.value)).toBeGreaterThanOrEqual(1);
+    // Every metric the shipped Grafana dashboard queries is one this server exports.
+    const dashboard = JSON.parse(
+      readFileSync(
+        join(import.meta.dirname, '../../k8s/monitoring/grafana-dashboard.json'),
+        'utf8',
+      ),
+    ) as { panels: Array<{ targets: Array<{ expr: string }> }> };
+    const queried = new Set(
+      dashboard.panels.flatMap((p) =>
+        p.targets.flatMap((t) =>
+          [...t.expr.matchAll(/\b((?:stoker|process|nodejs)_[a-z_]+)/g)].map((m) => m[1] as string),
+        ),
+      ),
+    );
+    const exported = new Set(families.map((f) => f.name));
+    expect([...queried].filter((n) => !exported.has(n.replace(/_bucket$/, '')))).toEqual([]);
+    expect(queried.size).toBeGreaterThan(10);
     expect(
       Number(byName.get('stoker_reconcile_duration_seconds')?.metrics[0]?.count),
     ).toBeGreaterThan(0);

@@ -91,6 +91,8 @@ const QUANTITY = /^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$/;
 function problems(obj: Obj): string[] {
   const where = `${obj.kind}/${obj.metadata?.name}`;
   if (obj.apiVersion === KUEUE) return kueueProblems(obj).map((p) => `${where}: ${p}`);
+  if (obj.apiVersion === 'monitoring.coreos.com/v1' && obj.kind === 'ServiceMonitor')
+    return serviceMonitorProblems(obj).map((p) => `${where}: ${p}`);
   const model = MODELS.get(`${obj.apiVersion}/${obj.kind}`);
   if (!model) return [`${where}: no schema for ${obj.apiVersion} ${obj.kind}`];
   try {
@@ -99,6 +101,27 @@ function problems(obj: Obj): string[] {
   } catch (err) {
     return [`${where}: ${(err as Error).message}`];
   }
+}
+
+/** The Prometheus Operator's CRD is not in kubernetes-models: the fields ours uses. */
+function serviceMonitorProblems(obj: Obj): string[] {
+  const out: string[] = [];
+  const spec = (obj as { spec?: unknown }).spec;
+  if (!obj.metadata?.name) out.push('metadata.name is required');
+  if (!isObj(spec)) return [...out, 'spec must be a mapping'];
+  const selector = spec['selector'];
+  if (!isObj(selector) || !isObj(selector['matchLabels']))
+    out.push('spec.selector.matchLabels is required');
+  const endpoints = spec['endpoints'];
+  if (!Array.isArray(endpoints) || endpoints.length === 0) out.push('spec.endpoints is required');
+  else
+    for (const [i, e] of endpoints.entries()) {
+      if (!isObj(e) || typeof e['port'] !== 'string')
+        out.push(`spec.endpoints[${i}].port must be a port name`);
+      if (isObj(e) && e['path'] !== undefined && typeof e['path'] !== 'string')
+        out.push(`spec.endpoints[${i}].path must be a string`);
+    }
+  return out;
 }
 
 function kueueProblems(obj: Obj): string[] {
@@ -315,6 +338,23 @@ describe('k8s/ manifests', () => {
       expect(docs.flatMap(problems)).toEqual([]);
     },
   );
+
+  it('monitoring: the ServiceMonitor selects the controller Service by its labels and port', () => {
+    const [sm] = documents(join(K8S, 'monitoring', 'servicemonitor.yaml')) as Array<
+      Obj & {
+        spec: {
+          selector: { matchLabels: Record<string, string> };
+          endpoints: Array<{ port: string }>;
+        };
+      }
+    >;
+    const service = documents(join(K8S, 'base', 'controller.yaml')).find(
+      (o) => o.kind === 'Service',
+    ) as Obj & { spec: { ports: Array<{ name: string }> } };
+    for (const [k, v] of Object.entries(sm?.spec.selector.matchLabels ?? {}))
+      expect(service.metadata?.labels?.[k]).toBe(v);
+    expect(service.spec.ports.map((p) => p.name)).toContain(sm?.spec.endpoints[0]?.port);
+  });
 
   it.each(OVERLAYS)(
     '%s: what the kustomization references exists, and the result is valid',
