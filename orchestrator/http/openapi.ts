@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { RunSpecDocument } from '../../common/spec/document.js';
 import { PoolView } from '../pools.js';
 import { QueueRow } from '../queue-counts.js';
+import { LogChunk } from './logs.js';
 import { RunSummary, RunView } from '../views.js';
 
 const SpecIssue = z.object({
@@ -31,6 +32,7 @@ function componentSchemas(): Record<string, unknown> {
   reg.add(RunSummary, { id: 'RunSummary' });
   reg.add(PoolView, { id: 'PoolView' });
   reg.add(QueueRow, { id: 'QueueRow' });
+  reg.add(LogChunk, { id: 'LogChunk' });
   reg.add(SpecIssue, { id: 'SpecIssue' });
   reg.add(ApiError, { id: 'Error' });
   const { schemas } = z.toJSONSchema(reg, {
@@ -80,7 +82,7 @@ const runParam = {
 const poolParam = { name: 'pool', in: 'path', required: true, schema: { type: 'string' } };
 
 function paths() {
-  return { ...listAndSubmit(), ...oneRun(), ...poolsAndQueues() };
+  return { ...listAndSubmit(), ...oneRun(), ...runLogs(), ...poolsAndQueues() };
 }
 
 const LIST_PARAMS = [
@@ -197,6 +199,38 @@ function oneRun() {
             }),
           },
           ...errors(401, 403, 404, 409),
+        },
+      },
+    },
+  };
+}
+
+function runLogs() {
+  return {
+    '/runs/{run}/logs': {
+      get: {
+        operationId: 'runLogs',
+        summary: "A task attempt's log, a chunk at a time (call again from `next` until `done`)",
+        parameters: [
+          runParam,
+          {
+            name: 'task',
+            in: 'query',
+            description: 'A task id or a stage name',
+            schema: { type: 'string' },
+          },
+          { name: 'attempt', in: 'query', schema: { type: 'integer', minimum: 1 } },
+          { name: 'offset', in: 'query', schema: { type: 'integer', minimum: 0, default: 0 } },
+          {
+            name: 'raw',
+            in: 'query',
+            description: 'Keep protocol lines',
+            schema: { type: 'string', enum: ['0', '1', 'true', 'false'] },
+          },
+        ],
+        responses: {
+          '200': { description: 'A chunk', content: json(ref('LogChunk')) },
+          ...errors(400, 401, 404),
         },
       },
     },

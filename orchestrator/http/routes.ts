@@ -11,6 +11,8 @@
  *                                                `stoker validate`
  *   GET  /runs/RUN                               RunView (an id, an id prefix or a name)
  *   POST /runs/RUN/cancel                        202 {id, cancelRequested: true}
+ *   GET  /runs/RUN/logs?task=&attempt=&offset=   a task attempt's log, a chunk at a time
+ *                                                (logs.ts)
  *   GET  /pools, /pools/NAME                     PoolView(s)
  *   POST /pools/NAME/scale {"replicas": N}       the PoolView after the change
  *   GET  /queues                                 BullMQ's counts per queue
@@ -20,40 +22,16 @@
  */
 import { isAbsolute } from 'node:path';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
-import type { Redis } from 'ioredis';
 import { z } from 'zod';
-import { StokerError } from '../../common/errors.js';
-import type { Keys } from '../../common/keys.js';
 import { isTerminal, Phase } from '../../common/model.js';
 import { parseSpec } from '../../common/spec/load.js';
 import { kubernetesSpecRules } from '../backends/kubernetes/spec-rules.js';
 import { buildPoolView, scalePool } from '../pools.js';
-import type { QueueReader } from '../queue-counts.js';
+import { LogsQuery, readLogs } from './logs.js';
+import { type ApiSource, BadRequestError, NotFoundError } from './source.js';
 import { openApiDocument } from './openapi.js';
 import type { RunRecord } from '../run-record.js';
-import type { RunStore } from '../store.js';
 import { buildRunView, summarize } from '../views.js';
-
-export interface ApiSource {
-  redis: Redis;
-  keys: Keys;
-  store: RunStore;
-  queues: QueueReader;
-  /** Stoker's home: where submitted runs get their folders. */
-  home: string;
-  isLeader(): boolean;
-}
-
-/** No such pool (a run's is RunNotFoundError): a 404. */
-export class NotFoundError extends StokerError {
-  override name = 'NotFoundError';
-}
-
-/** A malformed request (query, parameters, body): a 400 naming the field. */
-export class BadRequestError extends StokerError {
-  override name = 'BadRequestError';
-  readonly statusCode = 400;
-}
 
 const RunsQuery = z.strictObject({
   phase: Phase.optional(),
@@ -105,6 +83,15 @@ function runRoutes(app: FastifyInstance, src: ApiSource): void {
     });
     return reply.code(201).send({ id: run.id, name: run.name, phase: run.phase });
   });
+
+  app.get<{ Params: { run: string } }>(
+    '/runs/:run/logs',
+    { config: { access: 'read' } },
+    async (req) => {
+      const q = parse(LogsQuery, req.query, 'query');
+      return readLogs(src, await store.resolveRunId(req.params.run), q);
+    },
+  );
 
   app.get<{ Params: { run: string } }>(
     '/runs/:run',

@@ -24,7 +24,8 @@ import { RunNotFoundError } from '../store.js';
 import { BOARD_PATH, mountBoard } from './board.js';
 import { digestOf, type Role, type TokenAuth } from './tokens.js';
 import type { StokerMetrics } from './metrics.js';
-import { apiRoutes, NotFoundError, type ApiSource } from './routes.js';
+import { apiRoutes } from './routes.js';
+import { NotFoundError, type ApiSource } from './source.js';
 
 /** Who may call a route. */
 export type Access = 'open' | 'metrics' | Role;

@@ -162,6 +162,27 @@ describe('the HTTP server', () => {
       (await call('GET', `/api/v1/runs?name=api-a`)).json?.runs as Array<{ id: string }>,
     ).toMatchObject([{ id: idA }]);
 
+    // Its log, a chunk at a time from an offset.
+    const log = await call('GET', `/api/v1/runs/${idA}/logs`);
+    expect(log.json).toMatchObject({
+      task: `${idA}.train`,
+      attempt: 1,
+      source: 'file',
+      done: true,
+    });
+    const next = Number(log.json?.next);
+    expect(next).toBeGreaterThan(0);
+    expect((log.json?.lines as string[]).some((l) => l.includes('::stoker::'))).toBe(false);
+    expect((await call('GET', `/api/v1/runs/${idA}/logs?raw=1`)).json?.lines).toEqual(
+      expect.arrayContaining([expect.stringContaining('::stoker::')]),
+    );
+    expect((await call('GET', `/api/v1/runs/${idA}/logs?offset=${next}`)).json).toMatchObject({
+      lines: [],
+      next,
+      done: true,
+    });
+    expect(await call('GET', `/api/v1/runs/${idA}/logs?task=nope`)).toMatchObject({ status: 404 });
+
     const view = await call('GET', `/api/v1/runs/${idA}`);
     expect(view.json).toMatchObject({
       id: idA,
@@ -408,6 +429,7 @@ describe('the HTTP server', () => {
       '/runs',
       '/runs/{run}',
       '/runs/{run}/cancel',
+      '/runs/{run}/logs',
       '/pools',
       '/pools/{pool}',
       '/pools/{pool}/scale',

@@ -103,6 +103,16 @@ describe('the CLI with STOKER_URL', () => {
     expect(watched.stdout).toContain(`run ${a}`);
     expect(watched.stdout).toContain(`run ${b}`);
 
+    // Logs through the API: the file on the server's side, protocol lines only with --raw.
+    const logs = await cli(['logs', a, '--task', 'train']);
+    expect(logs.exitCode, logs.all).toBe(0);
+    expect(logs.stdout).toContain('attempt 1 starting at step 0');
+    expect(logs.stdout).not.toContain('::stoker::');
+    const raw = await cli(['logs', a, '--task', 'train', '--raw', '-f']);
+    expect(raw.stdout).toContain('::stoker:: {"type":"progress"');
+    const both = await cli(['logs', b]);
+    expect(both.stdout).toContain('attempt 1 starting at step 0');
+
     const listing = cli(['status', '-w']);
     let seen = '';
     listing.stdout?.on('data', (c: Buffer) => (seen += c.toString()));
@@ -128,9 +138,9 @@ describe('the CLI with STOKER_URL', () => {
     expect(missing.exitCode).toBe(1);
     expect(missing.stderr).toMatch(/no run matches "no-such-run".*HTTP 404/);
 
-    const logs = await cli(['logs', 'anything']);
-    expect(logs.exitCode).toBe(2);
-    expect(logs.stderr).toMatch(/does not work through the HTTP API yet/);
+    const logs = await cli(['logs', 'no-such-run']);
+    expect(logs.exitCode).toBe(1);
+    expect(logs.stderr).toMatch(/HTTP 404/);
     const noToken = await cli(['status'], null);
     expect(noToken.exitCode).toBe(2);
     expect(noToken.stderr).toMatch(/STOKER_URL is set but no token/);

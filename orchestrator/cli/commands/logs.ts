@@ -3,7 +3,8 @@
  * attempt (every task, or one task or stage; the latest attempt unless --attempt); when
  * the file is not on this machine, the last lines kept in Redis. -f follows until the
  * task ends. The payload's protocol lines (`::stoker:: {...}`: progress, metrics, the
- * ones `stoker status` and `watch` show) are left out unless --raw.
+ * ones `stoker status` and `watch` show) are left out unless --raw. Through the HTTP API
+ * when STOKER_URL is set.
  */
 import { createReadStream, existsSync, statSync } from 'node:fs';
 import { StringDecoder } from 'node:string_decoder';
@@ -13,11 +14,12 @@ import { isTerminal } from '../../../common/model.js';
 import { MARKER } from '../../../common/events.js';
 import { attemptLogFile } from '../../../common/paths.js';
 import { readTaskLogTail } from '../../../common/progress.js';
-import { buildRunView } from '../../views.js';
+import type { LogChunk } from '../../http/logs.js';
+import { buildRunView, type RunView } from '../../views.js';
 import { connectClient, type ClientConnection } from '../client.js';
 import { makeContext } from '../context.js';
 import { globals, print } from '../options.js';
-import { notRemote, remoteFrom } from '../remote.js';
+import { ApiClient, remoteFrom } from '../remote.js';
 
 export interface LogsOptions {
   task?: string;
@@ -28,7 +30,8 @@ export interface LogsOptions {
 
 export async function action(query: string, o: LogsOptions, cmd: Command): Promise<void> {
   const ctx = makeContext(globals(cmd));
-  if (remoteFrom(ctx.env)) notRemote('logs');
+  const remote = remoteFrom(ctx.env);
+  if (remote) return remoteLogs(new ApiClient(remote), query, o);
   const client = await connectClient(ctx);
   try {
     const runId = await client.store.resolveRunId(query);
@@ -58,6 +61,39 @@ export async function action(query: string, o: LogsOptions, cmd: Command): Promi
     }
   } finally {
     await client.close();
+  }
+}
+
+/**
+ * The same through the HTTP API (GET /api/v1/runs/RUN/logs, a chunk at a time from an
+ * offset): everything there is, or with -f until the attempt is over.
+ */
+async function remoteLogs(api: ApiClient, query: string, o: LogsOptions): Promise<void> {
+  const enc = encodeURIComponent;
+  const view = await api.get<RunView>(`/api/v1/runs/${enc(query)}`);
+  const tasks = view.stages.flatMap((s) => s.tasks.map((t) => ({ stage: s.name, t })));
+  const chosen = o.task
+    ? tasks.filter(({ stage, t }) => t.id === o.task || stage === o.task)
+    : tasks;
+  if (o.task && chosen.length === 0)
+    throw new UsageError(
+      `run ${view.id} has no task or stage "${o.task}" (tasks: ${tasks.map((x) => x.t.id).join(', ') || 'none yet'})`,
+    );
+  for (const { stage, t } of chosen) {
+    const attempt = o.attempt ?? t.attempt;
+    if (chosen.length > 1) print(`==> ${stage} (${t.id}, attempt ${attempt}) <==`);
+    let offset = 0;
+    for (;;) {
+      const c = await api.get<LogChunk>(
+        `/api/v1/runs/${enc(view.id)}/logs?task=${enc(t.id)}&attempt=${attempt}&offset=${offset}${o.raw ? '&raw=1' : ''}`,
+      );
+      if (c.lines.length > 0) print(c.lines.join('\n'));
+      else if (c.source === 'redis') print('(no log lines yet)');
+      const moved = c.next > offset;
+      offset = c.next;
+      if (c.source === 'redis' || c.done || (!o.follow && !moved)) break;
+      if (!moved) await new Promise((r) => setTimeout(r, 300));
+    }
   }
 }
 
