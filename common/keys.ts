@@ -44,6 +44,8 @@ export interface Keys {
   controllerLock(): string;
   controllerAlive(): string;
   wakeChannel(): string;
+  /** Pub/sub: the controller's own writes of a run or stage (the API's event stream). */
+  changesChannel(): string;
 }
 
 export const DEFAULT_PREFIX = 'stoker:';
@@ -76,6 +78,7 @@ export function makeKeys(prefix: string = DEFAULT_PREFIX): Keys {
     controllerLock: () => `${p}controller:lock`,
     controllerAlive: () => `${p}controller:alive`,
     wakeChannel: () => `${p}wake`,
+    changesChannel: () => `${p}changes`,
   };
 }
 

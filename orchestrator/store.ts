@@ -222,7 +222,10 @@ export class RunStore extends TaskStore {
   async writeRunIfChanged(before: RunRecord, after: RunRecord): Promise<boolean> {
     const a = JSON.stringify(after);
     if (JSON.stringify(before) === a) return false;
-    const multi = this.redis.multi().hset(this.keys.run(after.id), 'record', a);
+    const multi = this.redis
+      .multi()
+      .hset(this.keys.run(after.id), 'record', a)
+      .publish(this.keys.changesChannel(), after.id);
     if (after.phase === 'Succeeded' || after.phase === 'Failed' || after.phase === 'Cancelled') {
       multi.srem(this.activeKey(), after.id);
     }
@@ -237,7 +240,11 @@ export class RunStore extends TaskStore {
   ): Promise<boolean> {
     const a = JSON.stringify(after);
     if (before && JSON.stringify(before) === a) return false;
-    await this.redis.hset(this.keys.runStages(runId), after.name, a);
+    await this.redis
+      .multi()
+      .hset(this.keys.runStages(runId), after.name, a)
+      .publish(this.keys.changesChannel(), runId)
+      .exec();
     return true;
   }
 

@@ -82,7 +82,13 @@ const runParam = {
 const poolParam = { name: 'pool', in: 'path', required: true, schema: { type: 'string' } };
 
 function paths() {
-  return { ...listAndSubmit(), ...oneRun(), ...runLogs(), ...poolsAndQueues() };
+  return {
+    ...listAndSubmit(),
+    ...oneRun(),
+    ...runLogs(),
+    ...poolsAndQueues(),
+    ...eventsPath(),
+  };
 }
 
 const LIST_PARAMS = [
@@ -309,6 +315,25 @@ function poolsAndQueues() {
       'Pause a queue: nothing new starts from it (admin)',
     ),
     '/queues/{queue}/resume': queueAction('resumeQueue', 'Resume a paused queue (admin)'),
+  };
+}
+
+function eventsPath() {
+  return {
+    '/events': {
+      get: {
+        operationId: 'events',
+        summary:
+          'Server-sent events: `run` (a RunSummary) when a run, a stage or a task changes; `pool` (a PoolView) when a pool is scaled',
+        responses: {
+          '200': {
+            description: 'The stream',
+            content: { 'text/event-stream': { schema: { type: 'string' } } },
+          },
+          ...errors(401),
+        },
+      },
+    },
   };
 }
 

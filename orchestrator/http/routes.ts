@@ -18,6 +18,8 @@
  *   GET  /queues                                 BullMQ's counts per queue
  *   POST /queues/NAME/pause, /queues/NAME/resume the QueueRow after it (paused jobs stay
  *                                                queued; running ones finish)
+ *   GET  /events                                 server-sent events of run and pool changes
+ *                                                (events.ts)
  *   GET  /openapi.json                           this API as an OpenAPI 3.1 document
  */
 import { isAbsolute } from 'node:path';
@@ -27,6 +29,7 @@ import { isTerminal, Phase } from '../../common/model.js';
 import { parseSpec } from '../../common/spec/load.js';
 import { kubernetesSpecRules } from '../backends/kubernetes/spec-rules.js';
 import { buildPoolView, scalePool } from '../pools.js';
+import { EventHub } from './events.js';
 import { LogsQuery, readLogs } from './logs.js';
 import { type ApiSource, BadRequestError, NotFoundError } from './source.js';
 import { openApiDocument } from './openapi.js';
@@ -60,6 +63,13 @@ export function apiRoutes(src: ApiSource): FastifyPluginAsync {
     runRoutes(app, src);
     poolRoutes(app, src);
     queueRoutes(app, src);
+    const hub = new EventHub(src);
+    // Before the server closes: an open stream would hold its close up.
+    app.addHook('preClose', () => hub.close());
+    app.get('/events', { config: { access: 'read' } }, async (req, reply) => {
+      reply.hijack();
+      await hub.attach(reply.raw);
+    });
     app.get('/openapi.json', { config: { access: 'read' } }, () => openApiDocument());
   };
 }

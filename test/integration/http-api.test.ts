@@ -349,6 +349,67 @@ describe('the HTTP server', () => {
     expect(done.stages[0]?.queue).toBeNull();
   });
 
+  it('streams run and pool changes as server-sent events', async () => {
+    const { call, admin, read, http: h, sys: s } = await start();
+    const res = await fetch(`${h.url}/api/v1/events`, {
+      headers: { authorization: `Bearer ${read}` },
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('text/event-stream');
+    const reader = res.body!.getReader();
+    const events: Array<{ event: string; data: Record<string, unknown> }> = [];
+    let buffer = '';
+    const pump = (async () => {
+      const decoder = new TextDecoder();
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        buffer += decoder.decode(value, { stream: true });
+        let end: number;
+        while ((end = buffer.indexOf('\n\n')) >= 0) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          const event = /^event: (.*)$/m.exec(block)?.[1];
+          const data = /^data: (.*)$/m.exec(block)?.[1];
+          if (event && data)
+            events.push({ event, data: JSON.parse(data) as Record<string, unknown> });
+        }
+      }
+    })();
+    const created = await call('POST', '/api/v1/runs', { token: admin, body: trainSpec('sse') });
+    const id = String(created.json?.id);
+    await eventually(
+      'the run Succeeded on the stream',
+      () =>
+        events.some((e) => e.event === 'run' && e.data.id === id && e.data.phase === 'Succeeded')
+          ? true
+          : null,
+      60_000,
+    );
+    expect(events.find((e) => e.event === 'run' && e.data.id === id)).toMatchObject({
+      data: { name: 'sse', stages: { total: 1 } },
+    });
+    await registerPool(
+      s.redis,
+      s.keys,
+      {
+        name: 'gen-sse',
+        minReplicas: 0,
+        maxReplicas: 2,
+        replicas: 0,
+        resources: { gpus: 0, cpu: '1', memory: '1Gi', nodes: 1 },
+      } as Parameters<typeof registerPool>[2],
+      'none/none',
+    );
+    await call('POST', '/api/v1/pools/gen-sse/scale', { token: admin, body: { replicas: 0 } });
+    await eventually('the pool on the stream', () =>
+      events.some((e) => e.event === 'pool' && e.data.name === 'gen-sse') ? true : null,
+    );
+    expect((await fetch(`${h.url}/api/v1/events`)).status).toBe(401);
+    await reader.cancel();
+    await pump.catch(() => undefined);
+  });
+
   it('serves /metrics in the Prometheus text format, every family with HELP and TYPE', async () => {
     const { call, admin } = await start();
     await call('POST', '/api/v1/runs', { token: admin, body: trainSpec('metrics') });
@@ -436,6 +497,7 @@ describe('the HTTP server', () => {
       '/queues',
       '/queues/{queue}/pause',
       '/queues/{queue}/resume',
+      '/events',
     ]);
     // A response checked against the document's own schema (RunSummary, RunView).
     const schemas = (doc.json as { components: { schemas: Record<string, object> } }).components
