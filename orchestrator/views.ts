@@ -196,7 +196,12 @@ export function etaSeconds(p: TaskProgress): number | null {
 }
 
 /** One task: its status, what its payload reported (progress, artifacts), its unit's log file. */
-async function taskView(redis: Redis, keys: Keys, id: string, t: TaskStatus): Promise<TaskView> {
+export async function taskView(
+  redis: Redis,
+  keys: Keys,
+  id: string,
+  t: TaskStatus,
+): Promise<TaskView> {
   const p = await readTaskProgress(redis, keys, id);
   const unit = t.unit ? await redis.hget(keys.unit(t.unit), 'logFile') : null;
   const eta = t.phase === 'Running' ? etaSeconds(p) : null;

@@ -47,12 +47,16 @@ export const realTimers: Timers = {
   clearInterval: (h) => clearInterval(h as NodeJS.Timeout),
 };
 
-/** The Redis store: one MULTI per write (HSET, XADD ~ MAXLEN, RPUSH + LTRIM). */
+/**
+ * The Redis store: one MULTI per write (HSET, XADD ~ MAXLEN, RPUSH + LTRIM). With
+ * `changes`, a write of progress fields also publishes `task:<id>` on the changes channel
+ * in the same MULTI (the API's event stream; at most one per flush, a few a second).
+ */
 export function redisProgressStore(
   redis: Redis,
   keys: Keys,
   taskId: string,
-  opts: { eventsMaxLen?: number; logTailLines?: number } = {},
+  opts: { eventsMaxLen?: number; logTailLines?: number; changes?: boolean | undefined } = {},
 ): ProgressStore {
   const maxLen = opts.eventsMaxLen ?? EVENTS_MAXLEN;
   const tail = opts.logTailLines ?? LOG_TAIL_LINES;
@@ -62,7 +66,10 @@ export function redisProgressStore(
   return {
     async write(w) {
       const m = redis.multi();
-      if (Object.keys(w.fields).length > 0) m.hset(progressKey, w.fields);
+      if (Object.keys(w.fields).length > 0) {
+        m.hset(progressKey, w.fields);
+        if (opts.changes) m.publish(keys.changesChannel(), `task:${taskId}`);
+      }
       for (const e of w.events)
         m.xadd(eventsKey, 'MAXLEN', '~', maxLen, '*', ...encodeStreamEvent(e.type, e.at, e.data));
       if (w.logs.length > 0) {

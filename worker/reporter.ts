@@ -106,11 +106,12 @@ export class TaskReporter implements PayloadSink {
     redis: Redis,
     keys: Keys,
     taskId: string,
-    opts: Omit<TaskReporterOptions, 'store'> & { eventsMaxLen?: number } = {},
+    opts: Omit<TaskReporterOptions, 'store'> & { eventsMaxLen?: number; changes?: boolean } = {},
   ): TaskReporter {
     const store = redisProgressStore(redis, keys, taskId, {
       eventsMaxLen: opts.eventsMaxLen,
       logTailLines: opts.logTailLines,
+      changes: opts.changes,
     });
     return new TaskReporter({ ...opts, store });
   }

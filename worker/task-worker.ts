@@ -186,7 +186,10 @@ function openAttempt(opts: TaskWorkerOptions): Attempt {
     heartbeatIntervalMs: opts.heartbeatIntervalMs,
   };
   const reporter = leader
-    ? TaskReporter.forRedis(opts.redis, opts.keys, opts.taskId, reporterOptions)
+    ? TaskReporter.forRedis(opts.redis, opts.keys, opts.taskId, {
+        ...reporterOptions,
+        changes: true,
+      })
     : new TaskReporter({
         ...reporterOptions,
         store: { write: async () => undefined, read: async () => emptyProgress() },

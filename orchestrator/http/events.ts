@@ -3,19 +3,24 @@
  * that would otherwise poll:
  *
  *   event: run    data: RunSummary   a run, one of its stages or one of its tasks changed
+ *   event: task   data: TaskView + {runId, stage}
+ *                                    a dispatched task reported progress (at most a few
+ *                                    times a second: the worker's coalesced writes)
  *   event: pool   data: PoolView     a pool was scaled
  *
  * One Redis subscriber per server, not per client, on the channels the writers already
  * publish on: `wake` (task statuses, cancels, scales, shard outcomes; the controller's
- * wake-ups) and `changes` (the controller's own writes of runs and stages). Changes are
+ * wake-ups) and `changes` (the controller's own writes of runs and stages, and the
+ * progress writes of dispatched tasks' workers). Changes are
  * gathered for CHANGE_MS and each changed run or pool is read once for every client; a
  * comment line every KEEPALIVE_MS keeps proxies from closing an idle stream. A client
  * that cannot keep up is dropped (its socket buffer over MAX_BUFFERED), not waited for.
  */
 import type { ServerResponse } from 'node:http';
 import type { Redis } from 'ioredis';
+import type { TaskStatus } from '../../common/model.js';
 import { buildPoolView } from '../pools.js';
-import { runSummary } from '../views.js';
+import { runSummary, taskView } from '../views.js';
 import type { ApiSource } from './source.js';
 
 const CHANGE_MS = 250;
@@ -26,6 +31,7 @@ export class EventHub {
   private readonly clients = new Set<ServerResponse>();
   private readonly runs = new Set<string>();
   private readonly pools = new Set<string>();
+  private readonly tasks = new Set<string>();
   private flushTimer: NodeJS.Timeout | null = null;
   private readonly keepalive: NodeJS.Timeout;
   private subscriber: Redis | null = null;
@@ -70,6 +76,7 @@ export class EventHub {
   private noted(message: string): void {
     if (message === '*' || message === '') return;
     if (message.startsWith('pool:')) this.pools.add(message.slice('pool:'.length));
+    else if (message.startsWith('task:')) this.tasks.add(message.slice('task:'.length));
     else this.runs.add(message);
     this.flushTimer ??= setTimeout(() => void this.flush(), CHANGE_MS);
   }
@@ -78,13 +85,22 @@ export class EventHub {
     this.flushTimer = null;
     const runs = [...this.runs];
     const pools = [...this.pools];
+    const tasks = [...this.tasks];
     this.runs.clear();
     this.pools.clear();
+    this.tasks.clear();
     if (this.clients.size === 0) return;
     const { store, redis, keys, queues } = this.src;
     for (const id of runs) {
       const run = await store.getRun(id).catch(() => null);
       if (run) this.event('run', runSummary(run, await store.getStages(id)));
+    }
+    const statuses: Record<string, TaskStatus> = tasks.length
+      ? await store.getTaskStatuses(tasks).catch(() => ({}))
+      : {};
+    for (const [id, st] of Object.entries(statuses)) {
+      const view = await taskView(redis, keys, id, st).catch(() => null);
+      if (view) this.event('task', { ...view, runId: st.runId, stage: st.stage });
     }
     for (const name of pools) {
       const view = await buildPoolView(redis, keys, name, queues.poolCounts).catch(() => null);

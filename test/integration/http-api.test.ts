@@ -389,6 +389,20 @@ describe('the HTTP server', () => {
     expect(events.find((e) => e.event === 'run' && e.data.id === id)).toMatchObject({
       data: { name: 'sse', stages: { total: 1 } },
     });
+    // The task's progress as its worker wrote it.
+    await eventually('the task at its last step on the stream', () =>
+      events.some(
+        (e) =>
+          e.event === 'task' &&
+          e.data.id === `${id}.train` &&
+          (e.data.progress as { step: number | null }).step === 3,
+      )
+        ? true
+        : null,
+    );
+    expect(events.find((e) => e.event === 'task')).toMatchObject({
+      data: { runId: id, stage: 'train', progress: { totalSteps: 3 } },
+    });
     await registerPool(
       s.redis,
       s.keys,
