@@ -42,6 +42,7 @@ import { fireData } from './fire-data.js';
 import { fireMetrics } from './fire-metrics.js';
 import { fireSelfplay } from './fire-selfplay.js';
 import { httpApi } from './http-api.js';
+import { httpEvents } from './http-events.js';
 import { type Benchmark, type BenchContext, Cleanup, round, distIsFresh } from './lib/harness.js';
 import { startBenchRedis } from './lib/redis-server.js';
 import { progressIngestion } from './progress-ingestion.js';
@@ -65,6 +66,7 @@ const BENCHMARKS: readonly Benchmark[] = [
   fireMetrics,
   fireSelfplay,
   httpApi,
+  httpEvents,
   cliStartup,
 ];
 
