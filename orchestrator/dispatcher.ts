@@ -44,6 +44,14 @@ export interface DispatchJobData {
   runId: string;
 }
 
+/** An attempt that ended: its queue, the task's phase after it, its wait and duration. */
+export interface AttemptEnded {
+  queue: string;
+  phase: string;
+  waitSeconds: number | null;
+  durationSeconds: number | null;
+}
+
 export interface DispatcherOptions {
   connection: ConnectionOptions;
   keys: Keys;
@@ -86,6 +94,8 @@ export class Dispatcher {
   private stopMode: StopMode = 'none';
   private readonly active = new Map<string, { unit: string; grace: number }>();
   private readonly clock: () => number;
+  /** Told of every attempt that ended, its queue wait and duration (the HTTP server's /metrics). */
+  onAttempt: ((e: AttemptEnded) => void) | null = null;
 
   constructor(private readonly opts: DispatcherOptions) {
     this.clock = opts.clock ?? Date.now;
@@ -324,6 +334,15 @@ export class Dispatcher {
     });
     await this.opts.store.writeTaskStatus(status);
     if (warn) a.log.warn({ unit: a.unit, attempt: a.attempt, reason: status.reason }, warn);
+    const took = job.processedOn ? (this.clock() - job.processedOn) / 1000 : null;
+    this.onAttempt?.({
+      queue: job.queueName,
+      phase: status.phase,
+      // The first attempt's wait: later ones start from the retry's delay.
+      waitSeconds:
+        job.attemptsMade === 0 && job.processedOn ? (job.processedOn - job.timestamp) / 1000 : null,
+      durationSeconds: took,
+    });
     switch (verdict.kind) {
       case 'complete':
         return { unit: a.unit, attempt: a.attempt, exitCode: state.exitCode };

@@ -19,6 +19,8 @@
  *   stoker_task_steps_per_second{run,stage}, stoker_task_eta_seconds{run,stage},
  *   stoker_task_loss{run,stage}            from its last progress report
  *   stoker_reconcile_duration_seconds      histogram of the controller's passes
+ *   stoker_task_duration_seconds{queue,phase}, stoker_task_queue_wait_seconds{queue}
+ *                                          histograms of dispatched attempts (Dispatcher)
  *   stoker_scrape_duration_seconds         how long reading the state for this scrape took
  * plus prom-client's process and Node.js metrics (process_*, nodejs_*).
  */
@@ -29,6 +31,7 @@ import { isTerminal } from '../../common/model.js';
 import { readTaskProgress } from '../../common/progress.js';
 import { buildPoolView } from '../pools.js';
 import { JOB_STATES, type QueueReader } from '../queue-counts.js';
+import type { AttemptEnded } from '../dispatcher.js';
 import type { RunStore } from '../store.js';
 import { etaSeconds } from '../views.js';
 
@@ -51,6 +54,8 @@ export class StokerMetrics {
   readonly registry = new Registry();
   private readonly g: ReturnType<typeof makeGauges>;
   readonly reconcile: Histogram;
+  private readonly taskDuration: Histogram;
+  private readonly queueWait: Histogram;
 
   constructor(private readonly src: MetricsSource) {
     collectDefaultMetrics({ register: this.registry });
@@ -61,6 +66,27 @@ export class StokerMetrics {
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers: [this.registry],
     });
+    this.taskDuration = new Histogram({
+      name: 'stoker_task_duration_seconds',
+      help: 'Duration of dispatched task attempts, from the dispatcher taking the job to the end, by queue and the phase after it',
+      labelNames: ['queue', 'phase'],
+      buckets: [1, 5, 15, 30, 60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400],
+      registers: [this.registry],
+    });
+    this.queueWait = new Histogram({
+      name: 'stoker_task_queue_wait_seconds',
+      help: "Time dispatched tasks' first attempts waited in their queue",
+      labelNames: ['queue'],
+      buckets: [0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 14400],
+      registers: [this.registry],
+    });
+  }
+
+  /** An attempt ended (Dispatcher.onAttempt). */
+  attemptEnded(e: AttemptEnded): void {
+    if (e.durationSeconds !== null)
+      this.taskDuration.observe({ queue: e.queue, phase: e.phase }, e.durationSeconds);
+    if (e.waitSeconds !== null) this.queueWait.observe({ queue: e.queue }, e.waitSeconds);
   }
 
   get contentType(): string {

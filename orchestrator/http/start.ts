@@ -84,6 +84,7 @@ export async function startHttp(opts: {
   };
   const metrics = new StokerMetrics(source);
   sys.controller.onPass = (s) => metrics.reconcile.observe(s);
+  sys.dispatcher.onAttempt = (e) => metrics.attemptEnded(e);
   const app = buildHttpServer({
     ...source,
     auth: new TokenAuth(tokens.tokens),
@@ -111,6 +112,7 @@ export async function startHttp(opts: {
     app,
     close: async () => {
       sys.controller.onPass = null;
+      sys.dispatcher.onAttempt = null;
       await app.close();
       await queues.close();
     },

@@ -458,6 +458,15 @@ describe('the HTTP server', () => {
       .get('stoker_queue_jobs')
       ?.metrics.find((x) => x.labels?.queue === 'train' && x.labels.state === 'completed');
     expect(Number(trainCompleted?.value)).toBeGreaterThanOrEqual(1);
+    // The attempt's duration and queue wait, observed as the dispatcher ended it. (The
+    // parser keeps a labelled histogram's buckets but not its labels, count or sum, when
+    // `le` comes first as prom-client writes it: the series' own lines are checked too.)
+    for (const name of ['stoker_task_duration_seconds', 'stoker_task_queue_wait_seconds'])
+      expect(byName.get(name)?.metrics[0]?.buckets?.['+Inf'], name).toBe('1');
+    expect(m.text).toContain(
+      'stoker_task_duration_seconds_count{queue="train",phase="Succeeded"} 1',
+    );
+    expect(m.text).toContain('stoker_task_queue_wait_seconds_count{queue="train"} 1');
     // Every metric the shipped Grafana dashboard queries is one this server exports.
     const dashboard = JSON.parse(
       readFileSync(
