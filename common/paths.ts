@@ -47,8 +47,11 @@ export function defaultStokerHome(cwd: string = process.cwd()): string {
 
 /**
  * The log file of one task attempt, under the run's directory (worker and CLI agree on
- * it). Characters other than [A-Za-z0-9._-] in the task id become '_'.
+ * it). Characters other than [A-Za-z0-9._-] in the task id become '_'. A gang's node
+ * `node` >= 1 writes its own beside it (`.node-N.log`); node 0 (the leader) writes this
+ * one.
  */
-export function attemptLogFile(runDir: string, taskId: string, attempt: number): string {
-  return join(runDir, 'logs', `${taskId.replace(/[^A-Za-z0-9._-]/g, '_')}.attempt-${attempt}.log`);
+export function attemptLogFile(runDir: string, taskId: string, attempt: number, node = 0): string {
+  const base = `${taskId.replace(/[^A-Za-z0-9._-]/g, '_')}.attempt-${attempt}`;
+  return join(runDir, 'logs', node > 0 ? `${base}.node-${node}.log` : `${base}.log`);
 }

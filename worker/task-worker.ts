@@ -275,9 +275,7 @@ function abortedBeforeStart(a: Attempt): AttemptEnd {
 /** Step 3: the payload, its log file (a node's own beside the leader's), its process group recorded. */
 async function run(a: Attempt, { task, env, resumeFrom }: Prepared): Promise<PayloadOutcome> {
   const { redis, taskId, attempt } = a.opts;
-  const logFile = a.leader
-    ? attemptLogFile(task.runDir, taskId, attempt)
-    : attemptLogFile(task.runDir, taskId, attempt).replace(/\.log$/, `.node-${a.nodeRank}.log`);
+  const logFile = attemptLogFile(task.runDir, taskId, attempt, a.leader ? 0 : a.nodeRank);
   let spawnWrite: Promise<unknown> = Promise.resolve();
   a.log.info({ argv: task.payload.command, logFile, resumeFrom }, 'starting payload');
   const outcome = await runPayload({

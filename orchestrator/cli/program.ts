@@ -204,6 +204,7 @@ function registerClientCommands(program: Command): void {
     .addOption(intOption('--attempt <n>', 'attempt number (default: the latest)'))
     .option('-f, --follow', 'keep printing new lines until the task finishes')
     .option('--raw', "also the payload's protocol lines (::stoker:: {...})")
+    .addOption(intOption('--node <n>', "a multi-node task's node (default 0: the leader's log)"))
     .action(lazy(() => import('./commands/logs.js'), 'action'));
 
   program

@@ -5,6 +5,7 @@
  *
  *   task     a task id or a stage name; may be left out when the run has one task
  *   attempt  default: the task's latest
+ *   node     a gang's node (default 0, the leader; the others' logs are their own files)
  *   offset   byte offset in the log file to read from (default 0)
  *   raw      keep the payload's protocol lines (`::stoker:: {...}`); left out otherwise
  *
@@ -27,6 +28,7 @@ export const MAX_CHUNK = 1024 * 1024;
 export const LogsQuery = z.strictObject({
   task: z.string().max(500).optional(),
   attempt: z.coerce.number().int().min(1).optional(),
+  node: z.coerce.number().int().min(0).max(10_000).default(0),
   offset: z.coerce.number().int().min(0).default(0),
   raw: z.enum(['0', '1', 'true', 'false']).optional(),
 });
@@ -64,8 +66,10 @@ export async function readLogs(
   const done = isTerminal(t.phase) || t.attempt !== attempt;
   const keep = (lines: string[]) =>
     q.raw === '1' || q.raw === 'true' ? lines : lines.filter((l) => !isProtocol(l));
-  const file = attemptLogFile(view.runDir, t.id, attempt);
+  const file = attemptLogFile(view.runDir, t.id, attempt, q.node);
   if (!existsSync(file)) {
+    if (q.node > 0)
+      throw new NotFoundError(`no log of node ${q.node} for ${t.id} attempt ${attempt}`);
     const tail = await readTaskLogTail(src.redis, src.keys, t.id);
     return { task: t.id, attempt, source: 'redis', lines: keep(tail), next: q.offset, done: true };
   }

@@ -226,6 +226,12 @@ function runLogs() {
             schema: { type: 'string' },
           },
           { name: 'attempt', in: 'query', schema: { type: 'integer', minimum: 1 } },
+          {
+            name: 'node',
+            in: 'query',
+            description: "A multi-node task's node (0: the leader)",
+            schema: { type: 'integer', minimum: 0, default: 0 },
+          },
           { name: 'offset', in: 'query', schema: { type: 'integer', minimum: 0, default: 0 } },
           {
             name: 'raw',

@@ -4,7 +4,7 @@
  * queues), refusals as JSON that change nothing, and /metrics through a real Prometheus
  * text-format parser.
  */
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { compileErrors, validate } from '@readme/openapi-parser';
@@ -13,6 +13,7 @@ import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { stringify } from 'yaml';
 import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../common/logger.js';
+import { attemptLogFile } from '../../common/paths.js';
 import { describeRun } from '../../orchestrator/cli/format.js';
 import { registerPool } from '../../orchestrator/pools.js';
 import { httpSettings, startHttp, type RunningHttp } from '../../orchestrator/http/start.js';
@@ -182,6 +183,13 @@ describe('the HTTP server', () => {
       done: true,
     });
     expect(await call('GET', `/api/v1/runs/${idA}/logs?task=nope`)).toMatchObject({ status: 404 });
+    // A gang node's own log, beside the leader's.
+    const runDir = String((await call('GET', `/api/v1/runs/${idA}`)).json?.runDir);
+    writeFileSync(attemptLogFile(runDir, `${idA}.train`, 1, 1), 'node 1 says hello\n');
+    expect((await call('GET', `/api/v1/runs/${idA}/logs?node=1`)).json).toMatchObject({
+      lines: ['node 1 says hello'],
+    });
+    expect(await call('GET', `/api/v1/runs/${idA}/logs?node=2`)).toMatchObject({ status: 404 });
 
     const view = await call('GET', `/api/v1/runs/${idA}`);
     expect(view.json).toMatchObject({

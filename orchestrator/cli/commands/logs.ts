@@ -26,6 +26,8 @@ export interface LogsOptions {
   attempt?: number;
   follow?: boolean;
   raw?: boolean;
+  /** A gang's node (0: the leader's log). */
+  node?: number;
 }
 
 export async function action(query: string, o: LogsOptions, cmd: Command): Promise<void> {
@@ -46,12 +48,14 @@ export async function action(query: string, o: LogsOptions, cmd: Command): Promi
       );
     for (const { stage, t } of chosen) {
       const attempt = o.attempt ?? t.attempt;
-      const file = attemptLogFile(view.runDir, t.id, attempt);
+      const file = attemptLogFile(view.runDir, t.id, attempt, o.node ?? 0);
       if (chosen.length > 1) print(`==> ${stage} (${t.id}, attempt ${attempt}) <==`);
       if (existsSync(file)) {
         const out = new LineFilter(o.raw ?? false);
         await printFile(file, out, o.follow ? () => attemptOver(client, t.id, attempt) : null);
         out.end();
+      } else if (o.node) {
+        throw new UsageError(`no log of node ${o.node} for ${t.id} attempt ${attempt} (${file})`);
       } else {
         const tail = (await readTaskLogTail(client.redis, ctx.keys, t.id)).filter(
           (l) => o.raw || !isProtocolLine(l),
@@ -85,7 +89,7 @@ async function remoteLogs(api: ApiClient, query: string, o: LogsOptions): Promis
     let offset = 0;
     for (;;) {
       const c = await api.get<LogChunk>(
-        `/api/v1/runs/${enc(view.id)}/logs?task=${enc(t.id)}&attempt=${attempt}&offset=${offset}${o.raw ? '&raw=1' : ''}`,
+        `/api/v1/runs/${enc(view.id)}/logs?task=${enc(t.id)}&attempt=${attempt}&node=${o.node ?? 0}&offset=${offset}${o.raw ? '&raw=1' : ''}`,
       );
       if (c.lines.length > 0) print(c.lines.join('\n'));
       else if (c.source === 'redis') print('(no log lines yet)');
