@@ -9,6 +9,8 @@ import { RunSpecDocument } from '../../common/spec/document.js';
 import { PoolView } from '../pools.js';
 import { QueueRow } from '../queue-counts.js';
 import { LogChunk } from './logs.js';
+import { errors, json, poolParam, ref, runParam } from './openapi-parts.js';
+import { queuePaths } from './openapi-queues.js';
 import { RunSummary, RunView } from '../views.js';
 
 const SpecIssue = z.object({
@@ -53,40 +55,13 @@ function componentSchemas(): Record<string, unknown> {
   return out;
 }
 
-const ref = (id: string) => ({ $ref: `#/components/schemas/${id}` });
-const json = (schema: unknown) => ({ 'application/json': { schema } });
-const errors = (...codes: number[]) =>
-  Object.fromEntries(
-    codes.map((c) => [
-      String(c),
-      { description: ERROR_TEXT[c] ?? 'Error', content: json(ref('Error')) },
-    ]),
-  );
-const ERROR_TEXT: Record<number, string> = {
-  400: 'A malformed query or body; the message names the field',
-  401: 'No token, or an unknown one',
-  403: 'The read-only token on a write',
-  404: 'No such run, pool or route',
-  409: 'The run has already ended',
-  413: 'The body is over the size limit',
-  415: 'A content type other than YAML or JSON',
-  422: 'An invalid spec (with issues) or a value out of bounds',
-};
-const runParam = {
-  name: 'run',
-  in: 'path',
-  required: true,
-  description: 'A run id, an id prefix, or a name (the newest run of that name)',
-  schema: { type: 'string' },
-};
-const poolParam = { name: 'pool', in: 'path', required: true, schema: { type: 'string' } };
-
 function paths() {
   return {
     ...listAndSubmit(),
     ...oneRun(),
     ...runLogs(),
-    ...poolsAndQueues(),
+    ...poolPaths(),
+    ...queuePaths(),
     ...eventsPath(),
   };
 }
@@ -249,7 +224,7 @@ function runLogs() {
   };
 }
 
-function poolsAndQueues() {
+function poolPaths() {
   return {
     '/pools': {
       get: {
@@ -299,28 +274,6 @@ function poolsAndQueues() {
         },
       },
     },
-    '/queues': {
-      get: {
-        operationId: 'listQueues',
-        summary: "BullMQ's counts per queue",
-        responses: {
-          '200': {
-            description: 'The queues',
-            content: json({
-              type: 'object',
-              properties: { queues: { type: 'array', items: ref('QueueRow') } },
-              required: ['queues'],
-            }),
-          },
-          ...errors(401),
-        },
-      },
-    },
-    '/queues/{queue}/pause': queueAction(
-      'pauseQueue',
-      'Pause a queue: nothing new starts from it (admin)',
-    ),
-    '/queues/{queue}/resume': queueAction('resumeQueue', 'Resume a paused queue (admin)'),
   };
 }
 
@@ -338,20 +291,6 @@ function eventsPath() {
           },
           ...errors(401),
         },
-      },
-    },
-  };
-}
-
-function queueAction(operationId: string, summary: string) {
-  return {
-    post: {
-      operationId,
-      summary,
-      parameters: [{ name: 'queue', in: 'path', required: true, schema: { type: 'string' } }],
-      responses: {
-        '200': { description: 'The queue after it', content: json(ref('QueueRow')) },
-        ...errors(401, 403, 404),
       },
     },
   };

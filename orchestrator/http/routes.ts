@@ -18,6 +18,9 @@
  *   GET  /queues                                 BullMQ's counts per queue
  *   POST /queues/NAME/pause, /queues/NAME/resume the QueueRow after it (paused jobs stay
  *                                                queued; running ones finish)
+ *   POST /queues/NAME/clean {state, olderThanSeconds, limit}
+ *                                                remove finished jobs' records (completed
+ *                                                or failed): {queue, state, removed}
  *   GET  /events                                 server-sent events of run and pool changes
  *                                                (events.ts)
  *   GET  /openapi.json                           this API as an OpenAPI 3.1 document
@@ -47,6 +50,12 @@ const SubmitQuery = z.strictObject({
   workDir: z.string().refine(isAbsolute, 'must be an absolute path').optional(),
 });
 const ScaleBody = z.strictObject({ replicas: z.number().int().min(0) });
+/** Only the records of finished jobs: stoker's tasks keep their own status and outcome. */
+const CleanBody = z.strictObject({
+  state: z.enum(['completed', 'failed']),
+  olderThanSeconds: z.number().int().min(0).default(0),
+  limit: z.number().int().min(1).max(100_000).default(1000),
+});
 
 function parse<T>(schema: z.ZodType<T>, value: unknown, where: string): T {
   const r = schema.safeParse(value ?? {});
@@ -181,6 +190,16 @@ function queueRoutes(app: FastifyInstance, { queues }: ApiSource): void {
       const name = await known(req.params.queue);
       await queues.queue(name).pause();
       return queues.counts(name);
+    },
+  );
+  app.post<{ Params: { queue: string } }>(
+    '/queues/:queue/clean',
+    { config: { access: 'admin' } },
+    async (req) => {
+      const name = await known(req.params.queue);
+      const { state, olderThanSeconds, limit } = parse(CleanBody, req.body, 'body');
+      const removed = await queues.queue(name).clean(olderThanSeconds * 1000, limit, state);
+      return { queue: name, state, removed: removed.length };
     },
   );
   app.post<{ Params: { queue: string } }>(

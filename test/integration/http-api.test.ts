@@ -355,6 +355,22 @@ describe('the HTTP server', () => {
     );
     const done = (await call('GET', `/api/v1/runs/${id}`)).json as RunViewJson;
     expect(done.stages[0]?.queue).toBeNull();
+    // Cleaning the finished jobs' records (admin; a bad body names the field).
+    const badClean = await call('POST', '/api/v1/queues/train/clean', {
+      token: admin,
+      body: { state: 'active' },
+    });
+    expect(badClean.status).toBe(400);
+    expect(String((badClean.json?.error as { message: string }).message)).toMatch(/body\.state/);
+    expect(
+      await call('POST', '/api/v1/queues/train/clean', {
+        token: admin,
+        body: { state: 'completed' },
+      }),
+    ).toMatchObject({ status: 200, json: { queue: 'train', state: 'completed', removed: 1 } });
+    expect((await call('GET', '/api/v1/queues')).json?.queues).toContainEqual(
+      expect.objectContaining({ name: 'train', completed: 0 }),
+    );
   });
 
   it('streams run and pool changes as server-sent events', async () => {
@@ -528,6 +544,7 @@ describe('the HTTP server', () => {
       '/queues',
       '/queues/{queue}/pause',
       '/queues/{queue}/resume',
+      '/queues/{queue}/clean',
       '/events',
     ]);
     // A response checked against the document's own schema (RunSummary, RunView).
