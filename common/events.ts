@@ -25,6 +25,9 @@ import * as z from 'zod';
 
 export const MARKER = '::stoker::';
 
+/** A line of the payload's protocol (a marker line), as logs leave them out unless raw. */
+export const isProtocolLine = (line: string): boolean => line.trimStart().startsWith(MARKER);
+
 const finiteNumber = z.number().finite();
 
 export const ProgressEvent = z.object({

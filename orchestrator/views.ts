@@ -302,3 +302,14 @@ export async function summarize(store: RunStore, runs: RunRecord[]): Promise<Run
   for (const r of runs) out.push(runSummary(r, await store.getStages(r.id)));
   return out;
 }
+
+/**
+ * The tasks of a run that `task` names (a task id or a stage name; every task when
+ * absent), and the message for when it names none (`stoker logs`, GET .../logs).
+ */
+export function selectTasks(view: RunView, task: string | undefined) {
+  const all = view.stages.flatMap((s) => s.tasks.map((t) => ({ stage: s.name, t })));
+  const chosen = task ? all.filter((x) => x.t.id === task || x.stage === task) : all;
+  const none = `run ${view.id} has no task or stage "${task ?? ''}" (tasks: ${all.map((x) => x.t.id).join(', ') || 'none yet'})`;
+  return { chosen, none };
+}

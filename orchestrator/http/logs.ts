@@ -16,11 +16,11 @@
  */
 import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { z } from 'zod';
-import { MARKER } from '../../common/events.js';
+import { isProtocolLine } from '../../common/events.js';
 import { isTerminal } from '../../common/model.js';
 import { attemptLogFile } from '../../common/paths.js';
 import { readTaskLogTail } from '../../common/progress.js';
-import { buildRunView } from '../views.js';
+import { buildRunView, selectTasks } from '../views.js';
 import { type ApiSource, BadRequestError, NotFoundError } from './source.js';
 
 export const MAX_CHUNK = 1024 * 1024;
@@ -43,20 +43,14 @@ export const LogChunk = z.object({
 });
 export type LogChunk = z.infer<typeof LogChunk>;
 
-const isProtocol = (l: string) => l.trimStart().startsWith(MARKER);
-
 export async function readLogs(
   src: ApiSource,
   runId: string,
   q: z.infer<typeof LogsQuery>,
 ): Promise<LogChunk> {
   const view = await buildRunView(src.store, src.redis, src.keys, runId);
-  const tasks = view.stages.flatMap((s) => s.tasks.map((t) => ({ stage: s.name, t })));
-  const chosen = q.task ? tasks.filter((x) => x.t.id === q.task || x.stage === q.task) : tasks;
-  if (chosen.length === 0)
-    throw new NotFoundError(
-      `run ${view.id} has no task or stage "${q.task ?? ''}" (tasks: ${tasks.map((x) => x.t.id).join(', ') || 'none yet'})`,
-    );
+  const { chosen, none } = selectTasks(view, q.task);
+  if (chosen.length === 0) throw new NotFoundError(none);
   if (chosen.length > 1)
     throw new BadRequestError(
       `query.task: run ${view.id} has several tasks; name one (${chosen.map((x) => x.t.id).join(', ')})`,
@@ -65,7 +59,7 @@ export async function readLogs(
   const attempt = q.attempt ?? t.attempt;
   const done = isTerminal(t.phase) || t.attempt !== attempt;
   const keep = (lines: string[]) =>
-    q.raw === '1' || q.raw === 'true' ? lines : lines.filter((l) => !isProtocol(l));
+    q.raw === '1' || q.raw === 'true' ? lines : lines.filter((l) => !isProtocolLine(l));
   const file = attemptLogFile(view.runDir, t.id, attempt, q.node);
   if (!existsSync(file)) {
     if (q.node > 0)

@@ -11,10 +11,10 @@ import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { stringify } from 'yaml';
 import { afterEach, describe, expect, it } from 'vitest';
-import { silentLogger } from '../../common/logger.js';
-import { httpSettings, startHttp, type RunningHttp } from '../../orchestrator/http/start.js';
+import type { RunningHttp } from '../../orchestrator/http/start.js';
 import { eventually } from '../util/redis-server.js';
-import { payloadFixture, startTestSystem, type TestSystem } from '../util/system.js';
+import { startTestHttp } from '../util/http.js';
+import { payloadFixture, type TestSystem } from '../util/system.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const SHOTS = join(import.meta.dirname, '..', '..', 'test-output', 'browser');
@@ -32,15 +32,7 @@ afterEach(async () => {
 describe.skipIf(!existsSync(CHROMIUM))('in a real browser (chromium)', () => {
   it("logs in with the link, shows the queues and a running job's progress, and a read-only login cannot act", async () => {
     mkdirSync(SHOTS, { recursive: true });
-    sys = await startTestSystem();
-    http = await startHttp({
-      sys,
-      redisUrl: sys.redisUrl,
-      home: sys.home,
-      env: {},
-      settings: httpSettings({ port: 0, host: '127.0.0.1' }, {}),
-      log: silentLogger(),
-    });
+    ({ sys, http } = await startTestHttp());
     const { admin, read } = http.tokens.tokens;
     const submitted = await fetch(`${http.url}/api/v1/runs`, {
       method: 'POST',

@@ -12,14 +12,13 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { stringify } from 'yaml';
 import { afterEach, describe, expect, it } from 'vitest';
-import { silentLogger } from '../../common/logger.js';
 import { attemptLogFile } from '../../common/paths.js';
 import { describeRun } from '../../orchestrator/cli/format.js';
-import { registerPool } from '../../orchestrator/pools.js';
-import { httpSettings, startHttp, type RunningHttp } from '../../orchestrator/http/start.js';
+import type { RunningHttp } from '../../orchestrator/http/start.js';
 import { loadOrCreateTokens, tokenFilePath } from '../../orchestrator/http/tokens.js';
 import { eventually } from '../util/redis-server.js';
-import { payloadFixture, startTestSystem, type TestSystem } from '../util/system.js';
+import { registerIdlePool, startTestHttp } from '../util/http.js';
+import { payloadFixture, type TestSystem } from '../util/system.js';
 
 let sys: TestSystem | undefined;
 let http: RunningHttp | undefined;
@@ -31,15 +30,7 @@ afterEach(async () => {
 });
 
 async function start(env: NodeJS.ProcessEnv = {}) {
-  sys = await startTestSystem();
-  http = await startHttp({
-    sys,
-    redisUrl: sys.redisUrl,
-    home: sys.home,
-    env,
-    settings: httpSettings({ port: 0, host: '127.0.0.1' }, env),
-    log: silentLogger(),
-  });
+  ({ sys, http } = await startTestHttp(env));
   const { admin, read } = http.tokens.tokens;
   const call = async (
     method: string,
@@ -266,18 +257,7 @@ describe('the HTTP server', () => {
 
   it('shows pools and queues, and scales a pool within its bounds for admins only', async () => {
     const { call, admin, sys: s } = await start();
-    await registerPool(
-      s.redis,
-      s.keys,
-      {
-        name: 'gen-api',
-        minReplicas: 0,
-        maxReplicas: 2,
-        replicas: 0,
-        resources: { gpus: 0, cpu: '1', memory: '1Gi', nodes: 1 },
-      } as Parameters<typeof registerPool>[2],
-      'none/none',
-    );
+    await registerIdlePool(s, 'gen-api');
     const pools = await call('GET', '/api/v1/pools');
     expect(pools.json).toMatchObject({
       pools: [{ name: 'gen-api', desired: 0, minReplicas: 0, maxReplicas: 2, backlog: 0 }],
@@ -427,18 +407,7 @@ describe('the HTTP server', () => {
     expect(events.find((e) => e.event === 'task')).toMatchObject({
       data: { runId: id, stage: 'train', progress: { totalSteps: 3 } },
     });
-    await registerPool(
-      s.redis,
-      s.keys,
-      {
-        name: 'gen-sse',
-        minReplicas: 0,
-        maxReplicas: 2,
-        replicas: 0,
-        resources: { gpus: 0, cpu: '1', memory: '1Gi', nodes: 1 },
-      } as Parameters<typeof registerPool>[2],
-      'none/none',
-    );
+    await registerIdlePool(s, 'gen-sse');
     await call('POST', '/api/v1/pools/gen-sse/scale', { token: admin, body: { replicas: 0 } });
     await eventually('the pool on the stream', () =>
       events.some((e) => e.event === 'pool' && e.data.name === 'gen-sse') ? true : null,

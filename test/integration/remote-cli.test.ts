@@ -8,11 +8,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { afterEach, describe, expect, it } from 'vitest';
-import { silentLogger } from '../../common/logger.js';
-import { httpSettings, startHttp, type RunningHttp } from '../../orchestrator/http/start.js';
+import type { RunningHttp } from '../../orchestrator/http/start.js';
 import { stoker } from '../util/cli.js';
 import { eventually } from '../util/redis-server.js';
-import { payloadFixture, startTestSystem, type TestSystem } from '../util/system.js';
+import { startTestHttp } from '../util/http.js';
+import { payloadFixture, type TestSystem } from '../util/system.js';
 
 let sys: TestSystem | undefined;
 let http: RunningHttp | undefined;
@@ -25,15 +25,7 @@ afterEach(async () => {
 });
 
 async function start() {
-  sys = await startTestSystem();
-  http = await startHttp({
-    sys,
-    redisUrl: sys.redisUrl,
-    home: sys.home,
-    env: {},
-    settings: httpSettings({ port: 0, host: '127.0.0.1' }, {}),
-    log: silentLogger(),
-  });
+  ({ sys, http } = await startTestHttp());
   home = mkdtempSync(join(tmpdir(), 'stoker-remote-cli-'));
   const { admin, read } = http.tokens.tokens;
   const cli = (args: string[], token: string | null = read) =>

@@ -11,11 +11,11 @@ import { StringDecoder } from 'node:string_decoder';
 import type { Command } from 'commander';
 import { UsageError } from '../../../common/errors.js';
 import { isTerminal } from '../../../common/model.js';
-import { MARKER } from '../../../common/events.js';
+import { isProtocolLine } from '../../../common/events.js';
 import { attemptLogFile } from '../../../common/paths.js';
 import { readTaskLogTail } from '../../../common/progress.js';
 import type { LogChunk } from '../../http/logs.js';
-import { buildRunView, type RunView } from '../../views.js';
+import { buildRunView, selectTasks, type RunView } from '../../views.js';
 import { connectClient, type ClientConnection } from '../client.js';
 import { makeContext } from '../context.js';
 import { globals, print } from '../options.js';
@@ -38,14 +38,8 @@ export async function action(query: string, o: LogsOptions, cmd: Command): Promi
   try {
     const runId = await client.store.resolveRunId(query);
     const view = await buildRunView(client.store, client.redis, ctx.keys, runId);
-    const tasks = view.stages.flatMap((s) => s.tasks.map((t) => ({ stage: s.name, t })));
-    const chosen = o.task
-      ? tasks.filter(({ stage, t }) => t.id === o.task || stage === o.task)
-      : tasks;
-    if (o.task && chosen.length === 0)
-      throw new UsageError(
-        `run ${view.id} has no task or stage "${o.task}" (tasks: ${tasks.map((x) => x.t.id).join(', ') || 'none yet'})`,
-      );
+    const { chosen, none } = selectTasks(view, o.task);
+    if (o.task && chosen.length === 0) throw new UsageError(none);
     for (const { stage, t } of chosen) {
       const attempt = o.attempt ?? t.attempt;
       const file = attemptLogFile(view.runDir, t.id, attempt, o.node ?? 0);
@@ -75,14 +69,8 @@ export async function action(query: string, o: LogsOptions, cmd: Command): Promi
 async function remoteLogs(api: ApiClient, query: string, o: LogsOptions): Promise<void> {
   const enc = encodeURIComponent;
   const view = await api.get<RunView>(`/api/v1/runs/${enc(query)}`);
-  const tasks = view.stages.flatMap((s) => s.tasks.map((t) => ({ stage: s.name, t })));
-  const chosen = o.task
-    ? tasks.filter(({ stage, t }) => t.id === o.task || stage === o.task)
-    : tasks;
-  if (o.task && chosen.length === 0)
-    throw new UsageError(
-      `run ${view.id} has no task or stage "${o.task}" (tasks: ${tasks.map((x) => x.t.id).join(', ') || 'none yet'})`,
-    );
+  const { chosen, none } = selectTasks(view, o.task);
+  if (o.task && chosen.length === 0) throw new UsageError(none);
   for (const { stage, t } of chosen) {
     const attempt = o.attempt ?? t.attempt;
     if (chosen.length > 1) print(`==> ${stage} (${t.id}, attempt ${attempt}) <==`);
@@ -109,8 +97,6 @@ async function attemptOver(
   const s = (await client.store.getTaskStatuses([taskId]))[taskId];
   return !s || isTerminal(s.phase) || s.attempt !== attempt;
 }
-
-const isProtocolLine = (line: string): boolean => line.trimStart().startsWith(MARKER);
 
 /** Writes a log's text to stdout, whole lines at a time, without protocol lines unless raw. */
 class LineFilter {
