@@ -8,6 +8,8 @@ import { z } from 'zod';
 import { RunSpecDocument } from '../../common/spec/document.js';
 import { PoolView } from '../pools.js';
 import { QueueRow } from '../queue-counts.js';
+import { MetricHistoryView } from '../metric-history.js';
+import { historyPaths } from './openapi-history.js';
 import { LogChunk } from './logs.js';
 import { errors, json, poolParam, ref, runParam } from './openapi-parts.js';
 import { queuePaths } from './openapi-queues.js';
@@ -35,6 +37,7 @@ function componentSchemas(): Record<string, unknown> {
   reg.add(PoolView, { id: 'PoolView' });
   reg.add(QueueRow, { id: 'QueueRow' });
   reg.add(LogChunk, { id: 'LogChunk' });
+  reg.add(MetricHistoryView, { id: 'MetricHistory' });
   reg.add(SpecIssue, { id: 'SpecIssue' });
   reg.add(ApiError, { id: 'Error' });
   const { schemas } = z.toJSONSchema(reg, {
@@ -60,6 +63,7 @@ function paths() {
     ...listAndSubmit(),
     ...oneRun(),
     ...runLogs(),
+    ...historyPaths(),
     ...poolPaths(),
     ...queuePaths(),
     ...eventsPath(),

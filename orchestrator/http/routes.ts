@@ -13,6 +13,8 @@
  *   POST /runs/RUN/cancel                        202 {id, cancelRequested: true}
  *   GET  /runs/RUN/logs?task=&attempt=&offset=   a task attempt's log, a chunk at a time
  *                                                (logs.ts)
+ *   GET  /runs/RUN/metrics?task=&attempt=&points= a task attempt's metric history, each
+ *                                                metric downsampled (history.ts)
  *   GET  /pools, /pools/NAME                     PoolView(s)
  *   POST /pools/NAME/scale {"replicas": N}       the PoolView after the change
  *   GET  /queues                                 BullMQ's counts per queue
@@ -33,6 +35,7 @@ import { parseSpec } from '../../common/spec/load.js';
 import { kubernetesSpecRules } from '../backends/kubernetes/spec-rules.js';
 import { buildPoolView, scalePool } from '../pools.js';
 import { EventHub } from './events.js';
+import { HistoryQuery, readHistory } from './history.js';
 import { LogsQuery, readLogs } from './logs.js';
 import { type ApiSource, BadRequestError, NotFoundError } from './source.js';
 import { openApiDocument } from './openapi.js';
@@ -109,6 +112,15 @@ function runRoutes(app: FastifyInstance, src: ApiSource): void {
     async (req) => {
       const q = parse(LogsQuery, req.query, 'query');
       return readLogs(src, await store.resolveRunId(req.params.run), q);
+    },
+  );
+
+  app.get<{ Params: { run: string } }>(
+    '/runs/:run/metrics',
+    { config: { access: 'read' } },
+    async (req) => {
+      const q = parse(HistoryQuery, req.query, 'query');
+      return readHistory(src, await store.resolveRunId(req.params.run), q);
     },
   );
 

@@ -12,7 +12,7 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { stringify } from 'yaml';
 import { afterEach, describe, expect, it } from 'vitest';
-import { attemptLogFile } from '../../common/paths.js';
+import { attemptLogFile, attemptMetricsFile } from '../../common/paths.js';
 import { describeRun } from '../../orchestrator/cli/format.js';
 import type { RunningHttp } from '../../orchestrator/http/start.js';
 import { loadOrCreateTokens, tokenFilePath } from '../../orchestrator/http/tokens.js';
@@ -181,6 +181,27 @@ describe('the HTTP server', () => {
       lines: ['node 1 says hello'],
     });
     expect(await call('GET', `/api/v1/runs/${idA}/logs?node=2`)).toMatchObject({ status: 404 });
+
+    // Its metric history: every metrics event, from the file beside the log, else Redis.
+    const hist = await call('GET', `/api/v1/runs/${idA}/metrics`);
+    expect(hist.json).toMatchObject({
+      task: `${idA}.train`,
+      attempt: 1,
+      source: 'file',
+      x: 'step',
+    });
+    const loss = (hist.json?.series as Array<{ name: string }>).find((x) => x.name === 'loss');
+    expect(loss).toMatchObject({ x: [1, 2, 3], y: [1, 0.5, 1 / 3], total: 3, last: 1 / 3 });
+    rmSync(attemptMetricsFile(runDir, `${idA}.train`, 1));
+    const fromRedis = await call('GET', `/api/v1/runs/${idA}/metrics?metric=loss`);
+    expect(fromRedis.json).toMatchObject({ source: 'redis', series: [loss] });
+    expect(await call('GET', `/api/v1/runs/${idA}/metrics?points=1`)).toMatchObject({
+      status: 400,
+      json: { error: { message: expect.stringContaining('query.points') } },
+    });
+    expect(await call('GET', `/api/v1/runs/${idA}/metrics?attempt=5`)).toMatchObject({
+      status: 404,
+    });
 
     const view = await call('GET', `/api/v1/runs/${idA}`);
     expect(view.json).toMatchObject({
