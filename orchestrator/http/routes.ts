@@ -15,6 +15,8 @@
  *                                                (logs.ts)
  *   GET  /runs/RUN/metrics?task=&attempt=&points= a task attempt's metric history, each
  *                                                metric downsampled (history.ts)
+ *   GET  /runs/RUN/report                        a FIRE run's report (report.ts)
+ *   GET  /whoami                                 {role}: what this token may do
  *   GET  /pools, /pools/NAME                     PoolView(s)
  *   POST /pools/NAME/scale {"replicas": N}       the PoolView after the change
  *   GET  /queues                                 BullMQ's counts per queue
@@ -37,6 +39,7 @@ import { buildPoolView, scalePool } from '../pools.js';
 import { EventHub } from './events.js';
 import { HistoryQuery, readHistory } from './history.js';
 import { LogsQuery, readLogs } from './logs.js';
+import { readFireReport } from './report.js';
 import { type ApiSource, BadRequestError, NotFoundError } from './source.js';
 import { openApiDocument } from './openapi.js';
 import type { RunRecord } from '../run-record.js';
@@ -82,6 +85,7 @@ export function apiRoutes(src: ApiSource): FastifyPluginAsync {
       reply.hijack();
       await hub.attach(reply.raw);
     });
+    app.get('/whoami', { config: { access: 'read' } }, (req) => ({ role: req.role }));
     app.get('/openapi.json', { config: { access: 'read' } }, () => openApiDocument());
   };
 }
@@ -122,6 +126,12 @@ function runRoutes(app: FastifyInstance, src: ApiSource): void {
       const q = parse(HistoryQuery, req.query, 'query');
       return readHistory(src, await store.resolveRunId(req.params.run), q);
     },
+  );
+
+  app.get<{ Params: { run: string } }>(
+    '/runs/:run/report',
+    { config: { access: 'read' } },
+    async (req) => readFireReport(src, await store.resolveRunId(req.params.run)),
   );
 
   app.get<{ Params: { run: string } }>(

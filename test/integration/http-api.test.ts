@@ -18,6 +18,7 @@ import type { RunningHttp } from '../../orchestrator/http/start.js';
 import { loadOrCreateTokens, tokenFilePath } from '../../orchestrator/http/tokens.js';
 import { eventually } from '../util/redis-server.js';
 import { registerIdlePool, startTestHttp } from '../util/http.js';
+import { fireReportSpec } from '../util/fire-report-run.js';
 import { payloadFixture, type TestSystem } from '../util/system.js';
 
 let sys: TestSystem | undefined;
@@ -231,6 +232,50 @@ describe('the HTTP server', () => {
         (await call('GET', `/api/v1/runs/${idL}`)).json?.phase === 'Cancelled' ? true : null,
       60_000,
     );
+  });
+
+  it("serves a FIRE run's report, and says what is wrong with a report file that is not one", async () => {
+    const { call, admin } = await start();
+    const sub = await call('POST', '/api/v1/runs', {
+      token: admin,
+      body: fireReportSpec('fire-mini'),
+    });
+    expect(sub.status).toBe(201);
+    const id = String(sub.json?.id);
+    expect(await call('GET', `/api/v1/runs/${id}/report`)).toMatchObject({ status: 404 });
+    await eventually(
+      'the pipeline Succeeded',
+      async () => {
+        const phase = (await call('GET', `/api/v1/runs/${id}`)).json?.phase;
+        if (phase === 'Failed') throw new Error(`the pipeline failed`);
+        return phase === 'Succeeded' ? true : null;
+      },
+      90_000,
+    );
+    const r = await call('GET', `/api/v1/runs/${id}/report`);
+    expect(r.json).toMatchObject({
+      run: id,
+      stage: 'report',
+      title: 'FIRE in miniature',
+      baseline: 'base',
+      models: [
+        { name: 'base', dialogues: 3, atNormalised: 1, rr: 0 },
+        { name: 'final', dialogues: 3, rr: 1 },
+      ],
+    });
+    const models = r.json?.models as Array<{ accAt: Array<number | null> }>;
+    expect(models[1]?.accAt[0]).toBeCloseTo(1 / 3);
+    // A report file replaced by something else: a 422 naming the file and the field.
+    writeFileSync(
+      String(r.json?.file),
+      JSON.stringify({ title: 'x', baseline: 'b', models: [{}] }),
+    );
+    expect(await call('GET', `/api/v1/runs/${id}/report`)).toMatchObject({
+      status: 422,
+      json: {
+        error: { message: expect.stringMatching(/report\.json is not a FIRE report: models\[0\]/) },
+      },
+    });
   });
 
   it('refuses bad requests with a JSON error naming the problem, and changes nothing', async () => {
@@ -567,7 +612,7 @@ describe('the HTTP server', () => {
       redirect: 'manual',
     });
     expect(login.status).toBe(303);
-    expect(login.headers.get('location')).toBe('/queues');
+    expect(login.headers.get('location')).toBe('/');
     const cookie = login.headers.get('set-cookie') ?? '';
     expect(cookie).toMatch(/^stoker_token=stk_r_[\w-]+; HttpOnly; SameSite=Strict; Path=\//);
     const asBrowser = (path: string, init: RequestInit = {}) =>
