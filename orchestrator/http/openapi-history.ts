@@ -1,5 +1,42 @@
-/** The metric history path of the OpenAPI document (openapi.ts; the route: history.ts). */
+/**
+ * Paths of the OpenAPI document (openapi.ts) for what the dashboard reads beside the
+ * runs: a task's metric history (history.ts), a FIRE run's report (report.ts), and the
+ * caller's role.
+ */
 import { errors, json, ref, runParam } from './openapi-parts.js';
+
+export function dashboardPaths() {
+  return {
+    '/runs/{run}/report': {
+      get: {
+        operationId: 'runReport',
+        summary: "A FIRE run's report: the headline metrics and acc@t of each model",
+        parameters: [runParam],
+        responses: {
+          '200': { description: 'The report', content: json(ref('FireReport')) },
+          ...errors(401, 404, 422),
+        },
+      },
+    },
+    '/whoami': {
+      get: {
+        operationId: 'whoami',
+        summary: "The caller's role: admin (may act) or read",
+        responses: {
+          '200': {
+            description: 'The role',
+            content: json({
+              type: 'object',
+              properties: { role: { type: 'string', enum: ['admin', 'read'] } },
+              required: ['role'],
+            }),
+          },
+          ...errors(401),
+        },
+      },
+    },
+  };
+}
 
 export function historyPaths() {
   return {

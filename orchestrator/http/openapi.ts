@@ -9,7 +9,8 @@ import { RunSpecDocument } from '../../common/spec/document.js';
 import { PoolView } from '../pools.js';
 import { QueueRow } from '../queue-counts.js';
 import { MetricHistoryView } from '../metric-history.js';
-import { historyPaths } from './openapi-history.js';
+import { dashboardPaths, historyPaths } from './openapi-history.js';
+import { FireReportView } from './report.js';
 import { LogChunk } from './logs.js';
 import { errors, json, poolParam, ref, runParam } from './openapi-parts.js';
 import { queuePaths } from './openapi-queues.js';
@@ -38,6 +39,7 @@ function componentSchemas(): Record<string, unknown> {
   reg.add(QueueRow, { id: 'QueueRow' });
   reg.add(LogChunk, { id: 'LogChunk' });
   reg.add(MetricHistoryView, { id: 'MetricHistory' });
+  reg.add(FireReportView, { id: 'FireReport' });
   reg.add(SpecIssue, { id: 'SpecIssue' });
   reg.add(ApiError, { id: 'Error' });
   const { schemas } = z.toJSONSchema(reg, {
@@ -64,6 +66,7 @@ function paths() {
     ...oneRun(),
     ...runLogs(),
     ...historyPaths(),
+    ...dashboardPaths(),
     ...poolPaths(),
     ...queuePaths(),
     ...eventsPath(),

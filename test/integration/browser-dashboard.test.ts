@@ -4,7 +4,7 @@
  * list with a running run whose progress bar moves without a reload; its run page with
  * a loss chart that has drawn points; a FIRE run's report table and acc@t chart; the
  * pools page with working scale buttons; a read-only login without buttons that act.
- * Screenshots go to test-output/browser/ (docs/dashboard.png is one of them).
+ * Screenshots go to test-output/browser/ (docs/dashboard.png is a copy of dashboard-run.png).
  *
  * Skipped when /usr/bin/chromium is absent (.ci/run installs it).
  */
@@ -55,26 +55,23 @@ const trainSpec = (name: string) =>
     },
   });
 
-/** How many pixels of a chart's canvas are drawn (not transparent). */
-const drawnPixels = (page: Page, title: string) =>
-  page.evaluate((t) => {
-    const canvas = document.querySelector<HTMLCanvasElement>(`.chart[data-title="${t}"] canvas`);
-    const ctx = canvas?.getContext('2d');
-    if (!canvas || !ctx) return 0;
+/**
+ * How many pixels of a chart's canvas are drawn (not transparent). Page functions are
+ * sent as text: this project's TypeScript has no DOM types outside dashboard/.
+ */
+const drawnPixels = (page: Page, title: string): Promise<number> =>
+  page.evaluate(`(() => {
+    const canvas = document.querySelector('.chart[data-title=${JSON.stringify(title)}] canvas');
+    const ctx = canvas && canvas.getContext('2d');
+    if (!ctx) return 0;
     const data = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
     let n = 0;
-    for (let i = 3; i < data.length; i += 4) if ((data[i] as number) > 0) n += 1;
+    for (let i = 3; i < data.length; i += 4) if (data[i] > 0) n += 1;
     return n;
-  }, title);
+  })()`);
 
-const progressOf = (page: Page, runId: string) =>
-  page.evaluate(
-    (id) =>
-      Number(
-        document.querySelector(`tr[data-run="${id}"] .bar`)?.getAttribute('data-value') ?? NaN,
-      ),
-    runId,
-  );
+const progressOf = async (page: Page, runId: string): Promise<number> =>
+  Number((await page.locator(`tr[data-run="${runId}"] .bar`).getAttribute('data-value')) ?? NaN);
 
 describe.skipIf(!existsSync(CHROMIUM))('the dashboard in a real browser (chromium)', () => {
   it('shows live runs, a run with curves, a FIRE report and pools; read-only cannot act', async () => {

@@ -90,6 +90,19 @@ describe('the HTTP server', () => {
       json: { ready: true, redis: 'ok', leader: true },
     });
 
+    // The dashboard's page and files are open (they hold no data), with a strict policy;
+    // only the listed files are served.
+    const page = await call('GET', '/', { token: null });
+    expect(page).toMatchObject({ status: 200, type: expect.stringContaining('text/html') });
+    expect(page.text).toContain('/assets/app.js');
+    const script = await fetch(`${http!.url}/assets/app.js`);
+    expect(script.status).toBe(200);
+    expect(script.headers.get('content-security-policy')).toContain("script-src 'self'");
+    expect(await call('GET', '/assets/..%2Fpackage.json', { token: null })).toMatchObject({
+      status: 404,
+    });
+    expect(await call('GET', '/assets/secret.txt', { token: null })).toMatchObject({ status: 404 });
+
     const none = await call('GET', '/api/v1/runs', { token: null });
     expect(none.status).toBe(401);
     expect(none.json).toMatchObject({ error: { code: 'Unauthorized' } });
@@ -573,6 +586,9 @@ describe('the HTTP server', () => {
       '/runs/{run}',
       '/runs/{run}/cancel',
       '/runs/{run}/logs',
+      '/runs/{run}/metrics',
+      '/runs/{run}/report',
+      '/whoami',
       '/pools',
       '/pools/{pool}',
       '/pools/{pool}/scale',
@@ -598,6 +614,15 @@ describe('the HTTP server', () => {
     check('RunView', view.json);
     check('RunSummary', ((await call('GET', '/api/v1/runs')).json?.runs as unknown[])[0]);
     check('QueueRow', ((await call('GET', '/api/v1/queues')).json?.queues as unknown[])[0]);
+    await eventually(
+      'the run Succeeded',
+      async () =>
+        (await call('GET', `/api/v1/runs/${id}`)).json?.phase === 'Succeeded' ? true : null,
+      60_000,
+    );
+    check('MetricHistory', (await call('GET', `/api/v1/runs/${id}/metrics`)).json);
+    expect((await call('GET', '/api/v1/whoami')).json).toEqual({ role: 'read' });
+    expect((await call('GET', '/api/v1/whoami', { token: admin })).json).toEqual({ role: 'admin' });
   });
 
   it('serves Bull Board at /queues to a logged-in browser: reads with the read token, actions with admin', async () => {
