@@ -11,6 +11,7 @@
  *   writeManifest   `<runDir>/stages/<stage>/shards.json` of a finished stage: its
  *                   shard outputs and its failures; the stage releases its pool
  */
+import { runRoots } from '../untrusted-path.js';
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Queue } from 'bullmq';
@@ -52,7 +53,11 @@ export class PulledStages {
     const pool = stage.pool as NormalizedPool;
     let plan: ShardPlan;
     try {
-      plan = await planShards(input, { workDir: run.workDir, outputDir: payload.outputDir });
+      plan = await planShards(input, {
+        workDir: run.workDir,
+        outputDir: payload.outputDir,
+        roots: runRoots(run),
+      });
     } catch (err) {
       const message = `cannot shard the input: ${(err as Error).message}`;
       await failStage(this.ctx, run.id, status, 'InvalidInput', message);
