@@ -2,6 +2,7 @@
  * A complete stoker on one Redis: controller, dispatcher and a backend, composed.
  * `stoker up`, `stoker run` and the integration tests start one of these.
  */
+import { ensurePrivateDir } from '../common/private-dir.js';
 import { Queue, type ConnectionOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { makeKeys, QUEUES, type DispatchQueue, type Keys } from '../common/keys.js';
@@ -64,6 +65,8 @@ export const DEFAULT_CONCURRENCY = { train: 2, steps: 4 };
  */
 export async function startSystem(opts: SystemOptions): Promise<System> {
   const { log } = opts;
+  if (opts.home && ensurePrivateDir(opts.home) === 'tightened')
+    log.warn({ home: opts.home }, 'stoker home was open to other users: made private (0700)');
   const keys = makeKeys(opts.prefix);
   const redis = await connectRedis(opts.redisUrl, { name: 'stoker-controller' });
   const subscriber = redis.duplicate();

@@ -19,6 +19,7 @@ import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Logger } from '../common/logger.js';
+import { PRIVATE_FILE_MODE } from '../common/private-dir.js';
 
 const FLUSH_AFTER_MS = 100;
 const FLUSH_AT_CHARS = 64 * 1024;
@@ -38,8 +39,8 @@ export class PayloadLogFile {
     private readonly clock: () => number,
     log: Logger,
   ) {
-    mkdirSync(dirname(path), { recursive: true });
-    this.stream = createWriteStream(path, { flags: 'a' });
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    this.stream = createWriteStream(path, { flags: 'a', mode: PRIVATE_FILE_MODE });
     this.stream.on('error', (err) => {
       if (!this.broken)
         log.warn({ err, logFile: path }, 'cannot write the payload log file; going on without it');

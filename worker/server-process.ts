@@ -17,6 +17,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { PRIVATE_FILE_MODE } from '../common/private-dir.js';
 import { createInterface } from 'node:readline';
 import { parseLine, type PayloadEvent, type ShardRequest } from '../common/events.js';
 import type { Logger } from '../common/logger.js';
@@ -245,7 +246,7 @@ export class ServerProcess {
 
   private append(file: string, text: string): void {
     try {
-      appendFileSync(file, text);
+      appendFileSync(file, text, { mode: PRIVATE_FILE_MODE });
     } catch (err) {
       this.opts.log.warn({ err, file }, 'cannot write the payload log');
     }

@@ -81,7 +81,7 @@ export class LocalBackend implements Backend {
     // Claimed before a crash but never spawned (or new): spawn it now. Only the leader
     // dispatches, so there is no race with another controller here.
     const logDir = join(req.runDir, 'logs');
-    mkdirSync(logDir, { recursive: true });
+    mkdirSync(logDir, { recursive: true, mode: 0o700 });
     const workerLog = join(logDir, `${req.taskId}.attempt-${req.attempt}.worker.log`);
     await this.opts.redis.hset(key, {
       name: req.unitName,
@@ -283,7 +283,7 @@ export class LocalBackend implements Backend {
   private async startPoolWorker(pool: string): Promise<void> {
     const workerId = `${pool}-${randomBytes(3).toString('hex')}`;
     const logDir = join(this.opts.home ?? join(process.cwd(), '.stoker'), 'pools', pool);
-    mkdirSync(logDir, { recursive: true });
+    mkdirSync(logDir, { recursive: true, mode: 0o700 });
     const { pid } = await this.spawnWorker(
       ['--pool', pool, '--worker-id', workerId],
       join(logDir, `${workerId}.log`),
@@ -313,7 +313,7 @@ export class LocalBackend implements Backend {
     env: Record<string, string> = {},
   ): Promise<{ child: ChildProcess; pid: number }> {
     const [cmd, ...prefixArgs] = this.opts.stokerCommand ?? [process.execPath, stokerBin()];
-    const fd = openSync(logFile, 'a');
+    const fd = openSync(logFile, 'a', 0o600);
     let child: ChildProcess;
     try {
       child = spawn(cmd as string, [...prefixArgs, 'worker', ...args], {

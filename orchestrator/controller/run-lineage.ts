@@ -60,7 +60,7 @@ export class RunLineage {
     if (this.written.get(run.id) === text) return;
     const path = join(run.runDir, 'lineage.json');
     try {
-      mkdirSync(run.runDir, { recursive: true });
+      mkdirSync(run.runDir, { recursive: true, mode: 0o700 });
       writeFileSync(`${path}.tmp`, text);
       renameSync(`${path}.tmp`, path);
       this.written.set(run.id, text);
