@@ -106,7 +106,7 @@ export async function startSystem(opts: SystemOptions): Promise<System> {
   });
   await controller.start();
   dispatcher.start();
-  const parts = { redis, subscriber, controller, dispatcher, backend, queues, leadership };
+  const parts = { redis, subscriber, controller, dispatcher, backend, queues, leadership, log };
   const stop = twoStageStop(parts);
   leadership.lost
     .then(() => {
@@ -155,8 +155,16 @@ async function startBackend(opts: SystemOptions, ctx: BackendContext): Promise<B
  * queues, backend, the lock, the connections) and every later call returns the same
  * promise. preempt drains: running payloads checkpoint and are requeued (a backend whose
  * units outlive the controller detaches from them instead). force kills them; a force
- * during a drain (the second Ctrl-C of `stoker up`) kills what the drain is waiting for.
+ * during a drain (the second Ctrl-C of `stoker up`) kills what the drain is waiting for,
+ * and the stop goes on without waiting for the drain any longer.
+ *
+ * Bounded: every step after the drain talks to Redis, which may be out of reach (the
+ * reason a controller lost its lock); each is given STEP_MS (force: FORCED_STEP_MS) and
+ * then left behind with a warning, so a stop always ends.
  */
+const STEP_MS = 10_000;
+const FORCED_STEP_MS = 2_000;
+
 function twoStageStop(parts: {
   redis: Redis;
   subscriber: Redis;
@@ -165,10 +173,17 @@ function twoStageStop(parts: {
   backend: Backend;
   queues: Record<DispatchQueue, Queue<DispatchJobData>>;
   leadership: Leadership;
+  log: Logger;
 }): System['stop'] {
-  const { redis, subscriber, controller, dispatcher, backend, queues, leadership } = parts;
+  const { redis, subscriber, controller, dispatcher, backend, queues, leadership, log } = parts;
   let stopping: Promise<void> | undefined;
   let forced = false;
+  let onForced: () => void = () => undefined;
+  const forcedDone = new Promise<void>((r) => (onForced = r));
+  const step = (what: string, p: Promise<unknown>) =>
+    bounded(p, forced ? FORCED_STEP_MS : STEP_MS, () =>
+      log.warn({ step: what }, 'a step of the stop did not finish in time; going on'),
+    );
   return (mode = 'preempt') => {
     if (mode === 'force' && !forced) {
       forced = true;
@@ -176,20 +191,47 @@ function twoStageStop(parts: {
       // the controller (Kubernetes Jobs) were detached, not drained: they are left to the
       // next controller either way.
       if (stopping && !backend.unitsOutliveController) {
-        void dispatcher.stop('force');
-        void backend.stopPools?.({ force: true });
-      }
+        void Promise.all([
+          bounded(dispatcher.stop('force'), FORCED_STEP_MS * 2),
+          bounded(backend.stopPools?.({ force: true }) ?? Promise.resolve(), FORCED_STEP_MS * 2),
+        ]).then(() => onForced());
+      } else onForced();
     }
     return (stopping ??= (async () => {
-      await dispatcher.stop(backend.unitsOutliveController && mode === 'preempt' ? 'detach' : mode);
-      await controller.stop();
+      const drain = dispatcher.stop(
+        backend.unitsOutliveController && mode === 'preempt' ? 'detach' : mode,
+      );
+      await Promise.race([drain, forcedDone]);
+      await step('controller', controller.stop());
       // Pool workers finish their shard and exit (force: killed).
-      await backend.stopPools?.({ force: mode === 'force' });
-      await Promise.all(Object.values(queues).map((q) => q.close()));
-      await backend.close();
-      await leadership.release();
+      await step(
+        'pools',
+        backend.stopPools?.({ force: mode === 'force' || forced }) ?? Promise.resolve(),
+      );
+      await step('queues', Promise.all(Object.values(queues).map((q) => q.close())));
+      await step('backend', backend.close());
+      await step('lock', leadership.release());
       subscriber.disconnect();
       redis.disconnect();
     })());
   };
+}
+
+/** `p`, or nothing once `ms` passed (then `late` is called); never rejects. */
+function bounded(p: Promise<unknown>, ms: number, late?: () => void): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<void>((r) => {
+    timer = setTimeout(() => {
+      late?.();
+      r();
+    }, ms);
+    timer.unref();
+  });
+  return Promise.race([
+    p.then(
+      () => undefined,
+      () => undefined,
+    ),
+    timeout,
+  ]).finally(() => clearTimeout(timer));
 }
