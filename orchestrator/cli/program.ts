@@ -164,7 +164,7 @@ function registerServiceCommands(program: Command): void {
     });
 }
 
-/** The clients of a running stoker: submit, status, watch, logs, cancel, queues, scale, pools. */
+/** The clients of a running stoker: submit, status, watch, logs, cancel, resume, queues, scale, pools. */
 function registerClientCommands(program: Command): void {
   program.commandsGroup('A running stoker (its Redis: REDIS_URL, or the embedded one of --home):');
   setOption(
@@ -207,14 +207,7 @@ function registerClientCommands(program: Command): void {
     .addOption(intOption('--node <n>', "a multi-node task's node (default 0: the leader's log)"))
     .action(lazy(() => import('./commands/logs.js'), 'action'));
 
-  program
-    .command('cancel')
-    .description(
-      'cancel a run: queued tasks are removed, running payloads get SIGTERM; nothing is retried',
-    )
-    .argument('<run>', 'run id, id prefix, or name')
-    .option('--wait', 'wait until the run has stopped')
-    .action(lazy(() => import('./commands/cancel.js'), 'action'));
+  registerRunControl(program);
 
   program
     .command('queues')
@@ -243,4 +236,29 @@ function registerClientCommands(program: Command): void {
     )
     .option('--json', 'JSON output: {pools: [PoolView]} (schema: README, "JSON output")')
     .action(lazy(() => import('./commands/pools.js'), 'action'));
+}
+
+/** Stopping and restarting a run: cancel, resume. */
+function registerRunControl(program: Command): void {
+  program
+    .command('cancel')
+    .description(
+      'cancel a run: queued tasks are removed, running payloads get SIGTERM; nothing is retried',
+    )
+    .argument('<run>', 'run id, id prefix, or name')
+    .option('--wait', 'wait until the run has stopped')
+    .action(lazy(() => import('./commands/cancel.js'), 'action'));
+
+  program
+    .command('resume')
+    .description(
+      'run a run that ended Failed or Cancelled again from where it stopped: succeeded stages are kept, a task resumes from its last checkpoint (RESUME_FROM), a sharded stage runs only the shards that did not succeed; the retry budget starts afresh (exit 1 if the run cannot be resumed)',
+    )
+    .argument('<run>', 'run id, id prefix, or name')
+    .option('--wait', 'follow the resumed run to its end; exit 0 if it succeeded')
+    .option(
+      '--json',
+      'print {id, resumeRequested, from, requestedAt}, or the final status with --wait',
+    )
+    .action(lazy(() => import('./commands/resume.js'), 'action'));
 }
