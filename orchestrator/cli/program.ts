@@ -209,16 +209,7 @@ function registerClientCommands(program: Command): void {
 
   registerRunControl(program);
 
-  program
-    .command('queues')
-    .description(
-      'job counts per queue (waiting, prioritized, delayed, active, completed, failed, paused) and connected workers',
-    )
-    .option(
-      '--json',
-      'JSON output: {queues: [{name, waiting, prioritized, delayed, active, completed, failed, paused, workers}]}',
-    )
-    .action(lazy(() => import('./commands/queues.js'), 'action'));
+  registerQueueCommands(program);
 
   program
     .command('scale')
@@ -261,4 +252,27 @@ function registerRunControl(program: Command): void {
       'print {id, resumeRequested, from, requestedAt}, or the final status with --wait',
     )
     .action(lazy(() => import('./commands/resume.js'), 'action'));
+}
+
+/** `queues` and `queues retry`. */
+function registerQueueCommands(program: Command): void {
+  const queues = program
+    .command('queues')
+    .description(
+      'job counts per queue (waiting, prioritized, delayed, active, completed, failed, paused) and connected workers',
+    )
+    .option(
+      '--json',
+      'JSON output: {queues: [{name, waiting, prioritized, delayed, active, completed, failed, paused, workers}]}',
+    )
+    .action(lazy(() => import('./commands/queues.js'), 'action'));
+  queues
+    .command('retry')
+    .description(
+      "retry a queue's failed jobs as stoker's records allow: a run that ended Failed or Cancelled is resumed (as stoker resume), a failed shard of a stage still running is retried in place, anything else is skipped with the reason",
+    )
+    .argument('<queue>', 'queue name: train, steps or pool.NAME (stoker queues lists them)')
+    .addOption(intOption('--limit <n>', 'failed jobs to look at, newest first (default 1000)'))
+    .option('--json', 'JSON output: {queue, failed, retried, resumedRuns, retriedShards, skipped}')
+    .action(lazy(() => import('./commands/queues.js'), 'retryAction'));
 }

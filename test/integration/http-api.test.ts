@@ -506,6 +506,7 @@ describe('the HTTP server', () => {
       '/runs',
       '/runs/{run}',
       '/runs/{run}/cancel',
+      '/runs/{run}/resume',
       '/runs/{run}/logs',
       '/pools',
       '/pools/{pool}',
@@ -513,6 +514,7 @@ describe('the HTTP server', () => {
       '/queues',
       '/queues/{queue}/pause',
       '/queues/{queue}/resume',
+      '/queues/{queue}/retry',
       '/queues/{queue}/clean',
       '/events',
     ]);
