@@ -17,9 +17,9 @@
  *      its attempt numbers go on, so unit names and log files stay unique; a shard's
  *      attempts are its job's, new); the shards' failed and cancelled outcomes dropped;
  *      stage statuses back to Pending or Running without their end and its conditions,
- *      with a `Resumed` condition; the run Running with a `Resumed` condition and the
- *      resume appended to RunRecord.resumes; the cancel request deleted; the request
- *      now `queued`
+ *      with a `Resumed` condition; the run Running (Pending if no stage had started) with
+ *      a `Resumed` condition and the resume appended to RunRecord.resumes; the cancel
+ *      request deleted; the request now `queued`
  *   4. add the jobs (queueResumed; a pulled stage claims its pool again), then delete the
  *      request. A controller that dies before that finds the request `queued` on its next
  *      pass and adds them again: same ids, so a job already there is kept, never doubled.
@@ -81,7 +81,7 @@ export class RunResumer {
       const resets = await this.planResume(run);
       const busy = await this.freeJobs(resets);
       if (busy) {
-        log.info({ runId: run.id, job: busy }, 'resume waits for a job to end');
+        log.debug({ runId: run.id, job: busy }, 'resume waits for a job to end');
         return null;
       }
       // 3. Everything reset in one MULTI.
@@ -300,9 +300,12 @@ function resumedRun(
     })),
   };
   const message = `resumed by ${request.by} (was ${run.phase}: ${run.message ?? ''}); ${resets.length} stage${resets.length === 1 ? '' : 's'} to run`;
+  // Pending when nothing ran yet: the pass then checks again that the backend can run it.
+  const started =
+    resets.some((r) => r.kind !== 'unstarted') || resets.length < run.spec.stages.length;
   return {
     ...run,
-    phase: 'Running',
+    phase: started ? 'Running' : 'Pending',
     finishedAt: null,
     message: 'resumed',
     conditions: resumedConditions(run.conditions, message, now),

@@ -8,8 +8,16 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { Queue } from 'bullmq';
+import { silentLogger } from '../../common/logger.js';
 import { readTaskProgress } from '../../common/progress.js';
-import { requestResume, RunNotResumableError } from '../../orchestrator/resume.js';
+import { bullConnection, connectRedis } from '../../common/redis.js';
+import { Controller } from '../../orchestrator/controller/controller.js';
+import {
+  readResumeRequest,
+  requestResume,
+  RunNotResumableError,
+} from '../../orchestrator/resume.js';
 import type { RunView } from '../../orchestrator/views.js';
 import { stoker } from '../util/cli.js';
 import { eventually } from '../util/redis-server.js';
@@ -188,6 +196,85 @@ describe('stoker resume', () => {
     const unknown = await cli(['resume', 'no-such-run']);
     expect(unknown.exitCode).toBe(1);
     expect(unknown.stderr).toContain('no run matches "no-such-run"');
+  });
+
+  it('waits for a job still active, and finishes a resume a controller left half done', async () => {
+    sys = await startTestSystem();
+    const s = sys;
+    const spec = specFrom({
+      apiVersion: 'stoker/v1',
+      kind: 'TrainingRun',
+      metadata: { name: 'resume-crash' },
+      spec: {
+        payload: { command: [process.execPath, payloadFixture('crash.mjs')] },
+        retry: { attempts: 1 },
+      },
+    });
+    const runId = await s.submit(spec);
+    const taskId = `${runId}.train`;
+    expect((await s.waitForPhase(runId, ['Failed', 'Succeeded'])).phase).toBe('Failed');
+    // From here on, controllers of the test's making, one pass at a time.
+    await s.controller.stop();
+    await requestResume(s.redis, s.keys, runId, 'test');
+    /** A controller whose `train` queue answers `patch`'s methods instead. */
+    const controller = (
+      patch: Partial<Record<keyof Queue, unknown>> = {},
+      extra: Partial<ConstructorParameters<typeof Controller>[0]> = {},
+    ) => {
+      const train = new Proxy(s.queues.train, {
+        get: (t, p) => {
+          const v = (patch as Record<string | symbol, unknown>)[p] ?? Reflect.get(t, p);
+          return typeof v === 'function' ? v.bind(t) : v;
+        },
+      });
+      return new Controller({
+        redis: s.redis,
+        subscriber: s.redis,
+        keys: s.keys,
+        store: s.store,
+        queues: { ...s.queues, train },
+        connection: bullConnection(s.redisUrl),
+        backend: s.backend,
+        log: silentLogger(),
+        ...extra,
+      });
+    };
+
+    // The failed job still active (its processor recording the end): nothing is written.
+    await controller({ getJobState: async () => 'active' }).reconcileRun(runId);
+    expect((await s.view(runId)).phase).toBe('Failed');
+    expect(await readResumeRequest(s.redis, s.keys, runId)).toMatchObject({ state: 'requested' });
+    expect(await s.store.activeRunIds()).toContain(runId);
+    expect(await s.queues.train.getJobState(taskId)).toBe('failed');
+
+    // Redis fails as the job is added: the run is resumed, its job not yet queued.
+    const broken = controller({ add: async () => Promise.reject(new Error('connection lost')) });
+    await expect(broken.reconcileRun(runId)).rejects.toThrow('connection lost');
+    expect((await s.view(runId)).phase).toBe('Running');
+    expect((await s.store.getTaskStatuses([taskId]))[taskId]).toMatchObject({
+      phase: 'Pending',
+      reason: 'Resumed',
+      maxAttempts: 2,
+    });
+    expect(await readResumeRequest(s.redis, s.keys, runId)).toMatchObject({ state: 'queued' });
+    expect(await s.queues.train.getJobState(taskId)).toBe('unknown');
+
+    // The next controller queues it, once; it runs (and crashes again).
+    const subscriber = await connectRedis(s.redisUrl);
+    const c = controller({}, { subscriber, resyncMs: 500 });
+    await c.start();
+    try {
+      const view = await eventually('the resumed run to fail again', async () => {
+        const v = await s.view(runId);
+        return v.phase === 'Failed' ? v : null;
+      });
+      expect(view.resumes).toMatchObject([{ by: 'test', from: { phase: 'Failed' } }]);
+      expect(view.stages[0]?.tasks[0]?.history.map((h) => h.attempt)).toEqual([1, 2]);
+      expect(await s.redis.exists(s.keys.runResume(runId))).toBe(0);
+    } finally {
+      await c.stop();
+      subscriber.disconnect();
+    }
   });
 
   it('resumes a sharded stage: the shards that succeeded are kept, the others run', async () => {
