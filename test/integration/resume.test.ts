@@ -114,6 +114,8 @@ describe('stoker resume', () => {
     expect(view.stages[1]?.conditions.find((c) => c.type === 'Resumed')?.message).toBe(
       `resumed from checkpoint ${ckpt} (step 10)`,
     );
+    const status = await cli(['status', runId]);
+    expect(status.stdout).toMatch(/\n {2}resumed at \S+ by cli:\S+ \(it was Failed\)\n/);
     const lineage = JSON.parse(readFileSync(join(view.runDir, 'lineage.json'), 'utf8'));
     expect(lineage.resumes).toEqual(view.resumes);
     // Finished: the request is gone, the run no longer active.
