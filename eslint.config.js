@@ -17,6 +17,8 @@ import tseslint from 'typescript-eslint';
  *   orchestrator/  common/ and fire/
  *   testing/       test support (the simulated cluster): the product and itself
  *   test/, bench/  anything but each other (bench may use testing/)
+ *   dashboard/     a browser page: the API's types from orchestrator/ (type imports
+ *                  only: no Node code can reach the page's bundle)
  *
  * The check is on path segments: an import whose path has a segment naming a folder the
  * layer may not use (`../orchestrator/store.js`, `../../worker/main.js`) is refused. No
@@ -34,6 +36,7 @@ const LAYERS = {
   testing: ['common', 'fire', 'orchestrator', 'worker'],
   bench: ['common', 'fire', 'orchestrator', 'worker', 'testing'],
   test: ['common', 'fire', 'orchestrator', 'worker', 'testing'],
+  dashboard: [],
 };
 const TOP = Object.keys(LAYERS);
 
@@ -80,6 +83,29 @@ export default tseslint.config(
     },
   },
   ...TOP.map(layerRules),
+  {
+    files: ['dashboard/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex: '^\\.\\./(common|fire|worker|testing|test|bench)(/|$)',
+              message: 'dashboard/ may import only types from orchestrator/',
+            },
+            {
+              regex: '^\\.\\./orchestrator(/|$)',
+              allowTypeImports: true,
+              message: 'dashboard/ may import only types from orchestrator/ (import type)',
+            },
+          ],
+        },
+      ],
+      'max-lines': ['error', { max: 400 }],
+      'max-lines-per-function': ['error', { max: 80, IIFEs: true }],
+    },
+  },
   // Units a newcomer can read (README, Development: "Sizes"): files under 400 lines, functions under 80,
   // blank lines and comments counted. A longer one says why where it is, as the
   // directive's description: `/* eslint-disable max-lines -- why */` in the file's

@@ -1,4 +1,10 @@
+import { tmpdir } from 'node:os';
 import { defineConfig } from 'vitest/config';
+
+// Tests keep their inputs (a pulled stage's input file) in temporary folders, which the
+// controller reads only as declared data roots (orchestrator/untrusted-path.ts). The
+// tests of that rule pass their own roots.
+process.env.STOKER_DATA_ROOTS ??= tmpdir();
 
 export default defineConfig({
   test: {

@@ -15,9 +15,15 @@
  *            their progress, and builds the RunView).
  * Also       /metrics scrape time (median and max of 20, quick: 5) with 1,000 active
  *            runs and tasks, and the size of the text.
+ *            The dashboard's reads: GET /api/v1/runs?limit=100 (its runs page) at 1,000
+ *            runs, p50/p99 of 20; GET /api/v1/runs/ID/metrics?points=1000 on a task
+ *            with 100,000 points of metric history (loss, lr: a metrics.jsonl of its
+ *            attempt): the first read (the file parsed), a read with nothing new, and a
+ *            read after 1,000 more points were appended (a live chart's poll).
  */
 import { Agent, request, type Server } from 'node:http';
-import { mkdtempSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { join } from 'node:path';
 import Fastify from 'fastify';
 import { Redis } from 'ioredis';
@@ -25,6 +31,7 @@ import { makeKeys, type Keys } from '../common/keys.js';
 import { silentLogger } from '../common/logger.js';
 import { nowIso } from '../common/model.js';
 import { newTaskStatus } from '../common/task-store.js';
+import { attemptMetricsFile } from '../common/paths.js';
 import { parseSpec } from '../common/spec/load.js';
 import { StokerMetrics } from '../orchestrator/http/metrics.js';
 import { buildHttpServer } from '../orchestrator/http/server.js';
@@ -177,6 +184,8 @@ export const httpApi: Benchmark = {
     const scrapeMs = await timed(ctx.quick ? 5 : 20, async () => {
       metricsBytes = await get(`${apiUrl}/metrics`, null, agent);
     });
+    const listMs = await timed(20, () => get(`${apiUrl}/api/v1/runs?limit=100`, read, agent));
+    const history = await historyReads(store, ids[0] as string, apiUrl, read, agent);
     const apiS = summarize(apiMs, 2);
     const bareS = summarize(bareMs, 2);
     return {
@@ -194,6 +203,46 @@ export const httpApi: Benchmark = {
         maxMs: round(Math.max(...scrapeMs), 1),
         bytes: metricsBytes,
       },
+      listRuns100: summarize(listMs, 2),
+      metricHistory: history,
     };
   },
 };
+
+/** A metrics.jsonl line: loss and lr at `step`. */
+const point = (step: number): string =>
+  `${JSON.stringify({ a: 1, s: step, t: 1_765_000_000_000 + step * 100, m: { loss: 2 / Math.sqrt(step + 1) + (step % 97 === 0 ? 0.5 : 0), lr: 1e-4 } })}\n`;
+
+/** The metric history route on 100,000 points: first read, unchanged, after an append. */
+async function historyReads(
+  store: RunStore,
+  runId: string,
+  apiUrl: string,
+  token: string,
+  agent: Agent,
+) {
+  const run = await store.mustGetRun(runId);
+  const file = attemptMetricsFile(run.runDir, `${runId}.train`, 1);
+  mkdirSync(dirname(file), { recursive: true });
+  const lines: string[] = [];
+  for (let step = 0; step < 100_000; step++) lines.push(point(step));
+  writeFileSync(file, lines.join(''));
+  const url = `${apiUrl}/api/v1/runs/${runId}/metrics?points=1000`;
+  let bytes = 0;
+  const [first] = await timed(1, async () => (bytes = await get(url, token, agent)));
+  const unchanged = await timed(10, () => get(url, token, agent));
+  let step = 100_000;
+  const appended = await timed(10, async () => {
+    const more: string[] = [];
+    for (let i = 0; i < 100; i++) more.push(point(step++));
+    appendFileSync(file, more.join(''));
+    await get(url, token, agent);
+  });
+  return {
+    points: 100_000,
+    firstReadMs: round(first ?? 0, 1),
+    unchangedMs: summarize(unchanged, 2),
+    after100MoreMs: summarize(appended, 2),
+    responseBytes: bytes,
+  };
+}

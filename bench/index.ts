@@ -209,6 +209,9 @@ async function main(): Promise<number> {
   try {
     const workers = await buildWorkers(root, opts, note);
     const tmpRoot = mkdtempSync(join(tmpdir(), 'stoker-bench-'));
+    // The benchmarks' inputs live here: a data root the controller may read
+    // (orchestrator/untrusted-path.ts), as a user's shared datasets would be.
+    process.env.STOKER_DATA_ROOTS = tmpRoot;
     cleanup.defer(`remove ${tmpRoot}`, () => rmSync(tmpRoot, { recursive: true, force: true }));
     const redis = await startBenchRedis(tmpRoot);
     cleanup.defer('stop redis-server', () => redis.stop());

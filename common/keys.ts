@@ -27,6 +27,8 @@ export interface Keys {
   taskProgress(taskId: string): string;
   taskEvents(taskId: string): string;
   taskLogs(taskId: string): string;
+  /** Stream: every metric point of the task's attempts (worker/metric-history.ts), capped. */
+  taskMetrics(taskId: string): string;
   unit(unitName: string): string;
   /** Pulled stages: per-shard outcome (hash taskId -> JSON), done/failed sets, counters. */
   stageShards(runId: string, stage: string): string;
@@ -67,6 +69,7 @@ export function makeKeys(prefix: string = DEFAULT_PREFIX): Keys {
     taskProgress: (id) => `${p}task:${id}:progress`,
     taskEvents: (id) => `${p}task:${id}:events`,
     taskLogs: (id) => `${p}task:${id}:logs`,
+    taskMetrics: (id) => `${p}task:${id}:metrics`,
     unit: (name) => `${p}unit:${name}`,
     stageShards: (r, s) => `${p}run:${r}:stage:${s}:shards`,
     stageShardsDone: (r, s) => `${p}run:${r}:stage:${s}:shards:done`,
@@ -121,3 +124,9 @@ export function shardStageOf(runId: string, taskId: string): string | null {
 export const LOG_TAIL_LINES = 200;
 /** Approximate cap of a task's event stream. */
 export const EVENTS_MAXLEN = 2000;
+/**
+ * Approximate cap of a task's metric history stream (all attempts together). The whole
+ * history of an attempt is in its metrics.jsonl file; the stream serves live views and
+ * readers that do not see the runs folder.
+ */
+export const METRICS_MAXLEN = 20_000;

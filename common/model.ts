@@ -106,7 +106,8 @@ export const LineageEntry = z.object({
   /** Where the path came from: `stages.<stage>.outputs.<name>`, or `outputs.<name>`. */
   ref: z.string(),
   path: z.string(),
-  kind: z.enum(['file', 'directory', 'missing', 'url']),
+  /** unread: not read by the controller; the stage's lineage problems say why. */
+  kind: z.enum(['file', 'directory', 'missing', 'url', 'unread']),
   sha256: z.string().nullable(),
   bytes: z.number().nullable(),
   files: z.number().int().nullable(),

@@ -52,6 +52,14 @@ export function defaultStokerHome(cwd: string = process.cwd()): string {
  * one.
  */
 export function attemptLogFile(runDir: string, taskId: string, attempt: number, node = 0): string {
-  const base = `${taskId.replace(/[^A-Za-z0-9._-]/g, '_')}.attempt-${attempt}`;
+  const base = attemptBase(taskId, attempt);
   return join(runDir, 'logs', node > 0 ? `${base}.node-${node}.log` : `${base}.log`);
 }
+
+/** The metric history of one task attempt (every metric event, JSON lines), beside its log. */
+export function attemptMetricsFile(runDir: string, taskId: string, attempt: number): string {
+  return join(runDir, 'logs', `${attemptBase(taskId, attempt)}.metrics.jsonl`);
+}
+
+const attemptBase = (taskId: string, attempt: number): string =>
+  `${taskId.replace(/[^A-Za-z0-9._-]/g, '_')}.attempt-${attempt}`;

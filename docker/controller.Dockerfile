@@ -26,6 +26,7 @@ COPY common ./common
 COPY fire ./fire
 COPY orchestrator ./orchestrator
 COPY worker ./worker
+COPY dashboard ./dashboard
 COPY scripts ./scripts
 COPY training-configs ./training-configs
 # The FIRE definitions the reports cite (docs/fire.md).

@@ -9,13 +9,11 @@
  * `${outputDir}/shards/shard-NNNNN.jsonl`.
  */
 import {
-  createReadStream,
   existsSync,
   mkdirSync,
   readFileSync,
   renameSync,
   rmSync,
-  statSync,
   createWriteStream,
   writeFileSync,
   type WriteStream,
@@ -24,7 +22,9 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
+import type { FileHandle } from 'node:fs/promises';
 import { NonRetryableError } from '../common/errors.js';
+import { openUntrusted, UntrustedPathError } from './untrusted-path.js';
 
 export interface ShardPlan {
   inputs: string[];
@@ -37,25 +37,51 @@ const pad = (i: number) => String(i).padStart(5, '0');
 export const shardOutputPath = (outputDir: string, index: number): string =>
   join(outputDir, 'shards', `shard-${pad(index)}.jsonl`);
 
+/**
+ * The input file (and listed shard files) must be regular files inside `roots` (the run's
+ * folders: untrusted-path.ts); the input is read through a descriptor opened
+ * non-blocking, so neither a FIFO nor /proc can be read by the controller.
+ */
 export async function planShards(
   input: { file?: string; shardSize?: number; shards?: string[] },
-  opts: { workDir: string; outputDir: string },
+  opts: { workDir: string; outputDir: string; roots: readonly string[] },
 ): Promise<ShardPlan> {
   mkdirSync(join(opts.outputDir, 'shards'), { recursive: true });
   if (input.shards) return listedShards(input.shards, opts);
   if (!input.file || !input.shardSize)
     throw new NonRetryableError('a sharded input needs file and shardSize', 'InvalidInput');
   const file = resolve(opts.workDir, input.file);
-  if (!existsSync(file) || !statSync(file).isFile())
-    throw new NonRetryableError(`input file ${file} does not exist`, 'MissingInput');
   const dir = join(opts.outputDir, 'input-shards');
   const manifestPath = join(dir, 'manifest.json');
-  if (!existsSync(manifestPath)) await splitInto(dir, file, input.shardSize);
+  if (!existsSync(manifestPath)) {
+    const { handle } = await openInput(file, opts.roots);
+    try {
+      await splitInto(dir, file, input.shardSize, handle);
+    } finally {
+      await handle.close().catch(() => undefined);
+    }
+  }
   return fromManifest(dir, manifestPath, opts.outputDir);
 }
 
-/** Shard files given by the spec, used as they are (each must exist). */
-function listedShards(shards: string[], opts: { workDir: string; outputDir: string }): ShardPlan {
+async function openInput(file: string, roots: readonly string[]) {
+  try {
+    return await openUntrusted(file, roots);
+  } catch (err) {
+    if (!(err instanceof UntrustedPathError)) throw err;
+    const missing = err.message.endsWith('does not exist');
+    throw new NonRetryableError(
+      `input file ${err.message}`,
+      missing ? 'MissingInput' : 'UntrustedInput',
+    );
+  }
+}
+
+/** Shard files given by the spec, used as they are (each must exist, as a regular file in the run's folders). */
+async function listedShards(
+  shards: string[],
+  opts: { workDir: string; outputDir: string; roots: readonly string[] },
+): Promise<ShardPlan> {
   const inputs = shards.map((s) => resolve(opts.workDir, s));
   const missing = inputs.filter((p) => !existsSync(p));
   if (missing.length > 0)
@@ -63,6 +89,7 @@ function listedShards(shards: string[], opts: { workDir: string; outputDir: stri
       `input shard files do not exist: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ` and ${missing.length - 5} more` : ''}`,
       'MissingInput',
     );
+  for (const p of inputs) await (await openInput(p, opts.roots)).handle.close();
   return {
     inputs,
     outputs: inputs.map((_, i) => shardOutputPath(opts.outputDir, i)),
@@ -84,11 +111,16 @@ function fromManifest(dir: string, manifestPath: string, outputDir: string): Sha
  * Split `file` into `dir`: written in a temporary directory renamed into place (a split
  * that another pass finished first wins; ours is dropped). Nothing is left behind on error.
  */
-async function splitInto(dir: string, file: string, shardSize: number): Promise<void> {
+async function splitInto(
+  dir: string,
+  file: string,
+  shardSize: number,
+  handle: FileHandle,
+): Promise<void> {
   const tmp = `${dir}.tmp-${randomBytes(4).toString('hex')}`;
   mkdirSync(tmp, { recursive: true });
   try {
-    const { names, items } = await writeShards(file, shardSize, tmp);
+    const { names, items } = await writeShards(handle, shardSize, tmp);
     if (names.length === 0)
       throw new NonRetryableError(`input file ${file} has no records`, 'EmptyInput');
     const manifest = { source: file, shardSize, items, shards: names };
@@ -107,7 +139,7 @@ async function splitInto(dir: string, file: string, shardSize: number): Promise<
 
 /** The non-empty lines of `file`, `shardSize` per file in `tmp`; the files' names and the line count. */
 async function writeShards(
-  file: string,
+  handle: FileHandle,
   shardSize: number,
   tmp: string,
 ): Promise<{ names: string[]; items: number }> {
@@ -115,7 +147,10 @@ async function writeShards(
   let items = 0;
   let out: WriteStream | null = null;
   let inShard = 0;
-  const rl = createInterface({ input: createReadStream(file), crlfDelay: Infinity });
+  const rl = createInterface({
+    input: handle.createReadStream({ autoClose: false }),
+    crlfDelay: Infinity,
+  });
   for await (const line of rl) {
     if (line.trim() === '') continue;
     if (!out || inShard === shardSize) {

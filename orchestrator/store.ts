@@ -218,6 +218,21 @@ export class RunStore extends TaskStore {
     );
   }
 
+  /** Each task's step / totalSteps (0..1) where its progress has both; one round trip. */
+  async taskFractions(taskIds: string[]): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    if (taskIds.length === 0) return out;
+    const pipe = this.redis.pipeline();
+    for (const id of taskIds) pipe.hmget(this.keys.taskProgress(id), 'step', 'totalSteps');
+    const res = (await pipe.exec()) ?? [];
+    taskIds.forEach((id, i) => {
+      const [step, total] = ((res[i]?.[1] as Array<string | null> | undefined) ?? []).map(Number);
+      if (Number.isFinite(step) && Number.isFinite(total) && (total as number) > 0)
+        out.set(id, Math.min(1, Math.max(0, (step as number) / (total as number))));
+    });
+    return out;
+  }
+
   /** Write the run record if it differs; drop it from the active set once terminal. */
   async writeRunIfChanged(before: RunRecord, after: RunRecord): Promise<boolean> {
     const a = JSON.stringify(after);

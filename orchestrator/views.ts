@@ -281,10 +281,19 @@ export const RunSummary = z.object({
   startedAt: z.string().nullable(),
   finishedAt: z.string().nullable(),
   stages: z.object({ succeeded: z.number().int(), total: z.number().int() }),
+  /**
+   * How far the run is, 0..1: its stages equally weighted, a succeeded one whole, a
+   * running one by its shards done or its tasks' step of totalSteps; null without stages.
+   */
+  progress: z.number().min(0).max(1).nullable(),
 });
 export type RunSummary = z.infer<typeof RunSummary>;
 
-export function runSummary(r: RunRecord, stages: Record<string, StageStatus>): RunSummary {
+export function runSummary(
+  r: RunRecord,
+  stages: Record<string, StageStatus>,
+  taskFractions: ReadonlyMap<string, number> = new Map(),
+): RunSummary {
   const all = Object.values(stages);
   return {
     id: r.id,
@@ -296,13 +305,35 @@ export function runSummary(r: RunRecord, stages: Record<string, StageStatus>): R
     startedAt: r.startedAt,
     finishedAt: r.finishedAt,
     stages: { succeeded: all.filter((s) => s.phase === 'Succeeded').length, total: all.length },
+    progress: all.length === 0 ? null : runProgress(all, taskFractions),
   };
+}
+
+function runProgress(stages: StageStatus[], taskFractions: ReadonlyMap<string, number>): number {
+  let done = 0;
+  for (const s of stages) {
+    if (s.phase === 'Succeeded') done += 1;
+    else if (s.phase !== 'Running') continue;
+    else if (s.shards && s.shards.total > 0) done += s.shards.succeeded / s.shards.total;
+    else if (s.tasks.length > 0)
+      done += s.tasks.reduce((sum, t) => sum + (taskFractions.get(t) ?? 0), 0) / s.tasks.length;
+  }
+  return Math.min(1, done / stages.length);
+}
+
+/** A run's summary: its stages, and its running tasks' progress, read. */
+export async function summarizeRun(store: RunStore, r: RunRecord): Promise<RunSummary> {
+  const stages = await store.getStages(r.id);
+  const running = Object.values(stages)
+    .filter((s) => s.phase === 'Running' && !s.shards)
+    .flatMap((s) => s.tasks);
+  return runSummary(r, stages, await store.taskFractions(running));
 }
 
 /** The runs and their summaries, stages read once per run. */
 export async function summarize(store: RunStore, runs: RunRecord[]): Promise<RunSummary[]> {
   const out: RunSummary[] = [];
-  for (const r of runs) out.push(runSummary(r, await store.getStages(r.id)));
+  for (const r of runs) out.push(await summarizeRun(store, r));
   return out;
 }
 

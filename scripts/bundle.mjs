@@ -26,9 +26,13 @@
 // The simulated cluster (testing/kube-sim) is not bundled: `--simulate` loads it from
 // dist/testing at run time (orchestrator/backends/kubernetes/simulator.ts).
 // The worker image has no orchestrator/: its build bundles the entry points it has.
+//
+// The dashboard (dashboard/, a browser page) is built here too, from its TypeScript
+// sources: dist/dashboard/index.html, app.js (with uPlot) and app.css, which the HTTP
+// server serves at / and /assets/ (orchestrator/http/dashboard.ts).
 // Run after `tsc -p tsconfig.build.json`; `npm run build` does both.
 import { build } from 'esbuild';
-import { existsSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -63,4 +67,24 @@ for (const [name, file] of Object.entries(entryPoints)) {
     },
     logLevel: 'warning',
   });
+}
+
+const dashboardSrc = join(root, 'dashboard');
+const dashboardOut = join(dist, 'dashboard');
+if (existsSync(join(dashboardSrc, 'main.ts'))) {
+  rmSync(dashboardOut, { recursive: true, force: true });
+  mkdirSync(dashboardOut, { recursive: true });
+  await build({
+    entryPoints: { app: join(dashboardSrc, 'main.ts') },
+    outdir: dashboardOut,
+    bundle: true,
+    format: 'esm',
+    platform: 'browser',
+    target: ['chrome110', 'firefox115', 'safari16'],
+    minify: true,
+    sourcemap: true,
+    legalComments: 'linked',
+    logLevel: 'warning',
+  });
+  copyFileSync(join(dashboardSrc, 'index.html'), join(dashboardOut, 'index.html'));
 }

@@ -31,6 +31,7 @@
  *
  * Pure: the caller passes the worker's environment in (no process.env read here).
  */
+import { secretForms } from './redact.js';
 import { NonRetryableError } from '../common/errors.js';
 import type { ResolvedPayload } from '../common/model.js';
 import { payloadBinDir, pythonPayloadDir } from '../common/paths.js';
@@ -117,7 +118,10 @@ export interface BuildPayloadEnvOptions {
 
 export interface PayloadEnv {
   env: Record<string, string>;
-  /** Values of the secret variables, for redaction (non-empty, longest first). */
+  /**
+   * What to redact: the secret variables' values in every form a JSON encoder writes
+   * them (worker/redact.ts, secretForms), longest first.
+   */
   secretValues: string[];
 }
 
@@ -165,6 +169,5 @@ export function buildPayloadEnv(opts: BuildPayloadEnvOptions): PayloadEnv {
   if (opts.resumeFrom) env.RESUME_FROM = opts.resumeFrom;
 
   // Longest first, so a secret that contains another is redacted whole.
-  secretValues.sort((a, b) => b.length - a.length);
-  return { env, secretValues: [...new Set(secretValues)] };
+  return { env, secretValues: secretForms(secretValues) };
 }

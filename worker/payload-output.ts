@@ -16,6 +16,7 @@
 import type { Readable } from 'node:stream';
 import { parseLine, type PayloadEvent } from '../common/events.js';
 import type { PayloadLogFile } from './payload-log.js';
+import { redact, redactEvent } from './redact.js';
 
 /** Receives what the payload reports. Called synchronously, once per line: must not block. */
 export interface PayloadSink {
@@ -24,17 +25,10 @@ export interface PayloadSink {
   warn(message: string): void;
 }
 
-export const REDACTED = '[redacted]';
+export { REDACTED, redact } from './redact.js';
 /** A line longer than this is cut (memory stays bounded whatever the payload prints). */
 export const MAX_LINE_CHARS = 256 * 1024;
 const TAIL_LINE_CHARS = 1000;
-
-/** Replace every secret value in `line`. Secrets are expected longest first. */
-export function redact(line: string, secrets: readonly string[]): string {
-  let out = line;
-  for (const s of secrets) if (s && out.includes(s)) out = out.split(s).join(REDACTED);
-  return out;
-}
 
 /** Splits a text stream into lines ('\n', a trailing '\r' dropped), cutting overlong ones. */
 export class LineSplitter {
@@ -139,16 +133,20 @@ export class PayloadOutput {
   /** A stdout line: an event, a log line, or a malformed marker. `out` gets the log lines. */
   private readonly onStdoutLine = (raw: string, out: string[]): void => {
     const line = redact(raw, this.opts.secrets);
-    out.push(line);
     const parsed = parseLine(line);
     if (parsed.kind === 'log') {
+      out.push(line);
       this.opts.sink.log(line, 'stdout');
     } else if (parsed.kind === 'event') {
-      const ev = parsed.event;
+      // Decoded values too: an escaped secret is whole only once decoded (redact.ts).
+      const r = redactEvent(line, parsed.event, this.opts.secrets);
+      out.push(r.line);
+      const ev = r.event;
       if (ev.type === 'progress') this.noteStep(ev.step);
       else if (ev.type === 'metrics') this.noteStep(ev.step ?? undefined);
       this.opts.sink.event(ev);
     } else {
+      out.push(line);
       this.malformedLines += 1;
       if (this.malformedLines === 1) {
         const msg = `malformed marker line ignored (${parsed.error}): ${parsed.line.slice(0, 200)}; further malformed lines are counted, not reported`;

@@ -7,9 +7,11 @@
  *   task:{id}:progress  HSET of the encoded fields
  *   task:{id}:events    XADD MAXLEN ~ EVENTS_MAXLEN, one entry per event, in order
  *   task:{id}:logs      RPUSH of the lines, LTRIM to the last LOG_TAIL_LINES
+ *   task:{id}:metrics   XADD MAXLEN ~ METRICS_MAXLEN, one entry per metric point
  */
 import type { Redis } from 'ioredis';
-import { EVENTS_MAXLEN, LOG_TAIL_LINES, type Keys } from '../common/keys.js';
+import { EVENTS_MAXLEN, LOG_TAIL_LINES, METRICS_MAXLEN, type Keys } from '../common/keys.js';
+import type { MetricPoint } from '../common/metric-history.js';
 import type { TaskProgress } from '../common/model.js';
 import {
   encodeStreamEvent,
@@ -24,6 +26,8 @@ export interface ProgressWrite {
   events: Array<{ type: TaskStreamEventType; at: string; data: unknown }>;
   /** Lines to append to task:{id}:logs. */
   logs: string[];
+  /** Metric history points to XADD to task:{id}:metrics (worker/metric-history.ts). */
+  points?: MetricPoint[];
 }
 
 /** Where the reporter's writes go. */
@@ -63,6 +67,7 @@ export function redisProgressStore(
   const progressKey = keys.taskProgress(taskId);
   const eventsKey = keys.taskEvents(taskId);
   const logsKey = keys.taskLogs(taskId);
+  const metricsKey = keys.taskMetrics(taskId);
   return {
     async write(w) {
       const m = redis.multi();
@@ -72,6 +77,8 @@ export function redisProgressStore(
       }
       for (const e of w.events)
         m.xadd(eventsKey, 'MAXLEN', '~', maxLen, '*', ...encodeStreamEvent(e.type, e.at, e.data));
+      for (const p of w.points ?? [])
+        m.xadd(metricsKey, 'MAXLEN', '~', METRICS_MAXLEN, '*', 'p', JSON.stringify(p));
       if (w.logs.length > 0) {
         m.rpush(logsKey, ...w.logs);
         m.ltrim(logsKey, -tail, -1);

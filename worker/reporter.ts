@@ -40,6 +40,8 @@ import type { Logger } from '../common/logger.js';
 import { silentLogger } from '../common/logger.js';
 import { emptyProgress, nowIso, type TaskProgress } from '../common/model.js';
 import { encodeProgress, type TaskStreamEventType } from '../common/progress.js';
+import type { MetricHistory } from './metric-history.js';
+import { PendingLines } from './pending-lines.js';
 import {
   realTimers,
   redisProgressStore,
@@ -63,7 +65,6 @@ export interface TaskReporterOptions {
 
 export const DEFAULT_FLUSH_INTERVAL_MS = 250;
 export const DEFAULT_HEARTBEAT_INTERVAL_MS = 2000;
-const MAX_LOG_LINE_CHARS = 4000;
 const MAX_WARNINGS = 50;
 
 export class TaskReporter implements PayloadSink {
@@ -73,12 +74,11 @@ export class TaskReporter implements PayloadSink {
   private readonly logger: Logger;
   private readonly flushIntervalMs: number;
   private readonly heartbeatIntervalMs: number;
-  private readonly tailLines: number;
   private readonly alpha: number;
 
   private progress: TaskProgress = emptyProgress();
   private dirty = false;
-  private pendingLogs: string[] = [];
+  private readonly logTail: PendingLines;
   private chain: Promise<void> = Promise.resolve();
   private flushQueued = false;
   private heartbeatQueued = false;
@@ -86,6 +86,8 @@ export class TaskReporter implements PayloadSink {
   private flushTimer: unknown = null;
   private heartbeatTimer: unknown = null;
   private closed = false;
+  private history: MetricHistory | null = null;
+  private rateRecordedAt = -Infinity;
 
   /** Writes done and failed, for tests and the benchmark. */
   readonly stats = { writes: 0, failedWrites: 0, progressWrites: 0 };
@@ -97,7 +99,7 @@ export class TaskReporter implements PayloadSink {
     this.logger = opts.log ?? silentLogger();
     this.flushIntervalMs = opts.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS;
     this.heartbeatIntervalMs = opts.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS;
-    this.tailLines = opts.logTailLines ?? LOG_TAIL_LINES;
+    this.logTail = new PendingLines(opts.logTailLines ?? LOG_TAIL_LINES);
     this.alpha = opts.rateAlpha ?? 0.3;
   }
 
@@ -114,6 +116,15 @@ export class TaskReporter implements PayloadSink {
       changes: opts.changes,
     });
     return new TaskReporter({ ...opts, store });
+  }
+
+  /**
+   * Keep every metrics event of this attempt as a point of its history (and the
+   * measured steps/s, at most once a second), written with the reporter's writes.
+   */
+  setHistory(history: MetricHistory | null): void {
+    this.history = history;
+    this.rateRecordedAt = -Infinity;
   }
 
   /** The in-memory record (a copy): what has been, or is about to be, written. */
@@ -160,8 +171,8 @@ export class TaskReporter implements PayloadSink {
       updatedAt: now,
       heartbeatAt: now,
     });
-    this.pendingLogs.push(`[stoker] attempt ${attempt} started at ${now}`);
-    const logs = this.takeLogs();
+    this.logTail.push(`[stoker] attempt ${attempt} started at ${now}`);
+    const logs = this.logTail.take();
     return { fields, events: [{ type: 'attempt', at: now, data: { attempt } }], logs };
   }
 
@@ -187,12 +198,15 @@ export class TaskReporter implements PayloadSink {
         this.dirty = true;
         return;
       case 'metrics': {
+        const values: Record<string, number> = {};
         for (const [k, v] of Object.entries(ev)) {
           if (k === 'type' || k === 'step') continue;
           if (v === null || typeof v === 'number') p.metrics[k] = v;
+          if (typeof v === 'number') values[k] = v;
         }
         const step = ev.step;
         if (typeof step === 'number' && (p.step === null || step > p.step)) p.step = step;
+        this.history?.record(typeof step === 'number' ? step : p.step, this.clock(), values);
         this.dirty = true;
         return;
       }
@@ -212,20 +226,20 @@ export class TaskReporter implements PayloadSink {
         return;
       }
       case 'log':
-        this.pushLog(`[${ev.level}] ${ev.message}`);
+        this.logTail.push(`[${ev.level}] ${ev.message}`);
         return;
     }
   }
 
   log(line: string): void {
-    this.pushLog(line);
+    this.logTail.push(line);
   }
 
   warn(message: string): void {
     const p = this.progress;
     p.warnings.push(message);
     if (p.warnings.length > MAX_WARNINGS) p.warnings.splice(0, p.warnings.length - MAX_WARNINGS);
-    this.pushLog(`[stoker] warning: ${message}`);
+    this.logTail.push(`[stoker] warning: ${message}`);
     this.immediate({ warnings: p.warnings }, 'warning', { message });
   }
 
@@ -296,7 +310,7 @@ export class TaskReporter implements PayloadSink {
 
   /** An event recorded at once, after whatever progress and logs are pending. */
   private immediate(fields: Partial<TaskProgress>, type: TaskStreamEventType, data: unknown): void {
-    const w = this.collect() ?? { fields: {}, events: [], logs: [] };
+    const w = this.collect() ?? { fields: {}, events: [], logs: [], points: [] };
     const at = nowIso(this.clock);
     Object.assign(w.fields, encodeProgress({ ...fields, updatedAt: at }));
     w.events.push({ type, at, data });
@@ -305,12 +319,16 @@ export class TaskReporter implements PayloadSink {
 
   /** Take pending progress (if changed) and log lines as one write; null when nothing. */
   private collect(): ProgressWrite | null {
-    const logs = this.takeLogs();
-    if (!this.dirty) return logs.length > 0 ? { fields: {}, events: [], logs } : null;
+    const logs = this.logTail.take();
+    if (!this.dirty) return logs.length > 0 ? { fields: {}, events: [], logs, points: [] } : null;
     this.dirty = false;
     const now = this.clock();
     this.updateRate(now);
     const p = this.progress;
+    if (this.history && p.stepsPerSec !== null && now - this.rateRecordedAt >= 1000) {
+      this.rateRecordedAt = now;
+      this.history.record(p.step, now, { stepsPerSec: p.stepsPerSec });
+    }
     const at = nowIso(() => now);
     p.updatedAt = at;
     p.heartbeatAt = at;
@@ -339,6 +357,7 @@ export class TaskReporter implements PayloadSink {
         },
       ],
       logs,
+      points: this.history?.take() ?? [],
     };
   }
 
@@ -358,25 +377,6 @@ export class TaskReporter implements PayloadSink {
     const next = prev === null ? inst : this.alpha * inst + (1 - this.alpha) * prev;
     this.progress.stepsPerSec = Math.round(next * 1000) / 1000;
     this.rateAnchor = { step, at: now };
-  }
-
-  private pushLog(line: string): void {
-    this.pendingLogs.push(
-      line.length > MAX_LOG_LINE_CHARS ? `${line.slice(0, MAX_LOG_LINE_CHARS)} [cut]` : line,
-    );
-    // Only the tail survives LTRIM anyway; keep memory bounded between flushes.
-    if (this.pendingLogs.length > 2 * this.tailLines)
-      this.pendingLogs.splice(0, this.pendingLogs.length - this.tailLines);
-  }
-
-  private takeLogs(): string[] {
-    if (this.pendingLogs.length === 0) return [];
-    const logs =
-      this.pendingLogs.length > this.tailLines
-        ? this.pendingLogs.slice(-this.tailLines)
-        : this.pendingLogs;
-    this.pendingLogs = [];
-    return logs;
   }
 
   /** Chain a write after all earlier ones. The returned promise never rejects. */

@@ -21,6 +21,7 @@ import { createInterface } from 'node:readline';
 import { parseLine, type PayloadEvent, type ShardRequest } from '../common/events.js';
 import type { Logger } from '../common/logger.js';
 import { isRunning, killGroup } from '../common/proc.js';
+import { redactEvent } from './redact.js';
 import { redact, type PayloadSink } from './runner.js';
 
 export type ShardResult =
@@ -259,8 +260,14 @@ export class ServerProcess {
   }
 
   private onStdout(raw: string): void {
-    const line = redact(raw, this.opts.secretValues);
-    const parsed = parseLine(line);
+    let line = redact(raw, this.opts.secretValues);
+    let parsed = parseLine(line);
+    // Decoded values too: an escaped secret is whole only once decoded (redact.ts).
+    if (parsed.kind === 'event') {
+      const r = redactEvent(line, parsed.event, this.opts.secretValues);
+      line = r.line;
+      parsed = { kind: 'event', event: r.event };
+    }
     // The `done` answer of a shard that printed nothing else is not worth a log file.
     const cur0 = this.current;
     const quietDone =

@@ -31,10 +31,12 @@ import { classifyExit, ExitCode } from '../common/exit-codes.js';
 import type { Keys } from '../common/keys.js';
 import type { Logger } from '../common/logger.js';
 import { emptyProgress, nowIso, ResolvedPayload } from '../common/model.js';
-import { attemptLogFile } from '../common/paths.js';
+import { attemptLogFile, attemptMetricsFile } from '../common/paths.js';
 import { readTaskProgress } from '../common/progress.js';
 import { buildPayloadEnv, rankEnvFrom, type EnvSource } from './env.js';
 import type { Timers } from './progress-store.js';
+import { MetricHistory } from './metric-history.js';
+import { PayloadLogFile } from './payload-log.js';
 import { TaskReporter } from './reporter.js';
 import { runPayload, type PayloadOutcome } from './runner.js';
 
@@ -276,6 +278,15 @@ function abortedBeforeStart(a: Attempt): AttemptEnd {
 async function run(a: Attempt, { task, env, resumeFrom }: Prepared): Promise<PayloadOutcome> {
   const { redis, taskId, attempt } = a.opts;
   const logFile = attemptLogFile(task.runDir, taskId, attempt, a.leader ? 0 : a.nodeRank);
+  // The metric history (every metrics event: a file beside the log, and a Redis stream):
+  // the leader's only, as the task's progress.
+  const history = a.leader
+    ? new MetricHistory(
+        attempt,
+        new PayloadLogFile(attemptMetricsFile(task.runDir, taskId, attempt), a.clock, a.log),
+      )
+    : null;
+  a.reporter.setHistory(history);
   let spawnWrite: Promise<unknown> = Promise.resolve();
   a.log.info({ argv: task.payload.command, logFile, resumeFrom }, 'starting payload');
   const outcome = await runPayload({
@@ -302,6 +313,9 @@ async function run(a: Attempt, { task, env, resumeFrom }: Prepared): Promise<Pay
   await spawnWrite;
   if (outcome.terminated === 'stall') a.reporter.warn(hangMessage(task, outcome));
   await a.reporter.close();
+  await history?.close();
+  if (history && history.dropped > 0)
+    a.log.warn({ dropped: history.dropped }, 'metric points left out of the Redis stream');
   a.opts.onOutcome?.(outcome);
   return outcome;
 }

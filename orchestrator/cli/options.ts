@@ -4,6 +4,7 @@
  * loads every command module (heavy modules are imported inside the actions).
  */
 import { Option, type Command } from 'commander';
+import { printable } from '../../common/terminal.js';
 
 export interface GlobalOptions {
   home?: string;
@@ -15,8 +16,10 @@ export function globals(cmd: Command): GlobalOptions {
   return cmd.optsWithGlobals() as GlobalOptions;
 }
 
+/** Human output: control characters shown as escapes (common/terminal.ts). */
 export function print(text: string): void {
-  process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+  const safe = printable(text);
+  process.stdout.write(safe.endsWith('\n') ? safe : `${safe}\n`);
 }
 
 export function printJson(value: unknown): void {

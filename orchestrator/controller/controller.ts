@@ -26,6 +26,7 @@ import { sizePools } from './pool-sizing.js';
 import { PulledStages } from './pulled.js';
 import { RunResumer } from './resume.js';
 import { RunLineage, type Lineage } from './run-lineage.js';
+import { runRoots } from '../untrusted-path.js';
 import { startStage } from './start-stage.js';
 import { rejectIfUnrunnable } from './unrunnable.js';
 
@@ -227,7 +228,7 @@ export class Controller {
       const before = obs.stages[name];
       const stage =
         planned.phase === 'Succeeded' && before?.phase !== 'Succeeded'
-          ? await this.lineage.withProduced(planned)
+          ? await this.lineage.withProduced(planned, runRoots(run))
           : planned;
       if (await store.writeStageIfChanged(run.id, before, stage)) this.stats.writes++;
       if (stage.lineage) lineage[name] = stage.lineage;

@@ -12,6 +12,7 @@
  *                   shard outputs and its failures; the stage releases its pool
  *   enqueueShards   add the jobs of given shards (a resume's, resume.ts)
  */
+import { runRoots } from '../untrusted-path.js';
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Queue } from 'bullmq';
@@ -53,7 +54,11 @@ export class PulledStages {
     const pool = stage.pool as NormalizedPool;
     let plan: ShardPlan;
     try {
-      plan = await planShards(input, { workDir: run.workDir, outputDir: payload.outputDir });
+      plan = await planShards(input, {
+        workDir: run.workDir,
+        outputDir: payload.outputDir,
+        roots: runRoots(run),
+      });
     } catch (err) {
       const message = `cannot shard the input: ${(err as Error).message}`;
       await failStage(this.ctx, run.id, status, 'InvalidInput', message);

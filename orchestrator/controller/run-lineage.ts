@@ -32,16 +32,17 @@ export class RunLineage {
   async consumed(
     stage: NormalizedStage,
     upstream: Record<string, { outputs: Record<string, string> }>,
+    roots: readonly string[],
   ): Promise<Lineage> {
-    const { entries, problems } = await this.recorder.consumed(stage, upstream);
+    const { entries, problems } = await this.recorder.consumed(stage, upstream, roots);
     if (problems.length > 0)
       this.log.warn({ stage: stage.name, problems }, 'cannot describe some inputs');
     return { consumed: entries, produced: [], problems };
   }
 
   /** A stage that just succeeded, with its outputs described by content. */
-  async withProduced(stage: StageStatus): Promise<StageStatus> {
-    const { entries, problems } = await this.recorder.produced(stage.outputs);
+  async withProduced(stage: StageStatus, roots: readonly string[]): Promise<StageStatus> {
+    const { entries, problems } = await this.recorder.produced(stage.outputs, roots);
     const prev = stage.lineage ?? { consumed: [], produced: [], problems: [] };
     return {
       ...stage,

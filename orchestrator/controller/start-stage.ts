@@ -10,6 +10,7 @@
  *
  * The payload's output directory is `<runDir>/stages/<stage>`.
  */
+import { runRoots } from '../untrusted-path.js';
 import { join } from 'node:path';
 import type { ResolvedPayload, StageStatus } from '../../common/model.js';
 import type { RunRecord } from '../run-record.js';
@@ -64,7 +65,7 @@ export async function startStage(
   // 2. Describe the inputs.
   const started: StageStatus = {
     ...status,
-    lineage: await parts.lineage.consumed(stage, upstream),
+    lineage: await parts.lineage.consumed(stage, upstream, runRoots(run)),
   };
   // 3. Queue.
   if (stage.pool && resolved.input) {

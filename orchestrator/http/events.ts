@@ -3,6 +3,7 @@
  * that would otherwise poll:
  *
  *   event: run    data: RunSummary   a run, one of its stages or one of its tasks changed
+ *                                    (a task's progress included: the run's moves with it)
  *   event: task   data: TaskView + {runId, stage}
  *                                    a dispatched task reported progress (at most a few
  *                                    times a second: the worker's coalesced writes)
@@ -20,7 +21,7 @@ import type { ServerResponse } from 'node:http';
 import type { Redis } from 'ioredis';
 import type { TaskStatus } from '../../common/model.js';
 import { buildPoolView } from '../pools.js';
-import { runSummary, taskView } from '../views.js';
+import { summarizeRun, taskView } from '../views.js';
 import type { ApiSource } from './source.js';
 
 const CHANGE_MS = 250;
@@ -91,13 +92,15 @@ export class EventHub {
     this.tasks.clear();
     if (this.clients.size === 0) return;
     const { store, redis, keys, queues } = this.src;
-    for (const id of runs) {
-      const run = await store.getRun(id).catch(() => null);
-      if (run) this.event('run', runSummary(run, await store.getStages(id)));
-    }
     const statuses: Record<string, TaskStatus> = tasks.length
       ? await store.getTaskStatuses(tasks).catch(() => ({}))
       : {};
+    // A task's progress moves its run's progress too: its summary goes with it.
+    for (const st of Object.values(statuses)) if (!runs.includes(st.runId)) runs.push(st.runId);
+    for (const id of runs) {
+      const run = await store.getRun(id).catch(() => null);
+      if (run) this.event('run', await summarizeRun(store, run));
+    }
     for (const [id, st] of Object.entries(statuses)) {
       const view = await taskView(redis, keys, id, st).catch(() => null);
       if (view) this.event('task', { ...view, runId: st.runId, stage: st.stage });

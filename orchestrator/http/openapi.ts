@@ -9,6 +9,9 @@ import { RunSpecDocument } from '../../common/spec/document.js';
 import { PoolView } from '../pools.js';
 import { QueueRow } from '../queue-counts.js';
 import { QueueRetryResult } from '../queue-retry.js';
+import { MetricHistoryView } from '../metric-history.js';
+import { dashboardPaths, historyPaths } from './openapi-history.js';
+import { FireReportView } from './report.js';
 import { LogChunk } from './logs.js';
 import { errors, json, poolParam, ref, runParam } from './openapi-parts.js';
 import { queuePaths } from './openapi-queues.js';
@@ -39,6 +42,8 @@ function componentSchemas(): Record<string, unknown> {
   reg.add(LogChunk, { id: 'LogChunk' });
   reg.add(ResumeAccepted, { id: 'ResumeAccepted' });
   reg.add(QueueRetryResult, { id: 'QueueRetryResult' });
+  reg.add(MetricHistoryView, { id: 'MetricHistory' });
+  reg.add(FireReportView, { id: 'FireReport' });
   reg.add(SpecIssue, { id: 'SpecIssue' });
   reg.add(ApiError, { id: 'Error' });
   const { schemas } = z.toJSONSchema(reg, {
@@ -64,6 +69,8 @@ function paths() {
     ...listAndSubmit(),
     ...oneRun(),
     ...runLogs(),
+    ...historyPaths(),
+    ...dashboardPaths(),
     ...poolPaths(),
     ...queuePaths(),
     ...eventsPath(),

@@ -16,6 +16,10 @@
  *                                                stopped (../resume.ts); 409 otherwise
  *   GET  /runs/RUN/logs?task=&attempt=&offset=   a task attempt's log, a chunk at a time
  *                                                (logs.ts)
+ *   GET  /runs/RUN/metrics?task=&attempt=&points= a task attempt's metric history, each
+ *                                                metric downsampled (history.ts)
+ *   GET  /runs/RUN/report                        a FIRE run's report (report.ts)
+ *   GET  /whoami                                 {role}: what this token may do
  *   GET  /pools, /pools/NAME                     PoolView(s)
  *   POST /pools/NAME/scale {"replicas": N}       the PoolView after the change
  *   GET  /queues                                 BullMQ's counts per queue
@@ -39,7 +43,9 @@ import { parseSpec } from '../../common/spec/load.js';
 import { kubernetesSpecRules } from '../backends/kubernetes/spec-rules.js';
 import { buildPoolView, scalePool } from '../pools.js';
 import { EventHub } from './events.js';
+import { HistoryQuery, readHistory } from './history.js';
 import { LogsQuery, readLogs } from './logs.js';
+import { readFireReport } from './report.js';
 import { type ApiSource, BadRequestError, NotFoundError } from './source.js';
 import { openApiDocument } from './openapi.js';
 import { QueueRetryBody, retryFailedJobs } from '../queue-retry.js';
@@ -87,6 +93,7 @@ export function apiRoutes(src: ApiSource): FastifyPluginAsync {
       reply.hijack();
       await hub.attach(reply.raw);
     });
+    app.get('/whoami', { config: { access: 'read' } }, (req) => ({ role: req.role }));
     app.get('/openapi.json', { config: { access: 'read' } }, () => openApiDocument());
   };
 }
@@ -118,6 +125,21 @@ function runRoutes(app: FastifyInstance, src: ApiSource): void {
       const q = parse(LogsQuery, req.query, 'query');
       return readLogs(src, await store.resolveRunId(req.params.run), q);
     },
+  );
+
+  app.get<{ Params: { run: string } }>(
+    '/runs/:run/metrics',
+    { config: { access: 'read' } },
+    async (req) => {
+      const q = parse(HistoryQuery, req.query, 'query');
+      return readHistory(src, await store.resolveRunId(req.params.run), q);
+    },
+  );
+
+  app.get<{ Params: { run: string } }>(
+    '/runs/:run/report',
+    { config: { access: 'read' } },
+    async (req) => readFireReport(src, await store.resolveRunId(req.params.run)),
   );
 
   app.get<{ Params: { run: string } }>(

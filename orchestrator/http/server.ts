@@ -1,6 +1,8 @@
 /**
  * The HTTP server of a running stoker (`stoker up`, `stoker serve`), on fastify.
  *
+ *   GET  /, /assets/NAME                   the dashboard's page and files (dashboard.ts);
+ *                                          open: the page asks the API for everything
  *   GET  /healthz, /readyz                 open (ready: Redis answers, leadership held)
  *   GET  /metrics                          Prometheus text (metrics.ts); open, or its own
  *                                          token when STOKER_METRICS_TOKEN is set
@@ -24,6 +26,7 @@ import type { Logger } from '../../common/logger.js';
 import { RunNotResumableError } from '../resume.js';
 import { RunNotFoundError } from '../store.js';
 import { BOARD_PATH, mountBoard } from './board.js';
+import { mountDashboard } from './dashboard.js';
 import { digestOf, type Role, type TokenAuth } from './tokens.js';
 import type { StokerMetrics } from './metrics.js';
 import { apiRoutes } from './routes.js';
@@ -35,6 +38,10 @@ export type Access = 'open' | 'metrics' | Role;
 declare module 'fastify' {
   interface FastifyContextConfig {
     access?: Access;
+  }
+  interface FastifyRequest {
+    /** The caller's role, once its token is checked (null on open routes). */
+    role: Role | null;
   }
 }
 
@@ -59,6 +66,7 @@ export function buildHttpServer(opts: HttpServerOptions): FastifyInstance {
     (_req, body, done) => done(null, body),
   );
   const metricsDigest = opts.metricsToken ? digestOf(opts.metricsToken) : null;
+  app.decorateRequest('role', null);
 
   app.addHook('onRequest', async (req, reply) => {
     const access = accessOf(req.routeOptions.config.access, req.method, req.url, req.is404);
@@ -70,6 +78,7 @@ export function buildHttpServer(opts: HttpServerOptions): FastifyInstance {
       return refuse(reply, 401, 'Unauthorized', '/metrics needs its bearer token');
     }
     const role = opts.auth.roleOf(token);
+    req.role = role;
     if (!role) {
       return refuse(
         reply,
@@ -114,6 +123,7 @@ export function buildHttpServer(opts: HttpServerOptions): FastifyInstance {
   loginRoute(app, opts.auth);
   app.register(apiRoutes(opts), { prefix: '/api/v1' });
   mountBoard(app, opts.queues);
+  mountDashboard(app);
   return app;
 }
 
@@ -130,7 +140,7 @@ function loginRoute(app: FastifyInstance, auth: TokenAuth): void {
       const next =
         typeof req.query.next === 'string' && /^\/(?!\/)[\w\-./]*$/.test(req.query.next)
           ? req.query.next
-          : BOARD_PATH;
+          : '/';
       return reply
         .header(
           'set-cookie',

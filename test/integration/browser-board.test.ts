@@ -64,7 +64,7 @@ describe.skipIf(!existsSync(CHROMIUM))('in a real browser (chromium)', () => {
       ],
     });
     const page = await browser.newPage();
-    await page.goto(`${http.url}/login?token=${read}`);
+    await page.goto(`${http.url}/login?token=${read}&next=/queues`);
     expect(new URL(page.url()).pathname).toBe('/queues');
     await page.getByText('train', { exact: true }).first().waitFor({ timeout: 30_000 });
     await page.getByText('steps', { exact: true }).first().waitFor();

@@ -12,12 +12,13 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { stringify } from 'yaml';
 import { afterEach, describe, expect, it } from 'vitest';
-import { attemptLogFile } from '../../common/paths.js';
+import { attemptLogFile, attemptMetricsFile } from '../../common/paths.js';
 import { describeRun } from '../../orchestrator/cli/format.js';
 import type { RunningHttp } from '../../orchestrator/http/start.js';
 import { loadOrCreateTokens, tokenFilePath } from '../../orchestrator/http/tokens.js';
 import { eventually } from '../util/redis-server.js';
 import { registerIdlePool, startTestHttp } from '../util/http.js';
+import { fireReportSpec } from '../util/fire-report-run.js';
 import { payloadFixture, type TestSystem } from '../util/system.js';
 
 let sys: TestSystem | undefined;
@@ -88,6 +89,19 @@ describe('the HTTP server', () => {
       status: 200,
       json: { ready: true, redis: 'ok', leader: true },
     });
+
+    // The dashboard's page and files are open (they hold no data), with a strict policy;
+    // only the listed files are served.
+    const page = await call('GET', '/', { token: null });
+    expect(page).toMatchObject({ status: 200, type: expect.stringContaining('text/html') });
+    expect(page.text).toContain('/assets/app.js');
+    const script = await fetch(`${http!.url}/assets/app.js`);
+    expect(script.status).toBe(200);
+    expect(script.headers.get('content-security-policy')).toContain("script-src 'self'");
+    expect(await call('GET', '/assets/..%2Fpackage.json', { token: null })).toMatchObject({
+      status: 404,
+    });
+    expect(await call('GET', '/assets/secret.txt', { token: null })).toMatchObject({ status: 404 });
 
     const none = await call('GET', '/api/v1/runs', { token: null });
     expect(none.status).toBe(401);
@@ -182,6 +196,27 @@ describe('the HTTP server', () => {
     });
     expect(await call('GET', `/api/v1/runs/${idA}/logs?node=2`)).toMatchObject({ status: 404 });
 
+    // Its metric history: every metrics event, from the file beside the log, else Redis.
+    const hist = await call('GET', `/api/v1/runs/${idA}/metrics`);
+    expect(hist.json).toMatchObject({
+      task: `${idA}.train`,
+      attempt: 1,
+      source: 'file',
+      x: 'step',
+    });
+    const loss = (hist.json?.series as Array<{ name: string }>).find((x) => x.name === 'loss');
+    expect(loss).toMatchObject({ x: [1, 2, 3], y: [1, 0.5, 1 / 3], total: 3, last: 1 / 3 });
+    rmSync(attemptMetricsFile(runDir, `${idA}.train`, 1));
+    const fromRedis = await call('GET', `/api/v1/runs/${idA}/metrics?metric=loss`);
+    expect(fromRedis.json).toMatchObject({ source: 'redis', series: [loss] });
+    expect(await call('GET', `/api/v1/runs/${idA}/metrics?points=1`)).toMatchObject({
+      status: 400,
+      json: { error: { message: expect.stringContaining('query.points') } },
+    });
+    expect(await call('GET', `/api/v1/runs/${idA}/metrics?attempt=5`)).toMatchObject({
+      status: 404,
+    });
+
     const view = await call('GET', `/api/v1/runs/${idA}`);
     expect(view.json).toMatchObject({
       id: idA,
@@ -210,6 +245,50 @@ describe('the HTTP server', () => {
         (await call('GET', `/api/v1/runs/${idL}`)).json?.phase === 'Cancelled' ? true : null,
       60_000,
     );
+  });
+
+  it("serves a FIRE run's report, and says what is wrong with a report file that is not one", async () => {
+    const { call, admin } = await start();
+    const sub = await call('POST', '/api/v1/runs', {
+      token: admin,
+      body: fireReportSpec('fire-mini'),
+    });
+    expect(sub.status).toBe(201);
+    const id = String(sub.json?.id);
+    expect(await call('GET', `/api/v1/runs/${id}/report`)).toMatchObject({ status: 404 });
+    await eventually(
+      'the pipeline Succeeded',
+      async () => {
+        const phase = (await call('GET', `/api/v1/runs/${id}`)).json?.phase;
+        if (phase === 'Failed') throw new Error(`the pipeline failed`);
+        return phase === 'Succeeded' ? true : null;
+      },
+      90_000,
+    );
+    const r = await call('GET', `/api/v1/runs/${id}/report`);
+    expect(r.json).toMatchObject({
+      run: id,
+      stage: 'report',
+      title: 'FIRE in miniature',
+      baseline: 'base',
+      models: [
+        { name: 'base', dialogues: 3, atNormalised: 1, rr: 0 },
+        { name: 'final', dialogues: 3, rr: 1 },
+      ],
+    });
+    const models = r.json?.models as Array<{ accAt: Array<number | null> }>;
+    expect(models[1]?.accAt[0]).toBeCloseTo(1 / 3);
+    // A report file replaced by something else: a 422 naming the file and the field.
+    writeFileSync(
+      String(r.json?.file),
+      JSON.stringify({ title: 'x', baseline: 'b', models: [{}] }),
+    );
+    expect(await call('GET', `/api/v1/runs/${id}/report`)).toMatchObject({
+      status: 422,
+      json: {
+        error: { message: expect.stringMatching(/report\.json is not a FIRE report: models\[0\]/) },
+      },
+    });
   });
 
   it('refuses bad requests with a JSON error naming the problem, and changes nothing', async () => {
@@ -508,6 +587,9 @@ describe('the HTTP server', () => {
       '/runs/{run}/cancel',
       '/runs/{run}/resume',
       '/runs/{run}/logs',
+      '/runs/{run}/metrics',
+      '/runs/{run}/report',
+      '/whoami',
       '/pools',
       '/pools/{pool}',
       '/pools/{pool}/scale',
@@ -534,6 +616,15 @@ describe('the HTTP server', () => {
     check('RunView', view.json);
     check('RunSummary', ((await call('GET', '/api/v1/runs')).json?.runs as unknown[])[0]);
     check('QueueRow', ((await call('GET', '/api/v1/queues')).json?.queues as unknown[])[0]);
+    await eventually(
+      'the run Succeeded',
+      async () =>
+        (await call('GET', `/api/v1/runs/${id}`)).json?.phase === 'Succeeded' ? true : null,
+      60_000,
+    );
+    check('MetricHistory', (await call('GET', `/api/v1/runs/${id}/metrics`)).json);
+    expect((await call('GET', '/api/v1/whoami')).json).toEqual({ role: 'read' });
+    expect((await call('GET', '/api/v1/whoami', { token: admin })).json).toEqual({ role: 'admin' });
   });
 
   it('serves Bull Board at /queues to a logged-in browser: reads with the read token, actions with admin', async () => {
@@ -548,7 +639,7 @@ describe('the HTTP server', () => {
       redirect: 'manual',
     });
     expect(login.status).toBe(303);
-    expect(login.headers.get('location')).toBe('/queues');
+    expect(login.headers.get('location')).toBe('/');
     const cookie = login.headers.get('set-cookie') ?? '';
     expect(cookie).toMatch(/^stoker_token=stk_r_[\w-]+; HttpOnly; SameSite=Strict; Path=\//);
     const asBrowser = (path: string, init: RequestInit = {}) =>

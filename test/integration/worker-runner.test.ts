@@ -352,6 +352,56 @@ describe('runTaskWorker', () => {
     expect(JSON.stringify(await readTaskEvents(redis, keys, taskId))).not.toContain(secret);
   });
 
+  it('redacts a secret with quotes, backslashes and non-ASCII however a marker escapes it', async () => {
+    const tricky = 'tok"en\\é-5f3a9c';
+    await createTask(
+      payload('ok-progress', {
+        env: { PRINT_ENV_VAR: 'MY_TOKEN', ESCAPED: '1' },
+        secretEnv: [{ name: 'MY_TOKEN', fromEnv: 'STOKER_TRICKY' }],
+      }),
+    );
+    const code = await runTaskWorker({
+      redis,
+      keys,
+      taskId,
+      unitName: 'u1',
+      attempt: 1,
+      parentEnv: { ...parentEnv, STOKER_TRICKY: tricky },
+      log: silentLogger(),
+    });
+    expect(code).toBe(0);
+    const forms = [
+      tricky,
+      JSON.stringify(tricky).slice(1, -1),
+      'tok\\"en\\\\\\u00e9', // Python's json.dumps(ensure_ascii=True)
+      'tok', // any \\u-escaped remnant would decode to it: checked on decoded text below
+    ];
+    const log = readFileSync(attemptLogFile(dir, taskId, 1), 'utf8');
+    const recorded = [
+      log,
+      JSON.stringify(await readTaskLogTail(redis, keys, taskId)),
+      JSON.stringify(await readTaskEvents(redis, keys, taskId)),
+      JSON.stringify(await readTaskProgress(redis, keys, taskId)),
+      JSON.stringify(await redis.hgetall(keys.unit('u1'))),
+    ];
+    for (const text of recorded) {
+      for (const f of forms.slice(0, 3)) expect(text).not.toContain(f);
+      // Decode JSON escapes (\\uXXXX, \\", \\\\) and look again.
+      const decoded = text.replace(/\\u([0-9a-fA-F]{4})/g, (_m, h: string) =>
+        String.fromCharCode(parseInt(h, 16)),
+      );
+      expect(decoded).not.toContain('5f3a9c');
+    }
+    expect(log).toContain('result with [redacted]');
+    expect(log).toContain('escaped [redacted]');
+    const results = (await readTaskEvents(redis, keys, taskId)).filter((e) => e.type === 'result');
+    expect(results[0]?.data).toEqual({
+      note: 'result with [redacted]',
+      nested: [{ deep: '[redacted]' }],
+    });
+    expect((await readTaskProgress(redis, keys, taskId)).metrics).toHaveProperty('m-[redacted]', 1);
+  });
+
   it('sets RESUME_FROM from the checkpoint the previous attempt recorded', async () => {
     await createTask(payload('ok-progress', { env: { STEPS: '3' } }));
     expect(await work(1)).toBe(0);

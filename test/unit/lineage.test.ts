@@ -84,10 +84,16 @@ describe('lineage', () => {
       .normalize();
     const s = spec.stages.find((x) => x.name === 'final');
     if (!s) throw new Error('no stage final');
-    const { entries, problems } = await new LineageRecorder().consumed(s, {
-      views: { outputs: { student: join(dir, 'views.jsonl'), teacher: join(dir, 'other.jsonl') } },
-      student: { outputs: { checkpoint: join(dir, 'ckpt') } },
-    });
+    const { entries, problems } = await new LineageRecorder().consumed(
+      s,
+      {
+        views: {
+          outputs: { student: join(dir, 'views.jsonl'), teacher: join(dir, 'other.jsonl') },
+        },
+        student: { outputs: { checkpoint: join(dir, 'ckpt') } },
+      },
+      [dir],
+    );
     expect(problems).toEqual([]);
     expect(entries.map((e) => [e.ref, e.kind, e.records])).toEqual([
       ['stages.student.outputs.checkpoint', 'directory', null],

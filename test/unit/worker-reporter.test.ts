@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { emptyProgress, type TaskProgress } from '../../common/model.js';
 import { decodeProgress, encodeProgress } from '../../common/progress.js';
 import type { ProgressStore, ProgressWrite, Timers } from '../../worker/progress-store.js';
+import { decodeMetricPoint, type MetricPoint } from '../../common/metric-history.js';
+import { MetricHistory } from '../../worker/metric-history.js';
 import { TaskReporter } from '../../worker/reporter.js';
 
 /** A clock and interval timers that move only when told to. */
@@ -280,5 +282,55 @@ describe('TaskReporter', () => {
     expect(store.progress.warnings).toEqual(['malformed marker line ignored']);
     await reporter.close();
     expect(clock.activeTimers).toBe(0);
+  });
+
+  it('keeps every metrics event as a history point, in the file at once and in the next write', async () => {
+    const { clock, store, reporter } = await started({ attempt: 3 });
+    const lines: string[] = [];
+    const history = new MetricHistory(3, {
+      write: (text) => lines.push(text),
+      close: async () => undefined,
+    });
+    reporter.setHistory(history);
+    reporter.event({ type: 'progress', step: 4 });
+    reporter.event({ type: 'metrics', loss: 2, lr: null });
+    reporter.event({ type: 'metrics', step: 5, loss: 1.5, lr: 0.1 });
+    reporter.event({ type: 'metrics', step: 6 }); // no numbers: no point
+    expect(lines.map((l) => decodeMetricPoint(l.trimEnd()))).toEqual([
+      { a: 3, s: 4, t: clock.now, m: { loss: 2 } },
+      { a: 3, s: 5, t: clock.now, m: { loss: 1.5, lr: 0.1 } },
+    ]);
+    await clock.advance(250);
+    const points = store.writes.flatMap((w) => w.points ?? []);
+    // The two events, and the measured rate once there is one (none yet: one sample).
+    expect(points.filter((p: MetricPoint) => 'loss' in p.m)).toHaveLength(2);
+    expect(store.progress.metrics).toEqual({ loss: 1.5, lr: 0.1 });
+    await reporter.close();
+  });
+
+  it('records the measured steps per second in the history at most once a second', async () => {
+    const { clock, store, reporter } = await started();
+    reporter.setHistory(new MetricHistory(1, null));
+    for (let step = 1; step <= 40; step++) {
+      reporter.event({ type: 'progress', step });
+      await clock.advance(100);
+    }
+    await reporter.close();
+    const rates = store.writes.flatMap((w) => w.points ?? []).filter((p) => 'stepsPerSec' in p.m);
+    expect(rates.length).toBeGreaterThanOrEqual(3);
+    expect(rates.length).toBeLessThanOrEqual(4);
+    expect(rates.at(-1)?.m.stepsPerSec).toBeCloseTo(10, 0);
+  });
+
+  it('bounds the points waiting for Redis, and counts those it leaves out', () => {
+    const lines: string[] = [];
+    const h = new MetricHistory(1, { write: (t) => lines.push(t), close: async () => undefined });
+    for (let i = 0; i < 6000; i++) h.record(i, i, { loss: i });
+    const taken = h.take();
+    expect(taken).toHaveLength(5000);
+    expect(taken[0]?.s).toBe(1000);
+    expect(h.dropped).toBe(1000);
+    expect(lines).toHaveLength(6000);
+    expect(h.take()).toEqual([]);
   });
 });

@@ -7,6 +7,7 @@
  * when STOKER_URL is set.
  */
 import { createReadStream, existsSync, statSync } from 'node:fs';
+import { printable } from '../../../common/terminal.js';
 import { StringDecoder } from 'node:string_decoder';
 import type { Command } from 'commander';
 import { UsageError } from '../../../common/errors.js';
@@ -98,27 +99,38 @@ async function attemptOver(
   return !s || isTerminal(s.phase) || s.attempt !== attempt;
 }
 
-/** Writes a log's text to stdout, whole lines at a time, without protocol lines unless raw. */
+/**
+ * Writes a log's text to stdout, whole lines at a time, without protocol lines unless
+ * raw. On a terminal, control characters are shown as escapes (common/terminal.ts): a
+ * payload's output cannot drive the user's terminal. Into a pipe or a file, raw output
+ * is the log's bytes as they are.
+ */
 class LineFilter {
   private partial = '';
   // A character split between two reads of a followed file is joined here.
   private readonly decoder = new StringDecoder('utf8');
+  private readonly tty = process.stdout.isTTY === true;
   constructor(private readonly raw: boolean) {}
 
   write(chunk: Buffer): void {
-    if (this.raw) {
+    if (this.raw && !this.tty) {
       process.stdout.write(chunk);
       return;
     }
     const lines = (this.partial + this.decoder.write(chunk)).split('\n');
     this.partial = lines.pop() ?? '';
-    const kept = lines.filter((l) => !isProtocolLine(l));
-    if (kept.length) process.stdout.write(`${kept.join('\n')}\n`);
+    const kept = this.raw ? lines : lines.filter((l) => !isProtocolLine(l));
+    if (kept.length) process.stdout.write(this.out(`${kept.join('\n')}\n`));
+  }
+
+  private out(text: string): string {
+    return this.tty ? printable(text) : text;
   }
 
   /** The last line, if the file did not end with a newline. */
   end(): void {
-    if (this.partial && !isProtocolLine(this.partial)) process.stdout.write(`${this.partial}\n`);
+    if (this.partial && (this.raw || !isProtocolLine(this.partial)))
+      process.stdout.write(this.out(`${this.partial}\n`));
     this.partial = '';
   }
 }

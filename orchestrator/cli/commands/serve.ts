@@ -96,10 +96,10 @@ function banner(describe: string, redisUrl: string, http: RunningHttp): string {
       : `${http.tokens.file} (admin and read; ${made})`;
   return [
     `stoker is up (${describe}). Ctrl-C to stop.`,
-    `  API:     ${http.url}/api/v1  (Authorization: Bearer TOKEN; tokens: ${where})`,
-    `  queues:  ${http.url}/login?token=${http.tokens.tokens.admin}  (Bull Board; this link logs a browser in as admin)`,
-    `  metrics: ${http.url}/metrics`,
-    `  Redis:   ${redisUrl}`,
+    `  API:       ${http.url}/api/v1  (Authorization: Bearer TOKEN; tokens: ${where})`,
+    `  dashboard: ${http.url}/login?token=${http.tokens.tokens.admin}  (this link logs a browser in as admin; queues: ${http.url}/queues)`,
+    `  metrics:   ${http.url}/metrics`,
+    `  Redis:     ${redisUrl}`,
     '',
   ].join('\n');
 }

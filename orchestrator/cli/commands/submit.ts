@@ -20,6 +20,7 @@ import { finishRun, followRun } from '../follow.js';
 import { globals, print, printJson } from '../options.js';
 import { ApiClient, remoteFrom } from '../remote.js';
 import { loadSpec, requireFile } from '../spec-input.js';
+import { printable } from '../../../common/terminal.js';
 
 export interface SubmitOptions {
   set?: string[];
@@ -87,7 +88,7 @@ async function submitRemote(api: ApiClient, file: string, o: SubmitOptions): Pro
       return;
     }
     const line = `${view.phase}: ${view.message ?? ''}`;
-    if (!o.json && line !== last) process.stderr.write(`${line}\n`);
+    if (!o.json && line !== last) process.stderr.write(`${printable(line)}\n`);
     last = line;
     await new Promise((r) => setTimeout(r, 1000));
   }

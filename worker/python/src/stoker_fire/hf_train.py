@@ -13,7 +13,8 @@ train() in four steps:
        by every rank) saves a checkpoint at the end of the step and raises Preempted
     4. OUTPUT/final (adapter + projector), OUTPUT/metrics.json (rank 0), the result fields
 Events (rank 0): progress per optimizer step, metrics {step, loss, lr, gradNorm, epoch} per
-logging step, checkpoint {path, step} after each save, artifact adapter and metrics.
+logging step, checkpoint {path, step} after each save, artifact adapter and metrics (and
+tensorboard: OUTPUT/tensorboard, when cfg.report_to is tensorboard; tensorboard_dir()).
 
 transformers, peft and torch are imported inside the functions: importing this module is cheap.
 """
@@ -120,6 +121,7 @@ def train(
     bf16 = cuda and cfg.bf16 is not False
     start_step = _checkpoint_step(resume_from) if resume_from else 0
     deepspeed = _deepspeed(cfg, reporter)
+    tensorboard = tensorboard_dir(cfg, out_dir)
 
     model, processor = load_model(
         cfg.model_name_or_path,
@@ -135,7 +137,7 @@ def train(
 
     pad_id = processor.tokenizer.pad_token_id
     pixel_dtype = torch.bfloat16 if bf16 else torch.float32
-    args = _training_arguments(transformers, cfg, out_dir, len(records), world, cuda=cuda, bf16=bf16, deepspeed=deepspeed)
+    args = _training_arguments(transformers, cfg, out_dir, len(records), world, cuda=cuda, bf16=bf16, deepspeed=deepspeed, tensorboard=tensorboard)
     callback = _stoker_callback(transformers, reporter)
     trainer = transformers.Trainer(
         model=model,
@@ -159,6 +161,8 @@ def train(
     history = callback.history
     losses = [h["loss"] for h in history if h.get("loss") is not None]
     _write_metrics(trainer, out_dir, {"history": history, "train": output.metrics}, final_dir, reporter)
+    if tensorboard and trainer.is_world_process_zero():
+        reporter.artifact("tensorboard", tensorboard)
     return {
         "backend": "hf",
         "model": cfg.model_name_or_path,
@@ -191,7 +195,20 @@ def _dataset(processor: Any, records: list[dict[str, Any]], image_root: Optional
     return ConversationDataset()
 
 
-def _training_arguments(transformers: Any, cfg: Any, out_dir: str, samples: int, world: int, *, cuda: bool, bf16: bool, deepspeed: Optional[str]) -> Any:
+def tensorboard_dir(cfg: Any, out_dir: str) -> Optional[str]:
+    """Where the Trainer writes TensorBoard event files when cfg.report_to asks (OUTPUT/tensorboard),
+    else None. Checked before the model loads: without tensorboard (or tensorboardX) installed the
+    Trainer would fail after minutes of loading, so this is a MISSING_DEPENDENCY at once."""
+    if getattr(cfg, "report_to", "none") != "tensorboard":
+        return None
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None and importlib.util.find_spec("tensorboardX") is None:
+        raise PayloadError("MISSING_DEPENDENCY", "report_to tensorboard: neither tensorboard nor tensorboardX is installed (pip install tensorboard)")
+    return os.path.join(out_dir, "tensorboard")
+
+
+def _training_arguments(transformers: Any, cfg: Any, out_dir: str, samples: int, world: int, *, cuda: bool, bf16: bool, deepspeed: Optional[str], tensorboard: Optional[str] = None) -> Any:
     """transformers.TrainingArguments of cfg (warmup in steps: warmup_ratio of the run's steps)."""
     total_steps = _total_steps(cfg, samples, world)
     warmup_steps = math.ceil(cfg.warmup_ratio * total_steps)
@@ -214,7 +231,8 @@ def _training_arguments(transformers: Any, cfg: Any, out_dir: str, samples: int,
         gradient_checkpointing=cfg.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
         deepspeed=deepspeed,
-        report_to="none",
+        report_to=["tensorboard"] if tensorboard else "none",
+        **({"logging_dir": tensorboard} if tensorboard else {}),
         remove_unused_columns=False,
         dataloader_num_workers=cfg.dataloader_num_workers,
         seed=cfg.seed,

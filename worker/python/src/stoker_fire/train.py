@@ -127,6 +127,9 @@ class TrainConfig:
     deepspeed: Optional[str] = field(default=None, metadata={"help": "DeepSpeed JSON (used when deepspeed is installed)", "metavar": "FILE"})
     attn_implementation: Optional[str] = field(default=None, metadata={"help": "sdpa, flash_attention_2, eager (default: the model's)"})
     dataloader_num_workers: int = field(default=0, metadata={"help": "data loading processes"})
+    report_to: str = field(
+        default="none", metadata={"help": "also log to TensorBoard (hf backend): event files in OUTPUT/tensorboard, an artifact of the stage", "choices": ("none", "tensorboard")}
+    )
     seed: int = field(default=42, metadata={"help": "seed of the data order, LoRA init and tiny-random weights"})
     threads: Optional[int] = field(default=None, metadata={"help": "torch CPU threads (default: torch's choice)"})
     # the tiny backend's new model (tiny-new / tiny-random); a model directory keeps its own sizes
@@ -164,6 +167,10 @@ class TrainConfig:
             problems.append(f"dataloader_num_workers: must be >= 0, got {self.dataloader_num_workers}")
         if self.data is None and self.model_name_or_path not in _SYNTHETIC_OK.get(self.backend, (TINY_RANDOM,)):
             problems.append(f"data: required unless model_name_or_path is {TINY_RANDOM} (which can train on synthetic data)")
+        if self.report_to not in ("none", "tensorboard"):
+            problems.append(f"report_to: none or tensorboard, got {self.report_to}")
+        elif self.report_to == "tensorboard" and self.backend != "hf":
+            problems.append(f"report_to: tensorboard is written by the hf backend (the HF Trainer's own writer); backend is {self.backend}")
         if self.threads is not None and self.threads < 1:
             problems.append(f"threads: must be >= 1, got {self.threads}")
         if self.backend == "tiny":

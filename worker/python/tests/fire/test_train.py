@@ -44,5 +44,30 @@ class OptionsTest(unittest.TestCase):
             self.assertIn(name, caught.exception.message)
 
 
+class ReportToTest(unittest.TestCase):
+    """report_to: tensorboard (the hf backend's Trainer writes the event files)."""
+
+    def test_tensorboard_is_for_the_hf_backend(self):
+        self.assertEqual(train.parse_args(["--report-to", "tensorboard"]).report_to, "tensorboard")
+        with self.assertRaises(PayloadError) as caught:
+            train.parse_args(["--backend", "tiny", "--model-name-or-path", "tiny-new", "--report-to", "tensorboard"])
+        self.assertIn("report_to: tensorboard is written by the hf backend", caught.exception.message)
+
+    def test_the_event_files_go_under_the_output_and_need_tensorboard(self):
+        from unittest import mock
+
+        from stoker_fire import hf_train
+
+        cfg = train.parse_args(["--report-to", "tensorboard"])
+        self.assertIsNone(hf_train.tensorboard_dir(train.parse_args([]), "/out"))
+        with mock.patch("importlib.util.find_spec", return_value=object()):
+            self.assertEqual(hf_train.tensorboard_dir(cfg, "/out"), "/out/tensorboard")
+        with mock.patch("importlib.util.find_spec", return_value=None):
+            with self.assertRaises(PayloadError) as caught:
+                hf_train.tensorboard_dir(cfg, "/out")
+        self.assertEqual(caught.exception.code_name, "MISSING_DEPENDENCY")
+        self.assertIn("tensorboard", caught.exception.message)
+
+
 if __name__ == "__main__":
     unittest.main()
