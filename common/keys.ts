@@ -4,7 +4,8 @@
  * which is how tests isolate themselves on one server).
  *
  * Writers (one per record):
- *   runs, run:*, run:*:stages          controller (CLI writes only run:*:cancel and submit:*)
+ *   runs, run:*, run:*:stages          controller (CLI writes only run:*:cancel, run:*:resume
+ *                                      and submit:*)
  *   task:* (status hash)               dispatcher / controller
  *   task:*:progress, :events, :logs    the worker running the task
  *   unit:*                             the backend that launched it, then the worker
@@ -20,6 +21,8 @@ export interface Keys {
   run(runId: string): string;
   runStages(runId: string): string;
   runCancel(runId: string): string;
+  /** A resume request (JSON {at, by, state}): orchestrator/resume.ts. */
+  runResume(runId: string): string;
   task(taskId: string): string;
   taskProgress(taskId: string): string;
   taskEvents(taskId: string): string;
@@ -61,6 +64,7 @@ export function makeKeys(prefix: string = DEFAULT_PREFIX): Keys {
     run: (id) => `${p}run:${id}`,
     runStages: (id) => `${p}run:${id}:stages`,
     runCancel: (id) => `${p}run:${id}:cancel`,
+    runResume: (id) => `${p}run:${id}:resume`,
     task: (id) => `${p}task:${id}`,
     taskProgress: (id) => `${p}task:${id}:progress`,
     taskEvents: (id) => `${p}task:${id}:events`,

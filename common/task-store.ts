@@ -126,7 +126,7 @@ return {'started', startedAt, t[2], t[3], t[4], kept[1] or '', kept[2] or ''}
 `;
 
 /** A script run by its SHA (EVALSHA), loaded with EVAL when the server does not know it. */
-class LuaScript {
+export class LuaScript {
   readonly sha: string;
   constructor(
     readonly body: string,

@@ -7,6 +7,35 @@ import { z } from 'zod';
 import { Condition, Phase } from '../common/model.js';
 import { NormalizedSpec } from '../common/spec/normalized.js';
 
+/**
+ * One resume of a run (`stoker resume`, POST /api/v1/runs/RUN/resume, a queue's retry),
+ * as the controller applied it (orchestrator/controller/resume.ts): when, who asked, the
+ * phase it left, and what each stage that runs again starts from.
+ */
+export const RunResume = z.object({
+  /** When it was requested. */
+  at: z.string(),
+  /** When the controller applied it. */
+  appliedAt: z.string(),
+  /** Who asked: `api:admin` (the API's token role), `cli:<user>` (a local CLI). */
+  by: z.string(),
+  /** The phase and message the run had. */
+  from: z.object({ phase: Phase, message: z.string().nullable() }),
+  /** The stages that run again (the succeeded ones are kept as they were). */
+  stages: z.array(
+    z.object({
+      name: z.string(),
+      /** The stage's phase before the resume. */
+      phase: Phase,
+      /** A dispatched stage: the checkpoint its next attempt resumes from (RESUME_FROM). */
+      checkpoint: z.object({ path: z.string(), step: z.number() }).nullable(),
+      /** A pulled stage: shards kept (succeeded) and shards to run again. */
+      shards: z.object({ kept: z.number().int(), rerun: z.number().int() }).nullable(),
+    }),
+  ),
+});
+export type RunResume = z.infer<typeof RunResume>;
+
 export const RunRecord = z.object({
   id: z.string(),
   name: z.string(),
@@ -25,5 +54,7 @@ export const RunRecord = z.object({
   createdAt: z.string(),
   startedAt: z.string().nullable(),
   finishedAt: z.string().nullable(),
+  /** Every resume of this run, oldest first (absent: never resumed). */
+  resumes: z.array(RunResume).optional(),
 });
 export type RunRecord = z.infer<typeof RunRecord>;

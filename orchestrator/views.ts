@@ -18,7 +18,7 @@ import {
   type TaskStatus,
 } from '../common/model.js';
 import { readTaskProgress } from '../common/progress.js';
-import type { RunRecord } from './run-record.js';
+import { RunResume, type RunRecord } from './run-record.js';
 import { queuePaused } from './queue-paused.js';
 import type { RunStore } from './store.js';
 
@@ -117,6 +117,8 @@ export const RunView = z.object({
   startedAt: z.string().nullable(),
   finishedAt: z.string().nullable(),
   cancelRequestedAt: z.string().nullable(),
+  /** Every resume of the run, oldest first (stoker resume; orchestrator/controller/resume.ts). */
+  resumes: z.array(RunResume),
   stages: z.array(StageView),
 });
 export type RunView = z.infer<typeof RunView>;
@@ -169,6 +171,7 @@ export async function buildRunView(
     startedAt: run.startedAt,
     finishedAt: run.finishedAt,
     cancelRequestedAt: await store.cancelRequestedAt(runId),
+    resumes: run.resumes ?? [],
     stages: views,
   };
 }

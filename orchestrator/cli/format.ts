@@ -36,6 +36,8 @@ export function describeRun(view: RunView): string {
   const lines = [
     `run ${view.id} (${view.kind} ${view.name}): ${view.phase}${view.message ? ` - ${view.message}` : ''}`,
   ];
+  for (const r of view.resumes)
+    lines.push(`  resumed at ${r.appliedAt} by ${r.by} (it was ${r.from.phase})`);
   for (const s of view.stages) {
     lines.push(`  stage ${s.name} [${s.kind}] ${s.phase}${s.message ? `: ${s.message}` : ''}`);
     if (s.queue?.paused)

@@ -164,7 +164,7 @@ function registerServiceCommands(program: Command): void {
     });
 }
 
-/** The clients of a running stoker: submit, status, watch, logs, cancel, queues, scale, pools. */
+/** The clients of a running stoker: submit, status, watch, logs, cancel, resume, queues, scale, pools. */
 function registerClientCommands(program: Command): void {
   program.commandsGroup('A running stoker (its Redis: REDIS_URL, or the embedded one of --home):');
   setOption(
@@ -207,25 +207,9 @@ function registerClientCommands(program: Command): void {
     .addOption(intOption('--node <n>', "a multi-node task's node (default 0: the leader's log)"))
     .action(lazy(() => import('./commands/logs.js'), 'action'));
 
-  program
-    .command('cancel')
-    .description(
-      'cancel a run: queued tasks are removed, running payloads get SIGTERM; nothing is retried',
-    )
-    .argument('<run>', 'run id, id prefix, or name')
-    .option('--wait', 'wait until the run has stopped')
-    .action(lazy(() => import('./commands/cancel.js'), 'action'));
+  registerRunControl(program);
 
-  program
-    .command('queues')
-    .description(
-      'job counts per queue (waiting, prioritized, delayed, active, completed, failed, paused) and connected workers',
-    )
-    .option(
-      '--json',
-      'JSON output: {queues: [{name, waiting, prioritized, delayed, active, completed, failed, paused, workers}]}',
-    )
-    .action(lazy(() => import('./commands/queues.js'), 'action'));
+  registerQueueCommands(program);
 
   program
     .command('scale')
@@ -243,4 +227,52 @@ function registerClientCommands(program: Command): void {
     )
     .option('--json', 'JSON output: {pools: [PoolView]} (schema: README, "JSON output")')
     .action(lazy(() => import('./commands/pools.js'), 'action'));
+}
+
+/** Stopping and restarting a run: cancel, resume. */
+function registerRunControl(program: Command): void {
+  program
+    .command('cancel')
+    .description(
+      'cancel a run: queued tasks are removed, running payloads get SIGTERM; nothing is retried',
+    )
+    .argument('<run>', 'run id, id prefix, or name')
+    .option('--wait', 'wait until the run has stopped')
+    .action(lazy(() => import('./commands/cancel.js'), 'action'));
+
+  program
+    .command('resume')
+    .description(
+      'run a run that ended Failed or Cancelled again from where it stopped: succeeded stages are kept, a task resumes from its last checkpoint (RESUME_FROM), a sharded stage runs only the shards that did not succeed; the retry budget starts afresh (exit 1 if the run cannot be resumed)',
+    )
+    .argument('<run>', 'run id, id prefix, or name')
+    .option('--wait', 'follow the resumed run to its end; exit 0 if it succeeded')
+    .option(
+      '--json',
+      'print {id, resumeRequested, from, requestedAt}, or the final status with --wait',
+    )
+    .action(lazy(() => import('./commands/resume.js'), 'action'));
+}
+
+/** `queues` and `queues retry`. */
+function registerQueueCommands(program: Command): void {
+  const queues = program
+    .command('queues')
+    .description(
+      'job counts per queue (waiting, prioritized, delayed, active, completed, failed, paused) and connected workers',
+    )
+    .option(
+      '--json',
+      'JSON output: {queues: [{name, waiting, prioritized, delayed, active, completed, failed, paused, workers}]}',
+    )
+    .action(lazy(() => import('./commands/queues.js'), 'action'));
+  queues
+    .command('retry')
+    .description(
+      "retry a queue's failed jobs as stoker's records allow: a run that ended Failed or Cancelled is resumed (as stoker resume), a failed shard of a stage still running is retried in place, anything else is skipped with the reason",
+    )
+    .argument('<queue>', 'queue name: train, steps or pool.NAME (stoker queues lists them)')
+    .addOption(intOption('--limit <n>', 'failed jobs to look at, newest first (default 1000)'))
+    .option('--json', 'JSON output: {queue, failed, retried, resumedRuns, retriedShards, skipped}')
+    .action(lazy(() => import('./commands/queues.js'), 'retryAction'));
 }

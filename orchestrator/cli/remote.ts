@@ -1,9 +1,10 @@
 /**
  * The CLI through a stoker's HTTP API (orchestrator/http/) instead of Redis, as kubectl
  * talks to an API server. With STOKER_URL set (http://host:8080), `status`, `submit`,
- * `cancel`, `pools`, `scale` and `queues` call the API; the token is STOKER_TOKEN, else
- * the first line of `$XDG_CONFIG_HOME/stoker/token` (default `~/.config/stoker/token`).
- * Without STOKER_URL they talk to Redis as before.
+ * `watch`, `logs`, `cancel`, `resume`, `pools`, `scale`, `queues` and `queues retry`
+ * call the API; the token is STOKER_TOKEN, else the first line of
+ * `$XDG_CONFIG_HOME/stoker/token` (default `~/.config/stoker/token`). Without STOKER_URL
+ * they talk to Redis as before.
  *
  * The server's refusals become the CLI's own errors, so exit codes and messages match
  * the local path: an invalid spec (422 with issues) is the same SpecError `stoker

@@ -5,7 +5,7 @@
  * run and covers lost wake-ups.
  *
  * reconcileRun(), one page of numbered steps:
- *   1. load the run; terminal -> done
+ *   1. load the run; a pending resume request applied (resume.ts); terminal -> done
  *   2. observe stages, tasks, artifacts, the cancel request
  *   3. plan (pure, plan.ts): stage and run status + actions
  *   4. converge: start stages (start-stage.ts: resolve ${...}, queue a task or shards
@@ -24,6 +24,7 @@ import { DispatchedTasks } from './dispatched.js';
 import { planRun, type Plan, type RunObservation } from './plan.js';
 import { sizePools } from './pool-sizing.js';
 import { PulledStages } from './pulled.js';
+import { RunResumer } from './resume.js';
 import { RunLineage, type Lineage } from './run-lineage.js';
 import { runRoots } from '../untrusted-path.js';
 import { startStage } from './start-stage.js';
@@ -43,6 +44,7 @@ export class Controller {
   private readonly dispatched: DispatchedTasks;
   private readonly pulled: PulledStages;
   private readonly lineage: RunLineage;
+  private readonly resumer: RunResumer;
   /** Reconcile passes and status writes, for tests and the reconcile benchmark. */
   readonly stats = { passes: 0, writes: 0 };
   /** Told the duration of every reconcile pass, in seconds (the HTTP server's /metrics). */
@@ -54,6 +56,7 @@ export class Controller {
     this.dispatched = new DispatchedTasks(this.ctx);
     this.pulled = new PulledStages(this.ctx);
     this.lineage = new RunLineage(opts.log);
+    this.resumer = new RunResumer(this.ctx, { dispatched: this.dispatched, pulled: this.pulled });
   }
 
   async start(): Promise<void> {
@@ -141,8 +144,10 @@ export class Controller {
 
   async reconcileRun(runId: string): Promise<void> {
     const { store } = this.opts;
-    // 1. Load; a terminal run needs nothing.
-    const run = await store.getRun(runId);
+    // 1. Load; a resume request applied (null: it waits for a job to end); a terminal
+    // run needs nothing.
+    const loaded = await store.getRun(runId);
+    const run = loaded && (await this.resumer.apply(loaded));
     if (!run) return;
     if (run.phase === 'Succeeded' || run.phase === 'Failed' || run.phase === 'Cancelled') {
       await this.opts.redis.srem(`${this.opts.keys.runIndex()}:active`, runId);

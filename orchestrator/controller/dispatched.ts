@@ -9,6 +9,7 @@
  *                 Pending (a controller that died between recording and enqueueing)
  *   cancelQueued  remove a cancelled run's queued job and mark its task Cancelled; a job
  *                 locked by a processor is not removable, the dispatcher cancels those
+ *   requeue       add the job of a resumed task again (resume.ts removed the old one)
  */
 import type { JobsOptions } from 'bullmq';
 import { QUEUES, type DispatchQueue } from '../../common/keys.js';
@@ -106,6 +107,15 @@ export class DispatchedTasks {
         finishedAt: nowIso(this.ctx.clock),
       });
     }
+  }
+
+  /**
+   * Add a resumed task's job (resume.ts removed the finished one that held its id). Not
+   * counted as ensured until the add succeeds, so a failed add is retried by ensureQueued.
+   */
+  async requeue(runId: string, taskId: string, stage: NormalizedStage): Promise<void> {
+    this.ensured.delete(taskId);
+    await this.enqueue(runId, taskId, stage);
   }
 
   private async enqueue(runId: string, taskId: string, stage: NormalizedStage): Promise<void> {

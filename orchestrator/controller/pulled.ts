@@ -10,6 +10,7 @@
  *                   record each as Cancelled; running ones stop by themselves
  *   writeManifest   `<runDir>/stages/<stage>/shards.json` of a finished stage: its
  *                   shard outputs and its failures; the stage releases its pool
+ *   enqueueShards   add the jobs of given shards (a resume's, resume.ts)
  */
 import { runRoots } from '../untrusted-path.js';
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
@@ -73,7 +74,11 @@ export class PulledStages {
       shards: { total: tasks.length, succeeded: 0, failed: 0, items: 0, pool: pool.name },
       message: `${tasks.length} shards queued on pool ${pool.name}`,
     });
-    await this.enqueue(run, stage, pool.name, tasks);
+    await this.enqueueShards(
+      run,
+      stage,
+      tasks.map((t) => t.status.id),
+    );
     log.info(
       { runId: run.id, stage: stage.name, shards: tasks.length, pool: pool.name },
       'shards queued',
@@ -128,25 +133,22 @@ export class PulledStages {
     await Promise.all([...this.poolQueues.values()].map((q) => q.close()));
   }
 
-  private async enqueue(
-    run: RunRecord,
-    stage: NormalizedStage,
-    pool: string,
-    tasks: TaskRecord[],
-  ): Promise<void> {
-    const q = this.poolQueue(pool);
-    for (let i = 0; i < tasks.length; i += 1000) {
+  /** Add the jobs of these shards (job id = task id: an existing job is kept), 1,000 at a time. */
+  async enqueueShards(run: RunRecord, stage: NormalizedStage, taskIds: string[]): Promise<void> {
+    const q = this.poolQueue((stage.pool as NormalizedPool).name);
+    for (let i = 0; i < taskIds.length; i += 1000) {
       await q.addBulk(
-        tasks.slice(i, i + 1000).map((t) => ({
+        taskIds.slice(i, i + 1000).map((id) => ({
           name: stage.kind,
-          data: { taskId: t.status.id, runId: run.id },
-          opts: jobOptions(stage, t.status.id, 100_000),
+          data: { taskId: id, runId: run.id },
+          opts: jobOptions(stage, id, 100_000),
         })),
       );
     }
   }
 
-  private poolQueue(name: string): Queue<PoolJobData> {
+  /** The queue of a pool (opened once). */
+  poolQueue(name: string): Queue<PoolJobData> {
     let q = this.poolQueues.get(name);
     if (!q) {
       q = new Queue<PoolJobData>(poolQueueName(name), {

@@ -4,8 +4,9 @@
  *   consumed    a stage starts: what it reads from upstream stages, by content
  *   produced    a stage just succeeded: its outputs, by content
  *   writeFile   `<runDir>/lineage.json`: every stage's lineage, for payloads (a report
- *               stage) that cannot read the run store; rewritten only when its text
- *               changed
+ *               stage) that cannot read the run store, and the run's resumes (what
+ *               each resumed stage started from: RunRecord.resumes); rewritten only when
+ *               its text changed
  *
  * None of these fails a stage or a pass: a path that cannot be described is listed under
  * the stage's lineage problems, and a lineage.json that cannot be written is logged.
@@ -56,7 +57,8 @@ export class RunLineage {
   /** Write `<runDir>/lineage.json` when its text changed; a write failure is logged only. */
   writeFile(run: RunRecord, stages: Record<string, Lineage>): void {
     if (Object.keys(stages).length === 0) return;
-    const text = `${JSON.stringify({ run: run.id, name: run.name, stages }, null, 2)}\n`;
+    const resumes = run.resumes?.length ? { resumes: run.resumes } : {};
+    const text = `${JSON.stringify({ run: run.id, name: run.name, stages, ...resumes }, null, 2)}\n`;
     if (this.written.get(run.id) === text) return;
     const path = join(run.runDir, 'lineage.json');
     try {

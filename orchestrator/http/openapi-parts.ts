@@ -14,7 +14,7 @@ const ERROR_TEXT: Record<number, string> = {
   401: 'No token, or an unknown one',
   403: 'The read-only token on a write',
   404: 'No such run, pool or route',
-  409: 'The run has already ended',
+  409: 'A conflict: a cancel of a run that has ended; a resume of a run that has not ended Failed or Cancelled, or is being resumed',
   413: 'The body is over the size limit',
   415: 'A content type other than YAML or JSON',
   422: 'An invalid spec (with issues) or a value out of bounds',

@@ -25,6 +25,7 @@ export function queuePaths() {
       'Pause a queue: nothing new starts from it (admin)',
     ),
     '/queues/{queue}/resume': queueAction('resumeQueue', 'Resume a paused queue (admin)'),
+    '/queues/{queue}/retry': retryPath(),
     '/queues/{queue}/clean': {
       post: {
         operationId: 'cleanQueue',
@@ -72,6 +73,32 @@ function queueAction(operationId: string, summary: string) {
       responses: {
         '200': { description: 'The queue after it', content: json(ref('QueueRow')) },
         ...errors(401, 403, 404),
+      },
+    },
+  };
+}
+
+function retryPath() {
+  return {
+    post: {
+      operationId: 'retryQueue',
+      summary:
+        "Retry a queue's failed jobs as stoker's records allow: a run that ended is resumed, a shard of a running stage retried in place, anything else skipped with the reason (admin)",
+      parameters: [{ name: 'queue', in: 'path', required: true, schema: { type: 'string' } }],
+      requestBody: {
+        required: false,
+        content: json({
+          type: 'object',
+          properties: { limit: { type: 'integer', minimum: 1, maximum: 10000, default: 1000 } },
+          additionalProperties: false,
+        }),
+      },
+      responses: {
+        '200': {
+          description: 'What was retried and what not',
+          content: json(ref('QueueRetryResult')),
+        },
+        ...errors(400, 401, 403, 404),
       },
     },
   };

@@ -8,12 +8,14 @@ import { z } from 'zod';
 import { RunSpecDocument } from '../../common/spec/document.js';
 import { PoolView } from '../pools.js';
 import { QueueRow } from '../queue-counts.js';
+import { QueueRetryResult } from '../queue-retry.js';
 import { MetricHistoryView } from '../metric-history.js';
 import { dashboardPaths, historyPaths } from './openapi-history.js';
 import { FireReportView } from './report.js';
 import { LogChunk } from './logs.js';
 import { errors, json, poolParam, ref, runParam } from './openapi-parts.js';
 import { queuePaths } from './openapi-queues.js';
+import { ResumeAccepted } from '../resume.js';
 import { RunSummary, RunView } from '../views.js';
 
 const SpecIssue = z.object({
@@ -38,6 +40,8 @@ function componentSchemas(): Record<string, unknown> {
   reg.add(PoolView, { id: 'PoolView' });
   reg.add(QueueRow, { id: 'QueueRow' });
   reg.add(LogChunk, { id: 'LogChunk' });
+  reg.add(ResumeAccepted, { id: 'ResumeAccepted' });
+  reg.add(QueueRetryResult, { id: 'QueueRetryResult' });
   reg.add(MetricHistoryView, { id: 'MetricHistory' });
   reg.add(FireReportView, { id: 'FireReport' });
   reg.add(SpecIssue, { id: 'SpecIssue' });
@@ -186,6 +190,18 @@ function oneRun() {
               required: ['id', 'cancelRequested'],
             }),
           },
+          ...errors(401, 403, 404, 409),
+        },
+      },
+    },
+    '/runs/{run}/resume': {
+      post: {
+        operationId: 'resumeRun',
+        summary:
+          'Run a run that ended Failed or Cancelled again from where it stopped: succeeded stages kept, tasks from their last checkpoints (admin)',
+        parameters: [runParam],
+        responses: {
+          '202': { description: 'The resume was requested', content: json(ref('ResumeAccepted')) },
           ...errors(401, 403, 404, 409),
         },
       },

@@ -11,6 +11,9 @@
  *                                                `stoker validate`
  *   GET  /runs/RUN                               RunView (an id, an id prefix or a name)
  *   POST /runs/RUN/cancel                        202 {id, cancelRequested: true}
+ *   POST /runs/RUN/resume                        202 ResumeAccepted: a run that ended Failed
+ *                                                or Cancelled runs again from where it
+ *                                                stopped (../resume.ts); 409 otherwise
  *   GET  /runs/RUN/logs?task=&attempt=&offset=   a task attempt's log, a chunk at a time
  *                                                (logs.ts)
  *   GET  /runs/RUN/metrics?task=&attempt=&points= a task attempt's metric history, each
@@ -25,6 +28,9 @@
  *   POST /queues/NAME/clean {state, olderThanSeconds, limit}
  *                                                remove finished jobs' records (completed
  *                                                or failed): {queue, state, removed}
+ *   POST /queues/NAME/retry {limit}              retry failed jobs the way stoker's
+ *                                                records allow (../queue-retry.ts): a
+ *                                                QueueRetryResult
  *   GET  /events                                 server-sent events of run and pool changes
  *                                                (events.ts)
  *   GET  /openapi.json                           this API as an OpenAPI 3.1 document
@@ -42,6 +48,8 @@ import { LogsQuery, readLogs } from './logs.js';
 import { readFireReport } from './report.js';
 import { type ApiSource, BadRequestError, NotFoundError } from './source.js';
 import { openApiDocument } from './openapi.js';
+import { QueueRetryBody, retryFailedJobs } from '../queue-retry.js';
+import { requestResume } from '../resume.js';
 import type { RunRecord } from '../run-record.js';
 import { buildRunView, summarize } from '../views.js';
 
@@ -157,6 +165,16 @@ function runRoutes(app: FastifyInstance, src: ApiSource): void {
       return reply.code(202).send({ id: runId, cancelRequested: true });
     },
   );
+
+  // The routes are admin-only: the resume is recorded as the admin token's.
+  app.post<{ Params: { run: string } }>(
+    '/runs/:run/resume',
+    { config: { access: 'admin' } },
+    async (req, reply) => {
+      const runId = await store.resolveRunId(req.params.run);
+      return reply.code(202).send(await requestResume(redis, keys, runId, 'api:admin'));
+    },
+  );
 }
 
 function poolRoutes(app: FastifyInstance, src: ApiSource): void {
@@ -194,7 +212,7 @@ function poolRoutes(app: FastifyInstance, src: ApiSource): void {
   );
 }
 
-function queueRoutes(app: FastifyInstance, { queues }: ApiSource): void {
+function queueRoutes(app: FastifyInstance, { queues, redis, keys, store }: ApiSource): void {
   app.get('/queues', { config: { access: 'read' } }, async () => {
     const out = [];
     for (const name of await queues.names()) out.push(await queues.counts(name));
@@ -222,6 +240,16 @@ function queueRoutes(app: FastifyInstance, { queues }: ApiSource): void {
       const { state, olderThanSeconds, limit } = parse(CleanBody, req.body, 'body');
       const removed = await queues.queue(name).clean(olderThanSeconds * 1000, limit, state);
       return { queue: name, state, removed: removed.length };
+    },
+  );
+  app.post<{ Params: { queue: string } }>(
+    '/queues/:queue/retry',
+    { config: { access: 'admin' } },
+    async (req) => {
+      const name = await known(req.params.queue);
+      const { limit } = parse(QueueRetryBody, req.body, 'body');
+      const queue = queues.queue(name);
+      return retryFailedJobs({ redis, keys, store, queue, by: 'api:admin' }, limit);
     },
   );
   app.post<{ Params: { queue: string } }>(

@@ -12,16 +12,18 @@
  *                                          holding the token, then goes to `next`
  *
  * Authentication: `Authorization: Bearer TOKEN`, or the login cookie. A read-only token
- * may call every GET; writes (submit, cancel, scale, the board's actions) need the admin
- * token. Every refusal and every error is
- * JSON, {"error": {"code", "message"}} (plus `issues` for an invalid spec), with the
- * status that says what went wrong: 400 a malformed request, 401 no or an unknown token,
- * 403 a read-only token on a write, 404 no such run or pool, 413 a body over the limit,
+ * may call every GET; writes (submit, cancel, resume, scale, the queues' actions, the
+ * board's actions) need the admin token. Every refusal and every error is JSON,
+ * {"error": {"code", "message"}} (plus `issues` for an invalid spec), with the status
+ * that says what went wrong: 400 a malformed request, 401 no or an unknown token, 403 a
+ * read-only token on a write, 404 no such run or pool, 409 a conflict (a cancel of a run
+ * that has ended, a resume of one that cannot be resumed), 413 a body over the limit,
  * 415 a content type not taken, 422 an invalid spec or value, 503 Redis unreachable.
  */
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import { RedisUnavailableError, SpecError, UsageError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
+import { RunNotResumableError } from '../resume.js';
 import { RunNotFoundError } from '../store.js';
 import { BOARD_PATH, mountBoard } from './board.js';
 import { mountDashboard } from './dashboard.js';
@@ -191,6 +193,7 @@ function sendError(reply: FastifyReply, err: FastifyError, log: Logger, bodyLimi
   }
   if (err instanceof RunNotFoundError || err instanceof NotFoundError)
     return refuse(reply, 404, 'NotFound', err.message);
+  if (err instanceof RunNotResumableError) return refuse(reply, 409, 'Conflict', err.message);
   if (err instanceof UsageError) return refuse(reply, 422, 'Invalid', err.message);
   if (err instanceof RedisUnavailableError) return refuse(reply, 503, 'Unavailable', err.message);
   if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE')

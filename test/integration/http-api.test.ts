@@ -585,6 +585,7 @@ describe('the HTTP server', () => {
       '/runs',
       '/runs/{run}',
       '/runs/{run}/cancel',
+      '/runs/{run}/resume',
       '/runs/{run}/logs',
       '/runs/{run}/metrics',
       '/runs/{run}/report',
@@ -595,6 +596,7 @@ describe('the HTTP server', () => {
       '/queues',
       '/queues/{queue}/pause',
       '/queues/{queue}/resume',
+      '/queues/{queue}/retry',
       '/queues/{queue}/clean',
       '/events',
     ]);
