@@ -483,7 +483,11 @@ describe('the HTTP server', () => {
         ? true
         : null,
     );
-    expect(events.find((e) => e.event === 'task')).toMatchObject({
+    expect(
+      events.find(
+        (e) => e.event === 'task' && (e.data.progress as { step: number | null }).step === 3,
+      ),
+    ).toMatchObject({
       data: { runId: id, stage: 'train', progress: { totalSteps: 3 } },
     });
     await registerIdlePool(s, 'gen-sse');
