@@ -37,7 +37,7 @@ export interface Stack {
    * then the embedded Redis: `started` stops it only if this process started it (run:
    * a `stoker up` may own it); `any` also one this process adopted (up owns it).
    */
-  stop(mode: 'preempt' | 'force', redis: 'started' | 'any'): Promise<void>;
+  stop(mode: 'preempt' | 'force', redis: 'started' | 'any' | 'keep'): Promise<void>;
 }
 
 export function concurrencyFor(n: number | undefined): { train: number; steps: number } {
@@ -47,7 +47,8 @@ export function concurrencyFor(n: number | undefined): { train: number; steps: n
 export async function startStack(ctx: Context, opts: StackOptions): Promise<Stack> {
   const redis = await ensureRedis(ctx);
   let choice: BackendChoice | null = null;
-  const stopRedis = async (which: 'started' | 'any') => {
+  const stopRedis = async (which: 'started' | 'any' | 'keep') => {
+    if (which === 'keep') return;
     if (redis.embedded && (which === 'any' || !redis.embedded.reused)) await redis.embedded.stop();
   };
   let sys: System;

@@ -11,6 +11,8 @@ export interface TestRedis {
   url: string;
   port: number;
   dir: string;
+  /** The server's process (to pause it with SIGSTOP, as an outage would). */
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -26,6 +28,7 @@ export async function startTestRedis(opts: { appendonly?: boolean } = {}): Promi
       url,
       port,
       dir,
+      pid: child.pid as number,
       async stop() {
         await stopRedisServer(child);
         rmSync(dir, { recursive: true, force: true });

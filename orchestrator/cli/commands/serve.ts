@@ -16,7 +16,7 @@ import { redactUrl } from '../../../common/redis.js';
 import { makeContext } from '../context.js';
 import { onInterrupt } from '../follow.js';
 import { globals } from '../options.js';
-import { startStack } from '../stack.js';
+import { startStack, type Stack } from '../stack.js';
 import { httpSettings, startHttp, type RunningHttp } from '../../http/start.js';
 
 export interface ServeOptions {
@@ -27,64 +27,105 @@ export interface ServeOptions {
   host?: string;
 }
 
+type Ended = 'interrupt' | 'lost';
+
+/**
+ * A controller that loses its lock (Redis out of reach for longer than the lock's TTL,
+ * or the lock taken) stops its work (bounded: system.ts) and waits to lead again, as a
+ * standby would: it never exits by itself while runs may be active, and never acts
+ * without the lock. Only a signal ends it: the first drains, the second forces, and a
+ * signal while it waits for the lock (or for Redis) ends it at once.
+ */
 const foreground =
   (defaultBackend: 'local' | 'kubernetes') =>
   async (o: ServeOptions, cmd: Command): Promise<void> => {
     const ctx = makeContext({ logLevel: 'info', ...globals(cmd) });
     const settings = httpSettings({ port: o.port, host: o.host }, ctx.env);
     const backend = o.backend ?? ctx.env.STOKER_BACKEND ?? defaultBackend;
-    const stack = await startStack(ctx, {
-      backend,
-      simulate: o.simulate ?? false,
-      concurrency: o.concurrency,
-      waitForLeadership: true,
-    });
-    const { sys, redis } = stack;
-    let http;
-    try {
-      http = await startHttp({
-        sys,
-        redisUrl: redis.url,
-        home: ctx.home,
-        env: ctx.env,
-        settings,
-        log: ctx.log,
-      });
-    } catch (err) {
-      await stack.stop('preempt', 'any');
-      throw err;
-    }
-    ctx.log.info(
-      {
-        redis: redactUrl(redis.url),
-        home: ctx.home,
-        instance: sys.leadership.instanceId,
-        http: http.url,
-      },
-      'stoker is up',
-    );
-    process.stderr.write(banner(stack.describe, redactUrl(redis.url), http));
-    const unitsOutlive = sys.backend.unitsOutliveController;
-    await new Promise<void>((resolve) => {
-      onInterrupt(
-        () => {
+    let current: Stack | null = null;
+    let interrupted = false;
+    let onInterrupted: () => void = () => undefined;
+    const interrupt = new Promise<Ended>((r) => (onInterrupted = () => r('interrupt')));
+    onInterrupt(
+      () => {
+        interrupted = true;
+        if (current)
           process.stderr.write(
-            unitsOutlive
+            current.sys.backend.unitsOutliveController
               ? 'stopping: Kubernetes Jobs keep running; the next controller re-attaches (Ctrl-C again to force)\n'
               : 'draining: running payloads checkpoint and are requeued (Ctrl-C again to force)\n',
           );
-          resolve();
-        },
-        () => {
-          process.stderr.write('forcing stop\n');
-          void sys.stop('force'); // escalates the drain in progress (system.ts)
-        },
+        onInterrupted();
+      },
+      () => {
+        process.stderr.write('forcing stop\n');
+        if (current)
+          void current.sys.stop('force'); // escalates the drain in progress (system.ts)
+        else process.exit(130);
+      },
+    );
+    for (let round = 1; !interrupted; round++) {
+      const started = await Promise.race([
+        startStack(ctx, {
+          backend,
+          simulate: o.simulate ?? false,
+          concurrency: o.concurrency,
+          waitForLeadership: true,
+        }),
+        interrupt.then(() => null),
+      ]);
+      // A signal while waiting for the lock or for Redis: nothing of ours runs yet.
+      if (!started) process.exit(0);
+      current = started;
+      const ended = await lead(ctx, started, settings, round, interrupt);
+      current = null;
+      if (ended === 'interrupt') return;
+      process.stderr.write(
+        'this controller lost its lock (Redis out of reach, or another controller took it): its work was stopped; waiting to lead again\n',
       );
-      void sys.leadership.lost.then(() => resolve());
-    });
-    await http.close();
-    await stack.stop('preempt', 'any');
+    }
   };
+
+/** Serve HTTP beside a started stack until a signal or the lock is lost; then stop it. */
+async function lead(
+  ctx: ReturnType<typeof makeContext>,
+  stack: Stack,
+  settings: ReturnType<typeof httpSettings>,
+  round: number,
+  interrupt: Promise<Ended>,
+): Promise<Ended> {
+  const { sys, redis } = stack;
+  let http: RunningHttp;
+  try {
+    http = await startHttp({
+      sys,
+      redisUrl: redis.url,
+      home: ctx.home,
+      env: ctx.env,
+      settings,
+      log: ctx.log,
+    });
+  } catch (err) {
+    await stack.stop('preempt', 'any');
+    throw err;
+  }
+  ctx.log.info(
+    {
+      redis: redactUrl(redis.url),
+      home: ctx.home,
+      instance: sys.leadership.instanceId,
+      http: http.url,
+      round,
+    },
+    round === 1 ? 'stoker is up' : 'leading again',
+  );
+  if (round === 1) process.stderr.write(banner(stack.describe, redactUrl(redis.url), http));
+  else process.stderr.write(`leading again (${stack.describe}); HTTP on ${http.url}\n`);
+  const ended = await Promise.race([interrupt, sys.leadership.lost.then((): Ended => 'lost')]);
+  await http.close();
+  await stack.stop('preempt', ended === 'interrupt' ? 'any' : 'keep');
+  return ended;
+}
 
 function banner(describe: string, redisUrl: string, http: RunningHttp): string {
   const made = { env: 'from the environment', file: 'kept', created: 'made now' }[
