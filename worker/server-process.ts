@@ -30,6 +30,8 @@ export type ShardResult =
   | { kind: 'failed'; reason: string; message: string }
   | { kind: 'crashed'; exitCode: number | null; signal: string | null; stderrTail: string[] }
   | { kind: 'malformed'; message: string }
+  /** No progress event for the stall timeout: the server is killed, the attempt retried. */
+  | { kind: 'stalled'; seconds: number; lastStep: number | null }
   /** notStarted: stopped before it reached the server (a shard in hand: pool/lookahead.ts). */
   | { kind: 'aborted'; notStarted?: boolean };
 
@@ -59,6 +61,9 @@ interface CurrentShard {
   /** Whether the log file has been written for this shard. */
   wrote: boolean;
   flushTimer: NodeJS.Timeout | null;
+  /** When the shard was sent or last reported progress (ms), and its last step. */
+  activeAt: number;
+  lastStep: number | null;
 }
 
 export class ServerProcess {
@@ -139,11 +144,18 @@ export class ServerProcess {
   }
 
   /** Send one shard and wait for its answer (or the server's death, or `signal`). */
+  /**
+   * Run one shard. With `stallTimeoutMs` (> 0), a shard that reports no progress or
+   * metrics event for that long (from when it was sent, or from its last one) ends as
+   * `stalled`: the caller kills this server (its state is unknown) and the attempt is
+   * retried, as a dispatched task's stall is.
+   */
   runShard(
     request: ShardRequest,
     sink: PayloadSink,
     logFile: string,
     signal?: AbortSignal,
+    stallTimeoutMs = 0,
   ): Promise<ShardResult> {
     if (!this.alive || !this.child?.stdin)
       return Promise.resolve({
@@ -154,7 +166,9 @@ export class ServerProcess {
       });
     this.stderrTail.length = 0;
     return new Promise<ShardResult>((resolve) => {
+      let watchdog: NodeJS.Timeout | undefined;
       const finish = (r: ShardResult) => {
+        clearInterval(watchdog);
         signal?.removeEventListener('abort', onAbort);
         if (this.current === cur) this.current = null;
         this.flushShardLog(cur);
@@ -170,8 +184,20 @@ export class ServerProcess {
         pending: [],
         wrote: false,
         flushTimer: null,
+        activeAt: Date.now(),
+        lastStep: null,
       };
       this.current = cur;
+      if (stallTimeoutMs > 0) {
+        watchdog = setInterval(
+          () => {
+            if (Date.now() - cur.activeAt < stallTimeoutMs) return;
+            finish({ kind: 'stalled', seconds: stallTimeoutMs / 1000, lastStep: cur.lastStep });
+          },
+          Math.min(1000, Math.max(50, stallTimeoutMs / 4)),
+        );
+        watchdog.unref();
+      }
       this.child?.stdin?.write(`${JSON.stringify(request)}\n`);
     });
   }
@@ -327,6 +353,10 @@ export class ServerProcess {
         );
         return;
       default:
+        if (cur && (ev.type === 'progress' || ev.type === 'metrics')) {
+          cur.activeAt = Date.now();
+          if (typeof ev.step === 'number') cur.lastStep = ev.step;
+        }
         cur?.sink.event(ev);
     }
   }

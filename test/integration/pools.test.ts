@@ -29,6 +29,7 @@ interface GenOpts {
   maxFailedShards?: number;
   attempts?: number;
   badLineAt?: number;
+  stallTimeout?: string;
 }
 
 /** Write an input file and a Pipeline with one generate stage over pool `gen`. */
@@ -55,6 +56,7 @@ function generateRun(name: string, o: GenOpts = {}) {
           failurePolicy: { maxFailedShards: o.maxFailedShards ?? 0 },
           retry: { attempts: o.attempts ?? 3, backoff: { type: 'fixed', delay: '100ms' } },
           terminationGracePeriod: '5s',
+          ...(o.stallTimeout ? { stallTimeout: o.stallTimeout } : {}),
           payload: {
             command: [process.execPath, payloadFixture('server.mjs')],
             env: { STATE_DIR: dir, ...(o.env ?? {}) },
@@ -261,6 +263,33 @@ describe('a generate stage over a pool', () => {
       `${runId}.gen.s00001`,
     );
     expect(JSON.parse(attempts ?? '{}')).toMatchObject({ phase: 'Succeeded', attempt: 2 });
+  });
+
+  it('fails a shard that makes no progress for its stallTimeout, restarts the server, and retries it', async () => {
+    sys = await startTestSystem();
+    const { spec, dir } = generateRun('stall', {
+      items: 15,
+      shardSize: 5,
+      pool: { replicas: 1 },
+      stallTimeout: '2s',
+      env: { HANG_ONCE_ON: 'shard-00001' },
+    });
+    const runId = await sys.submit(spec);
+    const view = await sys.waitForPhase(runId, ['Succeeded', 'Failed'], 90_000);
+    expect(view.phase).toBe('Succeeded');
+    const ids = outputs(view.runDir).ids;
+    expect(ids).toHaveLength(15);
+    expect(new Set(ids).size).toBe(15);
+    expect(loads(dir)).toBe(2); // the hung server was killed, a new one started
+    const task = await sys.store.getTask(`${runId}.gen.s00001`);
+    expect(task?.status.attempt).toBe(2);
+    // The first attempt was given up after the stall timeout (without it, the shard
+    // would wait forever and the run never finish).
+    const starts = (await readTaskEvents(sys.redis, sys.keys, `${runId}.gen.s00001`))
+      .filter((e) => e.type === 'attempt')
+      .map((e) => Date.parse(String(e.at)));
+    expect(starts).toHaveLength(2);
+    expect((starts[1] as number) - (starts[0] as number)).toBeGreaterThanOrEqual(1900);
   });
 
   it('treats a malformed response as a failed attempt and restarts the server', async () => {

@@ -7,7 +7,8 @@
  *   failed     the payload's own answer: a non-retryable reason (BAD_DATA...) fails the
  *              shard at once, a retryable one fails the attempt
  *   crashed,   the server's state is unknown (shard.ts has killed it: the next shard
- *   malformed  starts a new one) and the attempt fails, retried
+ *   malformed, starts a new one) and the attempt fails, retried; stalled: no progress
+ *   stalled    for the stage's stallTimeout
  * A failed attempt that is the last one (or not retryable) records the outcome Failed;
  * otherwise only the status (Pending, retrying) and BullMQ retries the job.
  */
@@ -37,6 +38,13 @@ export async function settle(a: ShardAttempt, r: ShardResult): Promise<{ items: 
     }
     case 'malformed':
       return fail(a, 'MalformedResponse', r.message, true);
+    case 'stalled':
+      return fail(
+        a,
+        'Stalled',
+        `no progress for ${r.seconds} s (last step ${r.lastStep ?? 'none'}): the payload server was killed as hung`,
+        true,
+      );
     case 'crashed': {
       const how = r.signal ? `killed by ${r.signal}` : `exited with code ${r.exitCode}`;
       const tail = r.stderrTail.filter((l) => l.trim()).slice(-3);

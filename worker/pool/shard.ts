@@ -230,6 +230,7 @@ async function run(
       reporter,
       attemptLogFile(runDir, a.taskId, a.attempt),
       stop,
+      payload.stallTimeoutSeconds * 1000,
     );
     if (result.kind === 'done' || result.kind === 'failed') {
       ctx.lookahead.ran(performance.now() - started, ctx.drain.aborted);
