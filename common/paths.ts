@@ -1,6 +1,6 @@
 /** Where stoker's own files are, whether running from sources (tsx) or from dist/. */
 import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 let cachedRoot: string | undefined;
@@ -63,3 +63,17 @@ export function attemptMetricsFile(runDir: string, taskId: string, attempt: numb
 
 const attemptBase = (taskId: string, attempt: number): string =>
   `${taskId.replace(/[^A-Za-z0-9._-]/g, '_')}.attempt-${attempt}`;
+
+/**
+ * Where a pool worker writes a shard attempt's output before it is renamed into place:
+ * `<stage dir>/.partial/<shard file>.<worker>-a<attempt>`, beside the stage's `shards/`
+ * folder, not in it (a consumer of the folder never sees a partial file, even one left
+ * by a killed worker; the controller removes `.partial/` when the stage ends).
+ */
+export function shardPartialFile(output: string, workerId: string, attempt: number): string {
+  return join(shardPartialDir(output), `${basename(output)}.${workerId}-a${attempt}`);
+}
+
+/** The `.partial/` folder of the stage whose shard output is `output` (shards/NAME). */
+export const shardPartialDir = (output: string): string =>
+  join(dirname(dirname(output)), '.partial');

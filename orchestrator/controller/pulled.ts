@@ -13,7 +13,7 @@
  *   enqueueShards   add the jobs of given shards (a resume's, resume.ts)
  */
 import { runRoots } from '../untrusted-path.js';
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Queue } from 'bullmq';
 import { poolQueueName, shardTaskId, type PoolJobData } from '../../common/keys.js';
@@ -114,6 +114,8 @@ export class PulledStages {
     const outcomes = await this.ctx.store.shardOutcomes(run.id, stageName);
     const path = shardManifestPath(run.runDir, stageName);
     mkdirSync(dirname(path), { recursive: true });
+    // What killed workers left half written (common/paths.ts, shardPartialFile).
+    rmSync(join(dirname(path), '.partial'), { recursive: true, force: true });
     const manifest = {
       stage: stageName,
       shards: outcomes

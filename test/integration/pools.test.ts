@@ -68,14 +68,28 @@ function generateRun(name: string, o: GenOpts = {}) {
   return { spec, dir, pool: `gen-${name}` };
 }
 
-function outputs(runDir: string): { ids: string[]; workers: Set<number>; files: string[] } {
+/**
+ * The stage's shards folder as a consumer reads it: every file's lines (a partial file
+ * there would be counted), and whether `.partial/` is still there.
+ */
+function outputs(runDir: string): {
+  ids: string[];
+  workers: Set<number>;
+  files: string[];
+  partialLeft: boolean;
+} {
   const dir = join(runDir, 'stages', 'gen', 'shards');
   const files = readdirSync(dir);
   const rows = files
-    .filter((f) => f.endsWith('.jsonl'))
     .flatMap((f) => readFileSync(join(dir, f), 'utf8').trim().split('\n').filter(Boolean))
     .map((l) => JSON.parse(l) as { id: string; worker: number });
-  return { ids: rows.map((r) => r.id), workers: new Set(rows.map((r) => r.worker)), files };
+  const partialLeft = existsSync(join(runDir, 'stages', 'gen', '.partial'));
+  return {
+    ids: rows.map((r) => r.id),
+    workers: new Set(rows.map((r) => r.worker)),
+    files,
+    partialLeft,
+  };
 }
 
 const loads = (dir: string) =>
@@ -98,7 +112,8 @@ describe('a generate stage over a pool', () => {
     expect(out.ids.sort()).toEqual(
       Array.from({ length: 60 }, (_, i) => `item-${String(i).padStart(4, '0')}`),
     );
-    expect(out.files.filter((f) => f.includes('.partial-'))).toEqual([]);
+    expect(out.files.filter((f) => !/^shard-\d{5}\.jsonl$/.test(f))).toEqual([]);
+    expect(out.partialLeft).toBe(false);
     // 12 shards, 2 workers: the server was loaded once per worker, not once per shard
     expect(loads(dir)).toBe(2);
     const manifest = JSON.parse(readFileSync(stage?.outputs.shards ?? '', 'utf8')) as {
@@ -164,7 +179,7 @@ describe('a generate stage over a pool', () => {
       phase: 'Cancelled',
       attempt: 1,
     });
-    expect(outputs(view.runDir).files.filter((f) => f.includes('.partial-'))).toEqual([]);
+    expect(outputs(view.runDir).files.filter((f) => !/^shard-\d{5}\.jsonl$/.test(f))).toEqual([]);
     // The worker let go of the shard (it may also have left: the pool is no longer used).
     await eventually(
       'no busy worker',
@@ -211,7 +226,8 @@ describe('a generate stage over a pool', () => {
     const out = outputs(view.runDir);
     expect(out.ids).toHaveLength(15);
     expect(new Set(out.ids).size).toBe(15);
-    expect(out.files.filter((f) => f.includes('.partial-'))).toEqual([]);
+    expect(out.files.filter((f) => !/^shard-\d{5}\.jsonl$/.test(f))).toEqual([]);
+    expect(out.partialLeft).toBe(false);
   });
 
   it('retries the shard of a pool worker killed with SIGKILL; its output appears exactly once', async () => {
@@ -239,7 +255,8 @@ describe('a generate stage over a pool', () => {
     const out = outputs(view.runDir);
     expect(out.ids).toHaveLength(30);
     expect(new Set(out.ids).size).toBe(30);
-    expect(out.files.filter((f) => f.includes('.partial-'))).toEqual([]);
+    expect(out.files.filter((f) => !/^shard-\d{5}\.jsonl$/.test(f))).toEqual([]);
+    expect(out.partialLeft).toBe(false);
     expect(loads(dir)).toBeGreaterThanOrEqual(2); // a new worker took over
   });
 

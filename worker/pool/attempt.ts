@@ -9,10 +9,13 @@
  * A shard's status has no history (only dispatched tasks keep one): every field is this
  * attempt's.
  */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
 import type { Job } from 'bullmq';
 import type { PoolJobData } from '../../common/keys.js';
 import type { Logger } from '../../common/logger.js';
 import { nowIso, type ShardOutcome, type TaskStatus } from '../../common/model.js';
+import { shardPartialFile } from '../../common/paths.js';
 import type { ShardTask, TaskStore } from '../../common/task-store.js';
 import type { WorkerState } from '../../common/worker-state.js';
 import type { WorkerStatePublisher } from './state.js';
@@ -54,7 +57,8 @@ export class ShardAttempt {
     readonly log: Logger,
   ) {
     this.status = status;
-    this.tmp = `${task.shard.output}.partial-${ctx.workerId}-a${status.attempt}`;
+    this.tmp = shardPartialFile(task.shard.output, ctx.workerId, status.attempt);
+    mkdirSync(dirname(this.tmp), { recursive: true });
   }
 
   get runId(): string {
