@@ -18,7 +18,7 @@
  *                            completions zset, an outcome or task attempt above 1, or an
  *                            item that appears more than once across all outputs
  *            Both must be 0 (`met`). Also: server loads (4 expected: no server restart),
- *            leftover `.partial-` files, the run still Running when 1 worker was left.
+ *            leftover partial files (in shards/ or .partial/), the run still Running when 1 worker was left.
  * Baseline   measured in the same run: scale command -> the end of the last shard any
  *            victim ran (from the shard outcomes), what a drain must wait for; the rest of
  *            scaleToOneWorkerMs (drainOverheadMs) is the drain's own cost (worker.close,
@@ -114,9 +114,13 @@ async function scaleDown(ctx: BenchContext, cleanup: Cleanup, n: number, timeout
   await sleep(200); // a late completion ZADD after the outcome
   const checked = await checkShards(r);
   const timing = await shardTimings(r, checked.outcomes, shrink.victims, tScale);
+  // Partial files: anything in shards/ that is not a shard's output, and what is left in
+  // .partial/ (removed when the stage ends).
   const shardsDir = join(run.runDir, 'stages', 'gen', 'shards');
+  const partialDir = join(run.runDir, 'stages', 'gen', '.partial');
   const partials = existsSync(shardsDir)
-    ? readdirSync(shardsDir).filter((f) => f.includes('.partial-')).length
+    ? readdirSync(shardsDir).filter((f) => !/^shard-\d{5}\.jsonl$/.test(f)).length +
+      (existsSync(partialDir) ? readdirSync(partialDir).length : 0)
     : null;
   await waitPoolGone(sys, pool, 60_000).catch(() => undefined);
   return {
