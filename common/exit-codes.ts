@@ -38,7 +38,8 @@ export type ExitCodeName =
   | 'MISSING_DEPENDENCY'
   | 'TEMPORARY'
   | 'CUDA_OOM'
-  | 'PREEMPTED';
+  | 'PREEMPTED'
+  | 'ENVIRONMENT';
 
 export const ExitCode = Object.fromEntries(
   Object.entries(table.codes).map(([name, entry]) => [name, entry.code]),

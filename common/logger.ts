@@ -28,7 +28,11 @@ export function createLogger(
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     base: { pid: process.pid },
   };
-  return pino(options, pino.destination({ dest: opts.destination ?? 2, sync: true }));
+  const destination = pino.destination({ dest: opts.destination ?? 2, sync: true });
+  // A log that cannot be written (a full disk under the worker's log file) drops lines;
+  // it must not crash the process that would report the payload's failure.
+  destination.on('error', () => undefined);
+  return pino(options, destination);
 }
 
 /** A logger that drops everything: for tests and for library code given no logger. */

@@ -31,6 +31,7 @@ import { classifyExit, ExitCode } from '../common/exit-codes.js';
 import type { Keys } from '../common/keys.js';
 import type { Logger } from '../common/logger.js';
 import { emptyProgress, nowIso, ResolvedPayload } from '../common/model.js';
+import { classifyFailure } from '../common/failure-class.js';
 import { attemptLogFile, attemptMetricsFile } from '../common/paths.js';
 import { readTaskProgress } from '../common/progress.js';
 import { buildPayloadEnv, rankEnvFrom, type EnvSource } from './env.js';
@@ -342,15 +343,38 @@ function endOf(a: Attempt, task: LoadedTask, outcome: PayloadOutcome): AttemptEn
     'payload finished',
   );
   const stalled = outcome.terminated === 'stall';
+  const env = !stalled && c.retryable ? environmentFailure(outcome.stderrTail) : null;
   return {
-    exitCode,
+    // Not retried on any backend: the exit code says so (a Job's podFailurePolicy too).
+    exitCode: env ? ExitCode.ENVIRONMENT : exitCode,
     signal: outcome.signal,
-    reason: stalled ? 'Stalled' : c.reason,
-    message: stalled ? hangMessage(task, outcome) : c.description,
-    retryable: stalled ? true : c.retryable,
+    reason: stalled ? 'Stalled' : (env?.class ?? c.reason),
+    message: stalled
+      ? hangMessage(task, outcome)
+      : env
+        ? `${c.description}: ${env.evidence} (${env.hint}); not retried: the same environment would fail again (stoker resume once it is fixed)`
+        : c.description,
+    retryable: stalled ? true : env ? false : c.retryable,
     stderrTail: outcome.stderrTail,
     terminated: outcome.terminated,
   };
+}
+
+/**
+ * What the payload's own stderr says about its environment (common/failure-class.ts)
+ * when another attempt in the same place would fail the same way: a full disk, a
+ * permission refused, a model or dataset missing with the hub offline. Such a failure
+ * is not retried blindly (a retryable exit code notwithstanding).
+ */
+const NOT_RETRIED: ReadonlySet<string> = new Set([
+  'DISK_FULL',
+  'PERMISSION_DENIED',
+  'OFFLINE_NOT_FOUND',
+]);
+
+function environmentFailure(stderrTail: readonly string[]) {
+  const f = classifyFailure(stderrTail);
+  return f && NOT_RETRIED.has(f.class) ? f : null;
 }
 
 /** The unit record's end fields (node 0 only); the worker's exit code. */

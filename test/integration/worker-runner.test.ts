@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { PayloadEvent } from '../../common/events.js';
+import { classifyExit, ExitCode } from '../../common/exit-codes.js';
 import { makeKeys, type Keys } from '../../common/keys.js';
 import { silentLogger } from '../../common/logger.js';
 import type { ResolvedPayload } from '../../common/model.js';
@@ -400,6 +401,23 @@ describe('runTaskWorker', () => {
       nested: [{ deep: '[redacted]' }],
     });
     expect((await readTaskProgress(redis, keys, taskId)).metrics).toHaveProperty('m-[redacted]', 1);
+  });
+
+  it('does not retry a payload whose own error says the disk is full (exit ENVIRONMENT, DISK_FULL)', async () => {
+    await createTask({
+      ...payload('ok-progress'),
+      command: [
+        process.execPath,
+        '-e',
+        "console.error('OSError: [Errno 28] No space left on device: /out/ckpt'); process.exit(1)",
+      ],
+    });
+    const code = await work(1);
+    expect(code).toBe(ExitCode.ENVIRONMENT);
+    const unit = await redis.hgetall(keys.unit('u1'));
+    expect(unit).toMatchObject({ reason: 'DISK_FULL', retryable: 'false', exitCode: '78' });
+    expect(unit.message).toContain('not retried');
+    expect(classifyExit(code).retryable).toBe(false);
   });
 
   it('sets RESUME_FROM from the checkpoint the previous attempt recorded', async () => {

@@ -41,6 +41,7 @@ __all__ = [
     "TEMPORARY",
     "CUDA_OOM",
     "PREEMPTED",
+    "ENVIRONMENT",
     "SIGNAL_BASE",
     "exit_code",
     "name_of",
@@ -133,6 +134,7 @@ MISSING_DEPENDENCY = exit_code("MISSING_DEPENDENCY")
 TEMPORARY = exit_code("TEMPORARY")
 CUDA_OOM = exit_code("CUDA_OOM")
 PREEMPTED = exit_code("PREEMPTED")
+ENVIRONMENT = exit_code("ENVIRONMENT")
 
 
 class PayloadError(Exception):
