@@ -6,15 +6,16 @@
  *
  * The text must be one YAML document whose top level is a mapping, with unique keys;
  * aliases may expand to at most MAX_ALIAS_COUNT values (a "billion laughs" bomb fails in
- * microseconds); merge keys (`<<: *base`) are allowed. Anything else throws a SpecError at
- * once: nothing after this step could say more. A `__proto__` key is dropped from the
+ * microseconds); merge keys (`<<: *base`) are allowed; no alias may be recursive (`a: &a
+ * [*a]`, a value that contains itself) and nothing may nest deeper than MAX_NESTING. Anything
+ * else throws a SpecError at once: nothing after this step could say more. A `__proto__` key is dropped from the
  * value and recorded in `issues` (loading goes on, to report the rest too).
  */
 import { isMap, isSeq, LineCounter, parseDocument } from 'yaml';
 import type { Document, ParsedNode } from 'yaml';
 import { SpecError } from '../errors.js';
 import { IssueList, scalarKey } from './issue-list.js';
-import { cloneJson, describeValue, isPlainObject } from './values.js';
+import { cloneJson, describeValue, isPlainObject, MAX_NESTING, shapeProblem } from './values.js';
 import type { Json, Path } from './values.js';
 
 /** Alias expansions allowed while converting YAML to values (yaml's own default, kept explicit). */
@@ -71,6 +72,12 @@ export function readSource(text: string, file?: string): SpecSourceText {
       1,
     );
   }
+  // Before anything walks it: a recursive alias would overflow the stack of every walk.
+  const unsound = shapeProblem(raw);
+  if (unsound) {
+    issues.add(unsound.path, unsound.message);
+    throw new SpecError(issues.sorted(), file);
+  }
   const unsafeKeys: Path[] = [];
   const root = cloneJson(raw, [], unsafeKeys) as Record<string, Json>;
   for (const path of unsafeKeys)
@@ -87,7 +94,10 @@ function yamlMessage(code: string, message: string): string {
     case 'TAG_RESOLVE_FAILED':
       return `${message} (specs use plain YAML values, no custom tags)`;
     default:
-      return `not valid YAML: ${message}`;
+      // The parser recurses per level: a value nested thousands deep overflows its stack.
+      return /maximum call stack/i.test(message)
+        ? `nested too deeply (a spec value nests at most ${MAX_NESTING} levels)`
+        : `not valid YAML: ${message}`;
   }
 }
 
