@@ -91,6 +91,16 @@ describe('recursive aliases and deep nesting: a SpecError, never a crash', () =>
     expect(issueAt(issues, at, RECURSIVE).line).toBe(line);
   });
 
+  it('refuses an alias of no anchor, and a merge key of a scalar, at their path and line', () => {
+    const undefinedAlias = issuesOf(run('shardParams: {x: [1, *nowhere]}'));
+    expect(issueAt(undefinedAlias, 'spec.shardParams.x[1]', /\*nowhere has no anchor/).line).toBe(
+      6,
+    );
+    const badMerge = issuesOf(run('shardParams:\n  x: {<<: 3}'));
+    const issue = issueAt(badMerge, 'spec.shardParams.x["<<"]', /merge key \(<<\) takes a mapping/);
+    expect(issue.line).toBe(7);
+  });
+
   it('refuses a recursive top level', () => {
     const issues = issuesOf('&top {apiVersion: stoker/v1, self: *top}\n');
     expect(issueAt(issues, 'self', RECURSIVE).line).toBe(1);
