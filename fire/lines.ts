@@ -22,6 +22,7 @@
  * FIFO or a device is a NotRegularFileError naming it, common/regular-file.ts), never a
  * hang. Other errors (missing, unreadable) are thrown as the file system gives them.
  */
+import type { FileHandle } from 'node:fs/promises';
 import { openRegularFile } from '../common/regular-file.js';
 
 export const DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024;
@@ -63,6 +64,11 @@ export interface ReadLinesOptions {
   stopAtTooLong?: boolean;
   /** Counted into, when given. */
   stats?: LineReadStats;
+  /**
+   * Read this open file (its owner checked it and closes it) instead of opening `file`,
+   * which then only names it.
+   */
+  handle?: FileHandle;
 }
 
 function decode(parts: Buffer[], bytes: number, isFirstLine: boolean): string {
@@ -94,8 +100,9 @@ export async function* readLineBatches(
 ): AsyncGenerator<LineItem[]> {
   const max = opts.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
   const stats = opts.stats;
-  const handle = await openRegularFile(file);
-  const stream = handle.createReadStream({ highWaterMark: CHUNK_BYTES });
+  const stream = opts.handle
+    ? opts.handle.createReadStream({ highWaterMark: CHUNK_BYTES, autoClose: false })
+    : (await openRegularFile(file)).createReadStream({ highWaterMark: CHUNK_BYTES });
   let lineNo = 1;
   // The line being assembled: its pieces from earlier chunks, joined once at its end.
   let parts: Buffer[] = [];

@@ -5,12 +5,14 @@
  * where a file is expected is an error, never a hang.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jsonLines, MetricsInputError } from '../../fire/metrics/jsonl.js';
 import { readLineBatches, type LineItem, type LineReadStats } from '../../fire/lines.js';
+import { NonRetryableError } from '../../common/errors.js';
+import { planShards } from '../../orchestrator/sharding.js';
 import { stoker } from '../util/cli.js';
 
 let dir: string;
@@ -204,5 +206,36 @@ describe('a FIFO or a device where a file is expected: an error, never a hang', 
     expect(r.timedOut, 'data merge hung on a FIFO manifest').toBe(false);
     expect(r.exitCode, r.all).toBe(2);
     expect(r.stderr).toContain(fifo);
+  });
+});
+
+describe('the controller splitting a pulled stage input (orchestrator/sharding.ts)', () => {
+  it('splits with the same reader: blank lines skipped, CRLF and a BOM dropped', async () => {
+    const work = mkdtempSync(join(dir, 'shards-'));
+    writeFileSync(join(work, 'in.jsonl'), '\ufeff{"i":1}\r\n\n{"i":2}\n  \n{"i":3}');
+    const plan = await planShards(
+      { file: 'in.jsonl', shardSize: 2 },
+      { workDir: work, outputDir: join(work, 'out'), roots: [dir] },
+    );
+    expect(plan.items).toBe(3);
+    expect(plan.inputs.map((f) => readFileSync(f, 'utf8'))).toEqual([
+      '{"i":1}\n{"i":2}\n',
+      '{"i":3}\n',
+    ]);
+  });
+
+  it('refuses a line over 64 MiB as a non-retryable error naming the file and the line', async () => {
+    const work = mkdtempSync(join(dir, 'shards-'));
+    const { file } = fileWithLongLine('shard-input-long.jsonl', (64 << 20) + 16);
+    const err = await planShards(
+      { file, shardSize: 2 },
+      { workDir: work, outputDir: join(work, 'out'), roots: [dir] },
+    ).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(NonRetryableError);
+    expect((err as Error).message).toBe(`input file ${file}: line 2 is longer than 64 MiB`);
+    rmSync(file);
   });
 });
