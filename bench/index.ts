@@ -39,6 +39,7 @@ import { dispatchLatency } from './dispatch-latency.js';
 import { dispatchThroughput } from './dispatch-throughput.js';
 import { k8sReconcile } from './k8s-reconcile.js';
 import { fireData } from './fire-data.js';
+import { fireLongLine } from './fire-long-line.js';
 import { fireMetrics } from './fire-metrics.js';
 import { fireSelfplay } from './fire-selfplay.js';
 import { httpApi } from './http-api.js';
@@ -64,6 +65,7 @@ const BENCHMARKS: readonly Benchmark[] = [
   k8sReconcile,
   fireData,
   fireMetrics,
+  fireLongLine,
   fireSelfplay,
   httpApi,
   httpEvents,

@@ -19,11 +19,11 @@ import {
   type WriteStream,
 } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import { NonRetryableError } from '../common/errors.js';
+import { DEFAULT_MAX_LINE_BYTES, isTooLong, readLines } from '../fire/lines.js';
 import { openUntrusted, UntrustedPathError } from './untrusted-path.js';
 
 export interface ShardPlan {
@@ -120,7 +120,7 @@ async function splitInto(
   const tmp = `${dir}.tmp-${randomBytes(4).toString('hex')}`;
   mkdirSync(tmp, { recursive: true });
   try {
-    const { names, items } = await writeShards(handle, shardSize, tmp);
+    const { names, items } = await writeShards(file, handle, shardSize, tmp);
     if (names.length === 0)
       throw new NonRetryableError(`input file ${file} has no records`, 'EmptyInput');
     const manifest = { source: file, shardSize, items, shards: names };
@@ -137,8 +137,24 @@ async function splitInto(
   }
 }
 
+/**
+ * The non-blank lines of the open input, read with fire/lines.ts: linear in the file, and a
+ * line over 64 MiB is an error naming it (readline buffered a line without bound).
+ */
+async function* inputLines(file: string, handle: FileHandle): AsyncGenerator<string> {
+  for await (const item of readLines(file, { handle, stopAtTooLong: true })) {
+    if (isTooLong(item))
+      throw new NonRetryableError(
+        `input file ${file}: line ${item.line} is longer than ${DEFAULT_MAX_LINE_BYTES / (1 << 20)} MiB`,
+        'InvalidInput',
+      );
+    yield item.text;
+  }
+}
+
 /** The non-empty lines of `file`, `shardSize` per file in `tmp`; the files' names and the line count. */
 async function writeShards(
+  file: string,
   handle: FileHandle,
   shardSize: number,
   tmp: string,
@@ -147,12 +163,7 @@ async function writeShards(
   let items = 0;
   let out: WriteStream | null = null;
   let inShard = 0;
-  const rl = createInterface({
-    input: handle.createReadStream({ autoClose: false }),
-    crlfDelay: Infinity,
-  });
-  for await (const line of rl) {
-    if (line.trim() === '') continue;
+  for await (const line of inputLines(file, handle)) {
     if (!out || inShard === shardSize) {
       if (out) {
         out.end();

@@ -38,6 +38,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { classifyExit, type ExitClassification } from '../common/exit-codes.js';
 import { silentLogger, type Logger } from '../common/logger.js';
 import { groupAlive, killGroup } from '../common/proc.js';
+import { timerDelay } from '../common/timers.js';
 import { PayloadLogFile } from './payload-log.js';
 import { PayloadOutput, redact, type PayloadSink } from './payload-output.js';
 
@@ -225,7 +226,11 @@ function superviseTermination(ctx: {
   clock: () => number;
 }): Termination {
   const { pid, opts, output, logFile, log, clock } = ctx;
-  const graceMs = opts.terminationGraceMs ?? DEFAULT_GRACE_MS;
+  // A grace period beyond what a timer holds would fire at once (SIGKILL, no checkpoint):
+  // held to the longest timer instead. The spec refuses such values; this is for any other way in.
+  const asked = opts.terminationGraceMs ?? DEFAULT_GRACE_MS;
+  const { ms: graceMs, clamped } = timerDelay(asked);
+  if (clamped) log.warn({ asked, graceMs }, 'grace period out of the range a timer holds: clamped');
   const stallMs = opts.stallTimeoutMs ?? 0;
   let reason: TerminationReason | null = null;
   let exited = false;

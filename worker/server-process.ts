@@ -22,6 +22,7 @@ import { createInterface } from 'node:readline';
 import { parseLine, type PayloadEvent, type ShardRequest } from '../common/events.js';
 import type { Logger } from '../common/logger.js';
 import { isRunning, killGroup } from '../common/proc.js';
+import { timerDelay } from '../common/timers.js';
 import { redactEvent } from './redact.js';
 import { redact, type PayloadSink } from './runner.js';
 
@@ -209,11 +210,12 @@ export class ServerProcess {
     const exited = new Promise<void>((resolve) => this.exitWaiters.push(resolve));
     // Timers are cleared as soon as the process exits, so they never hold the worker's
     // event loop open after a drain.
+    // Held to what a timer holds: a longer grace would fire at once (SIGKILL, no checkpoint).
     const wait = (ms: number) => {
       let t: NodeJS.Timeout | undefined;
       return Promise.race([
         exited.then(() => true),
-        new Promise<boolean>((r) => (t = setTimeout(() => r(false), ms))),
+        new Promise<boolean>((r) => (t = setTimeout(() => r(false), timerDelay(ms).ms))),
       ]).finally(() => clearTimeout(t));
     };
     child.stdin?.write(`${JSON.stringify({ type: 'shutdown' })}\n`);

@@ -74,8 +74,10 @@ export class IssueList {
   }
 }
 
+/** A mapping key as text; a merge key (which the parser gives the value Symbol(<<)) is `<<`. */
 export function scalarKey(node: unknown): string | undefined {
-  return isScalar(node) ? String(node.value) : undefined;
+  if (!isScalar(node)) return undefined;
+  return typeof node.value === 'symbol' ? (node.value.description ?? '') : String(node.value);
 }
 
 /** The YAML node at `path`, or its nearest ancestor (exact: false). */

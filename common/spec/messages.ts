@@ -158,7 +158,15 @@ function plainMessage(issue: z.core.$ZodIssue, value: Json): string | undefined 
     case 'too_big': {
       if (!/^Too (small|big)/.test(issue.message)) return undefined;
       const bound = issue.code === 'too_small' ? issue.minimum : issue.maximum;
-      const word = issue.code === 'too_small' ? 'at least' : 'at most';
+      const inclusive = issue.inclusive !== false;
+      const word =
+        issue.code === 'too_small'
+          ? inclusive
+            ? 'at least'
+            : 'more than'
+          : inclusive
+            ? 'at most'
+            : 'less than';
       const what =
         issue.origin === 'array' ? ' item(s)' : issue.origin === 'string' ? ' character(s)' : '';
       return `must be ${word} ${String(bound)}${what} (got ${JSON.stringify(value)})`;
@@ -176,10 +184,12 @@ function unionProblems(issue: z.core.$ZodIssueInvalidUnion, path: Path, value: J
     return [{ path, message }];
   }
   // A branch that accepted the type but not the value says the most ("10 minutes" is not a duration).
-  const refined = issue.errors.flat().filter((i) => i.code !== 'invalid_type');
+  // A literal of another type (`shmSize: false` when a quantity string was written) is a
+  // type mismatch too.
+  const refined = issue.errors.flat().filter((i) => !isTypeMismatch(i, value));
   if (
     refined.length &&
-    issue.errors.some((branch) => branch.every((i) => i.code !== 'invalid_type'))
+    issue.errors.some((branch) => branch.every((i) => !isTypeMismatch(i, value)))
   )
     return refined.map((inner) => ({
       path: [...path, ...segments(inner.path)],
@@ -192,6 +202,15 @@ function unionProblems(issue: z.core.$ZodIssueInvalidUnion, path: Path, value: J
   return [
     { path, message: expectation([...new Set(expected)].join(' or ') || 'another value', value) },
   ];
+}
+
+function isTypeMismatch(issue: z.core.$ZodIssue, value: Json): boolean {
+  if (issue.code === 'invalid_type') return true;
+  return (
+    issue.code === 'invalid_value' &&
+    issue.path.length === 0 &&
+    issue.values.every((v) => typeof v !== typeof value)
+  );
 }
 
 function fieldHint(key: string, parent: Path): string {

@@ -66,6 +66,27 @@ export const DEFAULT_SHM_SIZE = '16Gi';
 export const DEFAULT_GPUS_PER_NODE_MAX = 8;
 export const DEFAULT_TTL_SECONDS_AFTER_FINISHED = 24 * 3600;
 
+/**
+ * The bounds a spec is held to (schema.ts checks them; the README's "Run specs" lists
+ * them). Each is far beyond any real use and well inside what the code that consumes the
+ * value can hold: a grace period or a stall timeout becomes a Node timer, which holds at
+ * most 2^31-1 ms (24.8 days; longer fires at once: a cancel would be an immediate SIGKILL).
+ */
+export const SPEC_LIMITS = {
+  /** terminationGracePeriod and stallTimeout: 7 days (timers; see above). */
+  timerSeconds: 7 * 24 * 3600,
+  /** retry.backoff.delay: 1 day between attempts. */
+  backoffSeconds: 24 * 3600,
+  /** Every other duration (budget.activeDeadline, kubernetes.ttlSecondsAfterFinished): 366 days. */
+  durationSeconds: 366 * 24 * 3600,
+  /** A pool's minReplicas, maxReplicas and replicas. */
+  replicas: 10_000,
+  /** resources.nodes of a multi-node stage. */
+  nodes: 10_000,
+  /** resources.gpus: GPUs per node. */
+  gpusPerNode: 64,
+} as const;
+
 /** Resources a stage runs with, after defaults. */
 export const Resources = z.object({
   gpus: z.number().int().nonnegative(),

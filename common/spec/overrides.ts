@@ -6,13 +6,21 @@
  *   applySets(root, sets, issues)     each set applied in place; problems into `issues`
  *
  * A malformed expression is an issue at the root; a path that cannot be followed is an
- * issue at the deepest path reached. Neither has a line (it is not in the file), and
+ * issue at the deepest path reached; a value that contains itself (a recursive alias) or
+ * nests too deeply is an issue at the path it would have been written to. Neither has a line (it is not in the file), and
  * everything a set wrote is marked so that later problems under it have no line either.
  */
 import { parseDocument } from 'yaml';
 import type { IssueList } from './issue-list.js';
 import { MAX_ALIAS_COUNT } from './source.js';
-import { describeValue, formatPath, isPlainObject, UNSAFE_KEYS } from './values.js';
+import {
+  describeValue,
+  formatPath,
+  isPlainObject,
+  MAX_NESTING,
+  shapeProblem,
+  UNSAFE_KEYS,
+} from './values.js';
 import type { Json, Path, Segment } from './values.js';
 
 export type SetToken = { key: string } | { index: number } | { numeric: string };
@@ -81,6 +89,8 @@ export function parseSetExpression(
   if (valueText.trim() !== '') {
     const doc = parseDocument(valueText, { prettyErrors: false, uniqueKeys: true });
     const err = doc.errors[0];
+    if (err && /maximum call stack/i.test(err.message))
+      return `the value is nested too deeply (a spec value nests at most ${MAX_NESTING} levels)`;
     if (err) return `the value is not valid YAML: ${err.message}`;
     try {
       value = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
@@ -133,6 +143,10 @@ function applySet(
     path.push(seg);
     const holder = container as Record<string | number, Json>;
     if (last) {
+      // A recursive alias (`x=&a [*a]`) has no finite value, and a deep one overflows the
+      // walks after this: refused at the path it was meant for, before anything walks it.
+      const unsound = shapeProblem(parsed.value, path);
+      if (unsound) return { path: unsound.path, error: unsound.message };
       holder[seg] = parsed.value;
       break;
     }

@@ -25,15 +25,21 @@
  * default resources: they run on one node without GPUs. See normalize.ts; load.ts is the
  * pipeline from YAML text to the normalised form (normalized.ts).
  *
- * Durations are strings like "90s", "10m", "2h" or numbers of seconds.
+ * Durations are strings like "90s", "10m", "2h" or numbers of seconds. Bounds (SPEC_LIMITS,
+ * normalized.ts): stallTimeout and terminationGracePeriod at most 7 days (they become
+ * timers), retry.backoff.delay 1 day, other durations 366 days; pool replicas and nodes at
+ * most 10,000, gpus at most 64 per node; cpu, memory and shmSize more than 0.
  */
 import { z } from 'zod';
 import { RANK_ENV } from '../rank-env.js';
 import { isDnsLabel, isDnsSubdomain, isLabelKey, isLabelValue } from './k8s-names.js';
-import { API_VERSION, SPEC_KINDS, STAGE_KINDS } from './normalized.js';
+import { atMost, BackoffDelay, Duration, Quantity, Replicas, TimerDuration } from './bounded.js';
+import { API_VERSION, SPEC_KINDS, SPEC_LIMITS, STAGE_KINDS } from './normalized.js';
 
 // The normalised form (what a run stores) and the constants both forms share.
 export * from './normalized.js';
+// Durations, quantities and counts, with their bounds.
+export { Duration, TimerDuration } from './bounded.js';
 // Kubernetes names and labels, which the spec checks and the object builders share.
 export * from './k8s-names.js';
 
@@ -45,34 +51,6 @@ export const Name = z
     'a name of lower-case letters, digits and "-", starting and ending with a letter or digit',
   );
 
-const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/;
-const UNIT_SECONDS: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 };
-
-/** A duration as seconds: a number, or a string such as "30s", "10m", "2h". */
-export const Duration = z.union([
-  z.number().nonnegative(),
-  z.string().transform((value, ctx) => {
-    const m = DURATION.exec(value.trim());
-    if (!m) {
-      ctx.addIssue({
-        code: 'custom',
-        message: `"${value}" is not a duration (expected e.g. 30s, 10m, 2h)`,
-      });
-      return z.NEVER;
-    }
-    return Number(m[1]) * (UNIT_SECONDS[m[2] as string] ?? 1);
-  }),
-]);
-
-const Quantity = z
-  .union([
-    z.number().positive(),
-    z
-      .string()
-      .regex(/^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$/, 'a Kubernetes quantity such as 16Gi or 500m'),
-  ])
-  .transform(String);
-
 const EnvName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name');
 
 /**
@@ -82,8 +60,18 @@ const EnvName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment var
  */
 export const ResourceRequest = z
   .object({
-    gpus: z.number().int().nonnegative().optional(),
-    nodes: z.number().int().positive().optional(),
+    gpus: z
+      .number()
+      .int()
+      .nonnegative()
+      .max(SPEC_LIMITS.gpusPerNode, atMost(SPEC_LIMITS.gpusPerNode, 'GPUs per node'))
+      .optional(),
+    nodes: z
+      .number()
+      .int()
+      .positive()
+      .max(SPEC_LIMITS.nodes, atMost(SPEC_LIMITS.nodes, 'nodes'))
+      .optional(),
     gpuType: z.string().optional(),
     cpu: Quantity.optional(),
     memory: Quantity.optional(),
@@ -140,7 +128,7 @@ export const RetryRequest = z
     backoff: z
       .object({
         type: z.enum(['exponential', 'fixed']).optional(),
-        delay: Duration.optional(),
+        delay: BackoffDelay.optional(),
       })
       .strict()
       .optional(),
@@ -242,8 +230,8 @@ const stageBody = {
   image: z.string().optional(),
   retry: RetryRequest.optional(),
   budget: z.object({ activeDeadline: Duration.optional() }).strict().optional(),
-  stallTimeout: Duration.optional(),
-  terminationGracePeriod: Duration.optional(),
+  stallTimeout: TimerDuration.optional(),
+  terminationGracePeriod: TimerDuration.optional(),
   priority: z.number().int().min(1).max(2_097_152).optional(),
   /** Pulled stages (generate, evaluate): the sharded input. */
   input: z
@@ -260,10 +248,10 @@ const stageBody = {
   pool: z
     .object({
       name: Name,
-      minReplicas: z.number().int().nonnegative().default(0),
-      maxReplicas: z.number().int().positive(),
+      minReplicas: Replicas.nonnegative().default(0),
+      maxReplicas: Replicas.positive(),
       /** Workers to start with (default: maxReplicas); `stoker scale` changes it. */
-      replicas: z.number().int().nonnegative().optional(),
+      replicas: Replicas.nonnegative().optional(),
       resources: ResourceRequest.optional(),
     })
     .strict()
@@ -296,8 +284,8 @@ export const Defaults = z
     env: z
       .record(EnvName, z.union([z.string(), z.number(), z.boolean()]).transform(String))
       .optional(),
-    stallTimeout: Duration.optional(),
-    terminationGracePeriod: Duration.optional(),
+    stallTimeout: TimerDuration.optional(),
+    terminationGracePeriod: TimerDuration.optional(),
     kubernetes: KubernetesRequest.optional(),
   })
   .strict();

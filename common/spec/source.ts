@@ -6,15 +6,16 @@
  *
  * The text must be one YAML document whose top level is a mapping, with unique keys;
  * aliases may expand to at most MAX_ALIAS_COUNT values (a "billion laughs" bomb fails in
- * microseconds); merge keys (`<<: *base`) are allowed. Anything else throws a SpecError at
- * once: nothing after this step could say more. A `__proto__` key is dropped from the
+ * microseconds); merge keys (`<<: *base`) are allowed; no alias may be recursive (`a: &a
+ * [*a]`, a value that contains itself) and nothing may nest deeper than MAX_NESTING. Anything
+ * else throws a SpecError at once: nothing after this step could say more. A `__proto__` key is dropped from the
  * value and recorded in `issues` (loading goes on, to report the rest too).
  */
-import { isMap, isSeq, LineCounter, parseDocument } from 'yaml';
+import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, visit } from 'yaml';
 import type { Document, ParsedNode } from 'yaml';
 import { SpecError } from '../errors.js';
 import { IssueList, scalarKey } from './issue-list.js';
-import { cloneJson, describeValue, isPlainObject } from './values.js';
+import { cloneJson, describeValue, isPlainObject, MAX_NESTING, shapeProblem } from './values.js';
 import type { Json, Path } from './values.js';
 
 /** Alias expansions allowed while converting YAML to values (yaml's own default, kept explicit). */
@@ -58,11 +59,18 @@ export function readSource(text: string, file?: string): SpecSourceText {
     raw = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
-    fail(
-      /excessive alias count/i.test(message)
-        ? `aliases expand to too many values (more than ${MAX_ALIAS_COUNT}): this looks like a YAML bomb ("billion laughs"), refused`
-        : message,
-    );
+    if (/excessive alias count/i.test(message))
+      fail(
+        `aliases expand to too many values (more than ${MAX_ALIAS_COUNT}): this looks like a YAML bomb ("billion laughs"), refused`,
+      );
+    // An alias of no anchor (`*a` first), a merge key of a scalar (`<<: 3`): say where.
+    const bad = unresolvable(doc);
+    if (bad !== undefined) {
+      const { line, col } = lineCounter.linePos(bad.offset);
+      issues.addAt(pathAtOffset(doc, bad.offset), bad.message, line, col);
+      throw new SpecError(issues.sorted(), file);
+    }
+    fail(`not a valid spec: ${message}`);
   }
   if (!isPlainObject(raw)) {
     fail(
@@ -70,6 +78,12 @@ export function readSource(text: string, file?: string): SpecSourceText {
       1,
       1,
     );
+  }
+  // Before anything walks it: a recursive alias would overflow the stack of every walk.
+  const unsound = shapeProblem(raw);
+  if (unsound) {
+    issues.add(unsound.path, unsound.message);
+    throw new SpecError(issues.sorted(), file);
   }
   const unsafeKeys: Path[] = [];
   const root = cloneJson(raw, [], unsafeKeys) as Record<string, Json>;
@@ -87,8 +101,42 @@ function yamlMessage(code: string, message: string): string {
     case 'TAG_RESOLVE_FAILED':
       return `${message} (specs use plain YAML values, no custom tags)`;
     default:
-      return `not valid YAML: ${message}`;
+      // The parser recurses per level: a value nested thousands deep overflows its stack.
+      return /maximum call stack/i.test(message)
+        ? `nested too deeply (a spec value nests at most ${MAX_NESTING} levels)`
+        : `not valid YAML: ${message}`;
   }
+}
+
+/**
+ * Where toJS fails, and why: the first alias of an anchor not defined before it, or merge
+ * key (`<<`) whose value is not a mapping or a list of them.
+ */
+function unresolvable(doc: Document.Parsed): { offset: number; message: string } | undefined {
+  const isMapping = (node: unknown): boolean => isMap(isAlias(node) ? node.resolve(doc) : node);
+  let found: { offset: number; message: string } | undefined;
+  visit(doc, {
+    Alias: (_key, alias) => {
+      if (alias.resolve(doc) !== undefined) return undefined;
+      found = {
+        offset: alias.range?.[0] ?? 0,
+        message: `the alias *${alias.source} has no anchor &${alias.source} before it`,
+      };
+      return visit.BREAK;
+    },
+    Pair: (_key, pair) => {
+      // With `merge: true` the parser gives a merge key the value Symbol(<<).
+      if (!isScalar(pair.key) || typeof pair.key.value !== 'symbol') return undefined;
+      const value = pair.value;
+      if (isSeq(value) ? value.items.every(isMapping) : isMapping(value)) return undefined;
+      found = {
+        offset: pair.key.range?.[0] ?? 0,
+        message: 'a merge key (<<) takes a mapping, an alias of one, or a list of them',
+      };
+      return visit.BREAK;
+    },
+  });
+  return found;
 }
 
 /** The path of the innermost node holding `offset`: where a duplicate key is. */

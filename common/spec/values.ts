@@ -59,9 +59,54 @@ export function describeValue(value: Json): string {
   return typeof value;
 }
 
+/** Levels of nesting a spec value may have (a real spec uses under 10; shardParams a few more). */
+export const MAX_NESTING = 64;
+
+/**
+ * Why a value cannot be a spec value, with where: it contains itself (a recursive YAML
+ * alias, `a: &a [*a]`, which has no finite value and would overflow every recursive walk
+ * and `JSON.stringify`), or it nests deeper than MAX_NESTING. Undefined when it is sound.
+ * Walks at most MAX_NESTING levels, so it cannot overflow the stack itself.
+ */
+export function shapeProblem(
+  value: Json,
+  path: Path = [],
+): { path: Path; message: string } | undefined {
+  const ancestors = new Set<object>();
+  const walk = (v: Json, at: Path): { path: Path; message: string } | undefined => {
+    if (typeof v !== 'object' || v === null) return undefined;
+    if (ancestors.has(v))
+      return {
+        path: at,
+        message:
+          'a recursive alias: this value refers back to a mapping or list that contains it (as in `a: &a [*a]`), so it has no finite value',
+      };
+    if (at.length - path.length >= MAX_NESTING)
+      return {
+        path: at,
+        message: `nested too deeply: a spec value nests at most ${MAX_NESTING} levels`,
+      };
+    ancestors.add(v);
+    try {
+      const entries: [Segment, Json][] = Array.isArray(v)
+        ? v.map((item, i): [Segment, Json] => [i, item])
+        : Object.entries(v);
+      for (const [seg, child] of entries) {
+        const found = walk(child, [...at, seg]);
+        if (found) return found;
+      }
+      return undefined;
+    } finally {
+      ancestors.delete(v);
+    }
+  };
+  return walk(value, path);
+}
+
 /**
  * A deep copy that breaks the sharing YAML aliases create, so that a --set changes one
- * place. Keys that could reach an object's prototype are collected, not copied.
+ * place. Keys that could reach an object's prototype are collected, not copied. The value
+ * must have passed shapeProblem (no cycle, bounded depth).
  */
 export function cloneJson(value: Json, path: Path = [], unsafe: Path[] = []): Json {
   if (Array.isArray(value)) return value.map((v, i) => cloneJson(v, [...path, i], unsafe));

@@ -1,13 +1,16 @@
 /**
  * Is a record's image there? `ImageChecker.check(relPath)` opens the file under the image
- * root and reads its first 12 bytes: it must be a regular, non-empty file whose signature
- * is PNG, JPEG, GIF, WebP or BMP. Nothing is decoded (a corrupt body passes; training
+ * root (non-blocking: a FIFO or a device is reported, never waited on) and reads its first
+ * 12 bytes: it must be a regular, non-empty file whose signature is PNG, JPEG, GIF, WebP or
+ * BMP. Nothing is decoded (a corrupt body passes; training
  * would find it), which keeps a million-record check at a few syscalls per record.
  *
  * Results are cached per path in a bounded LRU (FIRE-1M reuses FIRE-100K's images, and
  * benchmarks reference a handful of files), so memory stays bounded whatever the file.
  */
+import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
+import { fileKind } from '../../common/regular-file.js';
 import { isAbsolute, join, normalize, sep } from 'node:path';
 
 export type ImageProblem =
@@ -87,7 +90,8 @@ export class ImageChecker {
 async function probe(path: string, rel: string): Promise<ImageProblem | null> {
   let fh;
   try {
-    fh = await open(path, 'r');
+    // Non-blocking: opening a FIFO would wait for a writer for ever (a device: read for ever).
+    fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR')
@@ -99,7 +103,11 @@ async function probe(path: string, rel: string): Promise<ImageProblem | null> {
   }
   try {
     const st = await fh.stat();
-    if (!st.isFile()) return { code: 'image-unreadable', message: `not a file: ${path}` };
+    if (!st.isFile())
+      return {
+        code: 'image-unreadable',
+        message: `not a regular file (${fileKind(st)}): ${path}`,
+      };
     if (st.size === 0) return { code: 'image-unreadable', message: `empty image file: ${path}` };
     const head = Buffer.alloc(SIGNATURE_BYTES);
     const { bytesRead } = await fh.read(head, 0, SIGNATURE_BYTES, 0);

@@ -25,7 +25,8 @@
  * open), independent of the file.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
+import { openRegularFile } from '../../common/regular-file.js';
 import { join } from 'node:path';
 import { AtomicFile, isTooLong, readLines, type LineItem } from './jsonl.js';
 import { UsageError } from '../../common/errors.js';
@@ -75,7 +76,10 @@ async function countRecords(file: string): Promise<number> {
 
 async function previousFiles(outDir: string): Promise<string[]> {
   try {
-    const m = JSON.parse(await readFile(join(outDir, MANIFEST), 'utf8')) as Partial<ShardManifest>;
+    // Non-blocking and a regular file only: a FIFO planted there must not hang the shard.
+    const handle = await openRegularFile(join(outDir, MANIFEST));
+    const text = await handle.readFile('utf8').finally(() => handle.close());
+    const m = JSON.parse(text) as Partial<ShardManifest>;
     return Array.isArray(m.files)
       ? m.files
           .map((f) => f?.file)

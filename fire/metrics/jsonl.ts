@@ -5,13 +5,24 @@
  *   for await (const batch of jsonLines('dialogues.jsonl'))
  *     for (const entry of batch) entry.error ? ... : use(entry.value)
  *
- * Blank lines (only whitespace) are skipped but counted, so line numbers are the ones an
- * editor shows. A `\r` before the `\n` is ignored (a file written on Windows). A file
- * that is missing, a directory or unreadable is a MetricsInputError before any line.
+ * Lines come from fire/lines.ts (the reader `stoker data` uses: linear in the file however
+ * long a line, at most 64 MiB a line). Blank lines (only whitespace) are skipped but
+ * counted, so line numbers are the ones an editor shows. A `\r` before the `\n` is
+ * ignored (a file written on Windows), and so is a UTF-8 byte-order mark. A file that is
+ * missing, a directory, a FIFO, a device or unreadable is a MetricsInputError before any
+ * line.
  */
-import { createReadStream, statSync } from 'node:fs';
-import { StringDecoder } from 'node:string_decoder';
+import { statSync } from 'node:fs';
 import { UsageError } from '../../common/errors.js';
+import { fileKind, NotRegularFileError } from '../../common/regular-file.js';
+import {
+  DEFAULT_MAX_LINE_BYTES,
+  isTooLong,
+  readLineBatches,
+  type LineItem,
+  type LineReadStats,
+  type TextLine,
+} from '../lines.js';
 
 /** Bad input to a metrics command: exit 2, like every other invalid input of the CLI. */
 export class MetricsInputError extends UsageError {
@@ -31,77 +42,89 @@ export type JsonLine =
   | { line: number; value: unknown; error?: undefined }
   | { line: number; value?: undefined; error: string };
 
-/** Throw a MetricsInputError unless `file` is a readable regular file. */
+/** Throw a MetricsInputError unless `file` is a regular file (checked without opening it). */
 export function requireInputFile(file: string): void {
-  let isFile: boolean;
+  let st;
   try {
-    isFile = statSync(file).isFile();
+    st = statSync(file);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     throw new MetricsInputError(code === 'ENOENT' ? 'no such file' : (err as Error).message, file);
   }
-  if (!isFile) throw new MetricsInputError('not a regular file', file);
+  if (!st.isFile()) throw new MetricsInputError(`${fileKind(st)}, not a regular file`, file);
 }
 
-/**
- * 64 KiB, as node:readline reads: measured on 1 KB FIRE records, 1 MiB chunks made the
- * reader about 2x slower (a megabyte string concatenated, then sliced into lines that
- * keep it alive), 64 KiB as fast as readline + JSON.parse.
- */
-const CHUNK_BYTES = 1 << 16;
 /** A longer line is an error, not an unbounded buffer (a FIRE record is a few KiB). */
-export const MAX_LINE_CHARS = 64 << 20;
+export const MAX_LINE_BYTES = DEFAULT_MAX_LINE_BYTES;
+
+export interface JsonLinesOptions {
+  /** Default MAX_LINE_BYTES. */
+  maxLineBytes?: number;
+  /** Counted into (fire/lines.ts): the work of the read, for tests. */
+  stats?: LineReadStats;
+}
 
 /**
  * The file's lines, parsed, in batches (one batch per chunk read: an async step per
  * chunk rather than per line keeps the per-record cost at JSON.parse's). A line that is
  * not valid JSON comes back with `error` set and no value; the caller decides whether
- * that stops the read.
+ * that stops the read. A line over maxLineBytes stops it: a MetricsInputError naming the
+ * file and the line, as soon as the line is over (fire/lines.ts reads in linear time).
  */
-export async function* jsonLines(file: string): AsyncGenerator<JsonLine[]> {
+export async function* jsonLines(
+  file: string,
+  opts: JsonLinesOptions = {},
+): AsyncGenerator<JsonLine[]> {
   requireInputFile(file);
-  const decoder = new StringDecoder('utf8');
-  let rest = '';
-  let line = 0;
-  const parse = (text: string): JsonLine | null => {
-    line++;
-    const body = text.endsWith('\r') ? text.slice(0, -1) : text;
-    if (body.trim() === '') return null;
-    try {
-      return { line, value: JSON.parse(body) as unknown };
-    } catch (err) {
-      return { line, error: `not valid JSON (${(err as Error).message})` };
-    }
-  };
-  const stream = createReadStream(file, { highWaterMark: CHUNK_BYTES });
+  const max = opts.maxLineBytes ?? MAX_LINE_BYTES;
+  const lines = readLineBatches(file, {
+    maxLineBytes: max,
+    stopAtTooLong: true,
+    ...(opts.stats ? { stats: opts.stats } : {}),
+  });
   try {
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
-      const text = rest + decoder.write(chunk);
+    for (;;) {
+      let next: IteratorResult<LineItem[]>;
+      try {
+        next = await lines.next();
+      } catch (err) {
+        if (err instanceof NotRegularFileError)
+          throw new MetricsInputError(`${err.kind}, not a regular file`, file);
+        throw new MetricsInputError(`cannot read: ${(err as Error).message}`, file);
+      }
+      if (next.done) return;
       const batch: JsonLine[] = [];
-      let start = 0;
-      for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', start)) {
-        const entry = parse(text.slice(start, nl));
-        if (entry) batch.push(entry);
-        start = nl + 1;
+      for (const item of next.value) {
+        if (isTooLong(item)) {
+          throw new MetricsInputError(
+            `line longer than ${formatBytes(max)} (the most a line may have)`,
+            file,
+            item.line,
+          );
+        }
+        batch.push(parse(item));
       }
-      rest = text.slice(start);
-      if (rest.length > MAX_LINE_CHARS) {
-        throw new MetricsInputError(
-          `line longer than ${MAX_LINE_CHARS} characters`,
-          file,
-          line + 1,
-        );
-      }
-      if (batch.length > 0) yield batch;
+      yield batch;
     }
-  } catch (err) {
-    if (err instanceof MetricsInputError) throw err;
-    throw new MetricsInputError(`cannot read: ${(err as Error).message}`, file);
   } finally {
-    stream.destroy();
+    // The caller may stop early (a bad record): close the file now, not at GC.
+    await lines.return(undefined);
   }
-  const last = parse(rest + decoder.end());
-  if (last) yield [last];
+}
+
+function parse(item: TextLine): JsonLine {
+  try {
+    return { line: item.line, value: JSON.parse(item.text) as unknown };
+  } catch (err) {
+    return { line: item.line, error: `not valid JSON (${(err as Error).message})` };
+  }
+}
+
+/** `67108864` -> `64 MiB`. */
+function formatBytes(n: number): string {
+  if (n % (1 << 20) === 0) return `${n / (1 << 20)} MiB`;
+  if (n % 1024 === 0) return `${n / 1024} KiB`;
+  return `${n} bytes`;
 }
 
 /** `typeof` in words, with null, arrays and absent fields named as a JSON user would. */

@@ -15,7 +15,8 @@
  * report.json (every number of report.md). Metrics are computed by the same code as
  * `stoker metrics` (fire/metrics): nothing here re-derives them.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { readRegularFileSync } from '../../common/regular-file.js';
 import { join } from 'node:path';
 import {
   normalisedAt,
@@ -191,10 +192,20 @@ function compareWithBaseline(
     }));
 }
 
+/** A lineage file larger than this is refused (a real one is a few KB per stage). */
+const MAX_JSON_INPUT_BYTES = 64 * 1024 * 1024;
+
 function readLineage(file: string): LineageFile {
   if (!existsSync(file)) throw new ReportInputError(`--lineage ${file}: no such file`);
+  let text: string;
   try {
-    return JSON.parse(readFileSync(file, 'utf8')) as LineageFile;
+    // Non-blocking and a regular file only: a FIFO named here must not hang the report.
+    text = readRegularFileSync(file, MAX_JSON_INPUT_BYTES);
+  } catch (err) {
+    throw new ReportInputError(`--lineage ${(err as Error).message}`);
+  }
+  try {
+    return JSON.parse(text) as LineageFile;
   } catch (err) {
     throw new ReportInputError(`--lineage ${file}: not JSON (${(err as Error).message})`);
   }

@@ -7,7 +7,7 @@
  * Exit codes: 0 written; 1 a bad record without --skip-bad, named as FILE:LINE; 2 no
  * input, a missing file, a manifest that is not one, a bad flag.
  */
-import { readFileSync } from 'node:fs';
+import { readRegularFileSync } from '../../../common/regular-file.js';
 import { dirname, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { UsageError } from '../../../common/errors.js';
@@ -87,6 +87,9 @@ function describeMerge(r: MergeReport): string {
   ].join('\n');
 }
 
+/** A manifest larger than this is refused (one of 100,000 shards is about 10 MB). */
+const MAX_MANIFEST_BYTES = 64 * 1024 * 1024;
+
 /**
  * The files a shard manifest lists, in shard order: a generate stage's manifest
  * (`{stage, shards: [{index, path, items}], failed}`, written by the controller; failed
@@ -95,8 +98,15 @@ function describeMerge(r: MergeReport): string {
  */
 export function manifestFiles(manifest: string): string[] {
   let value: unknown;
+  let text: string;
   try {
-    value = JSON.parse(readFileSync(manifest, 'utf8'));
+    // Non-blocking and a regular file only: a FIFO named here must not hang the merge.
+    text = readRegularFileSync(manifest, MAX_MANIFEST_BYTES);
+  } catch (err) {
+    throw new UsageError(`--manifest ${(err as Error).message}`);
+  }
+  try {
+    value = JSON.parse(text);
   } catch (err) {
     throw new UsageError(`--manifest ${manifest}: not JSON (${(err as Error).message})`);
   }
