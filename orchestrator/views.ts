@@ -64,6 +64,9 @@ export const TaskView = z.object({
 });
 export type TaskView = z.infer<typeof TaskView>;
 
+/** A task with its run and stage (GET /api/v1/tasks/TASK, the event stream's `task`). */
+export const TaskDetail = TaskView.extend({ runId: z.string(), stage: z.string() });
+
 export const StageView = z.object({
   name: z.string(),
   kind: z.string(),

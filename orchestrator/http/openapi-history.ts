@@ -7,6 +7,17 @@ import { errors, json, ref, runParam } from './openapi-parts.js';
 
 export function dashboardPaths() {
   return {
+    '/tasks/{task}': {
+      get: {
+        operationId: 'getTask',
+        summary: 'One task (a dispatched task or a shard), with its run and stage',
+        parameters: [{ name: 'task', in: 'path', required: true, schema: { type: 'string' } }],
+        responses: {
+          '200': { description: 'The task', content: json(ref('TaskDetail')) },
+          ...errors(401, 404),
+        },
+      },
+    },
     '/runs/{run}/report': {
       get: {
         operationId: 'runReport',

@@ -16,7 +16,7 @@ import { LogChunk } from './logs.js';
 import { errors, json, poolParam, ref, runParam } from './openapi-parts.js';
 import { queuePaths } from './openapi-queues.js';
 import { ResumeAccepted } from '../resume.js';
-import { RunSummary, RunView } from '../views.js';
+import { RunSummary, RunView, TaskDetail } from '../views.js';
 
 const SpecIssue = z.object({
   path: z.string(),
@@ -36,6 +36,7 @@ const ApiError = z.object({
 function componentSchemas(): Record<string, unknown> {
   const reg = z.registry<{ id: string }>();
   reg.add(RunView, { id: 'RunView' });
+  reg.add(TaskDetail, { id: 'TaskDetail' });
   reg.add(RunSummary, { id: 'RunSummary' });
   reg.add(PoolView, { id: 'PoolView' });
   reg.add(QueueRow, { id: 'QueueRow' });

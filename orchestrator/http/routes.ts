@@ -19,6 +19,7 @@
  *   GET  /runs/RUN/metrics?task=&attempt=&points= a task attempt's metric history, each
  *                                                metric downsampled (history.ts)
  *   GET  /runs/RUN/report                        a FIRE run's report (report.ts)
+ *   GET  /tasks/TASK                             one task (a shard too): TaskView + runId, stage
  *   GET  /whoami                                 {role}: what this token may do
  *   GET  /pools, /pools/NAME                     PoolView(s)
  *   POST /pools/NAME/scale {"replicas": N}       the PoolView after the change
@@ -51,7 +52,7 @@ import { openApiDocument } from './openapi.js';
 import { QueueRetryBody, retryFailedJobs } from '../queue-retry.js';
 import { requestResume } from '../resume.js';
 import type { RunRecord } from '../run-record.js';
-import { buildRunView, summarize } from '../views.js';
+import { buildRunView, summarize, taskView } from '../views.js';
 
 const RunsQuery = z.strictObject({
   phase: Phase.optional(),
@@ -133,6 +134,21 @@ function runRoutes(app: FastifyInstance, src: ApiSource): void {
     async (req) => {
       const q = parse(HistoryQuery, req.query, 'query');
       return readHistory(src, await store.resolveRunId(req.params.run), q);
+    },
+  );
+
+  app.get<{ Params: { task: string } }>(
+    '/tasks/:task',
+    { config: { access: 'read' } },
+    async (req) => {
+      const id = req.params.task;
+      const status = (await store.getTaskStatuses([id]))[id];
+      if (!status) throw new NotFoundError(`no task "${id}"`);
+      return {
+        ...(await taskView(redis, keys, id, status)),
+        runId: status.runId,
+        stage: status.stage,
+      };
     },
   );
 

@@ -592,6 +592,7 @@ describe('the HTTP server', () => {
       '/runs/{run}/resume',
       '/runs/{run}/logs',
       '/runs/{run}/metrics',
+      '/tasks/{task}',
       '/runs/{run}/report',
       '/whoami',
       '/pools',
@@ -627,6 +628,15 @@ describe('the HTTP server', () => {
       60_000,
     );
     check('MetricHistory', (await call('GET', `/api/v1/runs/${id}/metrics`)).json);
+    const task = await call('GET', `/api/v1/tasks/${id}.train`);
+    check('TaskDetail', task.json);
+    expect(task.json).toMatchObject({
+      id: `${id}.train`,
+      runId: id,
+      stage: 'train',
+      phase: 'Succeeded',
+    });
+    expect(await call('GET', '/api/v1/tasks/nope')).toMatchObject({ status: 404 });
     expect((await call('GET', '/api/v1/whoami')).json).toEqual({ role: 'read' });
     expect((await call('GET', '/api/v1/whoami', { token: admin })).json).toEqual({ role: 'admin' });
   });
