@@ -85,6 +85,7 @@ function parse<T>(schema: z.ZodType<T>, value: unknown, where: string): T {
 export function apiRoutes(src: ApiSource): FastifyPluginAsync {
   return async (app: FastifyInstance) => {
     runRoutes(app, src);
+    taskRoutes(app, src);
     poolRoutes(app, src);
     queueRoutes(app, src);
     const hub = new EventHub(src);
@@ -119,6 +120,44 @@ function runRoutes(app: FastifyInstance, src: ApiSource): void {
     return reply.code(201).send({ id: run.id, name: run.name, phase: run.phase });
   });
 
+  app.get<{ Params: { run: string } }>(
+    '/runs/:run',
+    { config: { access: 'read' } },
+    async (req) => {
+      const runId = await store.resolveRunId(req.params.run);
+      return buildRunView(store, redis, keys, runId);
+    },
+  );
+
+  app.post<{ Params: { run: string } }>(
+    '/runs/:run/cancel',
+    { config: { access: 'admin' } },
+    async (req, reply) => {
+      const runId = await store.resolveRunId(req.params.run);
+      const run = await store.mustGetRun(runId);
+      if (isTerminal(run.phase))
+        return reply.code(409).send({
+          error: { code: 'Conflict', message: `run ${runId} already ${run.phase}` },
+        });
+      await store.requestCancel(runId);
+      return reply.code(202).send({ id: runId, cancelRequested: true });
+    },
+  );
+
+  // The routes are admin-only: the resume is recorded as the admin token's.
+  app.post<{ Params: { run: string } }>(
+    '/runs/:run/resume',
+    { config: { access: 'admin' } },
+    async (req, reply) => {
+      const runId = await store.resolveRunId(req.params.run);
+      return reply.code(202).send(await requestResume(redis, keys, runId, 'api:admin'));
+    },
+  );
+}
+
+/** What the dashboard and `stoker logs` read of a run's tasks: logs, metric history, a task, the report. */
+function taskRoutes(app: FastifyInstance, src: ApiSource): void {
+  const { store, redis, keys } = src;
   app.get<{ Params: { run: string } }>(
     '/runs/:run/logs',
     { config: { access: 'read' } },
@@ -156,40 +195,6 @@ function runRoutes(app: FastifyInstance, src: ApiSource): void {
     '/runs/:run/report',
     { config: { access: 'read' } },
     async (req) => readFireReport(src, await store.resolveRunId(req.params.run)),
-  );
-
-  app.get<{ Params: { run: string } }>(
-    '/runs/:run',
-    { config: { access: 'read' } },
-    async (req) => {
-      const runId = await store.resolveRunId(req.params.run);
-      return buildRunView(store, redis, keys, runId);
-    },
-  );
-
-  app.post<{ Params: { run: string } }>(
-    '/runs/:run/cancel',
-    { config: { access: 'admin' } },
-    async (req, reply) => {
-      const runId = await store.resolveRunId(req.params.run);
-      const run = await store.mustGetRun(runId);
-      if (isTerminal(run.phase))
-        return reply.code(409).send({
-          error: { code: 'Conflict', message: `run ${runId} already ${run.phase}` },
-        });
-      await store.requestCancel(runId);
-      return reply.code(202).send({ id: runId, cancelRequested: true });
-    },
-  );
-
-  // The routes are admin-only: the resume is recorded as the admin token's.
-  app.post<{ Params: { run: string } }>(
-    '/runs/:run/resume',
-    { config: { access: 'admin' } },
-    async (req, reply) => {
-      const runId = await store.resolveRunId(req.params.run);
-      return reply.code(202).send(await requestResume(redis, keys, runId, 'api:admin'));
-    },
   );
 }
 
