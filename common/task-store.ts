@@ -48,7 +48,11 @@ import { decodeProgress, encodeStreamEvent, type TaskStreamEventType } from './p
 const FINISH_SHARD = `
 local recorded = 0
 local prev = redis.call('HGET', KEYS[1], ARGV[1])
-if not (prev and string.find(prev, '"phase":"Succeeded"', 1, true)) then
+-- A Succeeded outcome is final; so is a Failed one against a Cancelled (a stage that
+-- fails cancels its shards, and may find the failed shard's job among them).
+local keep = prev and (string.find(prev, '"phase":"Succeeded"', 1, true)
+  or (ARGV[2] == 'Cancelled' and string.find(prev, '"phase":"Failed"', 1, true)))
+if not keep then
   recorded = 1
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
   if ARGV[2] == 'Succeeded' then
