@@ -22,6 +22,7 @@
  * (unless they do not outlive the controller: PoolSupport) pool workers keep running for
  * the next leader, which re-attaches to the units and adopts the workers by label.
  */
+import { accessRule, BUILT_IN_ACCESS, type AccessPolicy } from './access-rules.js';
 import { Watch, type KubeConfig } from '@kubernetes/client-node';
 import type { SpecIssue } from '../../../common/errors.js';
 import type { Logger } from '../../../common/logger.js';
@@ -55,6 +56,8 @@ export interface KubernetesBackendOptions extends UnitBuilders {
   watch?: WatchLike;
   /** What pools need (compose.ts); without it ensurePool() refuses. */
   pools?: PoolSupport;
+  /** What runs may use in the cluster (access-rules.ts); default: the built-in policy. */
+  access?: AccessPolicy;
 }
 
 export interface BackendStats {
@@ -129,11 +132,16 @@ export class KubernetesBackend implements Backend {
    * namespace.
    */
   checkSpec(spec: NormalizedSpec): SpecIssue[] {
-    const rules = [namespaceRule(this.opts.namespace), kubernetesSpecRules];
-    return runRules(rules, spec, storedPaths(spec)).map((i) => ({
-      path: formatPath(i.path),
-      message: i.message,
-    }));
+    const rules = [
+      namespaceRule(this.opts.namespace),
+      kubernetesSpecRules,
+      accessRule(this.opts.access ?? BUILT_IN_ACCESS),
+    ];
+    // The built-in access rule is in both kubernetesSpecRules and this policy: once each.
+    const seen = new Set<string>();
+    return runRules(rules, spec, storedPaths(spec))
+      .map((i) => ({ path: formatPath(i.path), message: i.message }))
+      .filter((i) => !seen.has(`${i.path}\n${i.message}`) && seen.add(`${i.path}\n${i.message}`));
   }
 
   // -------------------------------------------------------------------------------------

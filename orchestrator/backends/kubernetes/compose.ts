@@ -18,6 +18,7 @@
  */
 import type { KubeConfig, V1Job } from '@kubernetes/client-node';
 import type { Logger } from '../../../common/logger.js';
+import { accessPolicy } from './access-rules.js';
 import { jobNameFor, type NormalizedStage } from '../../../common/spec/schema.js';
 import type { RunStore } from '../../store.js';
 import type { LaunchRequest, PoolSpec } from '../types.js';
@@ -58,6 +59,7 @@ export async function createKubernetesBackend(opts: {
     namespace: settings.namespace,
     log: opts.log,
     jobName: jobNameOfUnit,
+    access: accessPolicy(settings),
     ...opts.tuning,
     async build(req: LaunchRequest) {
       const run = await store.mustGetRun(req.runId);

@@ -29,9 +29,14 @@
  *   STOKER_K8S_FS_GROUP                sets them (1000: the images' unprivileged user)
  *   STOKER_K8S_READ_ONLY_ROOT_FS       true: read-only root file system, /tmp an emptyDir
  *   STOKER_K8S_GC_INTERVAL_SECONDS     orphans collected again this often (0: at start only)
+ *   STOKER_K8S_ALLOWED_SECRETS,        what runs may use (comma-separated, a trailing `*`
+ *   STOKER_K8S_ALLOWED_PVCS,           for a prefix): when set, only these Secrets, PVCs
+ *   STOKER_K8S_ALLOWED_SERVICE_ACCOUNTS  and service accounts (access-rules.ts); unset:
+ *                                      any but stoker's own
  *   STOKER_PREFIX, STOKER_LOG_LEVEL    passed on to workers as they are
  */
 import { z } from 'zod';
+import { nameList } from './access-rules.js';
 
 export type PullPolicy = 'Always' | 'IfNotPresent' | 'Never';
 
@@ -65,6 +70,8 @@ export interface KubernetesSettings {
    * Job deleted by hand. One list of Services per pass; the rest reads the caches.
    */
   gcIntervalSeconds: number;
+  /** The operator's allowlists of what runs may use (null: any but stoker's own). */
+  allowed: { secrets: string[] | null; claims: string[] | null; serviceAccounts: string[] | null };
 }
 
 /** The values of GPU feature discovery's `nvidia.com/gpu.product` for common short names. */
@@ -98,6 +105,7 @@ export const DEFAULT_SETTINGS: Readonly<KubernetesSettings> = {
   readOnlyRootFilesystem: false,
   workerEnv: {},
   graceMarginSeconds: 15,
+  allowed: { secrets: null, claims: null, serviceAccounts: null },
   gcIntervalSeconds: 600,
 };
 
@@ -154,6 +162,9 @@ const SettingsEnv = z.object({
   STOKER_K8S_WORKER_COMMAND: json(z.array(z.string()).min(1)).optional(),
   STOKER_K8S_IMAGE_PULL_POLICY: z.enum(['Always', 'IfNotPresent', 'Never']).optional(),
   STOKER_K8S_WORKER_SERVICE_ACCOUNT: objectName.optional(),
+  STOKER_K8S_ALLOWED_SECRETS: z.string().optional(),
+  STOKER_K8S_ALLOWED_PVCS: z.string().optional(),
+  STOKER_K8S_ALLOWED_SERVICE_ACCOUNTS: z.string().optional(),
   STOKER_K8S_PRIORITY_CLASS: z.union([z.literal(''), objectName]).optional(),
   STOKER_K8S_REDIS_SECRET: objectName.optional(),
   STOKER_K8S_REDIS_SECRET_KEY: z
@@ -236,5 +247,10 @@ export function settingsFromEnv(
     readOnlyRootFilesystem: e.STOKER_K8S_READ_ONLY_ROOT_FS === 'true',
     gcIntervalSeconds: e.STOKER_K8S_GC_INTERVAL_SECONDS ?? d.gcIntervalSeconds,
     workerEnv,
+    allowed: {
+      secrets: nameList(e.STOKER_K8S_ALLOWED_SECRETS),
+      claims: nameList(e.STOKER_K8S_ALLOWED_PVCS),
+      serviceAccounts: nameList(e.STOKER_K8S_ALLOWED_SERVICE_ACCOUNTS),
+    },
   });
 }

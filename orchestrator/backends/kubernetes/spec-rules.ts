@@ -37,6 +37,7 @@ import {
 } from '../../../common/spec/schema.js';
 import type { NormalizedSpec, NormalizedStage } from '../../../common/spec/schema.js';
 import type { SpecPaths, SpecRule, SpecRuleIssue } from '../../../common/spec/rules.js';
+import { accessRule, BUILT_IN_ACCESS } from './access-rules.js';
 
 /** Every rule of the kubernetes backend that does not depend on its settings. */
 export const kubernetesSpecRules: SpecRule = (spec, paths) => [
@@ -47,6 +48,8 @@ export const kubernetesSpecRules: SpecRule = (spec, paths) => [
     ...checkSecretEnv(stage, i, paths),
     ...checkMounts(stage, i, paths),
   ]),
+  // Stoker's own Secrets, PVCs and service account (access-rules.ts).
+  ...accessRule(BUILT_IN_ACCESS)(spec, paths),
 ];
 
 /**
