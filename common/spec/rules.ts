@@ -46,7 +46,9 @@ export interface SpecPaths {
   /** Where stage i's setting at `field`, a path as written under a stage (e.g. `['resources', 'gpus']`), came from. */
   setting(i: number, field: Path): SettingSource;
   /** The PVC mount lists stage i's mounts come from, each at its path (`...volumes.pvc`). */
-  pvcLists(i: number): { path: Path; mounts: readonly { mountPath: string; claimName: string }[] }[];
+  pvcLists(
+    i: number,
+  ): { path: Path; mounts: readonly { mountPath: string; claimName: string }[] }[];
 }
 
 /** Where stage i of a spec of this kind is written. */
