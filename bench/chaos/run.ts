@@ -10,6 +10,7 @@ import {
   redisSigstop5s,
   workerKill,
 } from './dispatched.js';
+import { diskFull } from './disk.js';
 import { type Check, type Scenario, verdict } from './lib/scenario.js';
 import type { ChaosContext } from './lib/stack.js';
 import type { Counts } from './lib/workloads.js';
@@ -26,6 +27,7 @@ export const SCENARIOS: readonly Scenario[] = [
   clientKill,
   redisRestartAof,
   scaleDown,
+  diskFull,
 ];
 
 const notBuilt = (name: string, fault: string, why: string): Scenario => ({
@@ -46,11 +48,6 @@ export const SKIPPED: readonly Scenario[] = [
     'redis-sigstop-60s',
     'Redis paused for 60 s',
     'not built: too long for this suite at its timings; redis-sigstop-10s (5 leader TTLs) runs in the full suite',
-  ),
-  notBuilt(
-    'disk-full',
-    'the run folder on a small tmpfs that fills up',
-    'not built in this round (time): `mount -t tmpfs` works on the development machine (root), so it can be',
   ),
   notBuilt(
     'api-server-faults',

@@ -10,7 +10,7 @@
  * soon as it exists; pool workers and task workers (their own process groups) are
  * killed from the backend's records at the end.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -81,7 +81,7 @@ export class ChaosStack {
     ctx: ChaosContext,
     cleanup: Cleanup,
     label: string,
-    opts: { appendonly?: boolean } = {},
+    opts: { appendonly?: boolean; homeTmpfsSize?: string } = {},
   ): Promise<ChaosStack> {
     const dir = mkdtempSync(join(ctx.tmpRoot, `${label}-`));
     cleanup.defer(`remove ${dir}`, () => rmSync(dir, { recursive: true, force: true }));
@@ -89,6 +89,12 @@ export class ChaosStack {
     const data = join(dir, 'redis');
     mkdirSync(home);
     mkdirSync(data);
+    if (opts.homeTmpfsSize) {
+      // Stoker's home (every run folder: shard inputs and outputs, logs) on its own
+      // small disk; unmounted once every process of the scenario is stopped.
+      mountTmpfs(home, opts.homeTmpfsSize);
+      cleanup.defer(`umount ${home}`, () => void spawnSync('umount', ['-l', home]));
+    }
     const { child, port, url } = await startRedisServer({
       args: scratchArgs(data, opts),
       label: 'redis-server (is it installed?)',
@@ -231,5 +237,28 @@ export class ChaosStack {
     } finally {
       r.disconnect();
     }
+  }
+}
+
+/** Mount a tmpfs of `size` (e.g. `16m`) at `dir`; throws with mount's message when refused. */
+export function mountTmpfs(dir: string, size: string): void {
+  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0700`, 'tmpfs', dir], {
+    encoding: 'utf8',
+  });
+  if (r.status !== 0)
+    throw new Error(`mount -t tmpfs refused: ${(r.stderr || r.error?.message || '').trim()}`);
+}
+
+/** Why a tmpfs cannot be mounted here (tried on a scratch folder), or null when it can. */
+export function tmpfsRefused(parent: string): string | null {
+  const dir = mkdtempSync(join(parent, 'mount-probe-'));
+  try {
+    mountTmpfs(dir, '1m');
+    spawnSync('umount', [dir]);
+    return null;
+  } catch (err) {
+    return (err as Error).message;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 }
