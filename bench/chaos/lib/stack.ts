@@ -114,8 +114,11 @@ export class ChaosStack {
     return this.server.pid as number;
   }
 
-  /** Start `stoker up` and wait until it leads (its alive key is set). */
+  /** Start `stoker up` and wait until it leads (its alive key names it). */
   async up(): Promise<UpProcess> {
+    // A controller killed a moment ago leaves its alive key until its TTL runs out: lead
+    // means the key names another instance than it did before this start.
+    const before = await this.probe.get(this.keys.controllerAlive());
     const errFile = join(this.dir, `up-${this.ups.length + 1}.stderr`);
     const fd = openSync(errFile, 'a');
     const child = spawn(process.execPath, [join(this.ctx.root, 'bin', 'stoker.js'), 'up'], {
@@ -152,7 +155,8 @@ export class ChaosStack {
       async () => {
         if (done)
           throw new Error(`stoker up exited (${await exited}): ${up.stderr().slice(-2000)}`);
-        return (await this.probe.get(this.keys.controllerAlive())) !== null ? true : null;
+        const alive = await this.probe.get(this.keys.controllerAlive());
+        return alive !== null && alive !== before ? true : null;
       },
       60_000,
       50,
