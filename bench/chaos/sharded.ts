@@ -13,7 +13,7 @@
  *   scale-down         the pool scaled from 4 workers to 1 while all 4 are busy (the check
  *                      of bench/scale-down-under-load.ts: no shard cut short or lost)
  *   soak               (--soak SECONDS) stages of 2,000 one-item shards, a busy pool
- *                      worker killed with SIGKILL every 8 s, until the time is up
+ *                      worker killed with SIGKILL every 5 s, until the time is up
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -214,11 +214,13 @@ export const scaleDown: Scenario = {
   },
 };
 
-/** --soak SECONDS: rounds of 2,000 one-item shards with a pool worker killed every 8 s. */
+const KILL_EVERY_MS = 5000;
+
+/** --soak SECONDS: rounds of 2,000 one-item shards with a pool worker killed every 5 s. */
 export function soak(seconds: number): Scenario {
   return {
     name: 'soak',
-    fault: `${seconds} s of 2,000-shard stages on 3 workers, a busy pool worker SIGKILLed every 8 s`,
+    fault: `${seconds} s of 2,000-shard stages on 3 workers, a busy pool worker SIGKILLed every ${KILL_EVERY_MS / 1000} s`,
     async run(ctx: ChaosContext, cleanup: Cleanup) {
       const s = await ChaosStack.start(ctx, cleanup, 'soak');
       const up = await s.up();
@@ -236,7 +238,7 @@ export function soak(seconds: number): Scenario {
         for (;;) {
           const run = await s.store.getRun(r.runId);
           if (!run || ['Succeeded', 'Failed', 'Cancelled'].includes(run.phase)) break;
-          if (Date.now() < end && Date.now() - lastKill >= 8000) {
+          if (Date.now() < end && Date.now() - lastKill >= KILL_EVERY_MS) {
             const busy = (await readWorkers(s.probe, s.keys, r.pool)).filter(
               (x) => x.state === 'busy',
             );
