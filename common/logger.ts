@@ -28,7 +28,30 @@ export function createLogger(
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     base: { pid: process.pid },
   };
-  return pino(options, pino.destination({ dest: opts.destination ?? 2, sync: true }));
+  return pino(
+    options,
+    neverThrowing(pino.destination({ dest: opts.destination ?? 2, sync: true })),
+  );
+}
+
+/**
+ * A destination whose write never throws. A sync pino destination throws the write's
+ * error (ENOSPC when the log file's disk is full, as a pool worker's log under a full
+ * STOKER_HOME is): thrown from `log.warn()` in the middle of recording a shard's failure,
+ * it skipped the record, so a shard's last attempt left no outcome and its stage never
+ * ended (`npm run chaos`, disk-full). A line that cannot be written stays in the
+ * destination's buffer and goes out with the next write that succeeds.
+ */
+function neverThrowing(dest: { write(line: string): unknown }): { write(line: string): void } {
+  return {
+    write(line: string) {
+      try {
+        dest.write(line);
+      } catch {
+        // The log is best effort; the work it describes must go on.
+      }
+    },
+  };
 }
 
 /** A logger that drops everything: for tests and for library code given no logger. */
