@@ -180,6 +180,23 @@ export class ChaosStack {
     );
   }
 
+  /**
+   * The run once it has ended; if it has not after `timeoutMs`, the run as it stands, its
+   * phase marked (a run left hanging is counted, not only reported as a timeout).
+   */
+  async waitTerminalOrNow(runId: string, timeoutMs: number): Promise<RunRecord> {
+    try {
+      return await this.waitTerminal(runId, timeoutMs);
+    } catch (err) {
+      const run = await this.store.getRun(runId);
+      if (!run) throw err;
+      return {
+        ...run,
+        phase: `${run.phase}, not ended after ${timeoutMs / 1000} s` as RunRecord['phase'],
+      };
+    }
+  }
+
   /** Stop the server cleanly (SIGTERM: an AOF server writes its file first). */
   async stopRedis(): Promise<void> {
     await stopRedisServer(this.server);

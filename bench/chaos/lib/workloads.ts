@@ -113,7 +113,7 @@ export async function countTraining(
   t: Training,
   timeoutMs: number,
 ): Promise<TrainingCounts> {
-  const run = await s.waitTerminal(runId, timeoutMs);
+  const run = await s.waitTerminalOrNow(runId, timeoutMs);
   const view = await buildRunView(s.store, s.probe, s.keys, runId);
   const task = view.stages[0]?.tasks[0];
   const out = join(run.runDir, 'stages', 'train');
@@ -213,7 +213,7 @@ export async function countSharded(
   r: ShardedRun,
   timeoutMs: number,
 ): Promise<ShardedCounts> {
-  const run = await s.waitTerminal(r.runId, timeoutMs);
+  const run = await s.waitTerminalOrNow(r.runId, timeoutMs);
   const outcomes = await s.store.shardOutcomes(r.runId, 'gen');
   const succeeded = outcomes.filter((o) => o.phase === 'Succeeded');
   const dir = join(run.runDir, 'stages', 'gen', 'shards');
