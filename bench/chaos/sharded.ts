@@ -1,0 +1,279 @@
+/**
+ * Chaos on pulled work (a `generate` stage over a pool of warm workers running
+ * test/fixtures/payloads/server.mjs, under `stoker up`):
+ *
+ *   pool-worker-kill   SIGKILL to the pool worker that holds shard 3, mid-shard (the
+ *                      payload holds that shard at a gate until the worker is dead): the
+ *                      shard runs again elsewhere once its lock expires
+ *   client-kill        `CLIENT KILL SKIPME yes` (every client of Redis but the probe: the
+ *                      controller's and every worker's connections), three times while
+ *                      shards flow
+ *   redis-restart-aof  Redis (AOF on) stopped with SIGTERM mid-stage and started again on
+ *                      the same port from its AOF
+ *   scale-down         the pool scaled from 4 workers to 1 while all 4 are busy (the check
+ *                      of bench/scale-down-under-load.ts: no shard cut short or lost)
+ *   soak               (--soak SECONDS) stages of 2,000 one-item shards, a busy pool
+ *                      worker killed with SIGKILL every 5 s, until the time is up
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { shardTaskId } from '../../common/keys.js';
+import { readTaskEvents } from '../../common/progress.js';
+import { isRunning, killPid } from '../../common/proc.js';
+import { readWorkers, scalePool } from '../../orchestrator/pools.js';
+import { type Cleanup, sleep, waitFor } from '../lib/harness.js';
+import { check, type Scenario } from './lib/scenario.js';
+import { type ChaosContext, ChaosStack } from './lib/stack.js';
+import {
+  countSharded,
+  type Sharded,
+  shardsDone,
+  submitSharded,
+  type ShardedCounts,
+  type ShardedRun,
+} from './lib/workloads.js';
+
+/** Wait for `n` completed shards (fail fast if the run ended first). */
+async function waitDone(s: ChaosStack, r: ShardedRun, n: number, timeoutMs = 60_000) {
+  return waitFor(
+    `${n} shards done`,
+    async () => {
+      if ((await shardsDone(s, r)) >= n) return true;
+      const run = await s.store.getRun(r.runId);
+      if (run && ['Failed', 'Cancelled'].includes(run.phase))
+        throw new Error(`run ended ${run.phase}: ${run.message ?? ''}`);
+      return null;
+    },
+    timeoutMs,
+    10,
+  );
+}
+
+export const poolWorkerKill: Scenario = {
+  name: 'pool-worker-kill',
+  fault: 'SIGKILL to the pool worker holding shard 3 while its payload is mid-shard',
+  async run(ctx, cleanup) {
+    const s = await ChaosStack.start(ctx, cleanup, 'pool-worker-kill');
+    const gate = join(s.dir, 'gate');
+    const w: Sharded = {
+      items: ctx.quick ? 40 : 200,
+      shardSize: 4,
+      itemMs: 25,
+      workers: 2,
+      env: { GATE_ON: `shard-00003:${gate}` },
+    };
+    await s.up();
+    const r = await submitSharded(s, 'pool-worker-kill', w);
+    const target = shardTaskId(r.runId, 'gen', 3);
+    const holder = await waitFor(
+      'a pool worker busy with shard 3',
+      async () =>
+        (await readWorkers(s.probe, s.keys, r.pool)).find(
+          (x) => x.state === 'busy' && x.shard === target,
+        ) ?? null,
+      60_000,
+      10,
+    );
+    const killed = killPid(holder.pid, 'SIGKILL');
+    await waitFor(
+      'the killed worker to be gone',
+      () => (isRunning(holder.pid) ? null : true),
+      10_000,
+    );
+    writeFileSync(gate, 'open');
+    const c = await countSharded(s, r, 120_000);
+    const o = (await s.store.shardOutcomes(r.runId, 'gen')).find((x) => x.taskId === target);
+    // BullMQ does not count a stalled job's redelivery as an attempt (attemptsMade stays),
+    // so the shard's attempt number may still be 1: its starts are in its event stream.
+    const starts = (await readTaskEvents(s.probe, s.keys, target)).filter(
+      (e) => e.type === 'attempt',
+    ).length;
+    return {
+      counts: c,
+      checks: [
+        check('SIGKILL delivered to the holder of shard 3', killed),
+        check(
+          'shard 3 started twice and finished by another worker',
+          !!o && o.worker !== holder.workerId && starts >= 2,
+          o && { worker: o.worker, attempt: o.attempt, victim: holder.workerId, starts },
+        ),
+      ],
+      details: { shards: c.shards, shardsRetried: c.shardsRetried },
+    };
+  },
+};
+
+export const clientKill: Scenario = {
+  name: 'client-kill',
+  fault:
+    '`CLIENT KILL SKIPME yes` (every connection of the controller and the workers) three times while shards run',
+  async run(ctx, cleanup) {
+    const s = await ChaosStack.start(ctx, cleanup, 'client-kill');
+    const w: Sharded = { items: ctx.quick ? 90 : 300, shardSize: 3, itemMs: 40, workers: 2 };
+    await s.up();
+    const r = await submitSharded(s, 'client-kill', w);
+    const total = w.items / w.shardSize;
+    const killedEach: number[] = [];
+    for (const at of [2, Math.floor(total / 3), Math.floor(total / 2)]) {
+      await waitDone(s, r, at);
+      killedEach.push(Number(await s.probe.call('CLIENT', 'KILL', 'SKIPME', 'yes')));
+    }
+    const c = await countSharded(s, r, 120_000);
+    return {
+      counts: c,
+      checks: [
+        check(
+          'each CLIENT KILL closed the controller and worker connections (>= 3)',
+          killedEach.every((k) => k >= 3),
+          killedEach,
+        ),
+      ],
+      details: { clientsKilled: killedEach, shards: c.shards, shardsRetried: c.shardsRetried },
+    };
+  },
+};
+
+export const redisRestartAof: Scenario = {
+  name: 'redis-restart-aof',
+  fault:
+    'Redis (appendonly yes) stopped with SIGTERM mid-stage and started again on its port from its AOF',
+  async run(ctx, cleanup) {
+    const s = await ChaosStack.start(ctx, cleanup, 'redis-restart-aof', { appendonly: true });
+    const w: Sharded = { items: ctx.quick ? 90 : 300, shardSize: 3, itemMs: 40, workers: 2 };
+    const up = await s.up();
+    const r = await submitSharded(s, 'redis-restart-aof', w);
+    await waitDone(s, r, 4);
+    const before = await shardsDone(s, r);
+    await s.stopRedis();
+    await s.restartRedis();
+    const after = await shardsDone(s, r);
+    const c = await countSharded(s, r, 120_000);
+    return {
+      counts: c,
+      checks: [
+        check('the completions before the stop came back from the AOF', after >= before, {
+          before,
+          after,
+        }),
+        check('stoker up never exited', !up.hasExited()),
+      ],
+      details: { shardsDoneAtStop: before, shards: c.shards, shardsRetried: c.shardsRetried },
+    };
+  },
+};
+
+export const scaleDown: Scenario = {
+  name: 'scale-down',
+  fault: 'the pool scaled from 4 workers to 1 while all 4 are busy',
+  async run(ctx, cleanup) {
+    const s = await ChaosStack.start(ctx, cleanup, 'scale-down');
+    const w: Sharded = {
+      items: ctx.quick ? 120 : 400,
+      shardSize: 2,
+      itemMs: 50,
+      workers: 4,
+    };
+    const up = await s.up();
+    const r = await submitSharded(s, 'scale-down', w);
+    await waitFor(
+      '4 busy workers past their first shards',
+      async () => {
+        if ((await shardsDone(s, r)) < 4) return null;
+        const ws = await readWorkers(s.probe, s.keys, r.pool);
+        return ws.filter((x) => x.state === 'busy').length >= 4 ? true : null;
+      },
+      60_000,
+      5,
+    );
+    await scalePool(s.probe, s.keys, r.pool, 1);
+    const oneLeft = await waitFor(
+      'one pool worker left',
+      async () => ((await s.probe.hlen(s.keys.poolWorkers(r.pool))) <= 1 ? true : null),
+      60_000,
+      20,
+    );
+    const phaseWhenOne = (await s.store.getRun(r.runId))?.phase;
+    const c = await countSharded(s, r, 180_000);
+    return {
+      counts: c,
+      checks: [
+        check(
+          'the pool was down to 1 worker while the run still ran',
+          oneLeft && phaseWhenOne === 'Running',
+          phaseWhenOne,
+        ),
+        check(
+          'no shard cut short (none ran a second attempt)',
+          c.shardsRetried === 0,
+          c.shardsRetried,
+        ),
+        check('stoker up never exited', !up.hasExited()),
+      ],
+      details: { shards: c.shards },
+    };
+  },
+};
+
+const KILL_EVERY_MS = 5000;
+
+/** --soak SECONDS: rounds of 2,000 one-item shards with a pool worker killed every 5 s. */
+export function soak(seconds: number): Scenario {
+  return {
+    name: 'soak',
+    fault: `${seconds} s of 2,000-shard stages on 3 workers, a busy pool worker SIGKILLed every ${KILL_EVERY_MS / 1000} s`,
+    async run(ctx: ChaosContext, cleanup: Cleanup) {
+      const s = await ChaosStack.start(ctx, cleanup, 'soak');
+      const up = await s.up();
+      const end = Date.now() + seconds * 1000;
+      const total: ShardedCounts[] = [];
+      let kills = 0;
+      for (let round = 1; Date.now() < end; round++) {
+        const r = await submitSharded(s, `soak-${round}`, {
+          items: 2000,
+          shardSize: 1,
+          itemMs: 5,
+          workers: 3,
+        });
+        let lastKill = Date.now();
+        for (;;) {
+          const run = await s.store.getRun(r.runId);
+          if (!run || ['Succeeded', 'Failed', 'Cancelled'].includes(run.phase)) break;
+          if (Date.now() < end && Date.now() - lastKill >= KILL_EVERY_MS) {
+            const busy = (await readWorkers(s.probe, s.keys, r.pool)).filter(
+              (x) => x.state === 'busy',
+            );
+            const v = busy[Math.floor(Math.random() * busy.length)];
+            if (v && killPid(v.pid, 'SIGKILL')) kills++;
+            lastKill = Date.now();
+          }
+          await sleep(200);
+        }
+        total.push(await countSharded(s, r, 600_000));
+        ctx.note(`soak: round ${round} done, ${kills} kills so far`);
+      }
+      const sum = (k: 'acked' | 'completed' | 'lost' | 'duplicated') =>
+        total.reduce((a, c) => a + c[k], 0);
+      const failed = total.find((c) => c.runPhase !== 'Succeeded');
+      return {
+        counts: {
+          unit: 'items',
+          acked: sum('acked'),
+          completed: sum('completed'),
+          lost: sum('lost'),
+          duplicated: sum('duplicated'),
+          resumedFromStep: null,
+          runPhase: failed ? failed.runPhase : 'Succeeded',
+        },
+        checks: [
+          check('at least one worker killed', kills > 0, kills),
+          check('stoker up never exited', !up.hasExited()),
+        ],
+        details: {
+          rounds: total.length,
+          kills,
+          shardsRetried: total.reduce((a, c) => a + c.shardsRetried, 0),
+        },
+      };
+    },
+  };
+}
