@@ -32,6 +32,7 @@ import type { Keys } from '../common/keys.js';
 import type { Logger } from '../common/logger.js';
 import { emptyProgress, nowIso, ResolvedPayload } from '../common/model.js';
 import { classifyFailure } from '../common/failure-class.js';
+import { procStartTime } from '../common/proc.js';
 import { attemptLogFile, attemptMetricsFile } from '../common/paths.js';
 import { readTaskProgress } from '../common/progress.js';
 import { buildPayloadEnv, rankEnvFrom, type EnvSource } from './env.js';
@@ -155,6 +156,12 @@ interface Prepared {
  */
 export async function runTaskWorker(opts: TaskWorkerOptions): Promise<number> {
   const a = openAttempt(opts);
+  // The worker's own pid, unless the backend recorded it (a controller that died right
+  // after spawning us did not): the local backend then knows its unit was spawned.
+  if (a.leader) {
+    await opts.redis.hsetnx(a.unitKey, 'pid', String(process.pid));
+    await opts.redis.hsetnx(a.unitKey, 'pidStartTime', procStartTime(process.pid) ?? '');
+  }
   let prepared: Prepared;
   try {
     prepared = await prepare(a);

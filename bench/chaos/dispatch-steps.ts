@@ -13,7 +13,9 @@
  * inside the dispatcher, so a step whose window is shorter than the poll is passed
  * before the kill; the line says, per kill, which state the kill really found
  * (`details.kills`), and the scenario fails only on what it counts: a second launch, a
- * lost or repeated step, a run that does not succeed.
+ * lost or repeated step, a run that does not succeed. The attempt count is printed, not
+ * checked: a worker that dies with the controller that was launching it ends its attempt
+ * without a result (retried, as a lost worker is).
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -81,14 +83,12 @@ export const controllerKillDispatchSteps: Scenario = {
           kills.length > 0 && kills.every((k) => k.signal === 'SIGKILL'),
           kills,
         ),
-        check(
-          'one attempt, one start: never launched twice',
-          c.attempt === 1 && c.starts.length === 1,
-          {
-            attempt: c.attempt,
-            starts: c.starts.length,
-          },
-        ),
+        // A worker lost with the controller that launched it may cost an attempt (it
+        // ended without a result, as WorkerLost does), never a second run of the payload.
+        check('one start: the payload never ran twice', c.starts.length === 1, {
+          attempt: c.attempt,
+          starts: c.starts.length,
+        }),
         check('the last stoker up is still running', !up.hasExited()),
         check('the run went on after every kill', stuck === null, stuck),
       ],

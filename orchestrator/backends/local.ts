@@ -63,11 +63,16 @@ const sleep = (ms: number, signal?: AbortSignal) =>
     );
   });
 
+/** A unit recorded this long ago with no worker pid was never spawned (observe()). */
+const LOST_LAUNCH_MS = 30_000;
+
 export class LocalBackend implements Backend {
   readonly name = 'local';
   private readonly children = new Map<string, ChildProcess>();
   private readonly pollMs: number;
   private readonly clock: () => number;
+  /** Units whose spawn this process has begun and not yet recorded. */
+  private readonly launching = new Set<string>();
 
   constructor(private readonly opts: LocalBackendOptions) {
     this.pollMs = opts.pollMs ?? 200;
@@ -83,6 +88,17 @@ export class LocalBackend implements Backend {
     const logDir = join(req.runDir, 'logs');
     mkdirSync(logDir, { recursive: true, mode: 0o700 });
     const workerLog = join(logDir, `${req.taskId}.attempt-${req.attempt}.worker.log`);
+    this.launching.add(req.unitName);
+    try {
+      await this.spawnUnit(key, req, workerLog);
+    } finally {
+      this.launching.delete(req.unitName);
+    }
+    return { attached: false };
+  }
+
+  /** Record the unit, spawn its worker, record the worker's pid. */
+  private async spawnUnit(key: string, req: LaunchRequest, workerLog: string): Promise<void> {
     await this.opts.redis.hset(key, {
       name: req.unitName,
       taskId: req.taskId,
@@ -99,7 +115,6 @@ export class LocalBackend implements Backend {
       workerLog,
     });
     this.opts.log.info({ unit: req.unitName, pid }, 'launched worker process');
-    return { attached: false };
   }
 
   async observe(unitName: string): Promise<UnitState> {
@@ -108,7 +123,19 @@ export class LocalBackend implements Backend {
     if (!u.launchedAt) return unitState('NotFound');
     if (u.finishedAt) return finishedState(u);
     const pid = u.pid ? Number(u.pid) : null;
-    if (pid === null) return unitState('Running'); // being launched
+    if (pid === null) {
+      // Being launched: by this process (its spawn is under way), or by a controller that
+      // died between recording the unit and its pid. The worker records its own pid as
+      // it starts (worker/task-worker.ts), so a unit still without one LOST_LAUNCH_MS
+      // later was never spawned: NotFound, and the dispatcher launches it again.
+      const since = this.clock() - Date.parse(u.launchedAt);
+      if (this.launching.has(unitName) || !(since > LOST_LAUNCH_MS)) return unitState('Running');
+      this.opts.log.warn(
+        { unit: unitName },
+        'a unit recorded but never spawned: launching it again',
+      );
+      return unitState('NotFound');
+    }
     const child = this.children.get(unitName);
     const alive = child
       ? child.exitCode === null && child.signalCode === null && isRunning(pid)
