@@ -156,8 +156,8 @@ interface Prepared {
  */
 export async function runTaskWorker(opts: TaskWorkerOptions): Promise<number> {
   const a = openAttempt(opts);
-  // The worker's own pid, unless the backend recorded it (a controller that died right
-  // after spawning us did not): the local backend then knows its unit was spawned.
+  // Our pid, unless the backend recorded it (a controller that died right after the spawn
+  // did not): the local backend then knows its unit was spawned.
   if (a.leader) {
     await opts.redis.hsetnx(a.unitKey, 'pid', String(process.pid));
     await opts.redis.hsetnx(a.unitKey, 'pidStartTime', procStartTime(process.pid) ?? '');
