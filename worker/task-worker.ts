@@ -368,10 +368,8 @@ function endOf(a: Attempt, task: LoadedTask, outcome: PayloadOutcome): AttemptEn
 }
 
 /**
- * What the payload's own stderr says about its environment (common/failure-class.ts)
- * when another attempt in the same place would fail the same way: a full disk, a
- * permission refused, a model or dataset missing with the hub offline. Such a failure
- * is not retried blindly (a retryable exit code notwithstanding).
+ * A failure of the payload's environment (common/failure-class.ts: a full disk, a
+ * permission refused, a model missing offline): another attempt there fails the same way.
  */
 const NOT_RETRIED: ReadonlySet<string> = new Set([
   'DISK_FULL',
