@@ -18,6 +18,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
 import { StatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy';
+import { makeTrainJob } from '../builders/k8s.js';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
 import { Role } from 'kubernetes-models/rbac.authorization.k8s.io/v1/Role';
 import { RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/RoleBinding';
@@ -482,6 +483,53 @@ describe('k8s/ manifests', () => {
       find(objects, 'PriorityClass', settings.priorityClassName ?? '');
     },
   );
+
+  it('denies ingress by default, and admits only the flows stoker needs, to the pods that serve them', () => {
+    const objects = render(join(K8S, 'base'));
+    type Policy = Obj & {
+      spec: {
+        podSelector: { matchLabels?: Record<string, string> };
+        policyTypes: string[];
+        ingress?: Array<{
+          from?: Array<{ podSelector?: { matchLabels?: Record<string, string> } }>;
+          ports?: Array<{ port: number }>;
+        }>;
+      };
+    };
+    const policies = objects.filter((o) => o.kind === 'NetworkPolicy') as Policy[];
+    const selects = (
+      sel: { matchLabels?: Record<string, string> } | undefined,
+      labels: Record<string, string>,
+    ) => Object.entries(sel?.matchLabels ?? {}).every(([k, v]) => labels[k] === v);
+    const deny = policies.find(
+      (p) => Object.keys(p.spec.podSelector.matchLabels ?? {}).length === 0,
+    );
+    expect(deny?.spec).toEqual({ podSelector: {}, policyTypes: ['Ingress'] });
+    /** The ports `to` admits from a pod with `fromLabels` (null: any port). */
+    const admitted = (to: Record<string, string>, fromLabels: Record<string, string>) =>
+      policies
+        .filter((p) => p !== deny && selects(p.spec.podSelector, to))
+        .flatMap((p) => p.spec.ingress ?? [])
+        .filter((r) => !r.from || r.from.some((f) => selects(f.podSelector, fromLabels)))
+        .flatMap((r) => (r.ports ? r.ports.map((x) => x.port) : [null]));
+    const labelsOf = (kind: string, name: string) =>
+      (
+        find(objects, kind, name) as {
+          spec: { template: { metadata: { labels: Record<string, string> } } };
+        }
+      ).spec.template.metadata.labels;
+    const redis = labelsOf('StatefulSet', 'stoker-redis');
+    const controller = labelsOf('Deployment', 'stoker-controller');
+    const worker =
+      makeTrainJob().gpus(8).nodes(2).build().job.spec?.template.metadata?.labels ?? {};
+    const outsider = { app: 'something-else' };
+    expect(admitted(redis, controller)).toEqual([6379]);
+    expect(admitted(redis, worker)).toEqual([6379]);
+    expect(admitted(redis, outsider)).toEqual([]);
+    expect(admitted(controller, outsider)).toEqual([8080]);
+    expect(admitted(worker, worker)).toEqual([null]); // a gang's rendezvous and NCCL ports
+    expect(admitted(worker, outsider)).toEqual([]);
+  });
 
   it('runs every pod as non-root with a restricted security context', () => {
     const objects = render(join(K8S, 'base'));
