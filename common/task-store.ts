@@ -106,6 +106,12 @@ if not (t[1] and t[2] and t[3] and t[4]) then return {'missing'} end
 local prev = redis.call('HGET', KEYS[2], ARGV[1])
 if prev and string.find(prev, '"phase":"Succeeded"', 1, true) then return {'done', prev} end
 if redis.call('EXISTS', KEYS[3]) == 1 then return {'cancelled', t[1], t[2], t[3], t[4]} end
+-- A job retried from outside (Bull Board's Retry) after its stage ended: not run.
+local st = redis.call('HGET', KEYS[8], ARGV[8])
+if st and (string.find(st, '"phase":"Succeeded"', 1, true) or string.find(st, '"phase":"Failed"', 1, true)
+    or string.find(st, '"phase":"Cancelled"', 1, true)) then
+  return {'stageEnded'}
+end
 local status = ARGV[2]
 local startedAt = string.match(t[1], '"startedAt":"([^"]*)"')
 if startedAt then
@@ -150,7 +156,7 @@ export class LuaScript {
 }
 
 const finishShardScript = new LuaScript(FINISH_SHARD, 8);
-const beginShardScript = new LuaScript(BEGIN_SHARD, 7);
+const beginShardScript = new LuaScript(BEGIN_SHARD, 8);
 
 /** Wake the controller at most this often for a stage's successful shards. */
 export const SHARD_WAKE_THROTTLE_MS = 200;
@@ -182,6 +188,8 @@ export interface ShardTask {
 
 export type ShardBeginResult =
   | { kind: 'missing' }
+  /** Its stage has ended (a job retried from outside, e.g. Bull Board): nothing written. */
+  | { kind: 'stageEnded' }
   | { kind: 'done'; prior: ShardOutcome }
   | { kind: 'cancelled'; status: TaskStatus; task: ShardTask }
   | {
@@ -281,6 +289,7 @@ export class TaskStore {
         keys.taskEvents(b.taskId),
         keys.taskLogs(b.taskId),
         keys.poolWorkers(b.worker.pool),
+        keys.runStages(b.runId),
       ],
       [
         b.taskId,
@@ -294,6 +303,7 @@ export class TaskStore {
           events: b.progress.events.map((e) => encodeStreamEvent(e.type, e.at, e.data)),
           logs: b.progress.logs,
         }),
+        b.stage,
       ],
     )) as string[];
     const code = res[0];
@@ -317,6 +327,7 @@ export class TaskStore {
         kept: { checkpoint: kept.checkpoint, artifacts: kept.artifacts },
       };
     }
+    if (code === 'stageEnded') return { kind: 'stageEnded' };
     return { kind: 'missing' };
   }
 

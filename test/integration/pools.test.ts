@@ -359,6 +359,27 @@ describe('a generate stage over a pool', () => {
     expect(view.stages[0]?.conditions.find((c) => c.type === 'Failed')?.reason).toBe(
       'TooManyShardsFailed',
     );
+    // A job retried from outside once its stage ended (Bull Board's Retry) does not run:
+    // its shard is not begun, and nothing of it changes.
+    const taskId = shardTaskId(runId, 'gen', 1);
+    const before = await sys.store.getTask(taskId);
+    const begin = await sys.store.beginShard({
+      runId,
+      stage: 'gen',
+      taskId,
+      status: { ...before!.status, phase: 'Running', attempt: 9 },
+      progress: { fields: {}, events: [], logs: [] },
+      worker: {
+        pool: 'gen-policy',
+        workerId: 'outsider',
+        state: { state: 'busy' } as unknown as Parameters<
+          typeof sys.store.beginShard
+        >[0]['worker']['state'],
+      },
+    });
+    expect(begin).toEqual({ kind: 'stageEnded' });
+    expect((await sys.store.getTask(taskId))?.status).toEqual(before!.status);
+    expect(await sys.redis.hget(sys.keys.poolWorkers('gen-policy'), 'outsider')).toBeNull();
   });
 });
 

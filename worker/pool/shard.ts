@@ -90,6 +90,10 @@ async function processShard(
     await ctx.states.publish({});
   }
   if (begin.kind === 'missing') throw new UnrecoverableError(`shard task ${taskId} does not exist`);
+  if (begin.kind === 'stageEnded')
+    throw new UnrecoverableError(
+      `stage ${stage} of run ${runId} has ended: shard ${taskId} not run (stoker resume or stoker queues retry run it again)`,
+    );
   if (begin.kind === 'done') return { items: begin.prior.items };
   const a = new ShardAttempt(ctx, job, token, stage, begin.task, running, log);
   if (begin.kind === 'cancelled') return cancelledBeforeStart(a, begin.status);
