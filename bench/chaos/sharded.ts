@@ -83,8 +83,9 @@ export const poolWorkerKill: Scenario = {
     writeFileSync(gate, 'open');
     const c = await countSharded(s, r, 120_000);
     const o = (await s.store.shardOutcomes(r.runId, 'gen')).find((x) => x.taskId === target);
-    // BullMQ does not count a stalled job's redelivery as an attempt (attemptsMade stays),
-    // so the shard's attempt number may still be 1: its starts are in its event stream.
+    // BullMQ does not count a stalled job's redelivery as an attempt (attemptsMade stays);
+    // the pool worker numbers it as a new one (its stalledCounter): the starts are in the
+    // shard's event stream either way.
     const starts = (await readTaskEvents(s.probe, s.keys, target)).filter(
       (e) => e.type === 'attempt',
     ).length;

@@ -249,9 +249,14 @@ describe('a generate stage over a pool', () => {
           : undefined,
       60_000,
     );
+    const held = busy.shard;
     process.kill(busy.pid, 'SIGKILL');
     const view = await sys.waitForPhase(runId, ['Succeeded', 'Failed'], 120_000);
     expect(view.phase).toBe('Succeeded');
+    // The shard the killed worker held came back (BullMQ: stalled) as a new attempt.
+    expect(held).not.toBeNull();
+    const outcome = await sys.redis.hget(sys.keys.stageShards(runId, 'gen'), held as string);
+    expect(JSON.parse(outcome ?? '{}')).toMatchObject({ phase: 'Succeeded', attempt: 2 });
     const out = outputs(view.runDir);
     expect(out.ids).toHaveLength(30);
     expect(new Set(out.ids).size).toBe(30);

@@ -57,16 +57,20 @@ async function processShard(
   const { taskId, runId } = job.data;
   const stage = shardStageOf(runId, taskId);
   if (!stage) throw new UnrecoverableError(`${taskId} is not a shard task of run ${runId}`);
+  // A job BullMQ gave back after its worker died (stalled) has not spent an attempt in
+  // BullMQ's count: it is still a new attempt of the shard, with its own number and log
+  // (and one more in the budget, as BullMQ does not count it either).
+  const redelivered = job.stalledCounter ?? 0;
   const running = {
     ...newTaskStatus({
       id: taskId,
       runId,
       stage,
       queue: job.queueName,
-      maxAttempts: job.opts.attempts ?? 1,
+      maxAttempts: (job.opts.attempts ?? 1) + redelivered,
     }),
     phase: 'Running' as const,
-    attempt: job.attemptsMade + 1,
+    attempt: job.attemptsMade + 1 + redelivered,
     unit: ctx.workerId,
     startedAt: nowIso(),
   };
