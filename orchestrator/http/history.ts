@@ -22,8 +22,7 @@ import {
   readMetricsStream,
   toSeries,
 } from '../metric-history.js';
-import { buildRunView, selectTasks } from '../views.js';
-import { type ApiSource, BadRequestError, NotFoundError } from './source.js';
+import { type ApiSource, NotFoundError, oneTaskOf } from './source.js';
 
 export const HistoryQuery = z.strictObject({
   task: z.string().max(500).optional(),
@@ -38,14 +37,7 @@ export async function readHistory(
   runId: string,
   q: z.infer<typeof HistoryQuery>,
 ): Promise<MetricHistoryView> {
-  const view = await buildRunView(src.store, src.redis, src.keys, runId);
-  const { chosen, none } = selectTasks(view, q.task);
-  if (chosen.length === 0) throw new NotFoundError(none);
-  if (chosen.length > 1)
-    throw new BadRequestError(
-      `query.task: run ${view.id} has several tasks; name one (${chosen.map((x) => x.t.id).join(', ')})`,
-    );
-  const t = chosen[0]!.t;
+  const { view, t } = await oneTaskOf(src, runId, q.task);
   const attempt = q.attempt ?? t.attempt;
   if (attempt < 1 || attempt > Math.max(t.attempt, 1) || t.phase === 'Pending')
     throw new NotFoundError(`task ${t.id} has no attempt ${attempt} yet (it is at ${t.attempt})`);

@@ -20,8 +20,7 @@ import { isProtocolLine } from '../../common/events.js';
 import { isTerminal } from '../../common/model.js';
 import { attemptLogFile } from '../../common/paths.js';
 import { readTaskLogTail } from '../../common/progress.js';
-import { buildRunView, selectTasks } from '../views.js';
-import { type ApiSource, BadRequestError, NotFoundError } from './source.js';
+import { type ApiSource, NotFoundError, oneTaskOf } from './source.js';
 
 export const MAX_CHUNK = 1024 * 1024;
 
@@ -48,14 +47,7 @@ export async function readLogs(
   runId: string,
   q: z.infer<typeof LogsQuery>,
 ): Promise<LogChunk> {
-  const view = await buildRunView(src.store, src.redis, src.keys, runId);
-  const { chosen, none } = selectTasks(view, q.task);
-  if (chosen.length === 0) throw new NotFoundError(none);
-  if (chosen.length > 1)
-    throw new BadRequestError(
-      `query.task: run ${view.id} has several tasks; name one (${chosen.map((x) => x.t.id).join(', ')})`,
-    );
-  const t = chosen[0]!.t;
+  const { view, t } = await oneTaskOf(src, runId, q.task);
   const attempt = q.attempt ?? t.attempt;
   const done = isTerminal(t.phase) || t.attempt !== attempt;
   const keep = (lines: string[]) =>

@@ -7,6 +7,7 @@ import { StokerError } from '../../common/errors.js';
 import type { Keys } from '../../common/keys.js';
 import type { QueueReader } from '../queue-counts.js';
 import type { RunStore } from '../store.js';
+import { buildRunView, selectTasks, type RunView, type TaskView } from '../views.js';
 
 export interface ApiSource {
   redis: Redis;
@@ -27,4 +28,23 @@ export class NotFoundError extends StokerError {
 export class BadRequestError extends StokerError {
   override name = 'BadRequestError';
   readonly statusCode = 400;
+}
+
+/**
+ * The run and the one task a query's `task` names (a task id or a stage name; may be
+ * left out when the run has one task): 404 when it names none, 400 when several.
+ */
+export async function oneTaskOf(
+  src: ApiSource,
+  runId: string,
+  task: string | undefined,
+): Promise<{ view: RunView; t: TaskView }> {
+  const view = await buildRunView(src.store, src.redis, src.keys, runId);
+  const { chosen, none } = selectTasks(view, task);
+  if (chosen.length === 0) throw new NotFoundError(none);
+  if (chosen.length > 1)
+    throw new BadRequestError(
+      `query.task: run ${view.id} has several tasks; name one (${chosen.map((x) => x.t.id).join(', ')})`,
+    );
+  return { view, t: chosen[0]!.t };
 }

@@ -8,16 +8,13 @@
  */
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
-import { stringify } from 'yaml';
+import type { Browser } from 'playwright-core';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { RunningHttp } from '../../orchestrator/http/start.js';
+import { CHROMIUM, launchChromium, SHOTS } from '../util/browser.js';
 import { eventually } from '../util/redis-server.js';
 import { startTestHttp } from '../util/http.js';
-import { payloadFixture, type TestSystem } from '../util/system.js';
-
-const CHROMIUM = '/usr/bin/chromium';
-const SHOTS = join(import.meta.dirname, '..', '..', 'test-output', 'browser');
+import { nodePayloadYaml, type TestSystem } from '../util/system.js';
 
 let sys: TestSystem | undefined;
 let http: RunningHttp | undefined;
@@ -37,32 +34,11 @@ describe.skipIf(!existsSync(CHROMIUM))('in a real browser (chromium)', () => {
     const submitted = await fetch(`${http.url}/api/v1/runs`, {
       method: 'POST',
       headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/yaml' },
-      body: stringify({
-        apiVersion: 'stoker/v1',
-        kind: 'TrainingRun',
-        metadata: { name: 'browser' },
-        spec: {
-          payload: {
-            command: [process.execPath, payloadFixture('train-sim.mjs')],
-            env: { STEPS: 2000, STEP_MS: 20 },
-          },
-        },
-      }),
+      body: nodePayloadYaml('browser', 'train-sim.mjs', { STEPS: 2000, STEP_MS: 20 }),
     });
     expect(submitted.status).toBe(201);
 
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    browser = await launchChromium();
     const page = await browser.newPage();
     await page.goto(`${http.url}/login?token=${read}&next=/queues`);
     expect(new URL(page.url()).pathname).toBe('/queues');

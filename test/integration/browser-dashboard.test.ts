@@ -10,17 +10,14 @@
  */
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
-import { stringify } from 'yaml';
+import type { Browser, Page } from 'playwright-core';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { RunningHttp } from '../../orchestrator/http/start.js';
 import { fireReportSpec } from '../util/fire-report-run.js';
+import { CHROMIUM, launchChromium, SHOTS } from '../util/browser.js';
 import { eventually } from '../util/redis-server.js';
 import { registerIdlePool, startTestHttp } from '../util/http.js';
-import { payloadFixture, type TestSystem } from '../util/system.js';
-
-const CHROMIUM = '/usr/bin/chromium';
-const SHOTS = join(import.meta.dirname, '..', '..', 'test-output', 'browser');
+import { nodePayloadYaml, type TestSystem } from '../util/system.js';
 
 let sys: TestSystem | undefined;
 let http: RunningHttp | undefined;
@@ -43,17 +40,7 @@ async function submit(body: string, token: string): Promise<string> {
 }
 
 const trainSpec = (name: string) =>
-  stringify({
-    apiVersion: 'stoker/v1',
-    kind: 'TrainingRun',
-    metadata: { name },
-    spec: {
-      payload: {
-        command: [process.execPath, payloadFixture('train-sim.mjs')],
-        env: { STEPS: 3000, STEP_MS: 20 },
-      },
-    },
-  });
+  nodePayloadYaml(name, 'train-sim.mjs', { STEPS: 3000, STEP_MS: 20 });
 
 /**
  * How many pixels of a chart's canvas are drawn (not transparent). Page functions are
@@ -82,10 +69,7 @@ describe.skipIf(!existsSync(CHROMIUM))('the dashboard in a real browser (chromiu
     const fire = await submit(fireReportSpec('fire-mini'), admin);
     const train = await submit(trainSpec('train-live'), admin);
 
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'],
-    });
+    browser = await launchChromium();
     const page = await (
       await browser.newContext({ viewport: { width: 1400, height: 900 } })
     ).newPage();

@@ -10,7 +10,6 @@ import { join } from 'node:path';
 import { compileErrors, validate } from '@readme/openapi-parser';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
-import { stringify } from 'yaml';
 import { afterEach, describe, expect, it } from 'vitest';
 import { attemptLogFile, attemptMetricsFile } from '../../common/paths.js';
 import { describeRun } from '../../orchestrator/cli/format.js';
@@ -19,7 +18,7 @@ import { loadOrCreateTokens, tokenFilePath } from '../../orchestrator/http/token
 import { eventually } from '../util/redis-server.js';
 import { registerIdlePool, startTestHttp } from '../util/http.js';
 import { fireReportSpec } from '../util/fire-report-run.js';
-import { payloadFixture, type TestSystem } from '../util/system.js';
+import { nodePayloadYaml, type TestSystem } from '../util/system.js';
 
 let sys: TestSystem | undefined;
 let http: RunningHttp | undefined;
@@ -64,19 +63,8 @@ type RunViewJson = {
   stages: Array<{ queue: { name: string; paused: boolean } | null }>;
 };
 
-function trainSpec(name: string, steps = 3) {
-  return stringify({
-    apiVersion: 'stoker/v1',
-    kind: 'TrainingRun',
-    metadata: { name },
-    spec: {
-      payload: {
-        command: [process.execPath, payloadFixture('train-sim.mjs')],
-        env: { STEPS: steps, STEP_MS: 1 },
-      },
-    },
-  });
-}
+const trainSpec = (name: string, steps = 3) =>
+  nodePayloadYaml(name, 'train-sim.mjs', { STEPS: steps, STEP_MS: 1 });
 
 describe('the HTTP server', () => {
   it('serves health openly and everything else only with a token, by role', async () => {

@@ -6,13 +6,12 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { stringify } from 'yaml';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { RunningHttp } from '../../orchestrator/http/start.js';
 import { stoker } from '../util/cli.js';
 import { eventually } from '../util/redis-server.js';
 import { startTestHttp } from '../util/http.js';
-import { payloadFixture, type TestSystem } from '../util/system.js';
+import { nodePayloadYaml, type TestSystem } from '../util/system.js';
 
 let sys: TestSystem | undefined;
 let http: RunningHttp | undefined;
@@ -35,21 +34,7 @@ async function start() {
     });
   const spec = (name: string, extra: Record<string, unknown> = {}) => {
     const file = join(home!, `${name}.yaml`);
-    writeFileSync(
-      file,
-      stringify({
-        apiVersion: 'stoker/v1',
-        kind: 'TrainingRun',
-        metadata: { name },
-        spec: {
-          payload: {
-            command: [process.execPath, payloadFixture('train-sim.mjs')],
-            env: { STEPS: 3, STEP_MS: 1 },
-          },
-          ...extra,
-        },
-      }),
-    );
+    writeFileSync(file, nodePayloadYaml(name, 'train-sim.mjs', { STEPS: 3, STEP_MS: 1 }, extra));
     return file;
   };
   return { cli, spec, admin, read };

@@ -83,21 +83,36 @@ export function specFrom(doc: unknown): NormalizedSpec {
 }
 
 /** A TrainingRun whose payload is a Node fixture script. */
+/** A TrainingRun document whose payload is a node fixture, with no other setting but `spec`. */
+export function nodePayloadDoc(
+  name: string,
+  fixture: string,
+  env: Record<string, string | number> = {},
+  spec: Record<string, unknown> = {},
+) {
+  return {
+    apiVersion: 'stoker/v1',
+    kind: 'TrainingRun',
+    metadata: { name },
+    spec: { payload: { command: [process.execPath, payloadFixture(fixture)], env }, ...spec },
+  };
+}
+
+/** nodePayloadDoc as YAML: a spec file's text, or an API request's body. */
+export const nodePayloadYaml = (...args: Parameters<typeof nodePayloadDoc>): string =>
+  stringify(nodePayloadDoc(...args));
+
 export function nodePayloadRun(
   name: string,
   fixture: string,
   env: Record<string, string | number> = {},
   extra: Record<string, unknown> = {},
 ): NormalizedSpec {
-  return specFrom({
-    apiVersion: 'stoker/v1',
-    kind: 'TrainingRun',
-    metadata: { name },
-    spec: {
-      payload: { command: [process.execPath, payloadFixture(fixture)], env },
+  return specFrom(
+    nodePayloadDoc(name, fixture, env, {
       retry: { attempts: 3, backoff: { type: 'fixed', delay: '100ms' } },
       terminationGracePeriod: '5s',
       ...extra,
-    },
-  });
+    }),
+  );
 }
