@@ -6,6 +6,9 @@
  * reach) steps down. `controller:alive` tells clients (stoker submit) that a controller
  * is running.
  *
+ * The lock's value is also the fencing token: the leader's writes go through
+ * fenced-redis.ts, which has Redis refuse them once the lock holds another value.
+ *
  * The same lock serves on Kubernetes (not a coordination.k8s.io Lease): every decision a
  * controller takes starts from Redis (the run store, the queues), so the lock in that
  * same Redis is what fences it. A controller cut off from Redis can neither keep the
@@ -25,6 +28,8 @@ export interface Leadership {
   readonly instanceId: string;
   /** Resolves if leadership is lost (renewal failed): the caller must stop dispatching. */
   readonly lost: Promise<void>;
+  /** Gives leadership up now (a write was fenced: the lock has passed on). */
+  markLost(why: string): void;
   release(): Promise<void>;
 }
 
@@ -58,8 +63,11 @@ export async function acquireLeadership(
   // (Redis unreachable) past that point means another controller may hold it now: this
   // one must stop, as if the lock had been taken, rather than go on unfenced.
   let renewedAt = Date.now();
+  let given = false;
   const giveUp = (why: string) => {
     clearInterval(timer);
+    if (given) return;
+    given = true;
     opts.log.error({ instanceId }, why);
     resolveLost();
   };
@@ -81,6 +89,7 @@ export async function acquireLeadership(
   return {
     instanceId,
     lost,
+    markLost: giveUp,
     async release() {
       clearInterval(timer);
       await redis.eval(RELEASE, 1, keys.controllerLock(), instanceId).catch(() => undefined);

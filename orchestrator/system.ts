@@ -12,6 +12,7 @@ import { LocalBackend } from './backends/local.js';
 import type { Backend } from './backends/types.js';
 import { Controller } from './controller/controller.js';
 import { Dispatcher, type DispatchJobData } from './dispatcher.js';
+import { fencedRedis } from './fenced-redis.js';
 import { acquireLeadership, type Leadership } from './leader.js';
 import { RunStore } from './store.js';
 
@@ -79,10 +80,26 @@ export async function startSystem(opts: SystemOptions): Promise<System> {
     redis.disconnect();
     throw new Error('another stoker controller holds the lock on this Redis');
   }
-  const store = new RunStore(redis, keys);
+  // Everything the leader writes goes through the fence (fenced-redis.ts); the lock's
+  // renewal and release, and the subscriber, use the connection itself.
+  const fenced = fencedRedis(redis, {
+    lockKey: keys.controllerLock(),
+    token: leadership.instanceId,
+    onFenced: (holder) =>
+      leadership.markLost(
+        `a write was refused: the controller lock is ${holder ? `held by ${holder}` : 'free'}`,
+      ),
+  });
+  const store = new RunStore(fenced, keys);
   const connection = bullConnection(opts.redisUrl);
   const queues = dispatchQueues(connection, keys);
-  const backend = await startBackend(opts, { redis, keys, redisUrl: opts.redisUrl, log, store });
+  const backend = await startBackend(opts, {
+    redis: fenced,
+    keys,
+    redisUrl: opts.redisUrl,
+    log,
+    store,
+  });
   const dispatcher = new Dispatcher({
     connection,
     keys,
@@ -94,7 +111,7 @@ export async function startSystem(opts: SystemOptions): Promise<System> {
     ...(opts.stalledIntervalMs === undefined ? {} : { stalledIntervalMs: opts.stalledIntervalMs }),
   });
   const controller = new Controller({
-    redis,
+    redis: fenced,
     subscriber,
     keys,
     store,
@@ -114,7 +131,7 @@ export async function startSystem(opts: SystemOptions): Promise<System> {
       void stop('preempt');
     })
     .catch(() => undefined);
-  return { redis, keys, store, controller, dispatcher, backend, queues, leadership, stop };
+  return { redis: fenced, keys, store, controller, dispatcher, backend, queues, leadership, stop };
 }
 
 /** The queues of dispatched tasks: `train` (GPU work) and `steps` (CPU steps). */

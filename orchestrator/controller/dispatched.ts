@@ -17,6 +17,7 @@ import { nowIso, type ResolvedPayload, type StageStatus } from '../../common/mod
 import type { RunRecord } from '../run-record.js';
 import { CPU_STEP_KINDS, type NormalizedStage } from '../../common/spec/schema.js';
 import { newTaskStatus } from '../../common/task-store.js';
+import { checkFence } from '../fenced-redis.js';
 import { taskIdFor } from '../store.js';
 import type { ControllerContext } from './context.js';
 import type { RunObservation } from './plan.js';
@@ -119,6 +120,7 @@ export class DispatchedTasks {
   }
 
   private async enqueue(runId: string, taskId: string, stage: NormalizedStage): Promise<void> {
+    await checkFence(this.ctx.redis);
     await this.ctx.queues[queueForStage(stage)].add(
       stage.kind,
       { taskId, runId },

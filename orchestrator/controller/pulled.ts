@@ -16,6 +16,7 @@ import { runRoots } from '../untrusted-path.js';
 import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Queue } from 'bullmq';
+import { checkFence } from '../fenced-redis.js';
 import { poolQueueName, shardTaskId, type PoolJobData } from '../../common/keys.js';
 import { isTerminal, nowIso, type ResolvedPayload, type StageStatus } from '../../common/model.js';
 import type { RunRecord } from '../run-record.js';
@@ -139,6 +140,7 @@ export class PulledStages {
   async enqueueShards(run: RunRecord, stage: NormalizedStage, taskIds: string[]): Promise<void> {
     const q = this.poolQueue((stage.pool as NormalizedPool).name);
     for (let i = 0; i < taskIds.length; i += 1000) {
+      await checkFence(this.ctx.redis);
       await q.addBulk(
         taskIds.slice(i, i + 1000).map((id) => ({
           name: stage.kind,
