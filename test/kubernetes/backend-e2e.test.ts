@@ -3,6 +3,8 @@
  * @kubernetes/client-node over HTTP to the fake API server, whose kubelet runs each pod's
  * `stoker worker` as a local process.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { V1Job, V1Pod } from '@kubernetes/client-node';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createKubernetesBackend } from '../../orchestrator/backends/kubernetes/compose.js';
@@ -173,13 +175,31 @@ describe('the kubernetes backend on a simulated cluster', () => {
           .find((p) => p.status?.phase === 'Running')?.metadata?.name,
       30_000,
     );
-    c.kubelet.evict(podName, { reason: 'PreemptionByScheduler', gracePeriodSeconds: 1 });
+    // Some steps in: the SIGTERM's checkpoint is not step 0.
+    await eventually(
+      'the payload at step 8',
+      async () => ((await s.view(runId)).stages[0]?.tasks[0]?.progress.step ?? 0) >= 8,
+      30_000,
+    );
+    c.kubelet.evict(podName, { reason: 'PreemptionByScheduler', gracePeriodSeconds: 5 });
     const view = await s.waitForPhase(runId, ['Succeeded', 'Failed'], 90_000);
     expect(view.phase, JSON.stringify(view.stages[0]?.tasks[0])).toBe('Succeeded');
     // The Job's podFailurePolicy ignores the disruption: the Job itself replaces the pod,
     // which resumes from the checkpoint; stoker's one attempt is not spent.
     expect(view.stages[0]?.tasks[0]?.attempt).toBe(1);
     expect(c.server.countRequests({ verb: 'create', resource: 'jobs' })).toBe(1);
+    // Resumed from the checkpoint the evicted payload wrote on SIGTERM, not from step 0,
+    // and the step count at the end is exact.
+    const out = join(view.runDir, 'stages', 'train');
+    const sigtermStep = Number(readFileSync(join(out, 'sigterm-1'), 'utf8'));
+    expect(sigtermStep).toBeGreaterThanOrEqual(8);
+    const starts = readFileSync(join(out, 'starts.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { resumeFrom: string | null; step: number });
+    expect(starts.map((x) => x.step)).toEqual([0, sigtermStep]);
+    expect(starts[1]?.resumeFrom).toMatch(new RegExp(`ckpt-${sigtermStep}\\.json$`));
+    expect(JSON.parse(readFileSync(join(out, 'final.json'), 'utf8'))).toEqual({ step: 40 });
   });
 
   it('refuses a stage in another namespace before anything starts, naming the field', async () => {
