@@ -16,6 +16,7 @@ import {
   ShardInfo,
   ShardOutcome,
   TaskStatus,
+  nowIso,
   type Phase,
   type TaskProgress,
 } from './model.js';
@@ -95,7 +96,7 @@ return recorded
  *   {'missing'}                                    no such task (or not a shard)
  *   {'done', outcome}                              already Succeeded (a redelivery)
  *   {'cancelled', status, shard, payload, runDir}  its run is being cancelled; nothing written
- *   {'started', startedAt, shard, payload, runDir, checkpoint, artifacts}
+ *   {'started', startedAt, shard, payload, runDir, checkpoint, artifacts, prior status}
  *       the status (startedAt of an earlier attempt kept), the attempt's progress record
  *       and event, and the worker's state were written; checkpoint and artifacts are the
  *       progress fields kept across attempts ('' when none)
@@ -132,7 +133,7 @@ if #w.logs > 0 then
   redis.call('RPUSH', KEYS[6], unpack(w.logs))
   redis.call('LTRIM', KEYS[6], -tonumber(ARGV[6]), -1)
 end
-return {'started', startedAt, t[2], t[3], t[4], kept[1] or '', kept[2] or ''}
+return {'started', startedAt, t[2], t[3], t[4], kept[1] or '', kept[2] or '', t[1]}
 `;
 
 /** A script run by its SHA (EVALSHA), loaded with EVAL when the server does not know it. */
@@ -199,6 +200,8 @@ export type ShardBeginResult =
       task: ShardTask;
       /** Progress fields kept across attempts. */
       kept: Pick<TaskProgress, 'checkpoint' | 'artifacts'>;
+      /** The earlier attempts of the shard (historyAfter). */
+      history: TaskStatus['history'];
     };
 
 /** What a pool worker writes as a shard ends, with its outcome (RunStore.finishShard). */
@@ -318,11 +321,13 @@ export class TaskStore {
       };
     }
     if (code === 'started') {
-      const [, startedAt, shard, payload, runDir, checkpoint, artifacts] = res as string[];
+      const [, startedAt, shard, payload, runDir, checkpoint, artifacts, prior] = res as string[];
       const kept = decodeProgress({ checkpoint: checkpoint ?? '', artifacts: artifacts ?? '' });
+      const before = TaskStatus.safeParse(JSON.parse(prior ?? 'null'));
       return {
         kind: 'started',
         startedAt: startedAt as string,
+        history: before.success ? historyAfter(before.data, b.status.attempt) : [],
         task: this.shardTask(shard as string, payload as string, runDir as string),
         kept: { checkpoint: kept.checkpoint, artifacts: kept.artifacts },
       };
@@ -367,4 +372,29 @@ export function newTaskStatus(init: {
     finishedAt: null,
     history: [],
   };
+}
+
+/**
+ * A shard's history as attempt `attempt` starts: the earlier attempts the status recorded,
+ * plus the one the status itself describes when it ended with a reason (a retried
+ * failure, a preemption), so that a later success does not erase why an attempt failed.
+ */
+export function historyAfter(prior: TaskStatus, attempt: number): TaskStatus['history'] {
+  const history = prior.history.filter((h) => h.attempt < attempt);
+  if (prior.attempt <= 0 || prior.attempt >= attempt) return history;
+  if (history.some((h) => h.attempt === prior.attempt)) return history;
+  // Still Running: its worker stopped in the middle (the job was redelivered).
+  const lost = prior.phase === 'Running' && prior.reason === null;
+  if (prior.reason !== null || lost)
+    history.push({
+      attempt: prior.attempt,
+      reason: lost ? 'WorkerLost' : (prior.reason as string),
+      message: lost
+        ? 'the attempt did not finish: its worker stopped, and the shard was redelivered'
+        : (prior.message ?? ''),
+      exitCode: prior.exitCode,
+      signal: prior.signal,
+      finishedAt: prior.finishedAt ?? nowIso(),
+    });
+  return history;
 }

@@ -257,6 +257,9 @@ describe('a generate stage over a pool', () => {
     expect(held).not.toBeNull();
     const outcome = await sys.redis.hget(sys.keys.stageShards(runId, 'gen'), held as string);
     expect(JSON.parse(outcome ?? '{}')).toMatchObject({ phase: 'Succeeded', attempt: 2 });
+    // Its status says what became of the first attempt.
+    const heldTask = await sys.store.getTask(held as string);
+    expect(heldTask?.status.history.map((h) => [h.attempt, h.reason])).toEqual([[1, 'WorkerLost']]);
     const out = outputs(view.runDir);
     expect(out.ids).toHaveLength(30);
     expect(new Set(out.ids).size).toBe(30);
@@ -280,6 +283,10 @@ describe('a generate stage over a pool', () => {
     expect(loads(dir)).toBe(2); // restarted once
     const task = await sys.store.getTask(`${runId}.gen.s00001`);
     expect(task?.status.attempt).toBe(2);
+    // The success did not erase why the first attempt failed.
+    expect(task?.status.history).toHaveLength(1);
+    expect(task?.status.history[0]).toMatchObject({ attempt: 1 });
+    expect(task?.status.history[0]?.reason).not.toBe('');
     const attempts = await sys.redis.hget(
       sys.keys.stageShards(runId, 'gen'),
       `${runId}.gen.s00001`,
@@ -328,8 +335,11 @@ describe('a generate stage over a pool', () => {
     expect(outputs(view.runDir).ids).toHaveLength(15);
     expect(loads(dir)).toBe(2);
     const status = await sys.store.getTask(`${runId}.gen.s00000`);
-    expect(status?.status.history ?? []).toEqual([]); // shard history lives in the outcome
     expect(status?.status.attempt).toBe(2);
+    // The first attempt's failure is kept in the history after the retry succeeded.
+    expect(status?.status.history).toHaveLength(1);
+    expect(status?.status.history[0]?.attempt).toBe(1);
+    expect(status?.status.history[0]?.message).toMatch(/malformed|invalid|response/i);
   });
 
   it('fails a shard with bad input without retrying it; the others finish within the failure policy', async () => {

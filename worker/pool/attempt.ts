@@ -6,8 +6,9 @@
  *     (a shard's outcome does);
  *   - finish(): the outcome, the final status, the pool's completion (successes only) and
  *     the worker's next state, in one script (TaskStore.finishShard).
- * A shard's status has no history (only dispatched tasks keep one): every field is this
- * attempt's.
+ * Every field of a shard's status is this attempt's, except its history: the earlier
+ * attempts and why each ended (a failure, a stall, a worker lost), carried over as the
+ * attempt begins (TaskStore.beginShard, historyAfter), so a later success keeps them.
  */
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';

@@ -102,6 +102,8 @@ async function processShard(
   const a = new ShardAttempt(ctx, job, token, stage, begin.task, running, log);
   if (begin.kind === 'cancelled') return cancelledBeforeStart(a, begin.status);
   a.status = { ...a.status, startedAt: begin.startedAt };
+  // A retried shard keeps why its earlier attempts ended (the begin wrote none).
+  if (begin.history.length > 0) await a.writeStatus({ history: begin.history });
   reporter.attemptOpened(begin.kept);
   const stop = watchStop(ctx, runId);
 
