@@ -48,6 +48,8 @@ export interface Keys {
   poolUsers(name: string): string;
   controllerLock(): string;
   controllerAlive(): string;
+  /** Hash queue -> the leader's dispatch concurrency for it (orchestrator/queue-wait.ts). */
+  dispatchSlots(): string;
   wakeChannel(): string;
   /** Pub/sub: the controller's own writes of a run or stage (the API's event stream). */
   changesChannel(): string;
@@ -84,6 +86,7 @@ export function makeKeys(prefix: string = DEFAULT_PREFIX): Keys {
     poolUsers: (n) => `${p}pool:${n}:users`,
     controllerLock: () => `${p}controller:lock`,
     controllerAlive: () => `${p}controller:alive`,
+    dispatchSlots: () => `${p}controller:slots`,
     wakeChannel: () => `${p}wake`,
     changesChannel: () => `${p}changes`,
   };

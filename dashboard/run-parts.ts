@@ -139,6 +139,8 @@ export function stagesTable(view: RunView, select: (stage: string) => void): HTM
         const notes: Child[] = [];
         if (s.queue?.paused)
           notes.push(h('div', { class: 'warn' }, `queue ${s.queue.name} is paused`));
+        if (s.queue?.wait)
+          notes.push(h('div', { class: 'wait' }, `waiting: ${s.queue.wait.summary}`));
         if (t?.failure)
           notes.push(h('div', { class: 'failure' }, `${t.failure.class}: ${t.failure.evidence}`));
         else if (s.message) notes.push(h('div', {}, s.message));

@@ -120,7 +120,7 @@ class RunsPage {
       h('td', {}, `${r.stages.succeeded}/${r.stages.total}`),
       h('td', {}, ago(r.createdAt)),
       h('td', {}, between(r.startedAt, r.finishedAt)),
-      h('td', { class: 'message' }, r.message ?? ''),
+      h('td', { class: 'message' }, r.waiting ? `waiting: ${r.waiting}` : (r.message ?? '')),
     );
   }
 }

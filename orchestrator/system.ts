@@ -121,6 +121,12 @@ export async function startSystem(opts: SystemOptions): Promise<System> {
     log,
     ...(opts.resyncMs === undefined ? {} : { resyncMs: opts.resyncMs }),
   });
+  const concurrency = opts.concurrency ?? DEFAULT_CONCURRENCY;
+  // How many tasks of each queue run at once: queue-wait.ts estimates start times from it.
+  await fenced.hset(keys.dispatchSlots(), {
+    [QUEUES.train]: String(concurrency.train),
+    [QUEUES.steps]: String(concurrency.steps),
+  });
   await controller.start();
   dispatcher.start();
   const parts = { redis, subscriber, controller, dispatcher, backend, queues, leadership, log };

@@ -20,6 +20,7 @@ import {
 import { readTaskProgress } from '../common/progress.js';
 import { RunResume, type RunRecord } from './run-record.js';
 import { queuePaused } from './queue-paused.js';
+import { QueueWait, runWaiting, stageWait } from './queue-wait.js';
 import type { RunStore } from './store.js';
 
 export const TaskView = z.object({
@@ -104,7 +105,17 @@ export const StageView = z.object({
    * whether it is paused (from outside: Bull Board, BullMQ); null once the stage ended
    * or before it queued anything.
    */
-  queue: z.object({ name: z.string(), paused: z.boolean() }).nullable(),
+  queue: z
+    .object({
+      name: z.string(),
+      paused: z.boolean(),
+      /**
+       * Its next job's place in the queue and estimated start (queue-wait.ts); null once
+       * nothing of the stage waits.
+       */
+      wait: QueueWait.nullable(),
+    })
+    .nullable(),
 });
 export type StageView = z.infer<typeof StageView>;
 
@@ -191,7 +202,11 @@ async function stageQueue(
     ? poolQueueName(st.shards.pool)
     : st.tasks.map((id) => statuses[id]?.queue).find((q) => q);
   if (!name) return null;
-  return { name, paused: await queuePaused(redis, keys, name) };
+  return {
+    name,
+    paused: await queuePaused(redis, keys, name),
+    wait: await stageWait(redis, keys, st, statuses, name),
+  };
 }
 
 /** Seconds left at the reported rate; null without a step, a total or a rate. */
@@ -289,6 +304,11 @@ export const RunSummary = z.object({
    * running one by its shards done or its tasks' step of totalSteps; null without stages.
    */
   progress: z.number().min(0).max(1).nullable(),
+  /**
+   * For a run whose next work waits in a queue: where it stands and when it should start
+   * (the first waiting stage's QueueWait summary); null otherwise.
+   */
+  waiting: z.string().nullable(),
 });
 export type RunSummary = z.infer<typeof RunSummary>;
 
@@ -296,6 +316,7 @@ export function runSummary(
   r: RunRecord,
   stages: Record<string, StageStatus>,
   taskFractions: ReadonlyMap<string, number> = new Map(),
+  waiting: string | null = null,
 ): RunSummary {
   const all = Object.values(stages);
   return {
@@ -309,6 +330,7 @@ export function runSummary(
     finishedAt: r.finishedAt,
     stages: { succeeded: all.filter((s) => s.phase === 'Succeeded').length, total: all.length },
     progress: all.length === 0 ? null : runProgress(all, taskFractions),
+    waiting,
   };
 }
 
@@ -330,7 +352,12 @@ export async function summarizeRun(store: RunStore, r: RunRecord): Promise<RunSu
   const running = Object.values(stages)
     .filter((s) => s.phase === 'Running' && !s.shards)
     .flatMap((s) => s.tasks);
-  return runSummary(r, stages, await store.taskFractions(running));
+  return runSummary(
+    r,
+    stages,
+    await store.taskFractions(running),
+    isTerminal(r.phase) ? null : await runWaiting(store, stages),
+  );
 }
 
 /** The runs and their summaries, stages read once per run. */

@@ -44,6 +44,7 @@ export function describeRun(view: RunView): string {
       lines.push(
         `    queue ${s.queue.name} is paused: nothing new starts until it is resumed (Bull Board, /queues)`,
       );
+    if (s.queue?.wait) lines.push(`    waiting: ${s.queue.wait.summary}`);
     for (const t of s.tasks) {
       lines.push(`    task ${t.id} ${t.phase} (${taskLine(t)})`);
       if (t.reason && t.phase !== 'Succeeded')

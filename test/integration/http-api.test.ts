@@ -389,7 +389,13 @@ describe('the HTTP server', () => {
       },
       30_000,
     );
-    expect(waiting.stages[0]?.queue).toEqual({ name: 'train', paused: true });
+    expect(waiting.stages[0]?.queue).toMatchObject({ name: 'train', paused: true });
+    // Its place in the queue, and no estimate while the queue is paused.
+    expect(waiting.stages[0]?.queue?.wait).toMatchObject({
+      position: 1,
+      startsInSeconds: null,
+      basis: 'the queue is paused',
+    });
     expect(describeRun(waiting as never)).toContain('queue train is paused');
     expect(await call('POST', '/api/v1/queues/train/resume', { token: admin })).toMatchObject({
       json: { name: 'train', paused: false },

@@ -85,7 +85,8 @@ function showRuns(runs: RunSummary[], o: { json?: boolean }): void {
       r.phase,
       `${r.stages.succeeded}/${r.stages.total}`,
       age(r.createdAt),
-      r.message ?? '',
+      // A run whose next work waits in a queue says where it stands and when it starts.
+      r.waiting ? `waiting: ${r.waiting}` : (r.message ?? ''),
     ]);
   }
   print(table(rows));
