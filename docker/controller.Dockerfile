@@ -32,6 +32,10 @@ COPY training-configs ./training-configs
 # The FIRE definitions the reports cite (docs/fire.md).
 COPY docs ./docs
 RUN npm run build && npm prune --omit=dev
+# The launcher that starts a worker with its secrets on a descriptor instead of in its
+# environment (a payload can read its worker's /proc/PID/environ): docker-compose.yml's
+# worker service, and Kubernetes pods of this image (the kind overlay), run through it.
+RUN install -m 0755 worker/bin/stoker-env-fd /usr/local/bin/stoker-env-fd
 
 # Runs data (`.stoker` in the working directory) is a volume in docker-compose.yml;
 # creating it here makes a fresh named volume owned by the unprivileged user.

@@ -48,9 +48,13 @@ COPY --from=stoker /app /app
 COPY worker/python ./worker/python
 # The FIRE definitions the reports cite (docs/fire.md).
 COPY docs ./docs
-# `stoker` on PATH: the pod's command is ["stoker", "worker", ...] (STOKER_K8S_WORKER_COMMAND).
+# `stoker` and its launcher on PATH: the pod's command is ["stoker-env-fd", "stoker",
+# "worker", ...] (STOKER_K8S_WORKER_LAUNCHER, STOKER_K8S_WORKER_COMMAND). The launcher
+# moves the variables that come from Secrets onto a descriptor before it execs the
+# worker, so a payload cannot read them in the worker's /proc/PID/environ.
 RUN printf '#!/bin/sh\nexec /usr/local/bin/node /app/bin/stoker.js "$@"\n' > /usr/local/bin/stoker \
- && chmod 0755 /usr/local/bin/stoker
+ && chmod 0755 /usr/local/bin/stoker \
+ && install -m 0755 /app/worker/bin/stoker-env-fd /usr/local/bin/stoker-env-fd
 
 # The unprivileged user the pods run as (runAsUser/fsGroup 1000, runAsNonRoot), with a
 # writable home for the Hugging Face and torch caches unless HF_HOME points elsewhere.

@@ -5,7 +5,8 @@
  * REDIS_URL (with its password), the API token and whatever else its pod or shell
  * had. The payload gets exactly these, later entries winning over earlier ones:
  *
- *   1. ALLOWLIST from the worker's environment:
+ *   1. ALLOWLIST from the worker's environment (common/secret-env.ts, shared with the
+ *      local backend, which starts workers with little more than this):
  *        names     PATH HOME USER LOGNAME LANG LANGUAGE TZ TMPDIR LD_LIBRARY_PATH
  *                  HF_HOME HF_HUB_OFFLINE TRANSFORMERS_OFFLINE TRANSFORMERS_CACHE
  *        prefixes  LC_ CUDA_ NVIDIA_ NCCL_ OMP_ MKL_ OPENBLAS_ TORCH_ PYTORCH_ GLOO_
@@ -32,47 +33,15 @@
  * Pure: the caller passes the worker's environment in (no process.env read here).
  */
 import { secretForms } from './redact.js';
+import { ENV_ALLOWLIST, ENV_ALLOWLIST_PREFIXES, isAllowlisted } from '../common/secret-env.js';
 import { NonRetryableError } from '../common/errors.js';
 import type { ResolvedPayload } from '../common/model.js';
 import { payloadBinDir, pythonPayloadDir } from '../common/paths.js';
 import { WORKER_RANK_ENV } from '../common/rank-env.js';
 
-export const ENV_ALLOWLIST: readonly string[] = [
-  'PATH',
-  'HOME',
-  'USER',
-  'LOGNAME',
-  'LANG',
-  'LANGUAGE',
-  'TZ',
-  'TMPDIR',
-  'LD_LIBRARY_PATH',
-  'HF_HOME',
-  'HF_HUB_OFFLINE',
-  'TRANSFORMERS_OFFLINE',
-  'TRANSFORMERS_CACHE',
-];
-
-export const ENV_ALLOWLIST_PREFIXES: readonly string[] = [
-  'LC_',
-  'CUDA_',
-  'NVIDIA_',
-  'NCCL_',
-  'OMP_',
-  'MKL_',
-  'OPENBLAS_',
-  'TORCH_',
-  'PYTORCH_',
-  'GLOO_',
-  // torchrun's own names for the rendezvous (PET_NNODES, PET_NODE_RANK, PET_MASTER_ADDR...)
-  'PET_',
-];
+export { ENV_ALLOWLIST, ENV_ALLOWLIST_PREFIXES, isAllowlisted };
 
 export type EnvSource = Readonly<Record<string, string | undefined>>;
-
-export function isAllowlisted(name: string): boolean {
-  return ENV_ALLOWLIST.includes(name) || ENV_ALLOWLIST_PREFIXES.some((p) => name.startsWith(p));
-}
 
 /** The allowlisted part of an environment. */
 export function allowlistedEnv(parentEnv: EnvSource): Record<string, string> {
@@ -101,7 +70,10 @@ export interface PayloadIdentity {
 }
 
 export interface BuildPayloadEnvOptions {
-  /** The worker's environment (process.env at the entry point). */
+  /**
+   * The worker's environment: the one it was exec'd with plus what STOKER_SECRETS_FD
+   * held (worker/secrets-fd.ts, at the entry point).
+   */
   parentEnv: EnvSource;
   payload: Pick<ResolvedPayload, 'env' | 'secretEnv' | 'outputDir'>;
   identity: PayloadIdentity;

@@ -9,8 +9,13 @@
  *
  * Configuration comes from the environment the backend sets: STOKER_REDIS_URL (or
  * REDIS_URL), STOKER_PREFIX, STOKER_HOME, STOKER_LOG_LEVEL, STOKER_LOCK_DURATION_MS,
- * STOKER_STALLED_INTERVAL_MS. Exit code: the payload's (dispatched), 0 after a drain
- * (pool), 2 for bad arguments.
+ * STOKER_STALLED_INTERVAL_MS. Secrets (the Redis URL, what a spec's secretEnv copies)
+ * should come on the descriptor STOKER_SECRETS_FD names, read and closed first of all
+ * (worker/secrets-fd.ts): what the worker was exec'd with stays readable by its payload
+ * in /proc/<worker>/environ. The local backend starts workers so; in a container,
+ * worker/bin/stoker-env-fd does. A secret-looking variable in the worker's own
+ * environment gets one warning. Exit code: the payload's (dispatched), 0 after a drain
+ * (pool), 2 for bad arguments or a malformed STOKER_SECRETS_FD.
  */
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
@@ -18,6 +23,7 @@ import { join, resolve } from 'node:path';
 import { makeKeys, type Keys } from '../common/keys.js';
 import { createLogger, type Logger } from '../common/logger.js';
 import { connectRedis } from '../common/redis.js';
+import { EXPOSED_WARNING, SecretsFdError, workerEnvironment } from './secrets-fd.js';
 
 const USAGE =
   'usage: stoker worker (--task ID --unit NAME --attempt N | --pool NAME [--worker-id ID])';
@@ -26,7 +32,7 @@ type Args = Record<string, string | boolean | undefined>;
 
 /** What both kinds of worker read from the environment. */
 interface WorkerEnv {
-  env: NodeJS.ProcessEnv;
+  env: Record<string, string | undefined>;
   url: string;
   keys: Keys;
   log: Logger;
@@ -36,9 +42,21 @@ interface WorkerEnv {
 
 export async function workerMain(
   argv: string[],
-  env: NodeJS.ProcessEnv = process.env,
+  realEnv: NodeJS.ProcessEnv = process.env,
+  readFd?: (fd: number) => Buffer,
 ): Promise<number> {
-  // 1. The arguments.
+  // 1. The secrets on STOKER_SECRETS_FD, read and the descriptor closed before anything
+  // else, merged over the environment the worker was exec'd with.
+  let env: WorkerEnv['env'];
+  let exposed: string[];
+  try {
+    ({ env, exposed } = workerEnvironment(realEnv, readFd));
+  } catch (err) {
+    if (!(err instanceof SecretsFdError)) throw err;
+    process.stderr.write(`stoker worker: ${err.message}\n`);
+    return 2;
+  }
+  // 2. The arguments.
   let values: Args;
   try {
     ({ values } = parseArgs({
@@ -63,7 +81,7 @@ export async function workerMain(
     );
     return 0;
   }
-  // 2. The environment the backend set.
+  // 3. The environment the backend set.
   const url = env.STOKER_REDIS_URL || env.REDIS_URL;
   if (!url) {
     process.stderr.write(
@@ -81,7 +99,8 @@ export async function workerMain(
       return env[name] && Number.isFinite(n) && n > 0 ? n : undefined;
     },
   };
-  // 3. A pool worker, or one task attempt.
+  if (exposed.length > 0) we.log.warn({ names: exposed }, EXPOSED_WARNING);
+  // 4. A pool worker, or one task attempt.
   if (typeof values.pool === 'string') return poolWorker(values.pool, values, we);
   return taskWorker(values, we);
 }

@@ -48,7 +48,7 @@ export interface TaskWorkerOptions {
   taskId: string;
   unitName: string;
   attempt: number;
-  /** The worker's environment (process.env at the entry point). */
+  /** The worker's environment (its own plus STOKER_SECRETS_FD's: worker/secrets-fd.ts). */
   parentEnv: EnvSource;
   log: Logger;
   /** Aborted on SIGTERM/SIGINT to the worker (wired by the CLI). */

@@ -13,9 +13,17 @@
  * A worker that dies without writing its result (kill -9, OOM killer) is "WorkerLost":
  * its payload's process group is killed so nothing runs on without supervision, and the
  * attempt fails as retryable.
+ *
+ * A worker's environment: its environ holds only the payload allowlist, what node reads
+ * at start (NODE_OPTIONS...), stoker's plain settings (STOKER_PREFIX, STOKER_HOME,
+ * STOKER_LOG_LEVEL, STOKER_*_MS) and STOKER_SECRETS_FD=3, none that looks secret; the
+ * Redis URL and the rest of the controller's environment (what secretEnv `fromEnv`
+ * copies) go on a pipe at descriptor 3, written and closed right after the spawn. A
+ * payload can read its worker's /proc/PID/environ, not that pipe. The exact list and the
+ * spawn: worker-process.ts.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, openSync, closeSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import type { Keys } from '../../common/keys.js';
@@ -32,6 +40,7 @@ import {
   type UnitState,
 } from './types.js';
 import { groupAlive, isRunning, killGroup, killPid, procStartTime } from '../../common/proc.js';
+import { spawnWorkerProcess } from './worker-process.js';
 
 export interface LocalBackendOptions {
   redis: Redis;
@@ -329,39 +338,23 @@ export class LocalBackend implements Backend {
     this.opts.log.info({ pool, workerId, pid }, 'started pool worker');
   }
 
-  /**
-   * Start `stoker worker ARGS`, detached (its own process group: it outlives a controller
-   * that dies, and its group can be killed), stdout and stderr appended to `logFile`, the
-   * Redis URL and key prefix (and `env`) in its environment. Resolves once it runs.
-   */
-  private async spawnWorker(
+  /** Start `stoker worker ARGS` (worker-process.ts), `env` over the controller's. */
+  private spawnWorker(
     args: string[],
     logFile: string,
     env: Record<string, string> = {},
   ): Promise<{ child: ChildProcess; pid: number }> {
-    const [cmd, ...prefixArgs] = this.opts.stokerCommand ?? [process.execPath, stokerBin()];
-    const fd = openSync(logFile, 'a', 0o600);
-    let child: ChildProcess;
-    try {
-      child = spawn(cmd as string, [...prefixArgs, 'worker', ...args], {
-        detached: true,
-        stdio: ['ignore', fd, fd],
-        env: {
-          ...(this.opts.env ?? process.env),
-          STOKER_REDIS_URL: this.opts.redisUrl,
-          STOKER_PREFIX: this.opts.keys.prefix,
-          ...env,
-        },
-      });
-    } finally {
-      closeSync(fd);
-    }
-    const pid = await new Promise<number>((resolve, reject) => {
-      child.once('spawn', () => resolve(child.pid as number));
-      child.once('error', reject);
+    return spawnWorkerProcess({
+      command: [...(this.opts.stokerCommand ?? [process.execPath, stokerBin()]), 'worker', ...args],
+      logFile,
+      env: {
+        ...(this.opts.env ?? process.env),
+        STOKER_REDIS_URL: this.opts.redisUrl,
+        STOKER_PREFIX: this.opts.keys.prefix,
+        ...env,
+      },
+      log: this.opts.log,
     });
-    child.unref();
-    return { child, pid };
   }
 
   async close(): Promise<void> {

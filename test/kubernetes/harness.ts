@@ -34,6 +34,8 @@ export interface K8sHarness {
   /** Start a controller; `prefix` of an earlier one makes it that one's successor. */
   system(opts?: {
     prefix?: string;
+    /** A Redis of the test's own (its URL goes in the stoker-redis Secret). */
+    redisUrl?: string;
     quietMs?: number;
     qps?: number;
     burst?: number;
@@ -64,6 +66,7 @@ export async function startK8sCluster(opts: FakeClusterOptions = {}): Promise<K8
       let backend: KubernetesBackend | undefined;
       const sys = await startTestSystem({
         ...(o.prefix ? { prefix: o.prefix } : {}),
+        ...(o.redisUrl ? { redisUrl: o.redisUrl } : {}),
         backend: async ({ store, log, redisUrl, keys }) => {
           if (!cluster.store.get('secrets', NS, 'stoker-redis'))
             cluster.store.create('secrets', {

@@ -95,7 +95,9 @@ describe('buildTrainJob', () => {
     const pod = podOf(job);
     expect(pod.restartPolicy).toBe('Never');
     expect(pod.subdomain).toBeUndefined();
+    // Through the launcher, which moves the Secret-fed variables out of the environ.
     expect(pod.containers[0]?.command).toEqual([
+      'stoker-env-fd',
       'stoker',
       'worker',
       '--task',
@@ -361,12 +363,29 @@ describe('buildTrainJob', () => {
       secretKeyRef: { name: 'aws', key: 'AWS_SECRET_ACCESS_KEY' },
     });
     expect(env.has('S3_KEY')).toBe(false);
+    // The launcher moves exactly the Secret-fed variables to a descriptor.
+    expect(env.get('STOKER_SECRET_ENV')?.value?.split(' ')).toEqual([
+      'STOKER_REDIS_URL',
+      'HF_TOKEN',
+      'WANDB_API_KEY',
+      'AWS_SECRET_ACCESS_KEY',
+    ]);
     for (const e of env.values()) {
       if (/TOKEN|KEY|REDIS_URL/.test(e.name)) expect(e.value).toBeUndefined();
     }
     const serialised = JSON.stringify([job, service]);
     for (const secret of ['hunter2', 'hf_super_secret_token_value', 'redis://'])
       expect(serialised).not.toContain(secret);
+  });
+
+  it('without a launcher (STOKER_K8S_WORKER_LAUNCHER=""), runs the worker command as it is, with no STOKER_SECRET_ENV', () => {
+    const settings = settingsFromEnv({ STOKER_K8S_WORKER_LAUNCHER: '' });
+    expect(settings.workerLauncher).toBeUndefined();
+    const { job } = makeTrainJob().settings(settings).build();
+    valid(job);
+    expect(podOf(job).containers[0]?.command?.slice(0, 2)).toEqual(['stoker', 'worker']);
+    expect(envOf(job).has('STOKER_SECRET_ENV')).toBe(false);
+    expect(envOf(job).get('STOKER_REDIS_URL')?.valueFrom?.secretKeyRef?.name).toBe('stoker-redis');
   });
 
   it.each([
@@ -583,6 +602,7 @@ describe('buildPoolWorkers', () => {
     });
     const pod = podOf(first);
     expect(pod.containers[0]?.command).toEqual([
+      'stoker-env-fd',
       'stoker',
       'worker',
       '--pool',
@@ -596,6 +616,7 @@ describe('buildPoolWorkers', () => {
     });
     const env = envOf(first);
     expect(env.get('HF_TOKEN')?.valueFrom).toEqual({ secretKeyRef: { name: 'hf', key: 'token' } });
+    expect(env.get('STOKER_SECRET_ENV')?.value).toBe('STOKER_REDIS_URL HF_TOKEN');
     expect(env.has('MASTER_ADDR')).toBe(false);
     expect(pod.volumes?.map((v) => v.name)).toEqual(['runs', 'dshm']);
   });
@@ -666,6 +687,7 @@ describe('settingsFromEnv', () => {
       STOKER_K8S_NAMESPACE: 'ml',
       STOKER_K8S_WORKER_IMAGE: 'registry.example.com/stoker-worker-gpu:1.2',
       STOKER_K8S_WORKER_COMMAND: '["node", "/app/bin/stoker.js"]',
+      STOKER_K8S_WORKER_LAUNCHER: '/opt/stoker/stoker-env-fd',
       STOKER_K8S_PRIORITY_CLASS: '',
       STOKER_K8S_RUNS_CLAIM: '',
       STOKER_K8S_GPU_TYPES: '{"b200": "NVIDIA-B200"}',
@@ -677,6 +699,7 @@ describe('settingsFromEnv', () => {
       namespace: 'ml',
       workerImage: 'registry.example.com/stoker-worker-gpu:1.2',
       workerCommand: ['node', '/app/bin/stoker.js'],
+      workerLauncher: '/opt/stoker/stoker-env-fd',
       priorityClassName: undefined,
       runsVolume: undefined,
       masterPort: 23456,
@@ -693,6 +716,7 @@ describe('settingsFromEnv', () => {
         STOKER_K8S_NAMESPACE: 'Not_A_Namespace',
         STOKER_K8S_MASTER_PORT: '99999',
         STOKER_K8S_WORKER_COMMAND: 'stoker worker',
+        STOKER_K8S_WORKER_LAUNCHER: 'stoker-env-fd --flag',
       });
     } catch (e) {
       err = e;
@@ -702,7 +726,12 @@ describe('settingsFromEnv', () => {
       'STOKER_K8S_MASTER_PORT',
       'STOKER_K8S_NAMESPACE',
       'STOKER_K8S_WORKER_COMMAND',
+      'STOKER_K8S_WORKER_LAUNCHER',
     ]);
+  });
+
+  it('runs workers through stoker-env-fd on PATH unless told otherwise', () => {
+    expect(settingsFromEnv({}).workerLauncher).toBe('stoker-env-fd');
   });
 });
 

@@ -16,12 +16,22 @@ export interface TestRedis {
   stop(): Promise<void>;
 }
 
-/** Through the product's launcher (orchestrator/redis-server.ts), on a port the OS hands out. */
-export async function startTestRedis(opts: { appendonly?: boolean } = {}): Promise<TestRedis> {
+/**
+ * Through the product's launcher (orchestrator/redis-server.ts), on a port the OS hands
+ * out; with `password`, the server requires it and `url` carries it.
+ */
+export async function startTestRedis(
+  opts: { appendonly?: boolean; password?: string } = {},
+): Promise<TestRedis> {
   const dir = mkdtempSync(join(tmpdir(), 'stoker-test-redis-'));
+  const { password } = opts;
   try {
     const { child, port, url } = await startRedisServer({
-      args: scratchArgs(dir, opts),
+      args: (port) => [
+        ...scratchArgs(dir, opts)(port),
+        ...(password ? ['--requirepass', password] : []),
+      ],
+      ...(password ? { url: (port: number) => `redis://:${password}@127.0.0.1:${port}` } : {}),
       label: 'test redis-server (is redis-server installed?)',
     });
     return {

@@ -24,8 +24,9 @@ export interface TestSystem extends System {
   cleanup(): Promise<void>;
 }
 
+/** A stoker on the suite's Redis, or on `extra.redisUrl` (a server of the test's own). */
 export async function startTestSystem(extra: Partial<SystemOptions> = {}): Promise<TestSystem> {
-  const redisUrl = await testRedisUrl();
+  const redisUrl = extra.redisUrl ?? (await testRedisUrl());
   const prefix = extra.prefix ?? uniquePrefix('sys');
   const home = mkdtempSync(join(tmpdir(), 'stoker-test-home-'));
   const log = process.env.STOKER_TEST_LOG

@@ -4,10 +4,12 @@
  * the kubernetes test suite and its harness share this.
  *
  * Pods run this checkout's stoker (the simulated kubelet starts them as local processes
- * here, so there is no image and no runs volume), in namespace `stoker`, and the
- * PriorityClass the settings name exists.
+ * here, so there is no image and no runs volume) through this checkout's launcher
+ * (worker/bin/stoker-env-fd, as the images have it on PATH), in namespace `stoker`, and
+ * the PriorityClass the settings name exists.
  */
-import { stokerBin } from '../../common/paths.js';
+import { join } from 'node:path';
+import { payloadBinDir, stokerBin } from '../../common/paths.js';
 import {
   kubernetesSettings,
   type KubernetesSettings,
@@ -21,6 +23,7 @@ export function simulatedSettings(
   const settings = kubernetesSettings({
     namespace: 'stoker',
     workerCommand: [process.execPath, stokerBin()],
+    workerLauncher: join(payloadBinDir(), 'stoker-env-fd'),
     runsVolume: undefined,
     ...overrides,
   });

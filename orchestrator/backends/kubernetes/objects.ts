@@ -14,10 +14,11 @@
  * and what they share: job-spec.ts (the Job around the pod, its failure policy and
  * labels), pod-spec.ts (the pod: security, resources, placement, volumes) and pod-env.ts
  * (its environment). Every pod runs `stoker worker ...` (the worker command, never a
- * shell string) as a non-root user with a restricted security context, gets the Redis URL
- * and the spec's secrets as secretKeyRef references (never values: a value in an object
- * would be readable by anyone who may read Jobs), and no service-account token (workers
- * never call the API server).
+ * shell string) through the launcher stoker-env-fd as a non-root user with a restricted
+ * security context, gets the Redis URL and the spec's secrets as secretKeyRef references
+ * (never values: a value in an object would be readable by anyone who may read Jobs),
+ * which the launcher moves out of the worker's environ (its payload could read them
+ * there), and no service-account token (workers never call the API server).
  */
 import type { V1Job, V1Service } from '@kubernetes/client-node';
 import type { NormalizedSpec } from '../../../common/spec/schema.js';

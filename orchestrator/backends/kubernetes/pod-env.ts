@@ -11,11 +11,17 @@
  *               payload's `name` (worker/env.ts). A name stoker sets itself is refused
  *   extra       what the backend sets itself (the rank variables of a train Job); a plain
  *               variable of the same name is refused
+ *   launcher    with settings.workerLauncher (pod-spec.ts runs the worker through it),
+ *               STOKER_SECRET_ENV: the names of every variable above that comes from a
+ *               secretKeyRef, space-separated. The launcher moves them onto a descriptor
+ *               before it execs the worker, so the worker's /proc/PID/environ, which its
+ *               payload can read, holds none of them (worker/bin/stoker-env-fd)
  *
  * A variable set twice the same way is kept once; set twice differently, it is refused.
  */
 import type { V1EnvVar } from '@kubernetes/client-node';
 import { isReservedPodEnv, type NormalizedStage } from '../../../common/spec/schema.js';
+import { looksSecret } from '../../../common/secret-env.js';
 import type { KubernetesSettings } from './settings.js';
 
 export interface EnvInput {
@@ -25,11 +31,8 @@ export interface EnvInput {
   extraEnv: V1EnvVar[];
 }
 
-/** Names that must never carry a plain value in an object anyone who reads Jobs can see. */
-const SECRET_NAME =
-  /(^|_)(REDIS_URL|PASSWORD|PASSWD|TOKEN|SECRET|API_KEY|PRIVATE_KEY|CREDENTIALS?)$/;
-/** A URL with a password in it (redis://:pw@host). */
-const URL_WITH_PASSWORD = /^[a-z][a-z0-9+.-]*:\/\/[^/@\s]*:[^/@\s]+@/i;
+/** The variable that tells the launcher which variables to move (worker/bin/stoker-env-fd). */
+export const SECRET_ENV_VAR = 'STOKER_SECRET_ENV';
 
 export function buildEnv(input: EnvInput): V1EnvVar[] {
   const { settings } = input;
@@ -48,7 +51,8 @@ export function buildEnv(input: EnvInput): V1EnvVar[] {
   const plain: Record<string, string> = { ...settings.workerEnv, ...input.env };
   if (settings.runsVolume) plain['STOKER_HOME'] = settings.runsVolume.mountPath;
   for (const [name, value] of Object.entries(plain)) {
-    if (SECRET_NAME.test(name) || URL_WITH_PASSWORD.test(value))
+    // A name or value that looks secret: a value in a Job is readable by anyone who may read Jobs.
+    if (looksSecret(name, value))
       throw new Error(
         `environment variable ${name} looks secret: pass it as a Secret reference, never as a value in the Job`,
       );
@@ -76,5 +80,9 @@ export function buildEnv(input: EnvInput): V1EnvVar[] {
     });
   }
   for (const v of input.extraEnv) push(v);
+  if (settings.workerLauncher !== undefined) {
+    const fromSecrets = env.filter((v) => v.valueFrom?.secretKeyRef).map((v) => v.name);
+    push({ name: SECRET_ENV_VAR, value: fromSecrets.join(' ') });
+  }
   return env;
 }

@@ -14,6 +14,10 @@
  *   grace       the stage's grace plus settings.graceMarginSeconds: the worker gives the
  *               payload its grace after SIGTERM, then records the outcome; the kubelet's
  *               SIGKILL must come after both
+ *   command     [settings.workerLauncher, ...command]: the launcher (stoker-env-fd) moves
+ *               the variables that come from Secrets onto a descriptor and execs the
+ *               worker, so its environ holds none of them (pod-env.ts sets the list);
+ *               without a launcher, the command as it is
  *   env         pod-env.ts
  */
 import type {
@@ -79,7 +83,10 @@ export function buildPodSpec(input: PodInput): V1PodSpec {
     name: WORKER_CONTAINER,
     image: input.image,
     imagePullPolicy: k.imagePullPolicy ?? settings.imagePullPolicy,
-    command: input.command,
+    command:
+      settings.workerLauncher === undefined
+        ? input.command
+        : [settings.workerLauncher, ...input.command],
     env: buildEnv(input),
     resources: buildResources(settings, resources),
     ...(input.ports.length ? { ports: input.ports.map((p) => ({ ...p, protocol: 'TCP' })) } : {}),

@@ -47,7 +47,10 @@ export function buildPoolWorkers(pool: PoolSpec, ctx: PoolWorkersContext): V1Job
   return ctx.workerIds.map((id) => buildPoolWorkerJob(pool, id, ctx));
 }
 
-/** The Job of one worker of the pool: `stoker worker --pool NAME --worker-id ID`, one pod. */
+/**
+ * The Job of one worker of the pool: `stoker worker --pool NAME --worker-id ID` (through
+ * settings.workerLauncher: pod-spec.ts), one pod.
+ */
 export function buildPoolWorkerJob(
   pool: PoolSpec,
   workerId: string,

@@ -8,6 +8,13 @@
  *                                      unless a stage names another
  *   STOKER_K8S_WORKER_IMAGE            worker image for stages that name none
  *   STOKER_K8S_WORKER_COMMAND          JSON argv that runs stoker in that image ["stoker"]
+ *   STOKER_K8S_WORKER_LAUNCHER         what runs that command: a pod runs [launcher,
+ *                                      ...command, "worker", ...] with STOKER_SECRET_ENV
+ *                                      naming its secretKeyRef variables, which the
+ *                                      launcher moves to a descriptor (stoker-env-fd, on
+ *                                      PATH in stoker's images; "" for none: the secrets
+ *                                      then stay in the worker's environ, and the worker
+ *                                      warns)
  *   STOKER_K8S_IMAGE_PULL_POLICY       Always | IfNotPresent | Never (IfNotPresent)
  *   STOKER_K8S_WORKER_SERVICE_ACCOUNT  worker pods' service account (stoker-worker); its
  *                                      token is not mounted: workers never call the API
@@ -44,6 +51,8 @@ export interface KubernetesSettings {
   namespace: string;
   workerImage: string;
   workerCommand: string[];
+  /** Runs the worker command, taking the secrets out of its environment (undefined: none). */
+  workerLauncher: string | undefined;
   imagePullPolicy: PullPolicy;
   workerServiceAccountName: string;
   priorityClassName: string | undefined;
@@ -90,6 +99,7 @@ export const DEFAULT_SETTINGS: Readonly<KubernetesSettings> = {
   namespace: 'stoker',
   workerImage: 'stoker-worker-gpu:latest',
   workerCommand: ['stoker'],
+  workerLauncher: 'stoker-env-fd',
   imagePullPolicy: 'IfNotPresent',
   workerServiceAccountName: 'stoker-worker',
   priorityClassName: 'stoker-training',
@@ -160,6 +170,9 @@ const SettingsEnv = z.object({
   STOKER_K8S_NAMESPACE: dnsLabel.optional(),
   STOKER_K8S_WORKER_IMAGE: z.string().min(1).optional(),
   STOKER_K8S_WORKER_COMMAND: json(z.array(z.string()).min(1)).optional(),
+  STOKER_K8S_WORKER_LAUNCHER: z
+    .union([z.literal(''), z.string().regex(/^\S+$/, 'a command or a path, without spaces')])
+    .optional(),
   STOKER_K8S_IMAGE_PULL_POLICY: z.enum(['Always', 'IfNotPresent', 'Never']).optional(),
   STOKER_K8S_WORKER_SERVICE_ACCOUNT: objectName.optional(),
   STOKER_K8S_ALLOWED_SECRETS: z.string().optional(),
@@ -221,6 +234,10 @@ export function settingsFromEnv(
     namespace: e.STOKER_K8S_NAMESPACE ?? d.namespace,
     workerImage: e.STOKER_K8S_WORKER_IMAGE ?? d.workerImage,
     workerCommand: e.STOKER_K8S_WORKER_COMMAND ?? d.workerCommand,
+    workerLauncher:
+      e.STOKER_K8S_WORKER_LAUNCHER === undefined
+        ? d.workerLauncher
+        : e.STOKER_K8S_WORKER_LAUNCHER || undefined,
     imagePullPolicy: e.STOKER_K8S_IMAGE_PULL_POLICY ?? d.imagePullPolicy,
     workerServiceAccountName: e.STOKER_K8S_WORKER_SERVICE_ACCOUNT ?? d.workerServiceAccountName,
     priorityClassName:

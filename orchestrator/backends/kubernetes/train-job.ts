@@ -48,7 +48,10 @@ export interface TrainJobRequest extends Omit<LaunchRequest, 'image'> {
   image: string;
   /** Where the Job goes (the stage's kubernetes.namespace, else settings.namespace). */
   namespace: string;
-  /** How the image runs stoker, e.g. ["stoker"]; `worker --task ...` is appended. */
+  /**
+   * How the image runs stoker, e.g. ["stoker"]; `worker --task ...` is appended, and
+   * settings.workerLauncher put in front (pod-spec.ts).
+   */
   workerCommand: string[];
   /**
    * Plain variables for the worker (STOKER_PREFIX, STOKER_LOG_LEVEL...). Never a secret:

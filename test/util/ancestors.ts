@@ -1,0 +1,46 @@
+/**
+ * Reading what test/fixtures/payloads/read-ancestors.mjs found: each ancestor of a payload
+ * (its worker first) with its /proc/PID/environ and cmdline. The secrets tests of the
+ * local backend (test/integration/secrets.test.ts) and the simulated cluster
+ * (test/kubernetes/secrets.test.ts) check it the same way.
+ */
+import { readFileSync } from 'node:fs';
+import { expect } from 'vitest';
+
+export interface AncestorsReport {
+  pid: number;
+  /** The payload's own SECRET_VAR (its secretEnv copy). */
+  secret: string | null;
+  ancestors: { pid: number; comm: string; environ: string | null; cmdline: string | null }[];
+}
+
+export const readAncestors = (file: string): AncestorsReport =>
+  JSON.parse(readFileSync(file, 'utf8')) as AncestorsReport;
+
+/**
+ * The payload read its worker's environ (the first ancestor: it holds the worker's
+ * `prefix` and STOKER_SECRETS_FD=3, so it is the real one, not an empty read), no
+ * ancestor's environ or cmdline holds one of `secrets`, and the payload got `expected`.
+ */
+export function expectNothingLeaked(
+  report: AncestorsReport,
+  o: { prefix: string; secrets: string[]; expected: string },
+): void {
+  const worker = report.ancestors[0];
+  expect(worker?.environ, 'the payload could not read its worker').toBeTruthy();
+  const workerEnv = Buffer.from(worker?.environ ?? '', 'base64')
+    .toString()
+    .split('\0');
+  expect(workerEnv).toContain(`STOKER_PREFIX=${o.prefix}`);
+  expect(workerEnv).toContain('STOKER_SECRETS_FD=3');
+  expect(workerEnv.filter((v) => /^(STOKER_)?REDIS_URL=/.test(v))).toEqual([]);
+  for (const a of report.ancestors) {
+    for (const field of [a.environ, a.cmdline]) {
+      if (field === null) continue;
+      const text = Buffer.from(field, 'base64').toString();
+      for (const secret of o.secrets)
+        expect(text, `ancestor ${a.pid} (${a.comm})`).not.toContain(secret);
+    }
+  }
+  expect(report.secret).toBe(o.expected);
+}
