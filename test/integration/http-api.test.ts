@@ -60,7 +60,9 @@ async function start(env: NodeJS.ProcessEnv = {}) {
 
 type RunViewJson = {
   phase: string;
-  stages: Array<{ queue: { name: string; paused: boolean } | null }>;
+  stages: Array<{
+    queue: { name: string; paused: boolean; wait: Record<string, unknown> | null } | null;
+  }>;
 };
 
 const trainSpec = (name: string, steps = 3) =>
