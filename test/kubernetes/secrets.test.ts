@@ -15,7 +15,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { payloadBinDir } from '../../common/paths.js';
 import { expectNothingLeaked, readAncestors } from '../util/ancestors.js';
-import { startTestRedis, type TestRedis } from '../util/redis-server.js';
+import { eventually, startTestRedis, type TestRedis } from '../util/redis-server.js';
 import { payloadFixture, specFrom } from '../util/system.js';
 import { NS, startK8sCluster, type K8sHarness, type K8sSystem } from './harness.js';
 
@@ -114,9 +114,14 @@ describe('worker pods start through stoker-env-fd', () => {
       },
     });
     const runId = await s.submit(spec);
+    // The pool's pods, seen while they exist: the pool shrinks back once the stage ends.
+    const pods = await eventually('a pool worker pod', () => {
+      const p = k!.pods();
+      return p.length > 0 ? p : null;
+    });
     const view = await s.waitForPhase(runId, ['Succeeded', 'Failed'], 90_000);
     expect(view.phase, `${view.message ?? ''}\n${k?.dump()}`).toBe('Succeeded');
-    expectLaunched(k!.pods());
+    expectLaunched(pods);
     expectNothingLeaked(readAncestors(probeOut), {
       prefix: s.prefix,
       secrets: [password, token],
