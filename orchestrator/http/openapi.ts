@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import { RunSpecDocument } from '../../common/spec/document.js';
 import { PoolView } from '../pools.js';
+import { PoolBacklog } from './backlog.js';
 import { QueueRow } from '../queue-counts.js';
 import { QueueRetryResult } from '../queue-retry.js';
 import { MetricHistoryView } from '../metric-history.js';
@@ -39,6 +40,7 @@ function componentSchemas(): Record<string, unknown> {
   reg.add(TaskDetail, { id: 'TaskDetail' });
   reg.add(RunSummary, { id: 'RunSummary' });
   reg.add(PoolView, { id: 'PoolView' });
+  reg.add(PoolBacklog, { id: 'PoolBacklog' });
   reg.add(QueueRow, { id: 'QueueRow' });
   reg.add(LogChunk, { id: 'LogChunk' });
   reg.add(ResumeAccepted, { id: 'ResumeAccepted' });
@@ -274,6 +276,18 @@ function poolPaths() {
         parameters: [poolParam],
         responses: {
           '200': { description: 'The pool', content: json(ref('PoolView')) },
+          ...errors(401, 404),
+        },
+      },
+    },
+    '/pools/{pool}/backlog': {
+      get: {
+        operationId: 'getPoolBacklog',
+        summary:
+          "A pool's backlog as one number (waiting + prioritized + delayed + active shards; a paused queue: active only), for KEDA's metrics-api scaler (valueLocation: backlog)",
+        parameters: [poolParam],
+        responses: {
+          '200': { description: 'The backlog', content: json(ref('PoolBacklog')) },
           ...errors(401, 404),
         },
       },

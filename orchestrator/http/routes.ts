@@ -22,6 +22,7 @@
  *   GET  /tasks/TASK                             one task (a shard too): TaskView + runId, stage
  *   GET  /whoami                                 {role}: what this token may do
  *   GET  /pools, /pools/NAME                     PoolView(s)
+ *   GET  /pools/NAME/backlog                     PoolBacklog: one number for KEDA (backlog.ts)
  *   POST /pools/NAME/scale {"replicas": N}       the PoolView after the change
  *   GET  /queues                                 BullMQ's counts per queue
  *   POST /queues/NAME/pause, /queues/NAME/resume the QueueRow after it (paused jobs stay
@@ -38,6 +39,7 @@
  */
 import { isAbsolute } from 'node:path';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
+import { backlogRoutes } from './backlog.js';
 import { z } from 'zod';
 import { isTerminal, Phase } from '../../common/model.js';
 import { parseSpec } from '../../common/spec/load.js';
@@ -87,6 +89,7 @@ export function apiRoutes(src: ApiSource): FastifyPluginAsync {
     runRoutes(app, src);
     taskRoutes(app, src);
     poolRoutes(app, src);
+    backlogRoutes(app, src);
     queueRoutes(app, src);
     const hub = new EventHub(src);
     // Before the server closes: an open stream would hold its close up.

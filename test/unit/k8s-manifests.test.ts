@@ -19,6 +19,7 @@ import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
 import { StatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy';
 import { makeTrainJob } from '../builders/k8s.js';
+import { KEDA, kedaProblems } from '../util/keda.js';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
 import { Role } from 'kubernetes-models/rbac.authorization.k8s.io/v1/Role';
 import { RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/RoleBinding';
@@ -92,6 +93,7 @@ const QUANTITY = /^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$/;
 function problems(obj: Obj): string[] {
   const where = `${obj.kind}/${obj.metadata?.name}`;
   if (obj.apiVersion === KUEUE) return kueueProblems(obj).map((p) => `${where}: ${p}`);
+  if (obj.apiVersion === KEDA) return kedaProblems(obj).map((p) => `${where}: ${p}`);
   if (obj.apiVersion === 'monitoring.coreos.com/v1' && obj.kind === 'ServiceMonitor')
     return serviceMonitorProblems(obj).map((p) => `${where}: ${p}`);
   const model = MODELS.get(`${obj.apiVersion}/${obj.kind}`);
