@@ -22,7 +22,7 @@
  */
 import { closeSync, readSync } from 'node:fs';
 import { StokerError } from '../common/errors.js';
-import { looksSecret } from '../common/secret-env.js';
+import { looksSecret, URL_WITH_PASSWORD } from '../common/secret-env.js';
 import {
   MAX_SECRETS_BYTES,
   parseSecrets,
@@ -30,6 +30,10 @@ import {
   SecretsFormatError,
 } from '../common/secrets-fd.js';
 import type { EnvSource } from './env.js';
+
+function passwordlessRedisUrl(name: string, value: string | undefined): boolean {
+  return name.endsWith('REDIS_URL') && !URL_WITH_PASSWORD.test(value ?? '');
+}
 
 export class SecretsFdError extends StokerError {
   override name = 'SecretsFdError';
@@ -50,7 +54,8 @@ export function workerEnvironment(
   readFd: (fd: number) => Buffer = readFdToEnd,
 ): WorkerEnvironment {
   const exposed = Object.keys(real)
-    .filter((name) => looksSecret(name, real[name]))
+    // A Redis URL without a password holds nothing secret (an address only).
+    .filter((name) => looksSecret(name, real[name]) && !passwordlessRedisUrl(name, real[name]))
     .sort();
   const env: Record<string, string | undefined> = { ...real };
   const given = env[SECRETS_FD_VAR];

@@ -593,6 +593,7 @@ describe('the HTTP server', () => {
       '/whoami',
       '/pools',
       '/pools/{pool}',
+      '/pools/{pool}/backlog',
       '/pools/{pool}/scale',
       '/queues',
       '/queues/{queue}/pause',

@@ -168,7 +168,9 @@ describe('workerEnvironment (the worker, at its start)', () => {
   it('without STOKER_SECRETS_FD reads nothing and reports what looks secret', () => {
     const { env, exposed } = workerEnvironment(
       {
-        STOKER_REDIS_URL: 'redis://h:1',
+        STOKER_REDIS_URL: 'redis://:pw@h:1',
+        // An address only: nothing secret in it.
+        REDIS_URL: 'redis://h:1',
         CACHE: 'redis://:pw@cache:6379',
         DB_PASSWORD: 'x',
         PATH: '/bin',
