@@ -6,15 +6,14 @@
  * kubernetes-models does not have: they get a structural check of the fields the
  * example uses and of their references (LocalQueue -> ClusterQueue -> ResourceFlavors).
  *
- * Each kustomization is rendered by a small renderer that does what ours use (resources,
- * namespace, labels, images, JSON 6902 patches, secretGenerator literals), so that the
- * overlays' results are validated too and a patch whose path does not exist fails
- * here. Where `kubectl` is installed, `kubectl kustomize` renders each one as well, and
- * both must give the same objects.
+ * Each kustomization is rendered by a small renderer that does what ours use
+ * (test/util/kustomize.ts), so that the overlays' results are validated too and a patch
+ * whose path does not exist fails here. Where `kubectl` is installed, `kubectl
+ * kustomize` renders each one as well, and both must give the same objects.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { dirname, join, relative, resolve } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
 import { StatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy';
@@ -31,39 +30,28 @@ import { Service } from 'kubernetes-models/v1/Service';
 import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
-import { packageRoot } from '../../common/paths.js';
 import {
   DEFAULT_GPU_TYPES,
   settingsFromEnv,
 } from '../../orchestrator/backends/kubernetes/settings.js';
+import {
+  CLUSTER_SCOPED,
+  containersOf,
+  dataOf,
+  documents,
+  find,
+  isObj,
+  K8S,
+  podSpecsOf,
+  render,
+  yamlFiles,
+  type Obj,
+} from '../util/kustomize.js';
 
-type Obj = Record<string, unknown> & {
-  apiVersion?: string;
-  kind?: string;
-  metadata?: { name?: string; namespace?: string; labels?: Record<string, string> };
-};
-
-const K8S = join(packageRoot(), 'k8s');
 const OVERLAYS = ['base', 'overlays/kind', 'overlays/production'];
 
 // ---------------------------------------------------------------------------------------
 // Reading and validating
-
-function yamlFiles(dir: string): string[] {
-  return readdirSync(dir).flatMap((name) => {
-    const p = join(dir, name);
-    if (statSync(p).isDirectory()) return yamlFiles(p);
-    return /\.ya?ml$/.test(name) ? [p] : [];
-  });
-}
-
-function documents(file: string): Obj[] {
-  return parseAllDocuments(readFileSync(file, 'utf8')).flatMap((doc) => {
-    if (doc.errors.length) throw new Error(`${file}: ${doc.errors[0]?.message}`);
-    const value = doc.toJS() as Obj | null;
-    return value === null ? [] : [value];
-  });
-}
 
 type Model = new (data: never) => { validate(): void };
 const MODELS = new Map<string, Model>([
@@ -82,10 +70,6 @@ const MODELS = new Map<string, Model>([
   ['policy/v1/PodDisruptionBudget', PodDisruptionBudget],
 ]);
 const KUEUE = 'kueue.x-k8s.io/v1beta1';
-const CLUSTER_SCOPED = new Set(['Namespace', 'PriorityClass', 'ClusterQueue', 'ResourceFlavor']);
-
-const isObj = (v: unknown): v is Record<string, unknown> =>
-  typeof v === 'object' && v !== null && !Array.isArray(v);
 const QUANTITY = /^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$/;
 
 /** Problems with one object: its schema, or for Kueue's CRDs the fields the example uses. */
@@ -172,154 +156,6 @@ function kueueProblems(obj: Obj): string[] {
     out.push('a cluster-scoped object has no namespace');
   return out;
 }
-
-// ---------------------------------------------------------------------------------------
-// Rendering a kustomization (the features k8s/ uses)
-
-interface Kustomization {
-  namespace?: string;
-  resources?: string[];
-  labels?: { pairs: Record<string, string> }[];
-  images?: { name: string; newName?: string; newTag?: string }[];
-  patches?: { target: { kind: string; name: string }; patch: string }[];
-  secretGenerator?: {
-    name: string;
-    namespace?: string;
-    literals?: string[];
-    options?: { disableNameSuffixHash?: boolean };
-  }[];
-}
-
-const KNOWN_FIELDS = new Set([
-  'apiVersion',
-  'kind',
-  'namespace',
-  'resources',
-  'labels',
-  'images',
-  'patches',
-  'secretGenerator',
-]);
-
-function kustomization(dir: string): Kustomization {
-  const [doc] = documents(join(dir, 'kustomization.yaml'));
-  if (!doc) throw new Error(`${dir}: empty kustomization.yaml`);
-  const unknown = Object.keys(doc).filter((k) => !KNOWN_FIELDS.has(k));
-  if (unknown.length) throw new Error(`${dir}: the test renderer does not know ${unknown}`);
-  return doc as Kustomization;
-}
-
-function applyPatchOp(target: unknown, op: { op: string; path: string; value?: unknown }): void {
-  const parts = op.path
-    .split('/')
-    .slice(1)
-    .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
-  const last = parts.pop();
-  if (last === undefined) throw new Error(`patch path ${op.path}`);
-  let parent: unknown = target;
-  for (const p of parts) {
-    parent = Array.isArray(parent) ? parent[Number(p)] : isObj(parent) ? parent[p] : undefined;
-    if (parent === undefined) throw new Error(`patch path ${op.path}: ${p} does not exist`);
-  }
-  const list = Array.isArray(parent) ? (parent as unknown[]) : undefined;
-  const map = isObj(parent) ? parent : undefined;
-  if (!list && !map) throw new Error(`patch path ${op.path}: the parent is a scalar`);
-  const exists = list ? Number(last) < list.length : last in (map ?? {});
-  switch (op.op) {
-    case 'replace':
-      if (!exists) throw new Error(`patch path ${op.path} does not exist to replace`);
-      if (list) list[Number(last)] = op.value;
-      else if (map) map[last] = op.value;
-      return;
-    case 'add':
-      if (list) list.splice(last === '-' ? list.length : Number(last), 0, op.value);
-      else if (map) map[last] = op.value;
-      return;
-    case 'remove':
-      if (!exists) throw new Error(`patch path ${op.path} does not exist to remove`);
-      if (list) list.splice(Number(last), 1);
-      else if (map) delete map[last];
-      return;
-    default:
-      throw new Error(`patch op ${op.op} is not used here`);
-  }
-}
-
-function podSpecsOf(obj: Obj): Record<string, unknown>[] {
-  const template = (obj as { spec?: { template?: { spec?: Record<string, unknown> } } }).spec
-    ?.template?.spec;
-  return template ? [template] : [];
-}
-
-function containersOf(obj: Obj): Record<string, unknown>[] {
-  return podSpecsOf(obj).flatMap(
-    (spec) => (spec['containers'] as Record<string, unknown>[] | undefined) ?? [],
-  );
-}
-
-function render(dir: string): Obj[] {
-  const k = kustomization(dir);
-  let objects: Obj[] = [];
-  for (const r of k.resources ?? []) {
-    const p = resolve(dir, r);
-    if (!existsSync(p)) throw new Error(`${relative(K8S, dir)}: resource ${r} does not exist`);
-    objects.push(...(statSync(p).isDirectory() ? render(p) : documents(p)));
-  }
-  objects = structuredClone(objects);
-  for (const g of k.secretGenerator ?? []) {
-    const data = Object.fromEntries(
-      (g.literals ?? []).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
-    );
-    objects.push({
-      apiVersion: 'v1',
-      kind: 'Secret',
-      metadata: { name: g.name, ...(g.namespace ? { namespace: g.namespace } : {}) },
-      type: 'Opaque',
-      data: Object.fromEntries(
-        Object.entries(data).map(([key, v]) => [key, Buffer.from(v).toString('base64')]),
-      ),
-    });
-  }
-  for (const obj of objects) {
-    if (k.namespace && !CLUSTER_SCOPED.has(obj.kind ?? '') && obj.metadata)
-      obj.metadata.namespace = k.namespace;
-    for (const l of k.labels ?? []) {
-      if (obj.metadata) obj.metadata.labels = { ...obj.metadata.labels, ...l.pairs };
-    }
-  }
-  for (const image of k.images ?? []) {
-    let used = false;
-    for (const c of objects.flatMap(containersOf)) {
-      const ref = String(c['image']);
-      const name = ref.replace(/:[^:/]+$/, '');
-      if (name !== image.name) continue;
-      used = true;
-      const tag = image.newTag ?? ref.slice(name.length + 1);
-      c['image'] = `${image.newName ?? name}:${tag}`;
-    }
-    if (!used) throw new Error(`${relative(K8S, dir)}: images: no container uses ${image.name}`);
-  }
-  for (const p of k.patches ?? []) {
-    const targets = objects.filter(
-      (o) => o.kind === p.target.kind && o.metadata?.name === p.target.name,
-    );
-    if (targets.length !== 1)
-      throw new Error(`${relative(K8S, dir)}: patch target ${p.target.kind}/${p.target.name}`);
-    const [doc] = parseAllDocuments(p.patch);
-    const ops = doc?.toJS() as { op: string; path: string; value?: unknown }[];
-    for (const op of ops) applyPatchOp(targets[0], op);
-  }
-  return objects;
-}
-
-const find = (objects: Obj[], kind: string, name: string): Obj => {
-  const found = objects.find((o) => o.kind === kind && o.metadata?.name === name);
-  if (!found) throw new Error(`no ${kind}/${name}`);
-  return found;
-};
-
-const dataOf = (obj: Obj): Record<string, string> =>
-  ((obj as { data?: Record<string, string> }).data ?? {}) as Record<string, string>;
 
 // ---------------------------------------------------------------------------------------
 // Tests

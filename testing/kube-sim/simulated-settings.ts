@@ -6,6 +6,12 @@
  * Pods run this checkout's stoker (the simulated kubelet starts them as local processes
  * here, so there is no image and no runs volume), in namespace `stoker`, and the
  * PriorityClass the settings name exists.
+ *
+ * The root file system stays writable: a simulated container is a host process, with no
+ * root file system of its own to make read-only, and an emptyDir at /tmp would turn every
+ * host path under /tmp in the pod's own values (a test's STOKER_HOME) into the pod's
+ * volume directory. The read-only pods are checked where they are built
+ * (test/unit/pod-security.test.ts).
  */
 import { stokerBin } from '../../common/paths.js';
 import {
@@ -22,6 +28,7 @@ export function simulatedSettings(
     namespace: 'stoker',
     workerCommand: [process.execPath, stokerBin()],
     runsVolume: undefined,
+    readOnlyRootFilesystem: false,
     ...overrides,
   });
   if (settings.priorityClassName)
