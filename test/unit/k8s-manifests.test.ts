@@ -17,7 +17,9 @@ import { dirname, join, relative } from 'node:path';
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
 import { StatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy';
-import { makeTrainJob } from '../builders/k8s.js';
+import type { V1Job } from '@kubernetes/client-node';
+import { makePoolWorkers, makeTrainJob, runIdFor } from '../builders/k8s.js';
+import { makePipeline } from '../builders/spec.js';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
 import { Role } from 'kubernetes-models/rbac.authorization.k8s.io/v1/Role';
 import { RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/RoleBinding';
@@ -30,8 +32,10 @@ import { Service } from 'kubernetes-models/v1/Service';
 import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
+import { buildAll } from '../../orchestrator/backends/kubernetes/objects.js';
 import {
   DEFAULT_GPU_TYPES,
+  kubernetesSettings,
   settingsFromEnv,
 } from '../../orchestrator/backends/kubernetes/settings.js';
 import {
@@ -47,6 +51,7 @@ import {
   yamlFiles,
   type Obj,
 } from '../util/kustomize.js';
+import { address, inCidr, networkPolicies, podIn, type Endpoint } from '../util/network-policy.js';
 
 const OVERLAYS = ['base', 'overlays/kind', 'overlays/production'];
 
@@ -314,51 +319,101 @@ describe('k8s/ manifests', () => {
     },
   );
 
-  it('denies ingress by default, and admits only the flows stoker needs, to the pods that serve them', () => {
-    const objects = render(join(K8S, 'base'));
-    type Policy = Obj & {
-      spec: {
-        podSelector: { matchLabels?: Record<string, string> };
-        policyTypes: string[];
-        ingress?: Array<{
-          from?: Array<{ podSelector?: { matchLabels?: Record<string, string> } }>;
-          ports?: Array<{ port: number }>;
-        }>;
-      };
-    };
-    const policies = objects.filter((o) => o.kind === 'NetworkPolicy') as Policy[];
-    const selects = (
-      sel: { matchLabels?: Record<string, string> } | undefined,
-      labels: Record<string, string>,
-    ) => Object.entries(sel?.matchLabels ?? {}).every(([k, v]) => labels[k] === v);
-    const deny = policies.find(
-      (p) => Object.keys(p.spec.podSelector.matchLabels ?? {}).length === 0,
-    );
-    expect(deny?.spec).toEqual({ podSelector: {}, policyTypes: ['Ingress'] });
-    /** The ports `to` admits from a pod with `fromLabels` (null: any port). */
-    const admitted = (to: Record<string, string>, fromLabels: Record<string, string>) =>
-      policies
-        .filter((p) => p !== deny && selects(p.spec.podSelector, to))
-        .flatMap((p) => p.spec.ingress ?? [])
-        .filter((r) => !r.from || r.from.some((f) => selects(f.podSelector, fromLabels)))
-        .flatMap((r) => (r.ports ? r.ports.map((x) => x.port) : [null]));
-    const labelsOf = (kind: string, name: string) =>
+  describe('network policy: default deny, and only the flows stoker needs', () => {
+    const labelsOf = (objects: Obj[], kind: string, name: string) =>
       (
         find(objects, kind, name) as {
           spec: { template: { metadata: { labels: Record<string, string> } } };
         }
       ).spec.template.metadata.labels;
-    const redis = labelsOf('StatefulSet', 'stoker-redis');
-    const controller = labelsOf('Deployment', 'stoker-controller');
-    const worker =
-      makeTrainJob().gpus(8).nodes(2).build().job.spec?.template.metadata?.labels ?? {};
-    const outsider = { app: 'something-else' };
-    expect(admitted(redis, controller)).toEqual([6379]);
-    expect(admitted(redis, worker)).toEqual([6379]);
-    expect(admitted(redis, outsider)).toEqual([]);
-    expect(admitted(controller, outsider)).toEqual([8080]);
-    expect(admitted(worker, worker)).toEqual([null]); // a gang's rendezvous and NCCL ports
-    expect(admitted(worker, outsider)).toEqual([]);
+    const podLabels = (job: V1Job | undefined) => job?.spec?.template.metadata?.labels ?? {};
+    /** Pods as stoker builds them: a gang's, a pool worker's, one of a run with egress. */
+    const workers = () => {
+      const spec = makePipeline('net')
+        .label('egress.stoker.dev/public', 'true')
+        .stage('gang', (st) => st.gpus(8).nodes(2))
+        .normalize();
+      const [egressJob] = buildAll(spec, runIdFor('net'), kubernetesSettings()) as V1Job[];
+      return {
+        gang: podLabels(makeTrainJob().gpus(8).nodes(2).build().job),
+        pool: podLabels(makePoolWorkers('gen').gpus(1).build()[0]),
+        withEgress: podLabels(egressJob),
+      };
+    };
+    const DNS = ['kube-system', { 'k8s-app': 'kube-dns' }] as const;
+    const PUBLIC = address('52.216.8.2'); // an object store
+    const METADATA = address('169.254.169.254'); // a cloud's metadata server
+    const IN_CLUSTER = address('10.4.0.7');
+    const API_SERVER = address('172.18.0.2');
+
+    it.each(OVERLAYS)('%s', (dir) => {
+      const objects = render(join(K8S, dir));
+      const net = networkPolicies(objects, 'stoker');
+      const deny = net.policies.find((p) => p.metadata?.name === 'stoker-default-deny');
+      expect(deny?.spec).toEqual({ podSelector: {}, policyTypes: ['Ingress', 'Egress'] });
+      const pod = (labels: Record<string, string>) => podIn('stoker', labels);
+      const redis = pod(labelsOf(objects, 'StatefulSet', 'stoker-redis'));
+      const controller = pod(labelsOf(objects, 'Deployment', 'stoker-controller'));
+      const w = workers();
+      const gang = pod(w.gang);
+      const poolWorker = pod(w.pool);
+      const withEgress = pod(w.withEgress);
+      const outsider = podIn('default', { app: 'something-else' });
+      const dns = podIn(...DNS);
+      const production = dir === 'overlays/production';
+      // [what, from, to, port, protocol, allowed]
+      const flows: [string, Endpoint, Endpoint, number, string, boolean][] = [
+        ['controller -> Redis', controller, redis, 6379, 'TCP', true],
+        ['gang worker -> Redis', gang, redis, 6379, 'TCP', true],
+        ['pool worker -> Redis', poolWorker, redis, 6379, 'TCP', true],
+        ['another namespace -> Redis', outsider, redis, 6379, 'TCP', false],
+        ['gang worker -> Redis on another port', gang, redis, 6380, 'TCP', false],
+        ['every pod -> DNS (UDP)', poolWorker, dns, 53, 'UDP', true],
+        ['every pod -> DNS (TCP)', redis, dns, 53, 'TCP', true],
+        [
+          'a pod -> DNS elsewhere',
+          gang,
+          podIn('default', { 'k8s-app': 'kube-dns' }),
+          53,
+          'UDP',
+          false,
+        ],
+        ['controller -> API server', controller, API_SERVER, 6443, 'TCP', true],
+        ['gang worker -> API server', gang, API_SERVER, 6443, 'TCP', false],
+        ['anyone -> controller HTTP', outsider, controller, 8080, 'TCP', true],
+        ['anyone -> controller, another port', outsider, controller, 9000, 'TCP', false],
+        ['gang <-> gang, rendezvous', gang, gang, 29500, 'TCP', true],
+        ['gang <-> gang, NCCL ephemeral port', gang, gang, 41234, 'TCP', true],
+        ['pool worker -> gang', poolWorker, gang, 29500, 'TCP', false],
+        ['gang -> pool worker', gang, poolWorker, 8000, 'TCP', false],
+        ['controller -> a worker', controller, gang, 29500, 'TCP', false],
+        ['Redis -> anywhere', redis, PUBLIC, 443, 'TCP', false],
+        ['a worker -> the internet', gang, PUBLIC, 443, 'TCP', false],
+        ['a labelled run -> the internet (HTTPS)', withEgress, PUBLIC, 443, 'TCP', production],
+        ['a labelled run -> the internet (HTTP)', withEgress, PUBLIC, 80, 'TCP', false],
+        ['a labelled run -> the metadata server', withEgress, METADATA, 443, 'TCP', false],
+        ['a labelled run -> the cluster network', withEgress, IN_CLUSTER, 443, 'TCP', false],
+        ['a labelled run -> another namespace', withEgress, outsider, 443, 'TCP', false],
+      ];
+      const wrong = flows.filter(
+        ([, from, to, port, protocol, allowed]) => net.allows(from, to, port, protocol) !== allowed,
+      );
+      expect(wrong.map(([what, , , , , allowed]) => `${what}: expected ${allowed}`)).toEqual([]);
+    });
+
+    it('the evaluator itself: a policy-free namespace allows everything, a deny-all nothing', () => {
+      const a = podIn('x', { app: 'a' });
+      const b = podIn('x', { app: 'b' });
+      expect(networkPolicies([], 'x').allows(a, b, 1)).toBe(true);
+      const denyAll = networkPolicies(
+        [{ kind: 'NetworkPolicy', spec: { podSelector: {}, policyTypes: ['Egress'] } }],
+        'x',
+      );
+      expect(denyAll.allows(a, b, 1)).toBe(false);
+      expect(denyAll.allows(podIn('y', { app: 'a' }), b, 1)).toBe(true);
+      expect(inCidr('10.1.2.3', '10.0.0.0/8')).toBe(true);
+      expect(inCidr('11.1.2.3', '10.0.0.0/8')).toBe(false);
+    });
   });
 
   it('runs every pod as non-root with a restricted security context', () => {
