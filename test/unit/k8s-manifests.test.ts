@@ -32,6 +32,7 @@ import { Service } from 'kubernetes-models/v1/Service';
 import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
+import { isPinnedImage } from '../../orchestrator/backends/kubernetes/images.js';
 import { buildAll } from '../../orchestrator/backends/kubernetes/objects.js';
 import {
   DEFAULT_GPU_TYPES,
@@ -230,6 +231,9 @@ describe('k8s/ manifests', () => {
       expect(objects.flatMap(problems)).toEqual([]);
       const names = (list: Obj[]) => list.map((o) => `${o.kind}/${o.metadata?.name}`).sort();
       expect(names(objects)).toEqual(names(render(join(K8S, dir))));
+      const images = (list: Obj[]) =>
+        list.flatMap(containersOf).map((c) => `${String(c['name'])}=${String(c['image'])}`);
+      expect(images(objects).sort()).toEqual(images(render(join(K8S, dir))).sort());
     },
   );
 
@@ -473,8 +477,23 @@ describe('k8s/ manifests', () => {
     };
     const settings = settingsFromEnv(dataOf(find(objects, 'ConfigMap', 'stoker-config')));
     expect(h100.spec.nodeLabels).toEqual({ [settings.gpuNodeLabel]: DEFAULT_GPU_TYPES['h100'] });
-    expect(settings.workerImage).toMatch(/stoker-worker-gpu:/);
+    expect(settings.workerImage).toMatch(/stoker-worker-gpu@sha256:/);
     expect(objects.some((o) => o.kind === 'Secret')).toBe(false); // created out of band
+  });
+
+  it('production overlay: every image is pinned by digest, and the controller requires it of workers', () => {
+    const objects = render(join(K8S, 'overlays/production'));
+    const images = objects.flatMap(containersOf).map((c) => String(c['image']));
+    expect(images.length).toBeGreaterThan(1);
+    for (const image of images) expect(isPinnedImage(image), image).toBe(true);
+    const settings = settingsFromEnv(dataOf(find(objects, 'ConfigMap', 'stoker-config')));
+    expect(settings.requireImageDigests).toBe(true);
+    expect(isPinnedImage(settings.workerImage)).toBe(true);
+    // The other overlays run tags (kind loads its images into the node).
+    const kind = settingsFromEnv(
+      dataOf(find(render(join(K8S, 'overlays/kind')), 'ConfigMap', 'stoker-config')),
+    );
+    expect(kind.requireImageDigests).toBe(false);
   });
 
   it('documents each kustomization (a comment says how to use it)', () => {

@@ -24,6 +24,8 @@ import {
 } from '../../orchestrator/backends/kubernetes/objects.js';
 import { serviceNameFor } from '../../orchestrator/backends/kubernetes/names.js';
 import { kubernetesSpecRules } from '../../orchestrator/backends/kubernetes/spec-rules.js';
+import { imageDigestRule, unpinnedImage } from '../../orchestrator/backends/kubernetes/images.js';
+import { runRules, storedPaths } from '../../common/spec/rules.js';
 import {
   kubernetesSettings,
   SettingsError,
@@ -728,6 +730,46 @@ describe('buildAll', () => {
 });
 
 // ---------------------------------------------------------------------------------------
+// Images pinned by digest
+
+describe('images pinned by digest (STOKER_K8S_REQUIRE_IMAGE_DIGESTS)', () => {
+  const digest = `sha256:${'0123456789abcdef'.repeat(4)}`;
+  it.each([
+    [`registry.example.com/stoker@${digest}`, null],
+    [`registry.example.com/stoker:0.1.0@${digest}`, null],
+    ['registry.example.com/stoker:latest', /is a :latest tag/],
+    ['registry.example.com:5000/stoker:0.1.0', /is a tag/],
+    ['registry.example.com:5000/stoker', /has no tag or digest/],
+    ['stoker@sha256:abc', /a digest that is not sha256:<64 hex digits>/],
+  ])('%s', (image, why) => {
+    const found = unpinnedImage(image);
+    if (why === null) expect(found).toBeNull();
+    else expect(found).toMatch(why);
+  });
+
+  it("the builders refuse a stage's unpinned image, and build a pinned one", () => {
+    const build = (image: string) =>
+      makeTrainJob().image(image).settings({ requireImageDigests: true }).build().job;
+    expect(() => build('stoker-worker-gpu:latest')).toThrow(/:latest tag.*pinned by digest/);
+    const job = valid(build(`registry.example.com/w@${digest}`));
+    expect(podOf(job).containers[0]?.image).toBe(`registry.example.com/w@${digest}`);
+    // Without the requirement a tag is built as before.
+    expect(podOf(makeTrainJob().image('w:1').build().job).containers[0]?.image).toBe('w:1');
+  });
+
+  it("refuses a stage's unpinned image at its field (the backend's checkSpec)", () => {
+    const spec = makePipeline('img')
+      .stage('a', (s) => s.image('registry.example.com/a:1'))
+      .stage('b', (s) => s.image(`registry.example.com/b@${digest}`))
+      .stage('c')
+      .normalize();
+    expect(runRules([imageDigestRule], spec, storedPaths(spec))).toEqual([
+      { path: ['spec', 'stages', 0, 'image'], message: expect.stringMatching(/is a tag/) },
+    ]);
+  });
+});
+
+// ---------------------------------------------------------------------------------------
 // Settings
 
 describe('settingsFromEnv', () => {
@@ -789,6 +831,28 @@ describe('settingsFromEnv', () => {
       'STOKER_K8S_WORKER_HOME',
     ]);
     expect(String(err)).toMatch(/STOKER_K8S_DEFAULT_RESOURCES: memory: a quantity/);
+  });
+
+  it('with STOKER_K8S_REQUIRE_IMAGE_DIGESTS, refuses a worker image without a digest', () => {
+    const pinned = `registry.example.com/stoker-worker-gpu@sha256:${'a'.repeat(64)}`;
+    expect(
+      settingsFromEnv({
+        STOKER_K8S_REQUIRE_IMAGE_DIGESTS: 'true',
+        STOKER_K8S_WORKER_IMAGE: pinned,
+      }),
+    ).toMatchObject({ requireImageDigests: true, workerImage: pinned });
+    expect(() =>
+      settingsFromEnv({
+        STOKER_K8S_REQUIRE_IMAGE_DIGESTS: 'true',
+        STOKER_K8S_WORKER_IMAGE: 'registry.example.com/stoker-worker-gpu:0.1.0',
+      }),
+    ).toThrow(
+      /STOKER_K8S_WORKER_IMAGE: image .* is a tag: this controller runs only images pinned by digest/,
+    );
+    // The built-in worker image is :latest: refused too.
+    expect(() => settingsFromEnv({ STOKER_K8S_REQUIRE_IMAGE_DIGESTS: 'true' })).toThrow(
+      /is a :latest tag/,
+    );
   });
 
   it.each([

@@ -55,7 +55,7 @@ export interface Kustomization {
   namespace?: string;
   resources?: string[];
   labels?: { pairs: Record<string, string> }[];
-  images?: { name: string; newName?: string; newTag?: string }[];
+  images?: { name: string; newName?: string; newTag?: string; digest?: string }[];
   patches?: { target: { kind: string; name: string }; patch: string }[];
   secretGenerator?: {
     name: string;
@@ -170,7 +170,10 @@ export function render(dir: string): Obj[] {
       if (name !== image.name) continue;
       used = true;
       const tag = image.newTag ?? ref.slice(name.length + 1);
-      c['image'] = `${image.newName ?? name}:${tag}`;
+      // A digest replaces the tag (kustomize writes name@digest).
+      c['image'] = image.digest
+        ? `${image.newName ?? name}@${image.digest}`
+        : `${image.newName ?? name}:${tag}`;
     }
     if (!used) throw new Error(`${relative(K8S, dir)}: images: no container uses ${image.name}`);
   }

@@ -18,6 +18,8 @@
  *   resources   requests equal limits (see buildResources); GPUs as settings.gpuResourceName;
  *               cpu and memory the stage leaves out from settings.defaultResources, by
  *               the stage's kind (default-resources.ts)
+ *   image       the stage's or the worker image; with settings.requireImageDigests only one
+ *               pinned by digest (images.ts), else an Error
  *   placement   the stage's nodeSelector and tolerations; with GPUs, the node label of
  *               the gpuType and a toleration of the GPU taint
  *   volumes     the runs volume (STOKER_HOME), the stage's PVCs, /dev/shm in memory
@@ -44,6 +46,7 @@ import type {
   StageKind,
 } from '../../../common/spec/schema.js';
 import { defaultAmounts } from './default-resources.js';
+import { unpinnedImage } from './images.js';
 import { buildEnv } from './pod-env.js';
 import type { KubernetesSettings } from './settings.js';
 
@@ -71,6 +74,8 @@ export interface PodInput {
 export function buildPodSpec(input: PodInput): V1PodSpec {
   const { settings, k, resources } = input;
   const gpus = resources.gpus;
+  const unpinned = settings.requireImageDigests ? unpinnedImage(input.image) : null;
+  if (unpinned) throw new Error(unpinned);
   const readOnlyRoot = settings.readOnlyRootFilesystem && !k.writableRoot;
   const { volumes, mounts } = buildVolumes(settings, k, readOnlyRoot);
 

@@ -9,6 +9,8 @@
  *   STOKER_K8S_WORKER_IMAGE            worker image for stages that name none
  *   STOKER_K8S_WORKER_COMMAND          JSON argv that runs stoker in that image ["stoker"]
  *   STOKER_K8S_IMAGE_PULL_POLICY       Always | IfNotPresent | Never (IfNotPresent)
+ *   STOKER_K8S_REQUIRE_IMAGE_DIGESTS   true: worker pods run only images pinned by digest
+ *                                      (images.ts); the worker image too (false)
  *   STOKER_K8S_WORKER_SERVICE_ACCOUNT  worker pods' service account (stoker-worker); its
  *                                      token is not mounted: workers never call the API
  *   STOKER_K8S_PRIORITY_CLASS          worker pods' priorityClassName ("" for none)
@@ -48,6 +50,7 @@
 import { z } from 'zod';
 import { STAGE_KINDS } from '../../../common/spec/schema.js';
 import { nameList } from './access-rules.js';
+import { unpinnedImage } from './images.js';
 import { DEFAULT_QUANTITY, defaultResources, type DefaultResources } from './default-resources.js';
 
 export type PullPolicy = 'Always' | 'IfNotPresent' | 'Never';
@@ -57,6 +60,8 @@ export interface KubernetesSettings {
   workerImage: string;
   workerCommand: string[];
   imagePullPolicy: PullPolicy;
+  /** Worker pods run only images pinned by digest (images.ts). */
+  requireImageDigests: boolean;
   workerServiceAccountName: string;
   priorityClassName: string | undefined;
   redisUrlSecret: { name: string; key: string };
@@ -108,6 +113,7 @@ export const DEFAULT_SETTINGS: Readonly<KubernetesSettings> = {
   workerImage: 'stoker-worker-gpu:latest',
   workerCommand: ['stoker'],
   imagePullPolicy: 'IfNotPresent',
+  requireImageDigests: false,
   workerServiceAccountName: 'stoker-worker',
   priorityClassName: 'stoker-training',
   redisUrlSecret: { name: 'stoker-redis', key: 'url' },
@@ -180,6 +186,7 @@ const SettingsEnv = z.object({
   STOKER_K8S_WORKER_IMAGE: z.string().min(1).optional(),
   STOKER_K8S_WORKER_COMMAND: json(z.array(z.string()).min(1)).optional(),
   STOKER_K8S_IMAGE_PULL_POLICY: z.enum(['Always', 'IfNotPresent', 'Never']).optional(),
+  STOKER_K8S_REQUIRE_IMAGE_DIGESTS: z.enum(['true', 'false']).optional(),
   STOKER_K8S_WORKER_SERVICE_ACCOUNT: objectName.optional(),
   STOKER_K8S_ALLOWED_SECRETS: z.string().optional(),
   STOKER_K8S_ALLOWED_PVCS: z.string().optional(),
@@ -247,13 +254,19 @@ export function settingsFromEnv(
   }
   const e = parsed.data;
   const d = DEFAULT_SETTINGS;
+  const requireImageDigests = e.STOKER_K8S_REQUIRE_IMAGE_DIGESTS === 'true';
+  const workerImage = e.STOKER_K8S_WORKER_IMAGE ?? d.workerImage;
+  const unpinned = requireImageDigests ? unpinnedImage(workerImage) : null;
+  if (unpinned)
+    throw new SettingsError([{ variable: 'STOKER_K8S_WORKER_IMAGE', message: unpinned }]);
   const claim = e.STOKER_K8S_RUNS_CLAIM ?? d.runsVolume?.claimName ?? '';
   const workerEnv: Record<string, string> = {};
   if (e.STOKER_PREFIX !== undefined) workerEnv['STOKER_PREFIX'] = e.STOKER_PREFIX;
   if (e.STOKER_LOG_LEVEL !== undefined) workerEnv['STOKER_LOG_LEVEL'] = e.STOKER_LOG_LEVEL;
   return kubernetesSettings({
     namespace: e.STOKER_K8S_NAMESPACE ?? d.namespace,
-    workerImage: e.STOKER_K8S_WORKER_IMAGE ?? d.workerImage,
+    workerImage,
+    requireImageDigests,
     workerCommand: e.STOKER_K8S_WORKER_COMMAND ?? d.workerCommand,
     imagePullPolicy: e.STOKER_K8S_IMAGE_PULL_POLICY ?? d.imagePullPolicy,
     workerServiceAccountName: e.STOKER_K8S_WORKER_SERVICE_ACCOUNT ?? d.workerServiceAccountName,
