@@ -52,6 +52,7 @@ import {
   yamlFiles,
   type Obj,
 } from '../util/kustomize.js';
+import { BASE_ACL, fillAcl, readAcl } from '../util/redis-acl.js';
 import { address, inCidr, networkPolicies, podIn, type Endpoint } from '../util/network-policy.js';
 
 const OVERLAYS = ['base', 'overlays/kind', 'overlays/production'];
@@ -228,6 +229,11 @@ describe('k8s/ manifests', () => {
         timeout: 30_000,
       });
       const objects = parseAllDocuments(out).map((d) => d.toJS() as Obj);
+      // kubectl folds a long base64 value over lines; the value is the same.
+      for (const o of objects)
+        if (o.kind === 'Secret' && isObj(o['data']))
+          for (const [k, v] of Object.entries(o['data']))
+            o['data'][k] = String(v).replace(/\s+/g, '');
       expect(objects.flatMap(problems)).toEqual([]);
       const names = (list: Obj[]) => list.map((o) => `${o.kind}/${o.metadata?.name}`).sort();
       expect(names(objects)).toEqual(names(render(join(K8S, dir))));
@@ -262,7 +268,7 @@ describe('k8s/ manifests', () => {
     });
   });
 
-  it('runs Redis with AOF and noeviction, on a volume, with its password from the Secret', () => {
+  it('runs Redis with AOF and noeviction, on a volume, with its users from the Secret', () => {
     const objects = render(join(K8S, 'base'));
     const conf = dataOf(find(objects, 'ConfigMap', 'stoker-redis-config'))['redis.conf'] ?? '';
     expect(conf).toMatch(/^appendonly yes$/m);
@@ -273,13 +279,31 @@ describe('k8s/ manifests', () => {
     };
     expect(redis.spec.volumeClaimTemplates.map((t) => t.metadata.name)).toEqual(['data']);
     const container = containersOf(redis)[0] as {
+      command: string[];
       env: { name: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } }[];
       volumeMounts: { name: string; mountPath: string }[];
+      readinessProbe: { exec: { command: string[] } };
     };
-    expect(container.env.find((e) => e.name === 'REDIS_PASSWORD')?.valueFrom).toEqual({
-      secretKeyRef: { name: 'stoker-redis', key: 'password' },
-    });
     expect(container.volumeMounts).toContainEqual({ name: 'data', mountPath: '/data' });
+    // The users: the ACL file the config names is the Secret's users.acl; no requirepass.
+    const aclFile = /^aclfile (\S+)$/m.exec(conf)?.[1] ?? '';
+    const mount = container.volumeMounts
+      .filter((m) => aclFile.startsWith(`${m.mountPath}/`))
+      .sort((a, b) => b.mountPath.length - a.mountPath.length)[0];
+    const volume = (podSpecsOf(redis)[0]?.['volumes'] as Record<string, unknown>[]).find(
+      (v) => v['name'] === mount?.name,
+    );
+    expect(volume?.['secret']).toMatchObject({
+      secretName: 'stoker-redis',
+      items: [{ key: 'users.acl', path: aclFile.slice((mount?.mountPath.length ?? 0) + 1) }],
+    });
+    expect(container.command.join(' ')).not.toMatch(/requirepass/);
+    expect(conf).not.toMatch(/requirepass/);
+    // The readiness probe logs in as `worker` and wants PONG itself.
+    expect(container.env.find((e) => e.name === 'REDISCLI_AUTH')?.valueFrom).toEqual({
+      secretKeyRef: { name: 'stoker-redis', key: 'worker-password' },
+    });
+    expect(container.readinessProbe.exec.command.join(' ')).toMatch(/--user worker .*= PONG/);
   });
 
   it.each(OVERLAYS)(
@@ -314,10 +338,12 @@ describe('k8s/ manifests', () => {
         mountPath: settings.runsVolume?.mountPath,
       });
       find(objects, 'PersistentVolumeClaim', settings.runsVolume?.claimName ?? '');
-      // The Redis URL: the controller's and the workers' come from the same Secret key.
-      expect(container.env.find((e) => e.name === 'REDIS_URL')?.valueFrom?.secretKeyRef).toEqual(
-        settings.redisUrlSecret,
-      );
+      // The Redis URLs: one Secret, the controller's user and the workers' own.
+      expect(container.env.find((e) => e.name === 'REDIS_URL')?.valueFrom?.secretKeyRef).toEqual({
+        name: settings.redisUrlSecret.name,
+        key: 'controller-url',
+      });
+      expect(settings.redisUrlSecret).toEqual({ name: 'stoker-redis', key: 'worker-url' });
       find(objects, 'ServiceAccount', settings.workerServiceAccountName);
       find(objects, 'PriorityClass', settings.priorityClassName ?? '');
     },
@@ -458,9 +484,24 @@ describe('k8s/ manifests', () => {
     expect(find(objects, 'PersistentVolumeClaim', 'stoker-runs')).toMatchObject({
       spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '2Gi' } } },
     });
+    // The dev Redis Secret hangs together: its users.acl is the base's file with the
+    // SHA-256 of the passwords its URLs carry, and the probe's password is the worker's.
     const secret = dataOf(find(objects, 'Secret', 'stoker-redis'));
     const decode = (v: string | undefined) => Buffer.from(v ?? '', 'base64').toString();
-    expect(decode(secret['url'])).toBe(`redis://:${decode(secret['password'])}@stoker-redis:6379`);
+    const controllerUrl = new URL(decode(secret['controller-url']));
+    const workerUrl = new URL(decode(secret['worker-url']));
+    expect([controllerUrl.username, controllerUrl.host]).toEqual([
+      'controller',
+      'stoker-redis:6379',
+    ]);
+    expect([workerUrl.username, workerUrl.host]).toEqual(['worker', 'stoker-redis:6379']);
+    expect(decode(secret['worker-password'])).toBe(workerUrl.password);
+    expect(decode(secret['users.acl'])).toBe(
+      fillAcl(readAcl(BASE_ACL), {
+        controller: controllerUrl.password,
+        worker: workerUrl.password,
+      }),
+    );
   });
 
   it('production overlay: the Kueue example hangs together and matches the GPU node label', () => {

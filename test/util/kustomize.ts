@@ -9,7 +9,7 @@
  *   const redis = find(objects, 'StatefulSet', 'stoker-redis');
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { join, relative, resolve } from 'node:path';
+import { basename, join, relative, resolve } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { packageRoot } from '../../common/paths.js';
 
@@ -61,6 +61,8 @@ export interface Kustomization {
     name: string;
     namespace?: string;
     literals?: string[];
+    /** `key=path` or `path` (the key is the file's name), relative to the kustomization. */
+    files?: string[];
     options?: { disableNameSuffixHash?: boolean };
   }[];
 }
@@ -142,9 +144,19 @@ export function render(dir: string): Obj[] {
   }
   objects = structuredClone(objects);
   for (const g of k.secretGenerator ?? []) {
-    const data = Object.fromEntries(
-      (g.literals ?? []).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
-    );
+    const data = Object.fromEntries([
+      ...(g.files ?? []).map((f): [string, string] => {
+        const [key, path = key] = f.includes('=') ? f.split('=') : [basename(f), f];
+        const file = resolve(dir, path ?? '');
+        if (!existsSync(file))
+          throw new Error(`${relative(K8S, dir)}: secretGenerator file ${path} does not exist`);
+        return [key ?? f, readFileSync(file, 'utf8')];
+      }),
+      ...(g.literals ?? []).map((l): [string, string] => [
+        l.slice(0, l.indexOf('=')),
+        l.slice(l.indexOf('=') + 1),
+      ]),
+    ]);
     objects.push({
       apiVersion: 'v1',
       kind: 'Secret',

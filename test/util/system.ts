@@ -24,8 +24,9 @@ export interface TestSystem extends System {
   cleanup(): Promise<void>;
 }
 
+/** `extra.redisUrl`: another server than the suite's (its own users, its own prefix). */
 export async function startTestSystem(extra: Partial<SystemOptions> = {}): Promise<TestSystem> {
-  const redisUrl = await testRedisUrl();
+  const redisUrl = extra.redisUrl ?? (await testRedisUrl());
   const prefix = extra.prefix ?? uniquePrefix('sys');
   const home = mkdtempSync(join(tmpdir(), 'stoker-test-home-'));
   const log = process.env.STOKER_TEST_LOG

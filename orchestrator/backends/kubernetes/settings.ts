@@ -14,8 +14,9 @@
  *   STOKER_K8S_WORKER_SERVICE_ACCOUNT  worker pods' service account (stoker-worker); its
  *                                      token is not mounted: workers never call the API
  *   STOKER_K8S_PRIORITY_CLASS          worker pods' priorityClassName ("" for none)
- *   STOKER_K8S_REDIS_SECRET            Secret and key holding the Redis URL
- *   STOKER_K8S_REDIS_SECRET_KEY        (stoker-redis, url): pods get it as STOKER_REDIS_URL
+ *   STOKER_K8S_REDIS_SECRET            Secret and key holding the workers' Redis URL
+ *   STOKER_K8S_REDIS_SECRET_KEY        (stoker-redis, url; the base: worker-url, the Redis
+ *                                      user `worker`): pods get it as STOKER_REDIS_URL
  *   STOKER_K8S_PAYLOAD_SECRET          Secret read by a secretEnv entry that names none
  *                                      (stoker-payload-secrets; the key is the variable)
  *   STOKER_K8S_RUNS_CLAIM              PVC holding STOKER_HOME (runs: outputs, logs),
