@@ -3,6 +3,10 @@
  * `maxRetriesPerRequest: null` on the connections its Workers use; everything else
  * uses the same settings so that an unreachable server is reported within seconds
  * rather than retried forever.
+ *
+ * No CLIENT SETINFO on connect (disableClientInfo): stoker's Redis users (k8s/base/
+ * redis-users.acl) are granted the commands stoker uses and nothing else, and ioredis
+ * would send it on every connection and swallow the refusal (an ACL LOG entry each time).
  */
 import { Redis, type RedisOptions } from 'ioredis';
 import { RedisUnavailableError } from './errors.js';
@@ -18,6 +22,7 @@ export function redisOptions(extra: RedisOptions = {}): RedisOptions {
     // connectRedis(), which gives up with a clear error.
     retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 6), 3000),
     lazyConnect: true,
+    disableClientInfo: true,
     ...extra,
   };
 }
@@ -80,11 +85,13 @@ export function bullConnection(url: string): {
   maxRetriesPerRequest: null;
   connectTimeout: number;
   enableOfflineQueue: boolean;
+  disableClientInfo: boolean;
 } {
   return {
     url,
     maxRetriesPerRequest: null,
     connectTimeout: DEFAULT_CONNECT_TIMEOUT_MS,
     enableOfflineQueue: true,
+    disableClientInfo: true,
   };
 }

@@ -182,6 +182,8 @@ function normalizeKubernetes(
     fsGroup: mine.fsGroup ?? base.fsGroup,
     gpusPerNodeMax: mine.gpusPerNodeMax ?? base.gpusPerNodeMax ?? builtIn.gpusPerNodeMax,
     cpuDistributed: mine.cpuDistributed ?? base.cpuDistributed ?? builtIn.cpuDistributed,
+    writableRoot:
+      mine.security?.writableRoot ?? base.security?.writableRoot ?? builtIn.writableRoot,
   };
 }
 

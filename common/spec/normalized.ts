@@ -141,6 +141,11 @@ export const NormalizedKubernetes = z.object({
   fsGroup: z.number().int().optional(),
   gpusPerNodeMax: z.number().int().positive(),
   cpuDistributed: z.boolean(),
+  /**
+   * The worker container may write its root file system (`security.writableRoot`). Runs
+   * stored before the field existed read as false.
+   */
+  writableRoot: z.boolean().default(false),
 });
 export type NormalizedKubernetes = z.infer<typeof NormalizedKubernetes>;
 
@@ -160,6 +165,7 @@ export function defaultKubernetes(gpuPods: boolean): NormalizedKubernetes {
     fsGroup: undefined,
     gpusPerNodeMax: DEFAULT_GPUS_PER_NODE_MAX,
     cpuDistributed: false,
+    writableRoot: false,
   };
 }
 

@@ -216,6 +216,12 @@ export const KubernetesRequest = z
      * true says it is meant: CPU training over gloo, one process per node.
      */
     cpuDistributed: z.boolean().optional(),
+    /**
+     * The worker container's root file system. Read-only by default (Pod Security
+     * "restricted" plus a read-only root: /tmp and HOME are emptyDirs, caches live under
+     * HOME); `writableRoot: true` is for a payload that must write elsewhere in its image.
+     */
+    security: z.object({ writableRoot: z.boolean().optional() }).strict().optional(),
   })
   .strict();
 export type KubernetesRequest = z.infer<typeof KubernetesRequest>;

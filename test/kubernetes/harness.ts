@@ -8,6 +8,11 @@
  *   const again = await k.system({ prefix: s.prefix }); // the next one, same Redis keys
  *   ...
  *   await k.stop();                                     // every controller, then the cluster
+ *
+ * The API server authorizes the backend's requests with the controller's Role from
+ * k8s/base/rbac.yaml (test/util/rbac.ts), as a cluster would: a request the Role does not
+ * permit is answered 403 Forbidden and recorded, and stop() fails the test that sent it.
+ * So every scenario here also checks that the Role grants what the code does.
  */
 import type { V1Job, V1Pod } from '@kubernetes/client-node';
 import type { KubernetesBackend } from '../../orchestrator/backends/kubernetes/backend.js';
@@ -20,6 +25,7 @@ import {
 } from '../../testing/kube-sim/cluster.js';
 import type { RecordedRequest } from '../../testing/kube-sim/apiserver/types.js';
 import { simulatedSettings } from '../../testing/kube-sim/simulated-settings.js';
+import { attributesOf, controllerRole, grantOf, permits } from '../util/rbac.js';
 import { startTestSystem, type TestSystem } from '../util/system.js';
 
 export const NS = 'stoker';
@@ -46,6 +52,10 @@ export interface K8sHarness {
   pods(): V1Pod[];
   /** The backend's requests (everything but watches) recorded by the fake API server. */
   backendRequests(): RecordedRequest[];
+  /** Requests the controller's Role did not permit (answered 403), as `group/resource verb`. */
+  forbidden(): string[];
+  /** forbidden(), emptied: for a test that sends one on purpose (stop() fails otherwise). */
+  takeForbidden(): string[];
   /** Jobs, pods and requests, for a failure message. */
   dump(): string;
   stop(): Promise<void>;
@@ -57,6 +67,25 @@ export async function startK8sCluster(opts: FakeClusterOptions = {}): Promise<K8
     kubelet: { inheritEnv: 'all', gpus: 8, ...(opts.kubelet ?? {}) },
   });
   const settings = simulatedSettings(cluster, { namespace: NS });
+  const role = controllerRole();
+  const forbidden: string[] = [];
+  cluster.server.intercept((req) => {
+    const a = attributesOf(req);
+    if (!a || permits(role, a)) return undefined;
+    forbidden.push(grantOf(a));
+    const what = `${a.resource}${a.group ? `.${a.group}` : ''}`;
+    return {
+      status: 403,
+      body: {
+        kind: 'Status',
+        apiVersion: 'v1',
+        status: 'Failure',
+        reason: 'Forbidden',
+        code: 403,
+        message: `${what} "${a.name ?? ''}" is forbidden: User "system:serviceaccount:${NS}:stoker-controller" cannot ${a.verb} resource "${a.subresource ? `${a.resource}/${a.subresource}` : a.resource}" in API group "${a.group}" in the namespace "${req.namespace ?? ''}"`,
+      },
+    };
+  });
   const systems: K8sSystem[] = [];
   const stopped = new Set<K8sSystem>();
   const h: K8sHarness = {
@@ -105,6 +134,8 @@ export async function startK8sCluster(opts: FakeClusterOptions = {}): Promise<K8
     jobs: () => cluster.store.list<V1Job>('jobs', { namespace: NS }),
     pods: () => cluster.store.list<V1Pod>('pods', { namespace: NS }),
     backendRequests: () => cluster.server.requests.filter((r) => r.verb !== 'watch'),
+    forbidden: () => [...forbidden],
+    takeForbidden: () => forbidden.splice(0),
     dump() {
       return JSON.stringify(
         {
@@ -122,6 +153,10 @@ export async function startK8sCluster(opts: FakeClusterOptions = {}): Promise<K8
         await s.cleanup().catch(() => undefined);
       }
       await cluster.stop();
+      if (forbidden.length)
+        throw new Error(
+          `the controller sent requests its Role (k8s/base/rbac.yaml) does not permit: ${[...new Set(forbidden)].join(', ')}`,
+        );
     },
   };
   return h;

@@ -6,19 +6,20 @@
  * kubernetes-models does not have: they get a structural check of the fields the
  * example uses and of their references (LocalQueue -> ClusterQueue -> ResourceFlavors).
  *
- * Each kustomization is rendered by a small renderer that does what ours use (resources,
- * namespace, labels, images, JSON 6902 patches, secretGenerator literals), so that the
- * overlays' results are validated too and a patch whose path does not exist fails
- * here. Where `kubectl` is installed, `kubectl kustomize` renders each one as well, and
- * both must give the same objects.
+ * Each kustomization is rendered by a small renderer that does what ours use
+ * (test/util/kustomize.ts), so that the overlays' results are validated too and a patch
+ * whose path does not exist fails here. Where `kubectl` is installed, `kubectl
+ * kustomize` renders each one as well, and both must give the same objects.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { dirname, join, relative, resolve } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
 import { StatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy';
-import { makeTrainJob } from '../builders/k8s.js';
+import type { V1Job } from '@kubernetes/client-node';
+import { makePoolWorkers, makeTrainJob, runIdFor } from '../builders/k8s.js';
+import { makePipeline } from '../builders/spec.js';
 import { KEDA, kedaProblems } from '../util/keda.js';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
 import { Role } from 'kubernetes-models/rbac.authorization.k8s.io/v1/Role';
@@ -32,39 +33,33 @@ import { Service } from 'kubernetes-models/v1/Service';
 import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
-import { packageRoot } from '../../common/paths.js';
+import { isPinnedImage } from '../../orchestrator/backends/kubernetes/images.js';
+import { buildAll } from '../../orchestrator/backends/kubernetes/objects.js';
 import {
   DEFAULT_GPU_TYPES,
+  kubernetesSettings,
   settingsFromEnv,
 } from '../../orchestrator/backends/kubernetes/settings.js';
+import {
+  CLUSTER_SCOPED,
+  containersOf,
+  dataOf,
+  documents,
+  find,
+  isObj,
+  K8S,
+  podSpecsOf,
+  render,
+  yamlFiles,
+  type Obj,
+} from '../util/kustomize.js';
+import { BASE_ACL, fillAcl, readAcl } from '../util/redis-acl.js';
+import { address, inCidr, networkPolicies, podIn, type Endpoint } from '../util/network-policy.js';
 
-type Obj = Record<string, unknown> & {
-  apiVersion?: string;
-  kind?: string;
-  metadata?: { name?: string; namespace?: string; labels?: Record<string, string> };
-};
-
-const K8S = join(packageRoot(), 'k8s');
 const OVERLAYS = ['base', 'overlays/kind', 'overlays/production'];
 
 // ---------------------------------------------------------------------------------------
 // Reading and validating
-
-function yamlFiles(dir: string): string[] {
-  return readdirSync(dir).flatMap((name) => {
-    const p = join(dir, name);
-    if (statSync(p).isDirectory()) return yamlFiles(p);
-    return /\.ya?ml$/.test(name) ? [p] : [];
-  });
-}
-
-function documents(file: string): Obj[] {
-  return parseAllDocuments(readFileSync(file, 'utf8')).flatMap((doc) => {
-    if (doc.errors.length) throw new Error(`${file}: ${doc.errors[0]?.message}`);
-    const value = doc.toJS() as Obj | null;
-    return value === null ? [] : [value];
-  });
-}
 
 type Model = new (data: never) => { validate(): void };
 const MODELS = new Map<string, Model>([
@@ -83,10 +78,6 @@ const MODELS = new Map<string, Model>([
   ['policy/v1/PodDisruptionBudget', PodDisruptionBudget],
 ]);
 const KUEUE = 'kueue.x-k8s.io/v1beta1';
-const CLUSTER_SCOPED = new Set(['Namespace', 'PriorityClass', 'ClusterQueue', 'ResourceFlavor']);
-
-const isObj = (v: unknown): v is Record<string, unknown> =>
-  typeof v === 'object' && v !== null && !Array.isArray(v);
 const QUANTITY = /^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$/;
 
 /** Problems with one object: its schema, or for Kueue's CRDs the fields the example uses. */
@@ -176,154 +167,6 @@ function kueueProblems(obj: Obj): string[] {
 }
 
 // ---------------------------------------------------------------------------------------
-// Rendering a kustomization (the features k8s/ uses)
-
-interface Kustomization {
-  namespace?: string;
-  resources?: string[];
-  labels?: { pairs: Record<string, string> }[];
-  images?: { name: string; newName?: string; newTag?: string }[];
-  patches?: { target: { kind: string; name: string }; patch: string }[];
-  secretGenerator?: {
-    name: string;
-    namespace?: string;
-    literals?: string[];
-    options?: { disableNameSuffixHash?: boolean };
-  }[];
-}
-
-const KNOWN_FIELDS = new Set([
-  'apiVersion',
-  'kind',
-  'namespace',
-  'resources',
-  'labels',
-  'images',
-  'patches',
-  'secretGenerator',
-]);
-
-function kustomization(dir: string): Kustomization {
-  const [doc] = documents(join(dir, 'kustomization.yaml'));
-  if (!doc) throw new Error(`${dir}: empty kustomization.yaml`);
-  const unknown = Object.keys(doc).filter((k) => !KNOWN_FIELDS.has(k));
-  if (unknown.length) throw new Error(`${dir}: the test renderer does not know ${unknown}`);
-  return doc as Kustomization;
-}
-
-function applyPatchOp(target: unknown, op: { op: string; path: string; value?: unknown }): void {
-  const parts = op.path
-    .split('/')
-    .slice(1)
-    .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
-  const last = parts.pop();
-  if (last === undefined) throw new Error(`patch path ${op.path}`);
-  let parent: unknown = target;
-  for (const p of parts) {
-    parent = Array.isArray(parent) ? parent[Number(p)] : isObj(parent) ? parent[p] : undefined;
-    if (parent === undefined) throw new Error(`patch path ${op.path}: ${p} does not exist`);
-  }
-  const list = Array.isArray(parent) ? (parent as unknown[]) : undefined;
-  const map = isObj(parent) ? parent : undefined;
-  if (!list && !map) throw new Error(`patch path ${op.path}: the parent is a scalar`);
-  const exists = list ? Number(last) < list.length : last in (map ?? {});
-  switch (op.op) {
-    case 'replace':
-      if (!exists) throw new Error(`patch path ${op.path} does not exist to replace`);
-      if (list) list[Number(last)] = op.value;
-      else if (map) map[last] = op.value;
-      return;
-    case 'add':
-      if (list) list.splice(last === '-' ? list.length : Number(last), 0, op.value);
-      else if (map) map[last] = op.value;
-      return;
-    case 'remove':
-      if (!exists) throw new Error(`patch path ${op.path} does not exist to remove`);
-      if (list) list.splice(Number(last), 1);
-      else if (map) delete map[last];
-      return;
-    default:
-      throw new Error(`patch op ${op.op} is not used here`);
-  }
-}
-
-function podSpecsOf(obj: Obj): Record<string, unknown>[] {
-  const template = (obj as { spec?: { template?: { spec?: Record<string, unknown> } } }).spec
-    ?.template?.spec;
-  return template ? [template] : [];
-}
-
-function containersOf(obj: Obj): Record<string, unknown>[] {
-  return podSpecsOf(obj).flatMap(
-    (spec) => (spec['containers'] as Record<string, unknown>[] | undefined) ?? [],
-  );
-}
-
-function render(dir: string): Obj[] {
-  const k = kustomization(dir);
-  let objects: Obj[] = [];
-  for (const r of k.resources ?? []) {
-    const p = resolve(dir, r);
-    if (!existsSync(p)) throw new Error(`${relative(K8S, dir)}: resource ${r} does not exist`);
-    objects.push(...(statSync(p).isDirectory() ? render(p) : documents(p)));
-  }
-  objects = structuredClone(objects);
-  for (const g of k.secretGenerator ?? []) {
-    const data = Object.fromEntries(
-      (g.literals ?? []).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
-    );
-    objects.push({
-      apiVersion: 'v1',
-      kind: 'Secret',
-      metadata: { name: g.name, ...(g.namespace ? { namespace: g.namespace } : {}) },
-      type: 'Opaque',
-      data: Object.fromEntries(
-        Object.entries(data).map(([key, v]) => [key, Buffer.from(v).toString('base64')]),
-      ),
-    });
-  }
-  for (const obj of objects) {
-    if (k.namespace && !CLUSTER_SCOPED.has(obj.kind ?? '') && obj.metadata)
-      obj.metadata.namespace = k.namespace;
-    for (const l of k.labels ?? []) {
-      if (obj.metadata) obj.metadata.labels = { ...obj.metadata.labels, ...l.pairs };
-    }
-  }
-  for (const image of k.images ?? []) {
-    let used = false;
-    for (const c of objects.flatMap(containersOf)) {
-      const ref = String(c['image']);
-      const name = ref.replace(/:[^:/]+$/, '');
-      if (name !== image.name) continue;
-      used = true;
-      const tag = image.newTag ?? ref.slice(name.length + 1);
-      c['image'] = `${image.newName ?? name}:${tag}`;
-    }
-    if (!used) throw new Error(`${relative(K8S, dir)}: images: no container uses ${image.name}`);
-  }
-  for (const p of k.patches ?? []) {
-    const targets = objects.filter(
-      (o) => o.kind === p.target.kind && o.metadata?.name === p.target.name,
-    );
-    if (targets.length !== 1)
-      throw new Error(`${relative(K8S, dir)}: patch target ${p.target.kind}/${p.target.name}`);
-    const [doc] = parseAllDocuments(p.patch);
-    const ops = doc?.toJS() as { op: string; path: string; value?: unknown }[];
-    for (const op of ops) applyPatchOp(targets[0], op);
-  }
-  return objects;
-}
-
-const find = (objects: Obj[], kind: string, name: string): Obj => {
-  const found = objects.find((o) => o.kind === kind && o.metadata?.name === name);
-  if (!found) throw new Error(`no ${kind}/${name}`);
-  return found;
-};
-
-const dataOf = (obj: Obj): Record<string, string> =>
-  ((obj as { data?: Record<string, string> }).data ?? {}) as Record<string, string>;
-
-// ---------------------------------------------------------------------------------------
 // Tests
 
 describe('k8s/ manifests', () => {
@@ -388,29 +231,31 @@ describe('k8s/ manifests', () => {
         timeout: 30_000,
       });
       const objects = parseAllDocuments(out).map((d) => d.toJS() as Obj);
+      // kubectl folds a long base64 value over lines; the value is the same.
+      for (const o of objects)
+        if (o.kind === 'Secret' && isObj(o['data']))
+          for (const [k, v] of Object.entries(o['data']))
+            o['data'][k] = String(v).replace(/\s+/g, '');
       expect(objects.flatMap(problems)).toEqual([]);
       const names = (list: Obj[]) => list.map((o) => `${o.kind}/${o.metadata?.name}`).sort();
       expect(names(objects)).toEqual(names(render(join(K8S, dir))));
+      const images = (list: Obj[]) =>
+        list.flatMap(containersOf).map((c) => `${String(c['name'])}=${String(c['image'])}`);
+      expect(images(objects).sort()).toEqual(images(render(join(K8S, dir))).sort());
     },
   );
 
-  it('gives the controller only the verbs it uses, in its namespace, and no Secrets', () => {
+  // Which verbs: exactly those the code uses, derived from its requests in
+  // test/kubernetes/rbac.test.ts. Here: where the Role applies, and what it never grants.
+  it('gives the controller a Role in its namespace only, with no Secrets and no wildcards', () => {
     const objects = render(join(K8S, 'base'));
     const role = find(objects, 'Role', 'stoker-controller') as Obj & {
       rules: { apiGroups: string[]; resources: string[]; verbs: string[] }[];
     };
-    const rules = Object.fromEntries(
-      role.rules.flatMap((r) =>
-        r.resources.map((res) => [`${r.apiGroups.join(',')}/${res}`, [...r.verbs].sort()]),
-      ),
-    );
-    expect(rules).toEqual({
-      'batch/jobs': ['create', 'delete', 'get', 'list', 'watch'],
-      '/pods': ['delete', 'get', 'list', 'watch'],
-      '/pods/log': ['get'],
-      '/services': ['create', 'delete', 'get', 'list', 'watch'],
-      '/events': ['list', 'watch'],
-    });
+    for (const r of role.rules) {
+      expect(r.resources).not.toContain('secrets');
+      for (const list of [r.apiGroups, r.resources, r.verbs]) expect(list).not.toContain('*');
+    }
     expect(objects.some((o) => o.kind === 'ClusterRole' || o.kind === 'ClusterRoleBinding')).toBe(
       false,
     );
@@ -425,7 +270,7 @@ describe('k8s/ manifests', () => {
     });
   });
 
-  it('runs Redis with AOF and noeviction, on a volume, with its password from the Secret', () => {
+  it('runs Redis with AOF and noeviction, on a volume, with its users from the Secret', () => {
     const objects = render(join(K8S, 'base'));
     const conf = dataOf(find(objects, 'ConfigMap', 'stoker-redis-config'))['redis.conf'] ?? '';
     expect(conf).toMatch(/^appendonly yes$/m);
@@ -436,13 +281,31 @@ describe('k8s/ manifests', () => {
     };
     expect(redis.spec.volumeClaimTemplates.map((t) => t.metadata.name)).toEqual(['data']);
     const container = containersOf(redis)[0] as {
+      command: string[];
       env: { name: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } }[];
       volumeMounts: { name: string; mountPath: string }[];
+      readinessProbe: { exec: { command: string[] } };
     };
-    expect(container.env.find((e) => e.name === 'REDIS_PASSWORD')?.valueFrom).toEqual({
-      secretKeyRef: { name: 'stoker-redis', key: 'password' },
-    });
     expect(container.volumeMounts).toContainEqual({ name: 'data', mountPath: '/data' });
+    // The users: the ACL file the config names is the Secret's users.acl; no requirepass.
+    const aclFile = /^aclfile (\S+)$/m.exec(conf)?.[1] ?? '';
+    const mount = container.volumeMounts
+      .filter((m) => aclFile.startsWith(`${m.mountPath}/`))
+      .sort((a, b) => b.mountPath.length - a.mountPath.length)[0];
+    const volume = (podSpecsOf(redis)[0]?.['volumes'] as Record<string, unknown>[]).find(
+      (v) => v['name'] === mount?.name,
+    );
+    expect(volume?.['secret']).toMatchObject({
+      secretName: 'stoker-redis',
+      items: [{ key: 'users.acl', path: aclFile.slice((mount?.mountPath.length ?? 0) + 1) }],
+    });
+    expect(container.command.join(' ')).not.toMatch(/requirepass/);
+    expect(conf).not.toMatch(/requirepass/);
+    // The readiness probe logs in as `worker` and wants PONG itself.
+    expect(container.env.find((e) => e.name === 'REDISCLI_AUTH')?.valueFrom).toEqual({
+      secretKeyRef: { name: 'stoker-redis', key: 'worker-password' },
+    });
+    expect(container.readinessProbe.exec.command.join(' ')).toMatch(/--user worker .*= PONG/);
   });
 
   it.each(OVERLAYS)(
@@ -477,60 +340,112 @@ describe('k8s/ manifests', () => {
         mountPath: settings.runsVolume?.mountPath,
       });
       find(objects, 'PersistentVolumeClaim', settings.runsVolume?.claimName ?? '');
-      // The Redis URL: the controller's and the workers' come from the same Secret key.
-      expect(container.env.find((e) => e.name === 'REDIS_URL')?.valueFrom?.secretKeyRef).toEqual(
-        settings.redisUrlSecret,
-      );
+      // The Redis URLs: one Secret, the controller's user and the workers' own.
+      expect(container.env.find((e) => e.name === 'REDIS_URL')?.valueFrom?.secretKeyRef).toEqual({
+        name: settings.redisUrlSecret.name,
+        key: 'controller-url',
+      });
+      expect(settings.redisUrlSecret).toEqual({ name: 'stoker-redis', key: 'worker-url' });
       find(objects, 'ServiceAccount', settings.workerServiceAccountName);
       find(objects, 'PriorityClass', settings.priorityClassName ?? '');
     },
   );
 
-  it('denies ingress by default, and admits only the flows stoker needs, to the pods that serve them', () => {
-    const objects = render(join(K8S, 'base'));
-    type Policy = Obj & {
-      spec: {
-        podSelector: { matchLabels?: Record<string, string> };
-        policyTypes: string[];
-        ingress?: Array<{
-          from?: Array<{ podSelector?: { matchLabels?: Record<string, string> } }>;
-          ports?: Array<{ port: number }>;
-        }>;
-      };
-    };
-    const policies = objects.filter((o) => o.kind === 'NetworkPolicy') as Policy[];
-    const selects = (
-      sel: { matchLabels?: Record<string, string> } | undefined,
-      labels: Record<string, string>,
-    ) => Object.entries(sel?.matchLabels ?? {}).every(([k, v]) => labels[k] === v);
-    const deny = policies.find(
-      (p) => Object.keys(p.spec.podSelector.matchLabels ?? {}).length === 0,
-    );
-    expect(deny?.spec).toEqual({ podSelector: {}, policyTypes: ['Ingress'] });
-    /** The ports `to` admits from a pod with `fromLabels` (null: any port). */
-    const admitted = (to: Record<string, string>, fromLabels: Record<string, string>) =>
-      policies
-        .filter((p) => p !== deny && selects(p.spec.podSelector, to))
-        .flatMap((p) => p.spec.ingress ?? [])
-        .filter((r) => !r.from || r.from.some((f) => selects(f.podSelector, fromLabels)))
-        .flatMap((r) => (r.ports ? r.ports.map((x) => x.port) : [null]));
-    const labelsOf = (kind: string, name: string) =>
+  describe('network policy: default deny, and only the flows stoker needs', () => {
+    const labelsOf = (objects: Obj[], kind: string, name: string) =>
       (
         find(objects, kind, name) as {
           spec: { template: { metadata: { labels: Record<string, string> } } };
         }
       ).spec.template.metadata.labels;
-    const redis = labelsOf('StatefulSet', 'stoker-redis');
-    const controller = labelsOf('Deployment', 'stoker-controller');
-    const worker =
-      makeTrainJob().gpus(8).nodes(2).build().job.spec?.template.metadata?.labels ?? {};
-    const outsider = { app: 'something-else' };
-    expect(admitted(redis, controller)).toEqual([6379]);
-    expect(admitted(redis, worker)).toEqual([6379]);
-    expect(admitted(redis, outsider)).toEqual([]);
-    expect(admitted(controller, outsider)).toEqual([8080]);
-    expect(admitted(worker, worker)).toEqual([null]); // a gang's rendezvous and NCCL ports
-    expect(admitted(worker, outsider)).toEqual([]);
+    const podLabels = (job: V1Job | undefined) => job?.spec?.template.metadata?.labels ?? {};
+    /** Pods as stoker builds them: a gang's, a pool worker's, one of a run with egress. */
+    const workers = () => {
+      const spec = makePipeline('net')
+        .label('egress.stoker.dev/public', 'true')
+        .stage('gang', (st) => st.gpus(8).nodes(2))
+        .normalize();
+      const [egressJob] = buildAll(spec, runIdFor('net'), kubernetesSettings()) as V1Job[];
+      return {
+        gang: podLabels(makeTrainJob().gpus(8).nodes(2).build().job),
+        pool: podLabels(makePoolWorkers('gen').gpus(1).build()[0]),
+        withEgress: podLabels(egressJob),
+      };
+    };
+    const DNS = ['kube-system', { 'k8s-app': 'kube-dns' }] as const;
+    const PUBLIC = address('52.216.8.2'); // an object store
+    const METADATA = address('169.254.169.254'); // a cloud's metadata server
+    const IN_CLUSTER = address('10.4.0.7');
+    const API_SERVER = address('172.18.0.2');
+
+    it.each(OVERLAYS)('%s', (dir) => {
+      const objects = render(join(K8S, dir));
+      const net = networkPolicies(objects, 'stoker');
+      const deny = net.policies.find((p) => p.metadata?.name === 'stoker-default-deny');
+      expect(deny?.spec).toEqual({ podSelector: {}, policyTypes: ['Ingress', 'Egress'] });
+      const pod = (labels: Record<string, string>) => podIn('stoker', labels);
+      const redis = pod(labelsOf(objects, 'StatefulSet', 'stoker-redis'));
+      const controller = pod(labelsOf(objects, 'Deployment', 'stoker-controller'));
+      const w = workers();
+      const gang = pod(w.gang);
+      const poolWorker = pod(w.pool);
+      const withEgress = pod(w.withEgress);
+      const outsider = podIn('default', { app: 'something-else' });
+      const dns = podIn(...DNS);
+      const production = dir === 'overlays/production';
+      // [what, from, to, port, protocol, allowed]
+      const flows: [string, Endpoint, Endpoint, number, string, boolean][] = [
+        ['controller -> Redis', controller, redis, 6379, 'TCP', true],
+        ['gang worker -> Redis', gang, redis, 6379, 'TCP', true],
+        ['pool worker -> Redis', poolWorker, redis, 6379, 'TCP', true],
+        ['another namespace -> Redis', outsider, redis, 6379, 'TCP', false],
+        ['gang worker -> Redis on another port', gang, redis, 6380, 'TCP', false],
+        ['every pod -> DNS (UDP)', poolWorker, dns, 53, 'UDP', true],
+        ['every pod -> DNS (TCP)', redis, dns, 53, 'TCP', true],
+        [
+          'a pod -> DNS elsewhere',
+          gang,
+          podIn('default', { 'k8s-app': 'kube-dns' }),
+          53,
+          'UDP',
+          false,
+        ],
+        ['controller -> API server', controller, API_SERVER, 6443, 'TCP', true],
+        ['gang worker -> API server', gang, API_SERVER, 6443, 'TCP', false],
+        ['anyone -> controller HTTP', outsider, controller, 8080, 'TCP', true],
+        ['anyone -> controller, another port', outsider, controller, 9000, 'TCP', false],
+        ['gang <-> gang, rendezvous', gang, gang, 29500, 'TCP', true],
+        ['gang <-> gang, NCCL ephemeral port', gang, gang, 41234, 'TCP', true],
+        ['pool worker -> gang', poolWorker, gang, 29500, 'TCP', false],
+        ['gang -> pool worker', gang, poolWorker, 8000, 'TCP', false],
+        ['controller -> a worker', controller, gang, 29500, 'TCP', false],
+        ['Redis -> anywhere', redis, PUBLIC, 443, 'TCP', false],
+        ['a worker -> the internet', gang, PUBLIC, 443, 'TCP', false],
+        ['a labelled run -> the internet (HTTPS)', withEgress, PUBLIC, 443, 'TCP', production],
+        ['a labelled run -> the internet (HTTP)', withEgress, PUBLIC, 80, 'TCP', false],
+        ['a labelled run -> the metadata server', withEgress, METADATA, 443, 'TCP', false],
+        ['a labelled run -> the cluster network', withEgress, IN_CLUSTER, 443, 'TCP', false],
+        ['a labelled run -> another namespace', withEgress, outsider, 443, 'TCP', false],
+      ];
+      const wrong = flows.filter(
+        ([, from, to, port, protocol, allowed]) => net.allows(from, to, port, protocol) !== allowed,
+      );
+      expect(wrong.map(([what, , , , , allowed]) => `${what}: expected ${allowed}`)).toEqual([]);
+    });
+
+    it('the evaluator itself: a policy-free namespace allows everything, a deny-all nothing', () => {
+      const a = podIn('x', { app: 'a' });
+      const b = podIn('x', { app: 'b' });
+      expect(networkPolicies([], 'x').allows(a, b, 1)).toBe(true);
+      const denyAll = networkPolicies(
+        [{ kind: 'NetworkPolicy', spec: { podSelector: {}, policyTypes: ['Egress'] } }],
+        'x',
+      );
+      expect(denyAll.allows(a, b, 1)).toBe(false);
+      expect(denyAll.allows(podIn('y', { app: 'a' }), b, 1)).toBe(true);
+      expect(inCidr('10.1.2.3', '10.0.0.0/8')).toBe(true);
+      expect(inCidr('11.1.2.3', '10.0.0.0/8')).toBe(false);
+    });
   });
 
   it('runs every pod as non-root with a restricted security context', () => {
@@ -571,9 +486,24 @@ describe('k8s/ manifests', () => {
     expect(find(objects, 'PersistentVolumeClaim', 'stoker-runs')).toMatchObject({
       spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '2Gi' } } },
     });
+    // The dev Redis Secret hangs together: its users.acl is the base's file with the
+    // SHA-256 of the passwords its URLs carry, and the probe's password is the worker's.
     const secret = dataOf(find(objects, 'Secret', 'stoker-redis'));
     const decode = (v: string | undefined) => Buffer.from(v ?? '', 'base64').toString();
-    expect(decode(secret['url'])).toBe(`redis://:${decode(secret['password'])}@stoker-redis:6379`);
+    const controllerUrl = new URL(decode(secret['controller-url']));
+    const workerUrl = new URL(decode(secret['worker-url']));
+    expect([controllerUrl.username, controllerUrl.host]).toEqual([
+      'controller',
+      'stoker-redis:6379',
+    ]);
+    expect([workerUrl.username, workerUrl.host]).toEqual(['worker', 'stoker-redis:6379']);
+    expect(decode(secret['worker-password'])).toBe(workerUrl.password);
+    expect(decode(secret['users.acl'])).toBe(
+      fillAcl(readAcl(BASE_ACL), {
+        controller: controllerUrl.password,
+        worker: workerUrl.password,
+      }),
+    );
   });
 
   it('production overlay: the Kueue example hangs together and matches the GPU node label', () => {
@@ -590,8 +520,23 @@ describe('k8s/ manifests', () => {
     };
     const settings = settingsFromEnv(dataOf(find(objects, 'ConfigMap', 'stoker-config')));
     expect(h100.spec.nodeLabels).toEqual({ [settings.gpuNodeLabel]: DEFAULT_GPU_TYPES['h100'] });
-    expect(settings.workerImage).toMatch(/stoker-worker-gpu:/);
+    expect(settings.workerImage).toMatch(/stoker-worker-gpu@sha256:/);
     expect(objects.some((o) => o.kind === 'Secret')).toBe(false); // created out of band
+  });
+
+  it('production overlay: every image is pinned by digest, and the controller requires it of workers', () => {
+    const objects = render(join(K8S, 'overlays/production'));
+    const images = objects.flatMap(containersOf).map((c) => String(c['image']));
+    expect(images.length).toBeGreaterThan(1);
+    for (const image of images) expect(isPinnedImage(image), image).toBe(true);
+    const settings = settingsFromEnv(dataOf(find(objects, 'ConfigMap', 'stoker-config')));
+    expect(settings.requireImageDigests).toBe(true);
+    expect(isPinnedImage(settings.workerImage)).toBe(true);
+    // The other overlays run tags (kind loads its images into the node).
+    const kind = settingsFromEnv(
+      dataOf(find(render(join(K8S, 'overlays/kind')), 'ConfigMap', 'stoker-config')),
+    );
+    expect(kind.requireImageDigests).toBe(false);
   });
 
   it('documents each kustomization (a comment says how to use it)', () => {

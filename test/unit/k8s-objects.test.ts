@@ -24,11 +24,17 @@ import {
 } from '../../orchestrator/backends/kubernetes/objects.js';
 import { serviceNameFor } from '../../orchestrator/backends/kubernetes/names.js';
 import { kubernetesSpecRules } from '../../orchestrator/backends/kubernetes/spec-rules.js';
+import { imageDigestRule, unpinnedImage } from '../../orchestrator/backends/kubernetes/images.js';
+import { runRules, storedPaths } from '../../common/spec/rules.js';
 import {
   kubernetesSettings,
   SettingsError,
   settingsFromEnv,
 } from '../../orchestrator/backends/kubernetes/settings.js';
+import {
+  defaultResources,
+  scaleQuantity,
+} from '../../orchestrator/backends/kubernetes/default-resources.js';
 import { makePoolWorkers, makeTrainJob, runIdFor } from '../builders/k8s.js';
 import { makePipeline, makeRun } from '../builders/spec.js';
 
@@ -207,7 +213,7 @@ describe('buildTrainJob', () => {
         });
         expect(pod.tolerations).toBeUndefined();
         expect(pod.nodeSelector).toBeUndefined();
-        expect(pod.volumes?.map((v) => v.name)).toEqual(['runs']);
+        expect(pod.volumes?.map((v) => v.name)).toEqual(['runs', 'tmp', 'home']);
       },
     ],
     [
@@ -249,12 +255,16 @@ describe('buildTrainJob', () => {
           { name: 'pvc-0', persistentVolumeClaim: { claimName: 'datasets', readOnly: true } },
           { name: 'pvc-1', persistentVolumeClaim: { claimName: 'checkpoints', readOnly: false } },
           { name: 'dshm', emptyDir: { medium: 'Memory', sizeLimit: '32Gi' } },
+          { name: 'tmp', emptyDir: {} },
+          { name: 'home', emptyDir: {} },
         ]);
         expect(pod.containers[0]?.volumeMounts).toEqual([
           { name: 'runs', mountPath: '/var/lib/stoker' },
           { name: 'pvc-0', mountPath: '/data', readOnly: true },
           { name: 'pvc-1', mountPath: '/ckpt', readOnly: false },
           { name: 'dshm', mountPath: '/dev/shm' },
+          { name: 'tmp', mountPath: '/tmp' },
+          { name: 'home', mountPath: '/home/stoker' },
         ]);
       },
     ],
@@ -283,7 +293,7 @@ describe('buildTrainJob', () => {
           runAsNonRoot: true,
           allowPrivilegeEscalation: false,
           capabilities: { drop: ['ALL'] },
-          readOnlyRootFilesystem: false,
+          readOnlyRootFilesystem: true,
         });
         expect(pod.automountServiceAccountToken).toBe(false);
         expect(pod.enableServiceLinks).toBe(false);
@@ -291,16 +301,74 @@ describe('buildTrainJob', () => {
       },
     ],
     [
-      'a read-only root file system gets an emptyDir /tmp; runAsUser and fsGroup from the stage win',
+      'a read-only root file system gets emptyDirs at /tmp and HOME; runAsUser and fsGroup from the stage win',
       () =>
         makeTrainJob()
           .kubernetes({ runAsUser: 2000, fsGroup: 3000 })
-          .settings({ readOnlyRootFilesystem: true })
+          .settings({ workerHome: '/home/node' })
           .build().job,
       (pod) => {
         expect(pod.containers[0]?.securityContext?.readOnlyRootFilesystem).toBe(true);
         expect(pod.volumes).toContainEqual({ name: 'tmp', emptyDir: {} });
+        expect(pod.containers[0]?.volumeMounts).toContainEqual({
+          name: 'home',
+          mountPath: '/home/node',
+        });
         expect(pod.securityContext).toMatchObject({ runAsUser: 2000, fsGroup: 3000 });
+      },
+    ],
+    [
+      'a PVC mounted at HOME serves it: no emptyDir there (a model cache kept between runs)',
+      () =>
+        makeTrainJob()
+          .kubernetes({ volumes: { pvc: [{ claimName: 'hf-cache', mountPath: '/home/stoker/' }] } })
+          .build().job,
+      (pod) => {
+        expect(pod.volumes?.map((v) => v.name)).toEqual(['runs', 'pvc-0', 'tmp']);
+        expect(pod.containers[0]?.securityContext?.readOnlyRootFilesystem).toBe(true);
+      },
+    ],
+    [
+      'security.writableRoot: true (here from spec.defaults) keeps the root writable, with no emptyDirs',
+      () =>
+        makeTrainJob()
+          .defaults({ kubernetes: { security: { writableRoot: true } } })
+          .build().job,
+      (pod) => {
+        expect(pod.containers[0]?.securityContext).toMatchObject({
+          readOnlyRootFilesystem: false,
+          allowPrivilegeEscalation: false,
+          capabilities: { drop: ['ALL'] },
+        });
+        expect(pod.volumes?.map((v) => v.name)).toEqual(['runs']);
+      },
+    ],
+    [
+      'the operator can make roots writable for every stage (STOKER_K8S_READ_ONLY_ROOT_FS=false)',
+      () => makeTrainJob().settings({ readOnlyRootFilesystem: false }).build().job,
+      (pod) => {
+        expect(pod.containers[0]?.securityContext?.readOnlyRootFilesystem).toBe(false);
+        expect(pod.volumes?.map((v) => v.name)).toEqual(['runs']);
+      },
+    ],
+    [
+      "a stage that names no cpu or memory gets its kind's defaults, per GPU on a GPU pod",
+      () => makeTrainJob().gpus(8).build().job,
+      (pod) => {
+        const amounts = { cpu: '32', memory: '256Gi', 'nvidia.com/gpu': '8' };
+        expect(pod.containers[0]?.resources).toEqual({ requests: amounts, limits: amounts });
+      },
+    ],
+    [
+      "an amount the stage gives wins; the other is the kind's default from the settings",
+      () =>
+        makeTrainJob()
+          .memory('10Gi')
+          .settings({ defaultResources: defaultResources({ train: { cpu: '500m' } }) })
+          .build().job,
+      (pod) => {
+        const amounts = { cpu: '500m', memory: '10Gi' };
+        expect(pod.containers[0]?.resources).toEqual({ requests: amounts, limits: amounts });
       },
     ],
     [
@@ -610,7 +678,9 @@ describe('buildPoolWorkers', () => {
       '--worker-id',
       'gen-h100-3fa2c1',
     ]);
+    // cpu from the generate kind's default, per GPU.
     expect(pod.containers[0]?.resources?.limits).toEqual({
+      cpu: '4',
       memory: '80Gi',
       'nvidia.com/gpu': '1',
     });
@@ -618,7 +688,7 @@ describe('buildPoolWorkers', () => {
     expect(env.get('HF_TOKEN')?.valueFrom).toEqual({ secretKeyRef: { name: 'hf', key: 'token' } });
     expect(env.get('STOKER_SECRET_ENV')?.value).toBe('STOKER_REDIS_URL HF_TOKEN');
     expect(env.has('MASTER_ADDR')).toBe(false);
-    expect(pod.volumes?.map((v) => v.name)).toEqual(['runs', 'dshm']);
+    expect(pod.volumes?.map((v) => v.name)).toEqual(['runs', 'dshm', 'tmp', 'home']);
   });
 
   it("uses the pool's own GPUs and the stage's Kueue queue", () => {
@@ -673,8 +743,50 @@ describe('buildAll', () => {
     const report = objects[4] as V1Job;
     expect(report.spec?.suspend).toBe(true);
     expect(report.metadata?.labels?.['team']).toBe('rl');
-    expect(podOf(report).containers[0]?.resources).toEqual({});
+    // A CPU step that names no resources gets its kind's defaults: never BestEffort.
+    const cpuStep = { cpu: '1', memory: '4Gi' };
+    expect(podOf(report).containers[0]?.resources).toEqual({ requests: cpuStep, limits: cpuStep });
     expect(podOf(report).nodeSelector).toBeUndefined();
+  });
+});
+
+// ---------------------------------------------------------------------------------------
+// Images pinned by digest
+
+describe('images pinned by digest (STOKER_K8S_REQUIRE_IMAGE_DIGESTS)', () => {
+  const digest = `sha256:${'0123456789abcdef'.repeat(4)}`;
+  it.each([
+    [`registry.example.com/stoker@${digest}`, null],
+    [`registry.example.com/stoker:0.1.0@${digest}`, null],
+    ['registry.example.com/stoker:latest', /is a :latest tag/],
+    ['registry.example.com:5000/stoker:0.1.0', /is a tag/],
+    ['registry.example.com:5000/stoker', /has no tag or digest/],
+    ['stoker@sha256:abc', /a digest that is not sha256:<64 hex digits>/],
+  ])('%s', (image, why) => {
+    const found = unpinnedImage(image);
+    if (why === null) expect(found).toBeNull();
+    else expect(found).toMatch(why);
+  });
+
+  it("the builders refuse a stage's unpinned image, and build a pinned one", () => {
+    const build = (image: string) =>
+      makeTrainJob().image(image).settings({ requireImageDigests: true }).build().job;
+    expect(() => build('stoker-worker-gpu:latest')).toThrow(/:latest tag.*pinned by digest/);
+    const job = valid(build(`registry.example.com/w@${digest}`));
+    expect(podOf(job).containers[0]?.image).toBe(`registry.example.com/w@${digest}`);
+    // Without the requirement a tag is built as before.
+    expect(podOf(makeTrainJob().image('w:1').build().job).containers[0]?.image).toBe('w:1');
+  });
+
+  it("refuses a stage's unpinned image at its field (the backend's checkSpec)", () => {
+    const spec = makePipeline('img')
+      .stage('a', (s) => s.image('registry.example.com/a:1'))
+      .stage('b', (s) => s.image(`registry.example.com/b@${digest}`))
+      .stage('c')
+      .normalize();
+    expect(runRules([imageDigestRule], spec, storedPaths(spec))).toEqual([
+      { path: ['spec', 'stages', 0, 'image'], message: expect.stringMatching(/is a tag/) },
+    ]);
   });
 });
 
@@ -692,7 +804,9 @@ describe('settingsFromEnv', () => {
       STOKER_K8S_RUNS_CLAIM: '',
       STOKER_K8S_GPU_TYPES: '{"b200": "NVIDIA-B200"}',
       STOKER_K8S_MASTER_PORT: '23456',
-      STOKER_K8S_READ_ONLY_ROOT_FS: 'true',
+      STOKER_K8S_READ_ONLY_ROOT_FS: 'false',
+      STOKER_K8S_WORKER_HOME: '/home/node',
+      STOKER_K8S_DEFAULT_RESOURCES: '{"train": {"memory": "64Gi"}, "report": {"cpu": "500m"}}',
       STOKER_PREFIX: 'team-a:',
     });
     expect(s).toMatchObject({
@@ -703,9 +817,18 @@ describe('settingsFromEnv', () => {
       priorityClassName: undefined,
       runsVolume: undefined,
       masterPort: 23456,
-      readOnlyRootFilesystem: true,
+      readOnlyRootFilesystem: false,
+      workerHome: '/home/node',
       workerEnv: { STOKER_PREFIX: 'team-a:' },
     });
+    // Each amount given replaces the built-in one; the others stay.
+    expect(s.defaultResources).toEqual({
+      ...defaultResources(),
+      train: { cpu: '4', memory: '64Gi' },
+      report: { cpu: '500m', memory: '4Gi' },
+    });
+    // Unset, the root file system is read-only.
+    expect(settingsFromEnv({}).readOnlyRootFilesystem).toBe(true);
     expect(s.gpuTypes).toMatchObject({ b200: 'NVIDIA-B200', h100: 'NVIDIA-H100-80GB-HBM3' });
   });
 
@@ -717,17 +840,54 @@ describe('settingsFromEnv', () => {
         STOKER_K8S_MASTER_PORT: '99999',
         STOKER_K8S_WORKER_COMMAND: 'stoker worker',
         STOKER_K8S_WORKER_LAUNCHER: 'stoker-env-fd --flag',
+        STOKER_K8S_WORKER_HOME: 'home',
+        STOKER_K8S_DEFAULT_RESOURCES: '{"train": {"memory": "lots"}}',
       });
     } catch (e) {
       err = e;
     }
     expect(err).toBeInstanceOf(SettingsError);
     expect((err as SettingsError).issues.map((i) => i.variable).sort()).toEqual([
+      'STOKER_K8S_DEFAULT_RESOURCES',
       'STOKER_K8S_MASTER_PORT',
       'STOKER_K8S_NAMESPACE',
       'STOKER_K8S_WORKER_COMMAND',
+      'STOKER_K8S_WORKER_HOME',
       'STOKER_K8S_WORKER_LAUNCHER',
     ]);
+    expect(String(err)).toMatch(/STOKER_K8S_DEFAULT_RESOURCES: memory: a quantity/);
+  });
+
+  it('with STOKER_K8S_REQUIRE_IMAGE_DIGESTS, refuses a worker image without a digest', () => {
+    const pinned = `registry.example.com/stoker-worker-gpu@sha256:${'a'.repeat(64)}`;
+    expect(
+      settingsFromEnv({
+        STOKER_K8S_REQUIRE_IMAGE_DIGESTS: 'true',
+        STOKER_K8S_WORKER_IMAGE: pinned,
+      }),
+    ).toMatchObject({ requireImageDigests: true, workerImage: pinned });
+    expect(() =>
+      settingsFromEnv({
+        STOKER_K8S_REQUIRE_IMAGE_DIGESTS: 'true',
+        STOKER_K8S_WORKER_IMAGE: 'registry.example.com/stoker-worker-gpu:0.1.0',
+      }),
+    ).toThrow(
+      /STOKER_K8S_WORKER_IMAGE: image .* is a tag: this controller runs only images pinned by digest/,
+    );
+    // The built-in worker image is :latest: refused too.
+    expect(() => settingsFromEnv({ STOKER_K8S_REQUIRE_IMAGE_DIGESTS: 'true' })).toThrow(
+      /is a :latest tag/,
+    );
+  });
+
+  it.each([
+    ['32Gi', 8, '256Gi'],
+    ['4', 8, '32'],
+    ['500m', 3, '1500m'],
+    ['1.5', 3, '4.5'],
+    ['0.1', 3, '0.3'],
+  ])('scales a default amount by the GPUs: %s x %d = %s', (q, n, expected) => {
+    expect(scaleQuantity(q, n)).toBe(expected);
   });
 
   it('runs workers through stoker-env-fd on PATH unless told otherwise', () => {
@@ -787,6 +947,7 @@ describe('spec: the kubernetes block', () => {
       fsGroup: undefined,
       gpusPerNodeMax: 4,
       cpuDistributed: false,
+      writableRoot: false,
     });
     expect(b?.kubernetes.volumes.shmSize).toBeNull();
     expect(b?.kubernetes.tolerations).toEqual([{ key: 'dedicated', operator: 'Exists' }]);
@@ -973,6 +1134,19 @@ describe('spec: the kubernetes block', () => {
         },
         { path: 'spec.kubernetes.shmSize', message: /\(it belongs under volumes\)/ },
         { path: 'spec.kubernetes.queName', message: /did you mean "queueName"/ },
+      ],
+    ],
+    [
+      'a security block that is not one',
+      () =>
+        makeRun()
+          .inlineStage((s) =>
+            s.set('kubernetes', { security: { writableRoot: 'yes', privileged: true } }),
+          )
+          .toYaml(),
+      [
+        { path: 'spec.kubernetes.security.writableRoot', message: /expected true or false/ },
+        { path: 'spec.kubernetes.security.privileged', message: /unknown field/ },
       ],
     ],
   ])('refuses %s, at its YAML path', (_name, build, expected) => {

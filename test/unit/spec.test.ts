@@ -180,6 +180,7 @@ describe('parseSpec: valid specs', () => {
           fsGroup: undefined,
           gpusPerNodeMax: 8,
           cpuDistributed: false,
+          writableRoot: false,
         },
       },
     ] satisfies NormalizedSpec['stages']);

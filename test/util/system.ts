@@ -24,7 +24,7 @@ export interface TestSystem extends System {
   cleanup(): Promise<void>;
 }
 
-/** A stoker on the suite's Redis, or on `extra.redisUrl` (a server of the test's own). */
+/** A stoker on the suite's Redis, or on `extra.redisUrl` (a server of the test's own: its own users, its own prefix). */
 export async function startTestSystem(extra: Partial<SystemOptions> = {}): Promise<TestSystem> {
   const redisUrl = extra.redisUrl ?? (await testRedisUrl());
   const prefix = extra.prefix ?? uniquePrefix('sys');

@@ -7,6 +7,12 @@
  * here, so there is no image and no runs volume) through this checkout's launcher
  * (worker/bin/stoker-env-fd, as the images have it on PATH), in namespace `stoker`, and
  * the PriorityClass the settings name exists.
+ *
+ * The root file system stays writable: a simulated container is a host process, with no
+ * root file system of its own to make read-only, and an emptyDir at /tmp would turn every
+ * host path under /tmp in the pod's own values (a test's STOKER_HOME) into the pod's
+ * volume directory. The read-only pods are checked where they are built
+ * (test/unit/pod-security.test.ts).
  */
 import { join } from 'node:path';
 import { payloadBinDir, stokerBin } from '../../common/paths.js';
@@ -25,6 +31,7 @@ export function simulatedSettings(
     workerCommand: [process.execPath, stokerBin()],
     workerLauncher: join(payloadBinDir(), 'stoker-env-fd'),
     runsVolume: undefined,
+    readOnlyRootFilesystem: false,
     ...overrides,
   });
   if (settings.priorityClassName)

@@ -11,7 +11,8 @@
  *   units.ts         launch, observe, wait, terminate (observe.ts: a Job -> UnitState)
  *   pool-workers.ts  ensurePool, stopPools (pools.ts: the sizing rules)
  *   collector.ts     collectGarbage, collectGarbageEvery (gc.ts: the rules)
- *   spec-rules.ts    checkSpec: what this backend cannot run
+ *   spec-rules.ts    checkSpec: what this backend cannot run (with access-rules.ts: what
+ *                    runs may use; images.ts: images pinned by digest, when required)
  *
  * Reading comes from the caches, so an unchanged unit or pool costs no request: the
  * reconcile benchmark and the tests check 0 API requests per pass. The only direct read
@@ -37,6 +38,7 @@ import { GarbageCollector, type AttemptLookup } from './collector.js';
 import type { GarbageItem } from './gc.js';
 import { PoolWorkers, type PoolSupport } from './pool-workers.js';
 import type { WatchLike } from './reflector.js';
+import { imageDigestRule } from './images.js';
 import { kubernetesSpecRules, namespaceRule } from './spec-rules.js';
 import { Units, type UnitBuilders } from './units.js';
 
@@ -58,6 +60,8 @@ export interface KubernetesBackendOptions extends UnitBuilders {
   pools?: PoolSupport;
   /** What runs may use in the cluster (access-rules.ts); default: the built-in policy. */
   access?: AccessPolicy;
+  /** Stages' images must be pinned by digest (images.ts; STOKER_K8S_REQUIRE_IMAGE_DIGESTS). */
+  requireImageDigests?: boolean;
 }
 
 export interface BackendStats {
@@ -136,6 +140,7 @@ export class KubernetesBackend implements Backend {
       namespaceRule(this.opts.namespace),
       kubernetesSpecRules,
       accessRule(this.opts.access ?? BUILT_IN_ACCESS),
+      ...(this.opts.requireImageDigests ? [imageDigestRule] : []),
     ];
     // The built-in access rule is in both kubernetesSpecRules and this policy: once each.
     const seen = new Set<string>();

@@ -60,6 +60,7 @@ export async function createKubernetesBackend(opts: {
     log: opts.log,
     jobName: jobNameOfUnit,
     access: accessPolicy(settings),
+    requireImageDigests: settings.requireImageDigests,
     ...opts.tuning,
     async build(req: LaunchRequest) {
       const run = await store.mustGetRun(req.runId);

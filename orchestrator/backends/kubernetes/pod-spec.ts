@@ -2,12 +2,24 @@
  * The pod template every worker Job runs (train attempts and pool workers alike): one
  * container, `worker`, running the worker command (never a shell string).
  *
- *   security    non-root (runAsUser, fsGroup from the stage or the settings), no
- *               privilege escalation, every capability dropped, seccomp RuntimeDefault,
- *               optionally a read-only root filesystem (then /tmp is an emptyDir)
+ *   security    Pod Security "restricted" (test/unit/pod-security.test.ts checks the
+ *               rendered pods against its rules): non-root (runAsUser, fsGroup from the
+ *               stage or the settings), no privilege escalation, every capability
+ *               dropped, seccomp RuntimeDefault; and a read-only root file system unless
+ *               settings.readOnlyRootFilesystem is off or the stage says
+ *               `kubernetes.security.writableRoot: true`. Read-only, the paths a payload
+ *               writes outside its run folder are emptyDirs (writablePaths): /tmp, and
+ *               HOME (settings.workerHome), under which Hugging Face, torch, pip and
+ *               triton keep their caches (~/.cache, ~/.triton) unless the payload points
+ *               them elsewhere (HF_HOME on a PVC). A path a volume already serves (a PVC
+ *               mounted at /tmp or HOME) gets no emptyDir
  *   API access  none: no service-account token, no service-link variables (workers talk
  *               to Redis only)
- *   resources   requests equal limits (see buildResources); GPUs as settings.gpuResourceName
+ *   resources   requests equal limits (see buildResources); GPUs as settings.gpuResourceName;
+ *               cpu and memory the stage leaves out from settings.defaultResources, by
+ *               the stage's kind (default-resources.ts)
+ *   image       the stage's or the worker image; with settings.requireImageDigests only one
+ *               pinned by digest (images.ts), else an Error
  *   placement   the stage's nodeSelector and tolerations; with GPUs, the node label of
  *               the gpuType and a toleration of the GPU taint
  *   volumes     the runs volume (STOKER_HOME), the stage's PVCs, /dev/shm in memory
@@ -30,11 +42,15 @@ import type {
   V1VolumeMount,
 } from '@kubernetes/client-node';
 import { isLabelValue } from '../../../common/spec/schema.js';
+import { mountPathKey } from '../../../common/spec/schema.js';
 import type {
   NormalizedKubernetes,
   NormalizedStage,
   Resources,
+  StageKind,
 } from '../../../common/spec/schema.js';
+import { defaultAmounts } from './default-resources.js';
+import { unpinnedImage } from './images.js';
 import { buildEnv } from './pod-env.js';
 import type { KubernetesSettings } from './settings.js';
 
@@ -47,6 +63,8 @@ const SHM_PATH = '/dev/shm';
 export interface PodInput {
   settings: KubernetesSettings;
   k: NormalizedKubernetes;
+  /** The stage's kind: which default cpu and memory its pods get. */
+  kind: StageKind;
   resources: Resources;
   image: string;
   command: string[];
@@ -60,7 +78,10 @@ export interface PodInput {
 export function buildPodSpec(input: PodInput): V1PodSpec {
   const { settings, k, resources } = input;
   const gpus = resources.gpus;
-  const { volumes, mounts } = buildVolumes(settings, k);
+  const unpinned = settings.requireImageDigests ? unpinnedImage(input.image) : null;
+  if (unpinned) throw new Error(unpinned);
+  const readOnlyRoot = settings.readOnlyRootFilesystem && !k.writableRoot;
+  const { volumes, mounts } = buildVolumes(settings, k, readOnlyRoot);
 
   const nodeSelector: Record<string, string> = { ...k.nodeSelector };
   if (gpus > 0 && resources.gpuType !== undefined) {
@@ -88,14 +109,14 @@ export function buildPodSpec(input: PodInput): V1PodSpec {
         ? input.command
         : [settings.workerLauncher, ...input.command],
     env: buildEnv(input),
-    resources: buildResources(settings, resources),
+    resources: buildResources(settings, input.kind, resources),
     ...(input.ports.length ? { ports: input.ports.map((p) => ({ ...p, protocol: 'TCP' })) } : {}),
     volumeMounts: mounts,
     securityContext: {
       runAsNonRoot: true,
       allowPrivilegeEscalation: false,
       capabilities: { drop: ['ALL'] },
-      readOnlyRootFilesystem: settings.readOnlyRootFilesystem,
+      readOnlyRootFilesystem: readOnlyRoot,
     },
   };
 
@@ -130,22 +151,42 @@ export function buildPodSpec(input: PodInput): V1PodSpec {
 /**
  * Requests equal limits: a pod with cpu and memory given is Guaranteed, which is what
  * the kubelet's CPU and topology managers need to give it whole cores on the GPUs' NUMA
- * node; GPUs (an extended resource) must have requests equal to limits anyway.
+ * node; GPUs (an extended resource) must have requests equal to limits anyway. An amount
+ * the stage leaves out is its kind's default (settings.defaultResources), so no pod is
+ * BestEffort.
  */
 function buildResources(
   settings: KubernetesSettings,
+  kind: StageKind,
   resources: Resources,
 ): V1ResourceRequirements {
-  const amounts: Record<string, string> = {};
-  if (resources.cpu !== undefined) amounts['cpu'] = resources.cpu;
-  if (resources.memory !== undefined) amounts['memory'] = resources.memory;
+  const fallback = defaultAmounts(settings.defaultResources, kind, resources.gpus);
+  const amounts: Record<string, string> = {
+    cpu: resources.cpu ?? fallback.cpu,
+    memory: resources.memory ?? fallback.memory,
+  };
   if (resources.gpus > 0) amounts[settings.gpuResourceName] = String(resources.gpus);
-  return Object.keys(amounts).length ? { requests: amounts, limits: { ...amounts } } : {};
+  return { requests: amounts, limits: { ...amounts } };
+}
+
+/**
+ * Where a payload writes outside its run folder, which a read-only root file system
+ * must still let it write: /tmp (tempfile, torch.compile, DeepSpeed's op builds) and HOME
+ * (~/.cache for Hugging Face, torch hub and pip, ~/.triton, ~/.nv), each an emptyDir of
+ * the pod. emptyDirs take the node's ephemeral storage; a model cache worth keeping
+ * belongs on a PVC (HF_HOME pointing at it).
+ */
+export function writablePaths(settings: KubernetesSettings): { name: string; path: string }[] {
+  return [
+    { name: 'tmp', path: '/tmp' },
+    { name: 'home', path: settings.workerHome },
+  ];
 }
 
 function buildVolumes(
   settings: KubernetesSettings,
   k: NormalizedKubernetes,
+  readOnlyRoot: boolean,
 ): { volumes: V1Volume[]; mounts: V1VolumeMount[] } {
   const volumes: V1Volume[] = [];
   const mounts: V1VolumeMount[] = [];
@@ -178,7 +219,10 @@ function buildVolumes(
       { name: 'dshm', mountPath: SHM_PATH },
     );
   }
-  if (settings.readOnlyRootFilesystem)
-    add({ name: 'tmp', emptyDir: {} }, { name: 'tmp', mountPath: '/tmp' });
+  if (readOnlyRoot) {
+    const served = new Set([...taken.keys()].map(mountPathKey));
+    for (const { name, path } of writablePaths(settings))
+      if (!served.has(mountPathKey(path))) add({ name, emptyDir: {} }, { name, mountPath: path });
+  }
   return { volumes, mounts };
 }

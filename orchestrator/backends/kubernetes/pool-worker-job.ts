@@ -68,6 +68,7 @@ export function buildPoolWorkerJob(
   const podSpec = buildPodSpec({
     settings: ctx.settings,
     k,
+    kind: ctx.stageSpec.kind,
     resources,
     image: ctx.image,
     command: [...ctx.workerCommand, 'worker', '--pool', pool.name, '--worker-id', workerId],

@@ -16,11 +16,14 @@
  *                                      then stay in the worker's environ, and the worker
  *                                      warns)
  *   STOKER_K8S_IMAGE_PULL_POLICY       Always | IfNotPresent | Never (IfNotPresent)
+ *   STOKER_K8S_REQUIRE_IMAGE_DIGESTS   true: worker pods run only images pinned by digest
+ *                                      (images.ts); the worker image too (false)
  *   STOKER_K8S_WORKER_SERVICE_ACCOUNT  worker pods' service account (stoker-worker); its
  *                                      token is not mounted: workers never call the API
  *   STOKER_K8S_PRIORITY_CLASS          worker pods' priorityClassName ("" for none)
- *   STOKER_K8S_REDIS_SECRET            Secret and key holding the Redis URL
- *   STOKER_K8S_REDIS_SECRET_KEY        (stoker-redis, url): pods get it as STOKER_REDIS_URL
+ *   STOKER_K8S_REDIS_SECRET            Secret and key holding the workers' Redis URL
+ *   STOKER_K8S_REDIS_SECRET_KEY        (stoker-redis, url; the base: worker-url, the Redis
+ *                                      user `worker`): pods get it as STOKER_REDIS_URL
  *   STOKER_K8S_PAYLOAD_SECRET          Secret read by a secretEnv entry that names none
  *                                      (stoker-payload-secrets; the key is the variable)
  *   STOKER_K8S_RUNS_CLAIM              PVC holding STOKER_HOME (runs: outputs, logs),
@@ -34,7 +37,17 @@
  *   STOKER_K8S_MASTER_PORT             rendezvous port of multi-node stages (29500)
  *   STOKER_K8S_RUN_AS_USER             worker pods' uid, gid and fsGroup unless a stage
  *   STOKER_K8S_FS_GROUP                sets them (1000: the images' unprivileged user)
- *   STOKER_K8S_READ_ONLY_ROOT_FS       true: read-only root file system, /tmp an emptyDir
+ *   STOKER_K8S_READ_ONLY_ROOT_FS       worker containers' root file system is read-only
+ *                                      (true); /tmp and STOKER_K8S_WORKER_HOME are
+ *                                      emptyDirs. A stage opts out with
+ *                                      kubernetes.security.writableRoot: true
+ *   STOKER_K8S_WORKER_HOME             HOME in the worker image (/home/stoker; the kind
+ *                                      image's is /home/node): an emptyDir there holds
+ *                                      what payloads write under ~ (~/.cache: Hugging
+ *                                      Face, torch, pip; ~/.triton)
+ *   STOKER_K8S_DEFAULT_RESOURCES       JSON {kind: {cpu, memory}}: what a pod gets when its
+ *                                      stage names no cpu or memory, per stage kind,
+ *                                      over the built-in defaults (default-resources.ts)
  *   STOKER_K8S_GC_INTERVAL_SECONDS     orphans collected again this often (0: at start only)
  *   STOKER_K8S_ALLOWED_SECRETS,        what runs may use (comma-separated, a trailing `*`
  *   STOKER_K8S_ALLOWED_PVCS,           for a prefix): when set, only these Secrets, PVCs
@@ -43,7 +56,10 @@
  *   STOKER_PREFIX, STOKER_LOG_LEVEL    passed on to workers as they are
  */
 import { z } from 'zod';
+import { STAGE_KINDS } from '../../../common/spec/schema.js';
 import { nameList } from './access-rules.js';
+import { unpinnedImage } from './images.js';
+import { DEFAULT_QUANTITY, defaultResources, type DefaultResources } from './default-resources.js';
 
 export type PullPolicy = 'Always' | 'IfNotPresent' | 'Never';
 
@@ -54,6 +70,8 @@ export interface KubernetesSettings {
   /** Runs the worker command, taking the secrets out of its environment (undefined: none). */
   workerLauncher: string | undefined;
   imagePullPolicy: PullPolicy;
+  /** Worker pods run only images pinned by digest (images.ts). */
+  requireImageDigests: boolean;
   workerServiceAccountName: string;
   priorityClassName: string | undefined;
   redisUrlSecret: { name: string; key: string };
@@ -65,7 +83,12 @@ export interface KubernetesSettings {
   masterPort: number;
   runAsUser: number;
   fsGroup: number;
+  /** Worker containers' root file system is read-only unless a stage says writableRoot. */
   readOnlyRootFilesystem: boolean;
+  /** HOME in the worker image: an emptyDir when the root file system is read-only. */
+  workerHome: string;
+  /** cpu and memory of a pod whose stage names none, by stage kind (default-resources.ts). */
+  defaultResources: DefaultResources;
   /** Plain (never secret) variables every worker pod gets: STOKER_PREFIX, STOKER_LOG_LEVEL. */
   workerEnv: Record<string, string>;
   /**
@@ -101,6 +124,7 @@ export const DEFAULT_SETTINGS: Readonly<KubernetesSettings> = {
   workerCommand: ['stoker'],
   workerLauncher: 'stoker-env-fd',
   imagePullPolicy: 'IfNotPresent',
+  requireImageDigests: false,
   workerServiceAccountName: 'stoker-worker',
   priorityClassName: 'stoker-training',
   redisUrlSecret: { name: 'stoker-redis', key: 'url' },
@@ -112,7 +136,9 @@ export const DEFAULT_SETTINGS: Readonly<KubernetesSettings> = {
   masterPort: 29500,
   runAsUser: 1000,
   fsGroup: 1000,
-  readOnlyRootFilesystem: false,
+  readOnlyRootFilesystem: true,
+  workerHome: '/home/stoker',
+  defaultResources: defaultResources(),
   workerEnv: {},
   graceMarginSeconds: 15,
   allowed: { secrets: null, claims: null, serviceAccounts: null },
@@ -174,6 +200,7 @@ const SettingsEnv = z.object({
     .union([z.literal(''), z.string().regex(/^\S+$/, 'a command or a path, without spaces')])
     .optional(),
   STOKER_K8S_IMAGE_PULL_POLICY: z.enum(['Always', 'IfNotPresent', 'Never']).optional(),
+  STOKER_K8S_REQUIRE_IMAGE_DIGESTS: z.enum(['true', 'false']).optional(),
   STOKER_K8S_WORKER_SERVICE_ACCOUNT: objectName.optional(),
   STOKER_K8S_ALLOWED_SECRETS: z.string().optional(),
   STOKER_K8S_ALLOWED_PVCS: z.string().optional(),
@@ -197,6 +224,21 @@ const SettingsEnv = z.object({
   STOKER_K8S_RUN_AS_USER: int(1, 2 ** 31 - 1).optional(),
   STOKER_K8S_FS_GROUP: int(0, 2 ** 31 - 1).optional(),
   STOKER_K8S_READ_ONLY_ROOT_FS: z.enum(['true', 'false']).optional(),
+  STOKER_K8S_WORKER_HOME: z
+    .string()
+    .regex(/^\/[^\s:]*[^\s:/]$/, 'an absolute path such as /home/stoker (not /)')
+    .optional(),
+  STOKER_K8S_DEFAULT_RESOURCES: json(
+    z.partialRecord(
+      z.enum(STAGE_KINDS),
+      z
+        .object({
+          cpu: z.string().regex(DEFAULT_QUANTITY, 'cpu: a quantity such as 2 or 500m').optional(),
+          memory: z.string().regex(DEFAULT_QUANTITY, 'memory: a quantity such as 16Gi').optional(),
+        })
+        .strict(),
+    ),
+  ).optional(),
   STOKER_K8S_GC_INTERVAL_SECONDS: int(0, 7 * 24 * 3600).optional(),
   STOKER_PREFIX: z.string().min(1).optional(),
   STOKER_LOG_LEVEL: z.string().min(1).optional(),
@@ -226,13 +268,19 @@ export function settingsFromEnv(
   }
   const e = parsed.data;
   const d = DEFAULT_SETTINGS;
+  const requireImageDigests = e.STOKER_K8S_REQUIRE_IMAGE_DIGESTS === 'true';
+  const workerImage = e.STOKER_K8S_WORKER_IMAGE ?? d.workerImage;
+  const unpinned = requireImageDigests ? unpinnedImage(workerImage) : null;
+  if (unpinned)
+    throw new SettingsError([{ variable: 'STOKER_K8S_WORKER_IMAGE', message: unpinned }]);
   const claim = e.STOKER_K8S_RUNS_CLAIM ?? d.runsVolume?.claimName ?? '';
   const workerEnv: Record<string, string> = {};
   if (e.STOKER_PREFIX !== undefined) workerEnv['STOKER_PREFIX'] = e.STOKER_PREFIX;
   if (e.STOKER_LOG_LEVEL !== undefined) workerEnv['STOKER_LOG_LEVEL'] = e.STOKER_LOG_LEVEL;
   return kubernetesSettings({
     namespace: e.STOKER_K8S_NAMESPACE ?? d.namespace,
-    workerImage: e.STOKER_K8S_WORKER_IMAGE ?? d.workerImage,
+    workerImage,
+    requireImageDigests,
     workerCommand: e.STOKER_K8S_WORKER_COMMAND ?? d.workerCommand,
     workerLauncher:
       e.STOKER_K8S_WORKER_LAUNCHER === undefined
@@ -261,7 +309,12 @@ export function settingsFromEnv(
     masterPort: e.STOKER_K8S_MASTER_PORT ?? d.masterPort,
     runAsUser: e.STOKER_K8S_RUN_AS_USER ?? d.runAsUser,
     fsGroup: e.STOKER_K8S_FS_GROUP ?? d.fsGroup,
-    readOnlyRootFilesystem: e.STOKER_K8S_READ_ONLY_ROOT_FS === 'true',
+    readOnlyRootFilesystem:
+      e.STOKER_K8S_READ_ONLY_ROOT_FS === undefined
+        ? d.readOnlyRootFilesystem
+        : e.STOKER_K8S_READ_ONLY_ROOT_FS === 'true',
+    workerHome: e.STOKER_K8S_WORKER_HOME ?? d.workerHome,
+    defaultResources: defaultResources(e.STOKER_K8S_DEFAULT_RESOURCES ?? {}),
     gcIntervalSeconds: e.STOKER_K8S_GC_INTERVAL_SECONDS ?? d.gcIntervalSeconds,
     workerEnv,
     allowed: {

@@ -89,6 +89,7 @@ export function buildTrainJob(req: TrainJobRequest): TrainJobObjects {
   const podSpec = buildPodSpec({
     settings,
     k,
+    kind: req.stageSpec.kind,
     resources,
     image: req.image,
     command: [...req.workerCommand, 'worker', ...taskWorkerArgs(req)],
