@@ -5,8 +5,8 @@
  * the API and the dashboard show it; `memory` is kept for the next pass.
  *
  *   decide(input) -> Decision      an autoscaled pool
- *   fixedDecision(input)           a pool without `autoscale` (its replicas while a stage
- *                                  uses it, its minimum otherwise), or a pinned one
+ *   fixedDecision(input)           a pool without `autoscale`: its pin, or its replicas
+ *                                  while a stage uses it and its minimum otherwise
  *
  * The rule, in order:
  *   1. the backlog B = waiting + prioritized + delayed + active shards of the pool's queue
@@ -187,7 +187,11 @@ function automatic(
   };
 }
 
-/** A pool without autoscale: its replicas while a stage uses it, else its minimum; or its pin. */
+/**
+ * A pool without autoscale: its pin whether a stage uses it or not (a pin is the
+ * operator's size for the pool, as for an autoscaled one); else its replicas while a stage
+ * uses it, its minimum otherwise.
+ */
 export function fixedDecision(input: {
   nowMs: number;
   minReplicas: number;
@@ -200,12 +204,9 @@ export function fixedDecision(input: {
   const { pin, users } = input;
   const active = pin && (pin.untilMs === null || pin.untilMs > input.nowMs) ? pin : null;
   const backlog = total(input.backlog);
+  const until = active?.untilMs ? ` until ${new Date(active.untilMs).toISOString()}` : '';
   const [desired, reason, message] = active
-    ? [
-        active.replicas,
-        'Pinned',
-        `pinned to ${active.replicas} by stoker scale${active.untilMs === null ? '' : ` until ${new Date(active.untilMs).toISOString()}`}`,
-      ]
+    ? [active.replicas, 'Pinned', `pinned to ${active.replicas} by stoker scale${until}`]
     : users > 0
       ? [
           input.replicas,
@@ -221,7 +222,7 @@ export function fixedDecision(input: {
     message,
     conditions: [
       cond('AbleToScale', 'True', 'ReadyForNewScale', 'a fixed pool'),
-      cond('ScalingActive', 'False', active ? 'Pinned' : 'FixedSize', message),
+      cond('ScalingActive', 'False', reason === 'Pinned' ? 'Pinned' : 'FixedSize', message),
     ],
     inputs: {
       backlog,
@@ -354,10 +355,14 @@ function secs(s: number): string {
   return `${Number(s.toPrecision(3))}s`;
 }
 
-/** What is on the way or missing, when that is not `desired` ready workers. */
+/** What is on the way, missing or leaving, when that is not `desired` ready workers. */
 function workersNote(w: DecideInput['workers'], desired: number): string {
   if (w.ready === desired && w.starting === 0 && w.draining === 0) return '';
-  const parts = [`${w.ready} of ${desired} ready`];
+  const parts = [
+    w.ready > desired
+      ? `${w.ready} up, ${w.ready - desired} to drain`
+      : `${w.ready} of ${desired} ready`,
+  ];
   if (w.starting) parts.push(`${w.starting} starting`);
   if (w.draining) parts.push(`${w.draining} draining`);
   return ` (${parts.join(', ')})`;

@@ -455,17 +455,16 @@ describe('a fixed pool (no autoscale)', () => {
     expect(d).toMatchObject({ desired: 0, reason: 'Unused' });
     expect(d.message).toMatch(/idle: no stage uses it/);
   });
-  it('runs its replicas while used, or its pin whether used or not', () => {
+  it('runs its replicas while used, or its pin whether used or not, until the pin ends', () => {
+    const pin = { replicas: 3, untilMs: null };
     expect(fixedDecision({ ...base, users: 1 }).desired).toBe(2);
-    expect(fixedDecision({ ...base, users: 0, pin: { replicas: 3, untilMs: null } })).toMatchObject(
-      {
-        desired: 3,
-        reason: 'Pinned',
-      },
-    );
-    expect(
-      fixedDecision({ ...base, users: 1, nowMs: 10, pin: { replicas: 3, untilMs: 5 } }).desired,
-    ).toBe(2);
+    expect(fixedDecision({ ...base, users: 0, pin })).toMatchObject({
+      desired: 3,
+      reason: 'Pinned',
+    });
+    const ended = { replicas: 3, untilMs: 5 };
+    expect(fixedDecision({ ...base, users: 1, nowMs: 10, pin: ended }).desired).toBe(2);
+    expect(fixedDecision({ ...base, users: 0, nowMs: 10, pin: ended }).reason).toBe('Unused');
   });
 });
 
