@@ -105,7 +105,7 @@ export function decide(input: DecideInput): Decision {
       shardSeconds: rec.shardSeconds,
       shardSecondsSource: rec.source,
       samples: prev.service.samples,
-      emptySeconds: rec.emptySinceMs === null ? null : (now - rec.emptySinceMs) / 1000,
+      emptySince: rec.emptySinceMs === null ? null : new Date(rec.emptySinceMs).toISOString(),
     },
     memory: {
       desired,
@@ -230,7 +230,7 @@ export function fixedDecision(input: {
       shardSeconds: null,
       shardSecondsSource: 'none',
       samples: 0,
-      emptySeconds: null,
+      emptySince: null,
     },
   };
 }
@@ -266,7 +266,8 @@ function recommend(input: DecideInput): Recommendation {
         emptySinceMs: since,
         idle: true,
         reason: 'IdleTimeout',
-        message: `queue empty for ${secs(emptyFor)} (idleTimeout ${secs(as.idleTimeoutSeconds)}): minReplicas ${input.minReplicas}`,
+        // No elapsed time in it: a pool idle for hours keeps one message (written once).
+        message: `queue empty since ${new Date(since).toISOString()}, past idleTimeout ${secs(as.idleTimeoutSeconds)}: minReplicas ${input.minReplicas}`,
       };
     return {
       ...base,

@@ -49,8 +49,8 @@ export const PoolDecision = z.object({
     shardSecondsSource: ServiceSource,
     /** Shard durations the estimate has seen. */
     samples: z.number().int().nonnegative(),
-    /** Seconds the queue has been empty (null: it holds shards). */
-    emptySeconds: z.number().nullable(),
+    /** Since when the queue has been empty (ISO; null: it holds shards). */
+    emptySince: z.string().nullable(),
   }),
 });
 export type PoolDecision = z.infer<typeof PoolDecision>;

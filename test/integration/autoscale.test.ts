@@ -139,7 +139,7 @@ describe('an autoscaled pool on the local backend', () => {
       60_000,
       100,
     );
-    expect(idle.decision?.message).toMatch(/idleTimeout 2s\): minReplicas 0/);
+    expect(idle.decision?.message).toMatch(/past idleTimeout 2s: minReplicas 0/);
     // The service time was measured from shard durations.
     expect(idle.memory?.service.samples).toBeGreaterThan(0);
 

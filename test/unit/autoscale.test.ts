@@ -393,8 +393,10 @@ describe('idle timeout', () => {
     expect(desired(ds)).toEqual([4, 4, 4, 0, 0]);
     expect(ds[2]?.reason).toBe('QueueEmpty');
     expect(ds[3]?.reason).toBe('IdleTimeout');
-    expect(ds[3]?.inputs.emptySeconds).toBe(30);
-    expect(ds[3]?.message).toMatch(/queue empty for 30s \(idleTimeout 30s\): minReplicas 0/);
+    expect(ds[3]?.inputs.emptySince).toBe(new Date(10_000).toISOString());
+    expect(ds[3]?.message).toMatch(/queue empty since .*, past idleTimeout 30s: minReplicas 0/);
+    // Written once: the message of a pool that stays idle does not change.
+    expect(ds[4]?.message).toBe(ds[3]?.message);
   });
 
   it('stops at minReplicas, and grows from it again when shards come', () => {
