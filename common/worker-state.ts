@@ -1,7 +1,8 @@
 /**
  * What a pool worker publishes about itself in \`pool:{name}:workers\` (workerId -> JSON):
  * written by the worker (worker/pool/), read by the controller, \`stoker pools\`
- * and the kubernetes backend's scale-down (idle workers go first).
+ * and both backends' scale-down (orchestrator/autoscale/drain-order.ts: idle and cold
+ * workers go first; \`shardsDone\` 0 is a worker whose model is not loaded yet).
  */
 import { z } from 'zod';
 
@@ -11,6 +12,11 @@ export const WorkerState = z.object({
   host: z.string(),
   state: z.enum(['starting', 'idle', 'busy', 'draining']),
   shard: z.string().nullable(),
+  /**
+   * When `shard` began on this worker (absent from workers of older versions): a
+   * scale-down drains the worker whose shard is nearest its start first.
+   */
+  shardSince: z.string().nullable().optional(),
   since: z.string(),
   heartbeatAt: z.string(),
   shardsDone: z.number().int(),

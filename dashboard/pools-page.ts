@@ -1,8 +1,10 @@
 /**
- * The pools page (#/pools): each pool's desired, running, busy, idle and starting
- * workers, backlog, shards per second and ETA, live from the event stream (and every 5 s,
- * for the rates); admins get scale buttons (−1, +1, and a number), within the pool's
- * bounds (the server refuses anything else and says why).
+ * The pools page (#/pools): each pool's status (Idle, ScalingUp, ScalingDown, Ready),
+ * desired, running, busy, idle and starting workers, backlog, shards per second and ETA,
+ * how it is scaled (auto, fixed, or pinned until when) and the controller's last decision
+ * (its reason, message and conditions), live from the event stream (and every 5 s, for
+ * the rates); admins get scale buttons (−1, +1, and a number), which pin the pool within
+ * its bounds (the server refuses anything else and says why), and `auto`, which ends a pin.
  */
 import type { PoolView } from '../orchestrator/pools.js';
 import { api, isAdmin, post } from './api.js';
@@ -11,7 +13,9 @@ import { listen } from './live.js';
 
 const COLUMNS = [
   'pool',
+  'status',
   'bounds',
+  'scaling',
   'desired',
   'running',
   'busy',
@@ -21,6 +25,7 @@ const COLUMNS = [
   'shards/s',
   'ETA',
   'used by',
+  'decision',
   'scale',
 ];
 
@@ -64,9 +69,9 @@ class PoolsPage {
     }
   }
 
-  private async scale(p: PoolView, replicas: number): Promise<void> {
+  private async scale(p: PoolView, body: { replicas: number } | { auto: true }): Promise<void> {
     try {
-      this.render(await post<PoolView>(`/pools/${encodeURIComponent(p.name)}/scale`, { replicas }));
+      this.render(await post<PoolView>(`/pools/${encodeURIComponent(p.name)}/scale`, body));
       fill(this.note, '');
     } catch (err) {
       fill(this.note, `Cannot scale ${p.name}: ${(err as Error).message}`);
@@ -82,7 +87,12 @@ class PoolsPage {
       value: p.desired,
       'aria-label': `replicas of ${p.name}`,
     });
-    const button = (action: string, label: string, disabled: boolean, to: () => number) =>
+    const button = (
+      action: string,
+      label: string,
+      disabled: boolean,
+      to: () => { replicas: number } | { auto: true },
+    ) =>
       h(
         'button',
         {
@@ -96,10 +106,11 @@ class PoolsPage {
     return h(
       'span',
       { class: 'scale' },
-      button('scale-down', '−1', p.desired <= p.minReplicas, () => p.desired - 1),
-      button('scale-up', '+1', p.desired >= p.maxReplicas, () => p.desired + 1),
+      button('scale-down', '−1', p.desired <= p.minReplicas, () => ({ replicas: p.desired - 1 })),
+      button('scale-up', '+1', p.desired >= p.maxReplicas, () => ({ replicas: p.desired + 1 })),
       input,
-      button('scale-set', 'set', false, () => Number(input.value)),
+      button('scale-set', 'set', false, () => ({ replicas: Number(input.value) })),
+      p.pin ? button('scale-auto', 'auto', false, () => ({ auto: true })) : null,
     );
   }
 
@@ -114,7 +125,9 @@ class PoolsPage {
     fill(
       tr,
       h('td', {}, p.name, p.paused ? h('div', { class: 'warn' }, 'queue paused') : null),
+      h('td', { 'data-field': 'status' }, p.status),
       h('td', {}, `${p.minReplicas}–${p.maxReplicas}`),
+      h('td', { 'data-field': 'scaling' }, scaling(p)),
       h('td', { 'data-field': 'desired' }, p.desired),
       h('td', {}, p.running),
       h('td', {}, p.busy),
@@ -124,7 +137,26 @@ class PoolsPage {
       h('td', {}, num(p.shardsPerSecond)),
       h('td', {}, duration(p.etaSeconds)),
       h('td', {}, p.users.join(', ') || '–'),
+      h('td', { 'data-field': 'decision' }, decision(p)),
       h('td', {}, this.controls(p)),
     );
   }
+}
+
+/** auto, fixed, or the pin with its end. */
+function scaling(p: PoolView): string {
+  if (!p.pin) return p.autoscale ? 'auto' : 'fixed';
+  return p.pin.until
+    ? `pinned ${p.pin.replicas} until ${new Date(p.pin.until).toLocaleTimeString()}`
+    : `pinned ${p.pin.replicas}`;
+}
+
+/** The last decision: its reason, its message, and its conditions on hover. */
+function decision(p: PoolView): HTMLElement | string {
+  const d = p.decision;
+  if (!d) return '–';
+  const title = d.conditions
+    .map((c) => `${c.type} ${c.status} ${c.reason}: ${c.message}`)
+    .join('\n');
+  return h('span', { title }, h('b', {}, d.reason), h('div', { class: 'sub' }, d.message));
 }

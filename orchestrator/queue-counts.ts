@@ -37,6 +37,27 @@ export const QueueRow = z.object({
 });
 export type QueueRow = z.infer<typeof QueueRow>;
 
+/**
+ * The backlog of a pool's queue: its waiting, prioritized, delayed and active jobs, and
+ * whether it is paused (buildPoolView, and the controller's autoscaler).
+ */
+export async function queueBacklog(q: Queue): Promise<{
+  waiting: number;
+  prioritized: number;
+  delayed: number;
+  active: number;
+  paused: boolean;
+}> {
+  const c = await q.getJobCounts('waiting', 'prioritized', 'delayed', 'active');
+  return {
+    waiting: c.waiting ?? 0,
+    prioritized: c.prioritized ?? 0,
+    delayed: c.delayed ?? 0,
+    active: c.active ?? 0,
+    paused: await q.isPaused(),
+  };
+}
+
 export class QueueReader {
   private readonly queues = new Map<string, Queue>();
 
@@ -77,17 +98,7 @@ export class QueueReader {
   }
 
   /** For buildPoolView: the backlog's parts and the active shards of a pool's queue. */
-  readonly poolCounts = async (name: string) => {
-    const q = this.queue(name);
-    const c = await q.getJobCounts('waiting', 'prioritized', 'delayed', 'active');
-    return {
-      waiting: c.waiting ?? 0,
-      prioritized: c.prioritized ?? 0,
-      delayed: c.delayed ?? 0,
-      active: c.active ?? 0,
-      paused: await q.isPaused(),
-    };
-  };
+  readonly poolCounts = (name: string) => queueBacklog(this.queue(name));
 
   async close(): Promise<void> {
     await Promise.all([...this.queues.values()].map((q) => q.close()));

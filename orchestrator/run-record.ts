@@ -56,5 +56,10 @@ export const RunRecord = z.object({
   finishedAt: z.string().nullable(),
   /** Every resume of this run, oldest first (absent: never resumed). */
   resumes: z.array(RunResume).optional(),
+  /**
+   * Submitted with --take-over-pools: a pool its spec declares with other settings than
+   * the live pool's takes the spec's when its stage starts (pool-settings.ts).
+   */
+  takeOverPools: z.boolean().optional(),
 });
 export type RunRecord = z.infer<typeof RunRecord>;

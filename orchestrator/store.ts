@@ -29,6 +29,7 @@ import {
   StageStatus,
   TaskStatus,
 } from '../common/model.js';
+import { checkSpecPools } from './pool-settings.js';
 import { RunRecord } from './run-record.js';
 import { TaskStore } from '../common/task-store.js';
 import type { NormalizedSpec } from '../common/spec/schema.js';
@@ -98,10 +99,16 @@ export class RunStore extends TaskStore {
   }
 
   /** Create a run from a validated spec: record, stages Pending, indexed, controller woken. */
+  /**
+   * Record a new run (Pending) and wake the controller. Its pools are checked against the
+   * live ones first (pool-settings.ts): a conflict is a PoolConflictError and nothing is
+   * written, unless `takeOverPools`.
+   */
   async createRun(
     spec: NormalizedSpec,
-    opts: { home: string; id?: string; workDir?: string },
+    opts: { home: string; id?: string; workDir?: string; takeOverPools?: boolean },
   ): Promise<RunRecord> {
+    await checkSpecPools(this.redis, this.keys, spec, { takeOver: opts.takeOverPools ?? false });
     // A generated id that collides (same name, same second, same random suffix) is drawn again.
     for (let tries = 0; ; tries++) {
       try {
@@ -117,7 +124,7 @@ export class RunStore extends TaskStore {
 
   private async createRunOnce(
     spec: NormalizedSpec,
-    opts: { home: string; id: string; workDir?: string },
+    opts: { home: string; id: string; workDir?: string; takeOverPools?: boolean },
   ): Promise<RunRecord> {
     const id = opts.id;
     const createdAt = nowIso(this.clock);
@@ -134,6 +141,7 @@ export class RunStore extends TaskStore {
       createdAt,
       startedAt: null,
       finishedAt: null,
+      ...(opts.takeOverPools ? { takeOverPools: true } : {}),
     };
     const stages: Record<string, string> = {};
     for (const stage of spec.stages) {

@@ -300,6 +300,7 @@ async function afterTheFact(
     finalStatusesWithoutStartedAt: Object.values(statuses).filter(
       (x) => x.finishedAt && !x.startedAt,
     ).length,
-    completionsNotFirstAttempt: members.filter((m) => !m.endsWith(':1')).length,
+    // A member is `${taskId}:${attempt}:${serviceMs}`.
+    completionsNotFirstAttempt: members.filter((m) => !/:1(:\d+)?$/.test(m)).length,
   };
 }

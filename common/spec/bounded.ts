@@ -6,6 +6,10 @@
  *   BackoffDelay    the same, at most 1 day (retry.backoff.delay)
  *   Quantity        a Kubernetes quantity (16Gi, 500m, 2), more than 0, as a string
  *   Replicas        a pool's worker count, an integer at most 10,000
+ *   StabilizationWindow, ScalingPeriod, BacklogDuration
+ *                   an autoscaled pool's durations: a window at most 1 hour, a policy's
+ *                   period more than 0 and at most 30 minutes (the HPA's bounds), a
+ *                   backlog or shard time more than 0 and at most 1 day
  *
  * Every refusal says the bound and what was written, at the value's path.
  */
@@ -15,9 +19,15 @@ import { SPEC_LIMITS } from './normalized.js';
 const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/;
 const UNIT_SECONDS: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 };
 
-/** `604800` -> `7d`, `86400` -> `1d`, `90` -> `90s`: a bound as a spec would write it. */
+/** `604800` -> `7d`, `3600` -> `1h`, `1800` -> `30m`, `90` -> `90s`: a bound as a spec would write it. */
 const durationText = (seconds: number): string =>
-  seconds % 86400 === 0 ? `${seconds / 86400}d` : `${seconds}s`;
+  seconds % 86400 === 0
+    ? `${seconds / 86400}d`
+    : seconds % 3600 === 0
+      ? `${seconds / 3600}h`
+      : seconds % 60 === 0
+        ? `${seconds / 60}m`
+        : `${seconds}s`;
 
 /**
  * A duration as seconds: a number, or a string such as "30s", "10m", "2h"; at most
@@ -58,6 +68,26 @@ export const TimerDuration = duration(
 export const BackoffDelay = duration(
   SPEC_LIMITS.backoffSeconds,
   'a longer wait between attempts is surely a mistake',
+);
+
+/** A duration that must be more than 0 (a rate over no time, a target of no work). */
+const positive = (d: ReturnType<typeof duration>, what: string) =>
+  d.refine((seconds) => seconds > 0, `must be more than 0: ${what}`);
+
+/** A scale-up or scale-down stabilisation window: at most 1 hour, as the HPA's. */
+export const StabilizationWindow = duration(
+  SPEC_LIMITS.stabilizationWindowSeconds,
+  'the recommendations of a longer window would hold a pool at a stale size (the HPA bounds it alike)',
+);
+/** A scaling policy's period: more than 0, at most 30 minutes, as the HPA's. */
+export const ScalingPeriod = positive(
+  duration(SPEC_LIMITS.scalingPeriodSeconds, 'the HPA bounds a policy period alike'),
+  'a policy limits the change over a period of time',
+);
+/** Seconds of work: a backlog per worker, or a shard's assumed duration. */
+export const BacklogDuration = positive(
+  duration(SPEC_LIMITS.backlogSeconds, 'a longer one is surely a mistake'),
+  'the seconds of work it stands for',
 );
 
 /** The error of a count over its bound, with the count written. */

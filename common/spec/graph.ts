@@ -13,7 +13,8 @@
  *   - `${...}` references (references.ts): syntax, parameters, env, upstream outputs
  *   - a secretEnv name is not also a plain env variable
  *   - pulled stages: an input and a pool together, only on generate and evaluate stages,
- *     file (with shardSize) or shards, replicas within [minReplicas, maxReplicas]
+ *     file (with shardSize) or shards, replicas within [minReplicas, maxReplicas], and
+ *     no replicas beside autoscale
  *   - CPU steps (prepare, merge, report) ask for no GPUs and one node
  *
  * What is skipped when a field was written but fails its own schema (typed.ts):
@@ -193,6 +194,11 @@ function checkPulled(stage: GraphStage): GraphIssue[] {
     at(['pool', 'replicas'], `replicas (${replicas}) is more than maxReplicas (${max})`);
   if (replicas !== undefined && min !== undefined && replicas < min)
     at(['pool', 'replicas'], `replicas (${replicas}) is less than minReplicas (${min})`);
+  if (pool.written.has('autoscale') && pool.written.has('replicas'))
+    at(
+      ['pool', 'replicas'],
+      'an autoscaled pool has no fixed replicas: the autoscaler sets them between minReplicas and maxReplicas (leave replicas out)',
+    );
   return issues;
 }
 

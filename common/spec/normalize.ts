@@ -22,6 +22,7 @@ import {
   API_VERSION,
   CPU_STEP_DEFAULT_RESOURCES,
   CPU_STEP_KINDS,
+  DEFAULT_AUTOSCALE,
   DEFAULT_BACKOFF,
   DEFAULT_GRACE_SECONDS,
   DEFAULT_RETRY_ATTEMPTS,
@@ -32,9 +33,12 @@ import {
   SINGLE_STAGE,
 } from './schema.js';
 import type {
+  AutoscaleRequest,
   KubernetesRequest,
+  NormalizedAutoscale,
   NormalizedKubernetes,
   NormalizedPool,
+  NormalizedScalingRules,
   NormalizedSpec,
   NormalizedStage,
   Resources,
@@ -128,11 +132,14 @@ function normalizeStage(s: Stage, defaults: ParsedDefaults): NormalizedStage {
 }
 
 function normalizePool(p: NonNullable<Stage['pool']>, stage: Resources): NormalizedPool {
+  // An autoscaled pool starts at its minimum and grows with its backlog.
+  const start = p.autoscale ? p.minReplicas : (p.replicas ?? p.maxReplicas);
   return {
     name: p.name,
     minReplicas: p.minReplicas,
     maxReplicas: p.maxReplicas,
-    replicas: Math.min(p.maxReplicas, Math.max(p.minReplicas, p.replicas ?? p.maxReplicas)),
+    replicas: Math.min(p.maxReplicas, Math.max(p.minReplicas, start)),
+    ...(p.autoscale ? { autoscale: normalizeAutoscale(p.autoscale) } : {}),
     resources: {
       ...stage,
       gpus: p.resources?.gpus ?? stage.gpus,
@@ -141,6 +148,27 @@ function normalizePool(p: NonNullable<Stage['pool']>, stage: Resources): Normali
       ...(p.resources?.cpu ? { cpu: p.resources.cpu } : {}),
       ...(p.resources?.memory ? { memory: p.resources.memory } : {}),
     },
+  };
+}
+
+/** The autoscale block with the defaults (DEFAULT_AUTOSCALE, the HPA's) where left out. */
+function normalizeAutoscale(a: AutoscaleRequest): NormalizedAutoscale {
+  const rules = (
+    mine: NonNullable<AutoscaleRequest['behavior']>['scaleUp'],
+    base: (typeof DEFAULT_AUTOSCALE)['scaleUp'] | (typeof DEFAULT_AUTOSCALE)['scaleDown'],
+  ): NormalizedScalingRules => ({
+    stabilizationWindowSeconds: mine?.stabilizationWindow ?? base.stabilizationWindowSeconds,
+    selectPolicy: mine?.selectPolicy ?? base.selectPolicy,
+    policies: mine?.policies
+      ? mine.policies.map((q) => ({ type: q.type, value: q.value, periodSeconds: q.period }))
+      : base.policies.map((q) => ({ ...q })),
+  });
+  return {
+    target: { ...a.target },
+    assumeShardSeconds: a.assumeShardDuration ?? null,
+    idleTimeoutSeconds: a.idleTimeout ?? DEFAULT_AUTOSCALE.idleTimeoutSeconds,
+    scaleUp: rules(a.behavior?.scaleUp, DEFAULT_AUTOSCALE.scaleUp),
+    scaleDown: rules(a.behavior?.scaleDown, DEFAULT_AUTOSCALE.scaleDown),
   };
 }
 

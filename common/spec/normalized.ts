@@ -67,6 +67,28 @@ export const DEFAULT_GPUS_PER_NODE_MAX = 8;
 export const DEFAULT_TTL_SECONDS_AFTER_FINISHED = 24 * 3600;
 
 /**
+ * An autoscaled pool's defaults: the HPA's behavior (scale up at once, by 4 workers or
+ * 100% per 15 s, whichever is more; scale down after a 5-minute window, by up to 100% per
+ * 15 s), and KEDA's cooldown (5 minutes of an empty queue before going to minReplicas).
+ */
+export const DEFAULT_AUTOSCALE = {
+  idleTimeoutSeconds: 300,
+  scaleUp: {
+    stabilizationWindowSeconds: 0,
+    selectPolicy: 'Max',
+    policies: [
+      { type: 'Workers', value: 4, periodSeconds: 15 },
+      { type: 'Percent', value: 100, periodSeconds: 15 },
+    ],
+  },
+  scaleDown: {
+    stabilizationWindowSeconds: 300,
+    selectPolicy: 'Max',
+    policies: [{ type: 'Percent', value: 100, periodSeconds: 15 }],
+  },
+} as const;
+
+/**
  * The bounds a spec is held to (schema.ts checks them; the README's "Run specs" lists
  * them). Each is far beyond any real use and well inside what the code that consumes the
  * value can hold: a grace period or a stall timeout becomes a Node timer, which holds at
@@ -85,6 +107,16 @@ export const SPEC_LIMITS = {
   nodes: 10_000,
   /** resources.gpus: GPUs per node. */
   gpusPerNode: 64,
+  /** pool.autoscale.behavior.*.stabilizationWindow: 1 hour (the HPA's bound). */
+  stabilizationWindowSeconds: 3600,
+  /** pool.autoscale.behavior.*.policies[].period: 30 minutes (the HPA's bound). */
+  scalingPeriodSeconds: 1800,
+  /** pool.autoscale.target.backlogSecondsPerWorker and assumeShardDuration: 1 day. */
+  backlogSeconds: 24 * 3600,
+  /** pool.autoscale.target.shardsPerWorker. */
+  shardsPerWorker: 1_000_000,
+  /** A Percent scaling policy's value (1000: ten times the workers per period). */
+  scalingPercent: 1000,
 } as const;
 
 /** Resources a stage runs with, after defaults. */
@@ -169,12 +201,49 @@ export function defaultKubernetes(gpuPods: boolean): NormalizedKubernetes {
   };
 }
 
+/** One direction of an autoscaled pool's `behavior` (the HPA's HPAScalingRules). */
+export const NormalizedScalingRules = z.object({
+  stabilizationWindowSeconds: z.number().nonnegative(),
+  /** Max: the policy that allows the largest change; Min: the smallest; Disabled: none. */
+  selectPolicy: z.enum(['Max', 'Min', 'Disabled']),
+  policies: z.array(
+    z.object({
+      type: z.enum(['Workers', 'Percent']),
+      value: z.number().int().positive(),
+      periodSeconds: z.number().positive(),
+    }),
+  ),
+});
+export type NormalizedScalingRules = z.infer<typeof NormalizedScalingRules>;
+
+/**
+ * A pool's `autoscale` block with the defaults applied (orchestrator/autoscale/ reads it).
+ * The bounds are the pool's own minReplicas and maxReplicas.
+ */
+export const NormalizedAutoscale = z.object({
+  /** Exactly one of the two is set. */
+  target: z.object({
+    backlogSecondsPerWorker: z.number().positive().optional(),
+    shardsPerWorker: z.number().int().positive().optional(),
+  }),
+  /** Seconds a shard is taken to need before one has been measured; null: none assumed. */
+  assumeShardSeconds: z.number().positive().nullable(),
+  /** The queue empty this long: the pool goes to its minReplicas (0 included). */
+  idleTimeoutSeconds: z.number().nonnegative(),
+  scaleUp: NormalizedScalingRules,
+  scaleDown: NormalizedScalingRules,
+});
+export type NormalizedAutoscale = z.infer<typeof NormalizedAutoscale>;
+
 export const NormalizedPool = z.object({
   name: z.string(),
   minReplicas: z.number().int().nonnegative(),
   maxReplicas: z.number().int().positive(),
+  /** A pool without autoscale runs this many while a stage uses it; with it, where it starts. */
   replicas: z.number().int().nonnegative(),
   resources: Resources,
+  /** Absent: a fixed pool (replicas while in use, minReplicas otherwise). */
+  autoscale: NormalizedAutoscale.optional(),
 });
 export type NormalizedPool = z.infer<typeof NormalizedPool>;
 

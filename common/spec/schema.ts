@@ -34,6 +34,7 @@ import { z } from 'zod';
 import { RANK_ENV } from '../rank-env.js';
 import { isDnsLabel, isDnsSubdomain, isLabelKey, isLabelValue } from './k8s-names.js';
 import { atMost, BackoffDelay, Duration, Quantity, Replicas, TimerDuration } from './bounded.js';
+import { AutoscaleRequest } from './autoscale.js';
 import { API_VERSION, SPEC_KINDS, SPEC_LIMITS, STAGE_KINDS } from './normalized.js';
 
 // The normalised form (what a run stores) and the constants both forms share.
@@ -42,6 +43,8 @@ export * from './normalized.js';
 export { Duration, TimerDuration } from './bounded.js';
 // Kubernetes names and labels, which the spec checks and the object builders share.
 export * from './k8s-names.js';
+// A pool's autoscale block.
+export * from './autoscale.js';
 
 export const Name = z
   .string()
@@ -259,6 +262,8 @@ const stageBody = {
       /** Workers to start with (default: maxReplicas); `stoker scale` changes it. */
       replicas: Replicas.nonnegative().optional(),
       resources: ResourceRequest.optional(),
+      /** Sized by the backlog between minReplicas and maxReplicas (replicas is then refused). */
+      autoscale: AutoscaleRequest.optional(),
     })
     .strict()
     .optional(),

@@ -41,6 +41,8 @@ import {
 } from './types.js';
 import { groupAlive, isRunning, killGroup, killPid, procStartTime } from '../../common/proc.js';
 import { spawnWorkerProcess } from './worker-process.js';
+import { WorkerState } from '../../common/worker-state.js';
+import { drainOrder } from '../autoscale/drain-order.js';
 
 export interface LocalBackendOptions {
   redis: Redis;
@@ -242,26 +244,33 @@ export class LocalBackend implements Backend {
     if (active.length < replicas) {
       for (let i = active.length; i < replicas; i++) await this.startPoolWorker(pool.name);
     } else if (active.length > replicas) {
-      const states = new Map(
-        Object.entries(await redis.hgetall(keys.poolWorkers(pool.name))).map(([id, raw]) => [
-          id,
-          (JSON.parse(raw) as { state?: string }).state ?? 'starting',
-        ]),
-      );
-      const order = (id: string) =>
-        ({ idle: 0, starting: 1, busy: 2 })[states.get(id) as 'idle'] ?? 1;
-      const victims = [...active]
-        .sort((a, b) => order(a.workerId) - order(b.workerId))
-        .slice(0, active.length - replicas);
-      for (const v of victims) {
+      // Which ones: autoscale/drain-order.ts (idle and cold first; a busy one last, and it
+      // finishes its shard).
+      const states = new Map<string, WorkerState>();
+      for (const [id, raw] of Object.entries(await redis.hgetall(keys.poolWorkers(pool.name)))) {
+        const parsed = WorkerState.safeParse(JSON.parse(raw));
+        if (parsed.success) states.set(id, parsed.data);
+      }
+      const candidates = active.map((p) => {
+        const w = states.get(p.workerId);
+        return {
+          id: p.workerId,
+          proc: p,
+          state: w?.state ?? null,
+          shardsDone: w?.shardsDone ?? 0,
+          shardSinceMs: w?.shardSince ? Date.parse(w.shardSince) : null,
+          startedMs: Date.parse(p.startedAt) || 0,
+        };
+      });
+      for (const v of drainOrder(candidates, active.length - replicas)) {
         await redis.hset(
           keys.poolProcs(pool.name),
-          v.workerId,
-          JSON.stringify({ ...v, draining: true }),
+          v.id,
+          JSON.stringify({ ...v.proc, workerId: undefined, draining: true }),
         );
-        killPid(v.pid, 'SIGTERM'); // drain: finish the current shard, then exit
+        killPid(v.proc.pid, 'SIGTERM'); // drain: finish the current shard, then exit
         this.opts.log.info(
-          { pool: pool.name, workerId: v.workerId, state: states.get(v.workerId) },
+          { pool: pool.name, workerId: v.id, state: v.state, shardsDone: v.shardsDone },
           'scaling down: draining worker',
         );
       }

@@ -57,6 +57,9 @@ export function buildProgram(): Command {
   return program;
 }
 
+const TAKE_OVER_POOLS =
+  "a pool the spec declares with other settings (bounds, autoscale, replicas, resources) than the live pool's takes the spec's; without it such a spec is refused";
+
 /** The commands that take a spec file: validate, run, demo, render. */
 function registerSpecCommands(program: Command): void {
   program.commandsGroup('Specs:');
@@ -82,7 +85,8 @@ function registerSpecCommands(program: Command): void {
         .argument('<file>', 'spec file (YAML)'),
     )
       .option('--json', JSON_RUN)
-      .addOption(intOption('--concurrency <n>', 'dispatched tasks at once')),
+      .addOption(intOption('--concurrency <n>', 'dispatched tasks at once'))
+      .option('--take-over-pools', TAKE_OVER_POOLS),
     { default: 'local' },
   ).action(lazy(() => import('./commands/run.js'), 'action'));
 
@@ -175,6 +179,7 @@ function registerClientCommands(program: Command): void {
   )
     .option('--wait', 'watch until the run finishes; exit 0 if it succeeded')
     .option('--json', 'print {id} at submit, or the final status with --wait')
+    .option('--take-over-pools', TAKE_OVER_POOLS)
     .action(lazy(() => import('./commands/submit.js'), 'action'));
 
   program
@@ -214,10 +219,13 @@ function registerClientCommands(program: Command): void {
   program
     .command('scale')
     .description(
-      "set a pool's desired workers, within its bounds; scaling down lets busy workers finish their shard",
+      "pin a pool's workers within its bounds (over the autoscaler), for a while or until --auto; scaling down lets busy workers finish their shard",
     )
     .argument('<pool>', 'pool name')
-    .requiredOption('--replicas <n>', 'desired workers', (v) => Number(v))
+    .option('--replicas <n>', 'workers to pin the pool at', (v) => Number(v))
+    .option('--for <duration>', 'end the pin after this long (30s, 30m, 2h; default: until --auto)')
+    .option('--auto', 'end the pin: the autoscaler (or a fixed pool its replicas) decides again')
+    .option('--json', 'print the PoolView after the change')
     .action(lazy(() => import('./commands/scale.js'), 'action'));
 
   program

@@ -244,8 +244,8 @@ export class Controller {
     }
   }
 
-  /** Size every pool: its desired replicas while a stage uses it, its minimum otherwise. */
+  /** Size every pool: autoscaled from its backlog, or a fixed pool's size (pool-sizing.ts). */
   async reconcilePools(): Promise<void> {
-    await sizePools(this.ctx);
+    await sizePools(this.ctx, this.pulled.poolBacklog);
   }
 }

@@ -22,6 +22,7 @@ import { isTerminal, nowIso, type ResolvedPayload, type StageStatus } from '../.
 import type { RunRecord } from '../run-record.js';
 import type { NormalizedPool, NormalizedStage } from '../../common/spec/schema.js';
 import { newTaskStatus } from '../../common/task-store.js';
+import { queueBacklog } from '../queue-counts.js';
 import { planShards, type ShardPlan } from '../sharding.js';
 import type { TaskRecord } from '../store.js';
 import { failStage, type ControllerContext } from './context.js';
@@ -65,7 +66,7 @@ export class PulledStages {
       await failStage(this.ctx, run.id, status, 'InvalidInput', message);
       return;
     }
-    await claimPool(this.ctx, pool, `${run.id}/${stage.name}`);
+    await this.claim(run, stage);
     const tasks = shardTasks(run, stage, payload, plan);
     await store.createTasks(tasks);
     await store.setShardTotal(run.id, stage.name, tasks.length);
@@ -150,6 +151,17 @@ export class PulledStages {
       );
     }
   }
+
+  /** The stage uses its pool from now on (pool-sizing.ts claimPool). */
+  async claim(run: RunRecord, stage: NormalizedStage): Promise<void> {
+    await claimPool(this.ctx, stage.pool as NormalizedPool, `${run.id}/${stage.name}`, {
+      takeOver: run.takeOverPools ?? false,
+      backlogOf: this.poolBacklog,
+    });
+  }
+
+  /** The backlog of a pool's queue (the autoscaler's input: pool-sizing.ts). */
+  readonly poolBacklog = (name: string) => queueBacklog(this.poolQueue(name));
 
   /** The queue of a pool (opened once). */
   poolQueue(name: string): Queue<PoolJobData> {

@@ -43,7 +43,6 @@ import type { RunRecord, RunResume } from '../run-record.js';
 import type { ControllerContext } from './context.js';
 import type { DispatchedTasks } from './dispatched.js';
 import { setCondition, topoOrder } from './plan.js';
-import { claimPool } from './pool-sizing.js';
 import type { PulledStages } from './pulled.js';
 
 /** One stage that runs again, and what it starts from. */
@@ -188,7 +187,7 @@ export class RunResumer {
       const status = stages[name];
       if (!stage || !status || isTerminal(status.phase)) continue;
       if (status.shards && stage.pool) {
-        await claimPool(this.ctx, stage.pool, `${run.id}/${name}`);
+        await this.parts.pulled.claim(run, stage);
         const done = new Set(await redis.smembers(keys.stageShardsDone(run.id, name)));
         const ids = Array.from({ length: status.shards.total }, (_, i) =>
           shardTaskId(run.id, name, i),

@@ -7,7 +7,8 @@
  *   event: task   data: TaskView + {runId, stage}
  *                                    a dispatched task reported progress (at most a few
  *                                    times a second: the worker's coalesced writes)
- *   event: pool   data: PoolView     a pool was scaled
+ *   event: pool   data: PoolView     a pool was pinned (stoker scale), or the controller
+ *                                    changed its size or the reason of its decision
  *
  * One Redis subscriber per server, not per client, on the channels the writers already
  * publish on: `wake` (task statuses, cancels, scales, shard outcomes; the controller's

@@ -138,6 +138,13 @@ function listAndSubmit() {
             description: 'Absolute directory that relative paths resolve against',
             schema: { type: 'string' },
           },
+          {
+            name: 'takeOverPools',
+            in: 'query',
+            description:
+              "As --take-over-pools: a pool the spec declares with other settings than the live pool's takes the spec's (without it, such a spec is refused with a 422 naming each difference)",
+            schema: { type: 'string', enum: ['true', 'false'] },
+          },
         ],
         requestBody: {
           required: true,
@@ -295,14 +302,23 @@ function poolPaths() {
     '/pools/{pool}/scale': {
       post: {
         operationId: 'scalePool',
-        summary: "Set a pool's desired workers within its bounds (admin)",
+        summary:
+          'Pin a pool at a number of workers within its bounds, for a while or until auto; or end its pin with {auto: true} (admin)',
         parameters: [poolParam],
         requestBody: {
           required: true,
           content: json({
+            description:
+              'A pin: {replicas, for?}; the end of a pin: {auto: true}. Exactly one of replicas and auto.',
             type: 'object',
-            properties: { replicas: { type: 'integer', minimum: 0 } },
-            required: ['replicas'],
+            properties: {
+              replicas: { type: 'integer', minimum: 0 },
+              for: {
+                description: 'How long the pin holds: seconds, or a duration such as "30m"',
+                oneOf: [{ type: 'number', minimum: 0 }, { type: 'string' }],
+              },
+              auto: { const: true },
+            },
             additionalProperties: false,
           }),
         },
@@ -321,7 +337,7 @@ function eventsPath() {
       get: {
         operationId: 'events',
         summary:
-          'Server-sent events: `run` (a RunSummary) when a run, a stage or a task changes; `pool` (a PoolView) when a pool is scaled',
+          'Server-sent events: `run` (a RunSummary) when a run, a stage or a task changes; `pool` (a PoolView) when a pool is pinned, or the controller changes its size or the reason of its decision',
         responses: {
           '200': {
             description: 'The stream',

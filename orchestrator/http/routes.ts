@@ -5,7 +5,8 @@
  *   GET  /runs?phase=P&name=N&limit=L&cursor=C   {runs: [RunSummary], next: cursor|null},
  *                                                newest first; cursor: where the next
  *                                                page starts
- *   POST /runs?set=k=v&workDir=DIR               submit: the body is the spec, YAML or
+ *   POST /runs?set=k=v&workDir=DIR&takeOverPools=true
+ *                                                submit: the body is the spec, YAML or
  *                                                JSON; 201 {id}; an invalid spec is a 422
  *                                                with the same issues (path, line) as
  *                                                `stoker validate`
@@ -23,7 +24,10 @@
  *   GET  /whoami                                 {role}: what this token may do
  *   GET  /pools, /pools/NAME                     PoolView(s)
  *   GET  /pools/NAME/backlog                     PoolBacklog: one number for KEDA (backlog.ts)
- *   POST /pools/NAME/scale {"replicas": N}       the PoolView after the change
+ *   POST /pools/NAME/scale {"replicas": N, "for": "30m"} | {"auto": true}
+ *                                                pin the pool (for a while, or until
+ *                                                auto), or end the pin: the PoolView
+ *                                                after the change
  *   GET  /queues                                 BullMQ's counts per queue
  *   POST /queues/NAME/pause, /queues/NAME/resume the QueueRow after it (paused jobs stay
  *                                                queued; running ones finish)
@@ -44,7 +48,8 @@ import { z } from 'zod';
 import { isTerminal, Phase } from '../../common/model.js';
 import { parseSpec } from '../../common/spec/load.js';
 import { kubernetesSpecRules } from '../backends/kubernetes/spec-rules.js';
-import { buildPoolView, scalePool } from '../pools.js';
+import { TimerDuration } from '../../common/spec/schema.js';
+import { buildPoolView, scalePool, unpinPool } from '../pools.js';
 import { EventHub } from './events.js';
 import { HistoryQuery, readHistory } from './history.js';
 import { LogsQuery, readLogs } from './logs.js';
@@ -65,8 +70,22 @@ const RunsQuery = z.strictObject({
 const SubmitQuery = z.strictObject({
   set: z.union([z.string(), z.array(z.string())]).optional(),
   workDir: z.string().refine(isAbsolute, 'must be an absolute path').optional(),
+  /** As --take-over-pools: a live pool the spec declares otherwise takes the spec's settings. */
+  takeOverPools: z.enum(['true', 'false']).optional(),
 });
-const ScaleBody = z.strictObject({ replicas: z.number().int().min(0) });
+/** A pin ({replicas, for?}: `for` a duration such as "30m" or seconds), or {auto: true}. */
+const ScaleBody = z
+  .strictObject({
+    replicas: z.number().int().min(0).optional(),
+    for: TimerDuration.optional(),
+    auto: z.literal(true).optional(),
+  })
+  .superRefine((b, ctx) => {
+    if ((b.replicas === undefined) === (b.auto === undefined))
+      ctx.addIssue({ code: 'custom', message: 'give replicas (a pin) or auto: true, not both' });
+    else if (b.auto && b.for !== undefined)
+      ctx.addIssue({ code: 'custom', path: ['for'], message: 'for goes with replicas' });
+  });
 /** Only the records of finished jobs: stoker's tasks keep their own status and outcome. */
 const CleanBody = z.strictObject({
   state: z.enum(['completed', 'failed']),
@@ -119,6 +138,7 @@ function runRoutes(app: FastifyInstance, src: ApiSource): void {
     const run = await store.createRun(spec, {
       home: src.home,
       ...(q.workDir ? { workDir: q.workDir } : {}),
+      takeOverPools: q.takeOverPools === 'true',
     });
     return reply.code(201).send({ id: run.id, name: run.name, phase: run.phase });
   });
@@ -227,10 +247,15 @@ function poolRoutes(app: FastifyInstance, src: ApiSource): void {
     '/pools/:pool/scale',
     { config: { access: 'admin' } },
     async (req) => {
-      const { replicas } = parse(ScaleBody, req.body, 'body');
+      const body = parse(ScaleBody, req.body, 'body');
       if (!(await redis.sismember(keys.pools(), req.params.pool)))
         throw new NotFoundError(`no pool "${req.params.pool}"`);
-      await scalePool(redis, keys, req.params.pool, replicas);
+      if (body.replicas === undefined) await unpinPool(redis, keys, req.params.pool);
+      else
+        await scalePool(redis, keys, req.params.pool, body.replicas, {
+          ...(body.for === undefined ? {} : { forSeconds: body.for }),
+          by: `api:${req.role}`,
+        });
       return buildPoolView(redis, keys, req.params.pool, queues.poolCounts);
     },
   );

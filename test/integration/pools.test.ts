@@ -92,6 +92,9 @@ function outputs(runDir: string): {
   };
 }
 
+/** A completion's `${taskId}:${attempt}`, without the shard's duration that follows. */
+const taskAttempt = (member: string) => member.replace(/:\d+$/, '');
+
 const loads = (dir: string) =>
   readFileSync(join(dir, 'loads.jsonl'), 'utf8').trim().split('\n').length;
 
@@ -139,7 +142,7 @@ describe('a generate stage over a pool', () => {
       });
     }
     const completions = await sys.redis.zrange(sys.keys.poolCompletions(pool), '0', '-1');
-    expect(completions.sort()).toEqual(ids.map((id) => `${id}:1`));
+    expect(completions.map(taskAttempt).sort()).toEqual(ids.map((id) => `${id}:1`));
   });
 
   it('cancels a run mid-shard: the running shard stops, the queued ones never start, nothing is retried', async () => {
@@ -218,7 +221,7 @@ describe('a generate stage over a pool', () => {
     expect(view.phase).toBe('Succeeded');
     // Every shard once, on its first attempt: giving the shard back spent nothing.
     const completions = await sys.redis.zrange(sys.keys.poolCompletions(pool), '0', '-1');
-    expect(completions.sort()).toEqual([first, slow, held].map((id) => `${id}:1`));
+    expect(completions.map(taskAttempt).sort()).toEqual([first, slow, held].map((id) => `${id}:1`));
     const statuses = await sys.store.getTaskStatuses([first!, slow!, held!]);
     for (const st of Object.values(statuses)) {
       expect(st).toMatchObject({ phase: 'Succeeded', attempt: 1 });
@@ -489,13 +492,16 @@ describe('scaling a pool', () => {
     // every shard ran exactly once: one completion each, on its first attempt
     const completions = await sys.redis.zrange(sys.keys.poolCompletions(pool), '0', '-1');
     expect(completions).toHaveLength(30);
-    expect(completions.every((c) => c.endsWith(':1'))).toBe(true);
+    expect(completions.every((c) => taskAttempt(c).endsWith(':1'))).toBe(true);
+    // The pin holds after the stage, until `stoker scale --auto`.
+    await sys.controller.reconcilePools();
     const pv = await buildPoolView(sys.redis, sys.keys, pool, async () => ({
       waiting: 0,
       prioritized: 0,
       delayed: 0,
       active: 0,
     }));
-    expect(pv?.desired).toBe(1);
+    expect(pv).toMatchObject({ desired: 1, pin: { replicas: 1, until: null } });
+    expect(pv?.decision).toMatchObject({ reason: 'Pinned' });
   });
 });

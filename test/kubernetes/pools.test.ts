@@ -14,7 +14,7 @@ import { Redis } from 'ioredis';
 import { stringify } from 'yaml';
 import { makeKeys, shardTaskId } from '../../common/keys.js';
 import { ANNOTATIONS, COMPONENTS, LABELS } from '../../orchestrator/backends/kubernetes/names.js';
-import { readWorkers, scalePool } from '../../orchestrator/pools.js';
+import { readWorkers, scalePool, unpinPool } from '../../orchestrator/pools.js';
 import { stoker } from '../util/cli.js';
 import { eventually, testRedisUrl, uniquePrefix } from '../util/redis-server.js';
 import { payloadFixture, specFrom } from '../util/system.js';
@@ -195,14 +195,19 @@ describe('a pool on the kubernetes backend', () => {
     const out = outputIds(view.runDir);
     expect(out.sort()).toEqual([...items].sort());
     const completions = await s.redis.zrange(s.keys.poolCompletions(pool), '0', '-1');
-    expect(completions.sort()).toEqual([0, 1, 2].map((i) => `${shardTaskId(runId, 'gen', i)}:1`));
+    // A completion is `${taskId}:${attempt}:${serviceMs}`.
+    expect(completions.map((c) => c.replace(/:\d+$/, '')).sort()).toEqual(
+      [0, 1, 2].map((i) => `${shardTaskId(runId, 'gen', i)}:1`),
+    );
     expect((await s.store.getTaskStatuses([slow]))[slow]).toMatchObject({
       phase: 'Succeeded',
       attempt: 1,
       unit: busy.workerId,
     });
 
-    // The stage is over: the pool shrinks to its minimum (0); its workers drain and go.
+    // The stage is over and the pin ended: the pool shrinks to its minimum (0); its
+    // workers drain and go.
+    await unpinPool(s.redis, s.keys, pool);
     await eventually(
       'no pool worker left',
       async () =>

@@ -75,6 +75,19 @@ describe('planPool', () => {
     expect(plan(7)).toMatchObject({ victims: [], create: 2 });
   });
 
+  it('keeps warm workers before cold ones, and of busy ones drains the one whose shard started last', () => {
+    const jobs = [job('gen-a', 1), job('gen-b', 2), job('gen-c', 3), job('gen-d', 4)];
+    const at = (s: number) => new Date(s * 1000).toISOString();
+    const states = new Map([
+      ['gen-a', { state: 'busy', shardsDone: 9, shardSince: at(50) }],
+      ['gen-b', { state: 'busy', shardsDone: 9, shardSince: at(60) }],
+      ['gen-c', { state: 'busy', shardsDone: 0, shardSince: at(10) }], // loading its model
+      ['gen-d', { state: 'idle', shardsDone: 4, shardSince: null }],
+    ]);
+    const plan = planPool({ jobs, pods: [], deleting: new Set(), states, replicas: 0 });
+    expect(ids(plan.victims)).toEqual(['gen-d', 'gen-c', 'gen-b', 'gen-a']);
+  });
+
   it('neither counts nor deletes again a worker whose Job is being deleted, and replaces it', () => {
     const jobs = [job('gen-a', 1), job('gen-b', 2), job('gen-c', 3, { deleting: true })];
     const plan = planPool({

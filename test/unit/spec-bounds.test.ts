@@ -254,6 +254,139 @@ describe('bounds: each refused at its path and line, with the bound in the messa
   });
 });
 
+describe("a pool's autoscale block: validated at its paths and lines, defaults applied", () => {
+  /** A SelfPlay whose pool has `autoscale` (YAML text, indented under it), and its line offset. */
+  const autoscaled = (block: string) =>
+    [
+      'apiVersion: stoker/v1',
+      'kind: SelfPlay',
+      'metadata: {name: as}',
+      'spec:',
+      '  payload: {command: [python3, gen.py]}',
+      '  input: {file: in.jsonl, shardSize: 10}',
+      '  pool:',
+      '    name: gen',
+      '    maxReplicas: 4',
+      '    autoscale:',
+      ...block
+        .trim()
+        .split('\n')
+        .map((l) => `      ${l}`),
+      '',
+    ].join('\n');
+  const AS = 'spec.pool.autoscale';
+
+  it.each<[string, string, string, RegExp]>([
+    [
+      'neither target',
+      'target: {}',
+      `${AS}.target`,
+      /exactly one of backlogSecondsPerWorker .* or shardsPerWorker \(neither was given\)/,
+    ],
+    [
+      'both targets',
+      'target: {backlogSecondsPerWorker: 30, shardsPerWorker: 2}',
+      `${AS}.target`,
+      /\(not both\)/,
+    ],
+    [
+      'a target of no work',
+      'target: {backlogSecondsPerWorker: 0s}',
+      `${AS}.target.backlogSecondsPerWorker`,
+      /more than 0/,
+    ],
+    [
+      'an idle timeout past a timer',
+      'target: {shardsPerWorker: 1}\nidleTimeout: 8d',
+      `${AS}.idleTimeout`,
+      /at most 7d/,
+    ],
+    [
+      'a window over an hour',
+      'target: {shardsPerWorker: 1}\nbehavior: {scaleDown: {stabilizationWindow: 61m}}',
+      `${AS}.behavior.scaleDown.stabilizationWindow`,
+      /at most 1h \(3600 s\).*got 3660 s/,
+    ],
+    [
+      'a policy period of 0',
+      'target: {shardsPerWorker: 1}\nbehavior: {scaleUp: {policies: [{type: Workers, value: 1, period: 0}]}}',
+      `${AS}.behavior.scaleUp.policies[0].period`,
+      /more than 0/,
+    ],
+    [
+      'a Percent policy over 1000',
+      'target: {shardsPerWorker: 1}\nbehavior: {scaleUp: {policies: [{type: Percent, value: 2000, period: 15s}]}}',
+      `${AS}.behavior.scaleUp.policies[0].value`,
+      /at most 1000 \(got 2000\)/,
+    ],
+    [
+      'no policy in a direction that is not Disabled',
+      'target: {shardsPerWorker: 1}\nbehavior: {scaleDown: {policies: []}}',
+      `${AS}.behavior.scaleDown.policies`,
+      /at least one policy .*selectPolicy: Disabled/,
+    ],
+    [
+      'an unknown policy type',
+      'target: {shardsPerWorker: 1}\nbehavior: {scaleUp: {policies: [{type: Pods, value: 1, period: 15s}]}}',
+      `${AS}.behavior.scaleUp.policies[0].type`,
+      /Workers|Percent/,
+    ],
+  ])('refuses %s', (_name, block, at, message) => {
+    const issues = issuesOf(autoscaled(block));
+    expect(issues, JSON.stringify(issues)).toHaveLength(1);
+    expect(issueAt(issues, at, message).line).toBeGreaterThanOrEqual(11);
+  });
+
+  it('refuses replicas beside autoscale, at replicas', () => {
+    const text = autoscaled('target: {shardsPerWorker: 1}').replace(
+      '    maxReplicas: 4',
+      '    maxReplicas: 4\n    replicas: 2',
+    );
+    expect(issueAt(issuesOf(text), 'spec.pool.replicas', /has no fixed replicas/).line).toBe(10);
+  });
+
+  it("applies the HPA's defaults, and starts the pool at minReplicas", () => {
+    const pool = parseSpec(autoscaled('target: {backlogSecondsPerWorker: 30s}')).stages[0]?.pool;
+    expect(pool).toMatchObject({
+      minReplicas: 0,
+      maxReplicas: 4,
+      replicas: 0,
+      autoscale: {
+        target: { backlogSecondsPerWorker: 30 },
+        assumeShardSeconds: null,
+        idleTimeoutSeconds: 300,
+        scaleUp: {
+          stabilizationWindowSeconds: 0,
+          selectPolicy: 'Max',
+          policies: [
+            { type: 'Workers', value: 4, periodSeconds: 15 },
+            { type: 'Percent', value: 100, periodSeconds: 15 },
+          ],
+        },
+        scaleDown: { stabilizationWindowSeconds: 300, policies: [{ type: 'Percent', value: 100 }] },
+      },
+    });
+  });
+
+  it('takes a policy list and Disabled as written', () => {
+    const pool = parseSpec(
+      autoscaled(
+        'target: {shardsPerWorker: 5}\nassumeShardDuration: 2m\nidleTimeout: 0\nbehavior:\n  scaleDown: {selectPolicy: Disabled, policies: []}\n  scaleUp: {stabilizationWindow: 1h, policies: [{type: Percent, value: 1000, period: 30m}]}',
+      ),
+    ).stages[0]?.pool;
+    expect(pool?.autoscale).toMatchObject({
+      target: { shardsPerWorker: 5 },
+      assumeShardSeconds: 120,
+      idleTimeoutSeconds: 0,
+      scaleDown: { selectPolicy: 'Disabled', policies: [] },
+      scaleUp: {
+        stabilizationWindowSeconds: 3600,
+        policies: [{ type: 'Percent', value: 1000, periodSeconds: 1800 }],
+      },
+    });
+  });
+});
+
 describe('--set: the same bounds, at the path set, without a line', () => {
   it.each<[string, string, RegExp]>([
     ['spec.terminationGracePeriod=30d', 'spec.terminationGracePeriod', /at most 7d/],

@@ -32,7 +32,10 @@ export interface PoolContext {
   drain: AbortSignal;
 }
 
-/** Completions feed `stoker pools` (shards/s over the last minute): keep an hour. */
+/**
+ * Completions feed `stoker pools` (shards/s over the last minute) and the autoscaler's
+ * shard durations (member `${taskId}:${attempt}:${serviceMs}`): keep an hour.
+ */
 const COMPLETIONS_KEPT_MS = 3600_000;
 
 export class ShardAttempt {
@@ -46,6 +49,12 @@ export class ShardAttempt {
   renamed = false;
   /** Where the payload writes; renamed to the shard's output after `done`. */
   readonly tmp: string;
+  /**
+   * The ms the payload server spent on the shard (shard.ts run(); not the model load of
+   * a server that started for it): the autoscaler's service time (orchestrator/autoscale/
+   * service-time.ts), recorded with the completion.
+   */
+  serviceMs: number | null = null;
 
   constructor(
     readonly ctx: PoolContext,
@@ -118,7 +127,7 @@ export class ShardAttempt {
         ? {
             completion: {
               pool,
-              member: `${this.taskId}:${this.attempt}`,
+              member: `${this.taskId}:${this.attempt}${this.serviceMs === null ? '' : `:${Math.round(this.serviceMs)}`}`,
               atMs: now,
               ...(doneBefore % 100 === 0 ? { dropBeforeMs: now - COMPLETIONS_KEPT_MS } : {}),
             },

@@ -243,7 +243,8 @@ async function run(
       payload.stallTimeoutSeconds * 1000,
     );
     if (result.kind === 'done' || result.kind === 'failed') {
-      ctx.lookahead.ran(performance.now() - started, ctx.drain.aborted);
+      a.serviceMs = performance.now() - started;
+      ctx.lookahead.ran(a.serviceMs, ctx.drain.aborted);
     } else {
       await ctx.servers.discard();
     }

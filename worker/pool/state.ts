@@ -38,6 +38,7 @@ export class WorkerStatePublisher {
       host: hostname(),
       state: 'starting',
       shard: null,
+      shardSince: null,
       since: now,
       heartbeatAt: now,
       shardsDone: 0,
@@ -48,11 +49,23 @@ export class WorkerStatePublisher {
     return this.state;
   }
 
-  /** The state after `patch`: heartbeatAt now, `since` moved when the state changed. */
+  /**
+   * The state after `patch`: heartbeatAt now, `since` moved when the state changed,
+   * `shardSince` when the shard did.
+   */
   next(patch: Partial<WorkerState>): WorkerState {
     const now = nowIso();
     const changed = patch.state !== undefined && patch.state !== this.state.state;
-    return { ...this.state, ...patch, heartbeatAt: now, ...(changed ? { since: now } : {}) };
+    const shard = patch.shard === undefined ? this.state.shard : patch.shard;
+    const shardSince =
+      shard === null ? null : shard === this.state.shard ? (this.state.shardSince ?? now) : now;
+    return {
+      ...this.state,
+      ...patch,
+      heartbeatAt: now,
+      shardSince,
+      ...(changed ? { since: now } : {}),
+    };
   }
 
   /**

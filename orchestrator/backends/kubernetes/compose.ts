@@ -26,6 +26,8 @@ import { KubernetesBackend, type KubernetesBackendOptions } from './backend.js';
 import { attemptLookup } from './collector.js';
 import { buildPoolWorkerJob } from './pool-worker-job.js';
 import type { PoolSupport } from './pool-workers.js';
+import type { PublishedState } from './pools.js';
+import { WorkerState } from '../../../common/worker-state.js';
 import type { KubernetesSettings } from './settings.js';
 import { buildTrainJob } from './train-job.js';
 
@@ -147,9 +149,10 @@ function poolSupport(opts: {
     async workerStates(pool) {
       const raw = await redis.hgetall(keys.poolWorkers(pool));
       return new Map(
-        Object.entries(raw).map(([id, json]) => {
+        Object.entries(raw).map(([id, json]): [string, PublishedState] => {
           try {
-            return [id, (JSON.parse(json) as { state?: string }).state ?? 'starting'];
+            const parsed = WorkerState.safeParse(JSON.parse(json));
+            return [id, parsed.success ? parsed.data : 'starting'];
           } catch {
             return [id, 'starting'];
           }

@@ -24,7 +24,14 @@ import type { PoolSpec } from '../types.js';
 import { isHttpStatus } from './api-gate.js';
 import type { BackendParts } from './cache.js';
 import { poolWorkerIdFor } from './names.js';
-import { isPodRunning, isPoolWorkerObject, planPool, poolOf, workerIdOf } from './pools.js';
+import {
+  isPodRunning,
+  isPoolWorkerObject,
+  planPool,
+  poolOf,
+  workerIdOf,
+  type PublishedState,
+} from './pools.js';
 
 /** What the backend needs to size pools, beyond the API server. */
 export interface PoolSupport {
@@ -33,8 +40,8 @@ export interface PoolSupport {
    * stage its pods are built from is gone (nothing can be started then).
    */
   build(pool: PoolSpec, workerId: string): Promise<V1Job | null>;
-  /** Worker id -> the state the worker published (pool:{name}:workers). */
-  workerStates(pool: string): Promise<Map<string, string>>;
+  /** Worker id -> what the worker published (pool:{name}:workers). */
+  workerStates(pool: string): Promise<Map<string, PublishedState>>;
   /** Drop the records of workers that are gone. */
   forgetWorkers(pool: string, workerIds: string[]): Promise<void>;
   /**

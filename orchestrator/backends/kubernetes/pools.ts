@@ -17,9 +17,10 @@
  *             and scale-up are one path, as in the local backend.
  *   active    everything else, suspended (Kueue) included.
  *
- * Scale-down deletes the Jobs of idle workers first, then starting ones (no state yet),
- * then busy ones; among equals the newest first (the ReplicaSet's habit: the oldest have
- * warmed caches). Deleting the Job (propagationPolicy Background) is how a worker is asked
+ * Scale-down picks its Jobs as the local backend does (autoscale/drain-order.ts: idle and
+ * cold workers first, then warm idle ones, then one still loading its model, then busy
+ * ones by the latest shard start; among equals the newest first, the ReplicaSet's habit:
+ * the oldest have warmed caches). Deleting the Job (propagationPolicy Background) is how a worker is asked
  * to drain: the pod gets SIGTERM, which the worker reads as "finish the current shard,
  * then exit". A busy worker is only chosen when there are not enough others, and even
  * then its shard is not cut short by stoker: only the pod's grace period bounds it (a
@@ -30,6 +31,7 @@
  * its own record as it exits; one killed does not).
  */
 import type { V1Job, V1Pod } from '@kubernetes/client-node';
+import { drainOrder, type DrainCandidate } from '../../autoscale/drain-order.js';
 import { isFinished } from './gc.js';
 import { ANNOTATIONS, COMPONENTS, LABELS, MANAGED_BY } from './names.js';
 
@@ -56,8 +58,11 @@ export interface PoolPlanInput {
   pods: V1Pod[];
   /** Job names this backend deleted that the cache may still show. */
   deleting: ReadonlySet<string>;
-  /** Worker id -> the state it published. */
-  states: ReadonlyMap<string, string>;
+  /**
+   * Worker id -> what it published (pool:{name}:workers): its state, or the whole record
+   * (shards done and the current shard's start order the scale-down).
+   */
+  states: ReadonlyMap<string, PublishedState>;
   replicas: number;
 }
 
@@ -66,7 +71,7 @@ export interface PoolPlan {
   active: V1Job[];
   /** Finished Jobs to delete. */
   finished: V1Job[];
-  /** Jobs to delete to scale down, in order (idle first, then starting, then busy). */
+  /** Jobs to delete to scale down, in order (drain-order.ts: idle and cold first, busy last). */
   victims: V1Job[];
   /** Workers to start. */
   create: number;
@@ -74,7 +79,26 @@ export interface PoolPlan {
   forget: string[];
 }
 
-const ORDER: Record<string, number> = { draining: 0, idle: 0, starting: 1, busy: 2 };
+/** A worker's published state, or the parts of its record the scale-down reads. */
+export type PublishedState =
+  string | { state: string; shardsDone: number; shardSince?: string | null | undefined };
+
+const KNOWN = new Set(['starting', 'idle', 'busy', 'draining']);
+
+/** A worker Job as a drain candidate (autoscale/drain-order.ts). */
+function candidate(j: V1Job, published: PublishedState | undefined) {
+  const w = typeof published === 'string' ? { state: published, shardsDone: 0 } : published;
+  const state = w && KNOWN.has(w.state) ? (w.state as DrainCandidate['state']) : null;
+  const since = w && typeof w === 'object' && 'shardSince' in w ? w.shardSince : null;
+  return {
+    id: workerIdOf(j) ?? '',
+    job: j,
+    state,
+    shardsDone: w?.shardsDone ?? 0,
+    shardSinceMs: since ? Date.parse(since) : null,
+    startedMs: new Date(j.metadata?.creationTimestamp ?? 0).getTime(),
+  };
+}
 
 export function planPool(input: PoolPlanInput): PoolPlan {
   const leaving = (j: V1Job) =>
@@ -88,11 +112,9 @@ export function planPool(input: PoolPlanInput): PoolPlan {
   const forget = [...input.states.keys()].filter((id) => !present.has(id));
 
   const surplus = active.length - input.replicas;
-  const rank = (j: V1Job) => ORDER[input.states.get(workerIdOf(j) ?? '') ?? 'starting'] ?? 1;
-  const created = (j: V1Job) => new Date(j.metadata?.creationTimestamp ?? 0).getTime();
-  const victims =
-    surplus > 0
-      ? [...active].sort((a, b) => rank(a) - rank(b) || created(b) - created(a)).slice(0, surplus)
-      : [];
+  const victims = drainOrder(
+    active.map((j) => candidate(j, input.states.get(workerIdOf(j) ?? ''))),
+    surplus,
+  ).map((c) => c.job);
   return { active, finished, victims, create: Math.max(0, -surplus), forget };
 }

@@ -1,11 +1,15 @@
 /**
- * `stoker pools [--json]`: per pool, desired/running/busy/idle workers, the backlog
- * (waiting + prioritized + delayed shards), shards per second over the last minute and
- * the ETA of the backlog at that rate. JSON: {pools: [PoolView]} (orchestrator/pools.ts).
+ * `stoker pools [--json]`: per pool, its status (Idle, ScalingUp, ScalingDown, Ready),
+ * desired/running/busy/idle workers, the backlog (waiting + prioritized + delayed
+ * shards), shards per second over the last minute, the ETA of the backlog at that rate,
+ * its bounds, how it is scaled (auto, fixed, or pinned with the pin's end) and the reason
+ * of the controller's last decision, then each decision's message. JSON: {pools:
+ * [PoolView]} (orchestrator/pools.ts).
  * Through the HTTP API when STOKER_URL is set.
  */
 import type { Command } from 'commander';
 import { table } from '../../../common/table.js';
+import { printable } from '../../../common/terminal.js';
 import { buildPoolView, type PoolView } from '../../pools.js';
 import { QueueReader } from '../../queue-counts.js';
 import { connectClient } from '../client.js';
@@ -43,11 +47,25 @@ function show(views: PoolView[], o: { json?: boolean }): void {
   print(poolTable(views));
 }
 
-function poolTable(views: PoolView[]): string {
-  return table([
-    ['POOL', 'DESIRED', 'RUNNING', 'BUSY', 'IDLE', 'BACKLOG', 'SHARDS/S', 'ETA', 'BOUNDS'],
+function poolTable(views: PoolView[], now = Date.now()): string {
+  const rows = table([
+    [
+      'POOL',
+      'STATUS',
+      'DESIRED',
+      'RUNNING',
+      'BUSY',
+      'IDLE',
+      'BACKLOG',
+      'SHARDS/S',
+      'ETA',
+      'BOUNDS',
+      'SCALING',
+      'REASON',
+    ],
     ...views.map((v) => [
       v.paused ? `${v.name} (paused)` : v.name,
+      v.status,
       String(v.desired),
       String(v.running),
       String(v.busy),
@@ -56,6 +74,23 @@ function poolTable(views: PoolView[]): string {
       v.shardsPerSecond.toFixed(2),
       formatDuration(v.etaSeconds),
       `${v.minReplicas}-${v.maxReplicas}`,
+      scaling(v, now),
+      v.decision?.reason ?? '-',
     ]),
   ]);
+  // Each decision's message: why this size, in words.
+  const why = views
+    .filter((v) => v.decision)
+    .map((v) => `  ${printable(v.name)}: ${printable(v.decision?.message ?? '')}`);
+  return why.length ? `${rows}\n\n${why.join('\n')}` : rows;
+}
+
+/** `auto`, `fixed`, or the pin and its end: `pinned 2 until 14:05:00 (in 12m)`. */
+function scaling(v: PoolView, now: number): string {
+  if (v.pin) {
+    if (!v.pin.until) return `pinned ${v.pin.replicas} (until --auto)`;
+    const left = (Date.parse(v.pin.until) - now) / 1000;
+    return `pinned ${v.pin.replicas} until ${v.pin.until.slice(11, 19)}Z (${left > 0 ? `in ${formatDuration(left)}` : 'ending'})`;
+  }
+  return v.autoscale ? 'auto' : 'fixed';
 }

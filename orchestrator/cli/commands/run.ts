@@ -19,6 +19,8 @@ export interface RunOptions {
   set?: string[] | undefined;
   json?: boolean;
   concurrency?: number;
+  /** A pool the spec declares with other settings than the live one's takes the spec's. */
+  takeOverPools?: boolean;
   backend?: string;
   simulate?: boolean;
   /** Called with the final view, after it was printed (the demo prints its report). */
@@ -46,7 +48,10 @@ export async function runSpecFile(ctx: Context, file: string, o: RunOptions): Pr
   });
   const { sys } = stack;
   try {
-    const run = await sys.store.createRun(spec, { home: ctx.home });
+    const run = await sys.store.createRun(spec, {
+      home: ctx.home,
+      takeOverPools: o.takeOverPools ?? false,
+    });
     if (!json)
       process.stderr.write(
         `run ${run.id}: ${spec.stages.length} stage(s), logs under ${run.runDir}\n`,
@@ -93,7 +98,10 @@ async function submitToRunning(
   try {
     const alive = await controllerAlive(client.redis, ctx.keys);
     if (!alive) return null;
-    const run = await client.store.createRun(spec, { home: ctx.home });
+    const run = await client.store.createRun(spec, {
+      home: ctx.home,
+      takeOverPools: o.takeOverPools ?? false,
+    });
     if (!o.json) process.stderr.write(`submitted ${run.id} to the running controller ${alive}\n`);
     const view = await followRun({
       store: client.store,

@@ -24,6 +24,7 @@ import { printable } from '../../../common/terminal.js';
 
 export interface SubmitOptions {
   set?: string[];
+  takeOverPools?: boolean;
   wait?: boolean;
   json?: boolean;
 }
@@ -41,7 +42,10 @@ export async function action(file: string, o: SubmitOptions, cmd: Command): Prom
         'warning: no stoker controller is alive on this Redis; the run waits until one starts (stoker up)\n',
       );
     }
-    const run = await client.store.createRun(spec, { home: ctx.home });
+    const run = await client.store.createRun(spec, {
+      home: ctx.home,
+      takeOverPools: o.takeOverPools ?? false,
+    });
     if (!o.wait) {
       if (o.json) printJson({ id: run.id });
       else print(run.id);
@@ -62,6 +66,7 @@ export async function action(file: string, o: SubmitOptions, cmd: Command): Prom
 
 async function submitRemote(api: ApiClient, file: string, o: SubmitOptions): Promise<void> {
   const query = new URLSearchParams({ workDir: process.cwd() });
+  if (o.takeOverPools) query.set('takeOverPools', 'true');
   for (const s of o.set ?? []) query.append('set', s);
   let id: string;
   try {
