@@ -420,6 +420,54 @@ describe('runTaskWorker', () => {
     expect(classifyExit(code).retryable).toBe(false);
   });
 
+  it.each([
+    [
+      'a CUDA out of memory: CUDA_OOM, the same shape would fail again',
+      'torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB',
+      ExitCode.CUDA_OOM,
+      'CUDA_OOM',
+      'the same shape would fail again',
+    ],
+    [
+      'a module not installed: MISSING_DEPENDENCY, naming it',
+      "ModuleNotFoundError: No module named 'flash_attn'",
+      ExitCode.MISSING_DEPENDENCY,
+      'MISSING_MODULE',
+      "No module named 'flash_attn'",
+    ],
+  ])(
+    'does not retry a plain exit 1 whose stderr says %s',
+    async (_what, line, exitCode, reason, inMessage) => {
+      await createTask({
+        ...payload('ok-progress'),
+        command: [
+          process.execPath,
+          '-e',
+          `console.error('Traceback (most recent call last):'); console.error(${JSON.stringify(line)}); process.exit(1)`,
+        ],
+      });
+      const code = await work(1);
+      expect(code).toBe(exitCode);
+      const unit = await redis.hgetall(keys.unit('u1'));
+      expect(unit).toMatchObject({ reason, retryable: 'false', exitCode: String(exitCode) });
+      expect(unit.message).toContain(inMessage);
+      expect(classifyExit(code).retryable).toBe(false);
+    },
+  );
+
+  it('keeps a plain exit 1 retryable when its stderr names no such cause', async () => {
+    await createTask({
+      ...payload('ok-progress'),
+      command: [
+        process.execPath,
+        '-e',
+        "console.error(\"WARNING: No module named 'triton'; kernels disabled\"); console.error('ValueError: bad'); process.exit(1)",
+      ],
+    });
+    expect(await work(1)).toBe(1);
+    expect(await redis.hgetall(keys.unit('u1'))).toMatchObject({ retryable: 'true' });
+  });
+
   it('sets RESUME_FROM from the checkpoint the previous attempt recorded', async () => {
     await createTask(payload('ok-progress', { env: { STEPS: '3' } }));
     expect(await work(1)).toBe(0);
