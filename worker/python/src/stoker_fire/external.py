@@ -49,6 +49,10 @@ Contract:
                {command, steps, totalSteps, firstLoss, lastLoss, lossFell, trainLoss,
                checkpoints, lastCheckpoint, outputDir, seconds}; a failing child gets a
                log event (level error) with its exit code.
+    gangs      a command that starts with `deepspeed` on a node of a multi-node stage (NNODES
+               > 1) gets the rendezvous as the launcher's flags (--num_nodes, --node_rank,
+               --master_addr, --master_port, --num_gpus, a --hostfile, --no_ssh; those it gives
+               itself win): stoker_payload.deepspeed_launch has the mapping.
     signals    SIGTERM and SIGINT are forwarded to the child's process group; the child is
                also sent SIGTERM if this process dies. What the child saves on SIGTERM is up
                to the script (the HF Trainer saves nothing).
@@ -74,7 +78,7 @@ import time
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-from stoker_payload import entrypoint, exit_codes, report, runtime
+from stoker_payload import deepspeed_launch, entrypoint, exit_codes, report, runtime
 from stoker_payload.exit_codes import PayloadError
 
 from .external_child import LineWriter, run_child
@@ -155,11 +159,16 @@ def main(argv: Sequence[str]) -> int:
     options = parse_argv(argv)
     resume_from = runtime.resume_from()  # MISSING_INPUT when it names nothing
     command = with_resume(options.command, options.resume_flag, resume_from)
+    given = command
+    if deepspeed_launch.is_deepspeed(command):
+        command = deepspeed_launch.deepspeed_command(command, os.environ)  # a gang's node: the rendezvous as flags
     writer = LineWriter(lambda: sys.stdout)
     reporter = report.Reporter(writer)
     report.set_reporter(reporter)
     if resume_from and options.resume_flag:
         reporter.log(f"resuming from {resume_from} ({options.resume_flag})")
+    if command != given:
+        reporter.log(f"deepspeed launcher on a gang's node: {shlex.join(a for a in command if a not in given)}")
     output_dir = output_dir_of(command) or os.environ.get("STOKER_OUTPUT_DIR") or None
     tracker = Tracker(reporter, output_dir)
     started = time.monotonic()
