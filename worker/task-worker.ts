@@ -306,7 +306,10 @@ async function run(a: Attempt, { task, env, resumeFrom }: Prepared): Promise<Pay
     sink: a.reporter,
     signal: a.opts.signal,
     terminationGraceMs: task.payload.terminationGracePeriodSeconds * 1000,
-    stallTimeoutMs: task.payload.stallTimeoutSeconds * 1000,
+    // Only the node that reports progress is stall-checked: the others' payloads print no
+    // progress (rank 0 reports), so a clock there would kill a healthy node. A hung node
+    // stops node 0's steps too (every step is a collective), and node 0's clock ends the gang.
+    stallTimeoutMs: a.leader ? task.payload.stallTimeoutSeconds * 1000 : 0,
     log: a.log,
     clock: a.clock,
     onSpawn: (pid) => {

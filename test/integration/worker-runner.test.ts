@@ -550,6 +550,31 @@ describe('runTaskWorker', () => {
     });
   });
 
+  it.each([
+    ['node 0, which reports progress, is terminated as stalled', '0', 143],
+    ['node 1 of a gang, whose payload reports nothing (rank 0 does), runs to its end', '1', 0],
+  ])('a payload silent for 6x the stall timeout: %s', async (_what, nodeRank, exitCode) => {
+    // The payload's own silence, then exit 0: a rank >= 1 prints no progress by design.
+    await createTask({
+      ...payload('ok-progress', { stallTimeoutSeconds: 0.3 }),
+      command: [process.execPath, '-e', "console.log('quiet rank'); setTimeout(() => {}, 1800)"],
+    });
+    const code = await runTaskWorker({
+      redis,
+      keys,
+      taskId,
+      unitName: 'u1',
+      attempt: 1,
+      parentEnv: { ...parentEnv, NODE_RANK: nodeRank },
+      log: silentLogger(),
+    });
+    expect(code).toBe(exitCode);
+    const log = readFileSync(attemptLogFile(dir, taskId, 1, Number(nodeRank)), 'utf8');
+    expect(log).toContain('quiet rank');
+    if (nodeRank === '0') expect(log).toContain('stalled: no step progress');
+    else expect(log).not.toContain('stalled');
+  });
+
   it('records a stalled payload as terminated: stall', async () => {
     await createTask(payload('hang', { stallTimeoutSeconds: 0.3 }));
     expect(await work(1)).toBe(143);
