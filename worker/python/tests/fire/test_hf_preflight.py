@@ -16,7 +16,7 @@ import types
 import unittest
 from unittest import mock
 
-import torch  # noqa: F401 - imported once, here: train() imports it under patched sys.modules
+import torch  # noqa: F401 - train() imports it; imported here first, outside the fakes
 
 from stoker_payload import exit_codes, report
 from stoker_payload.exit_codes import PayloadError
@@ -183,9 +183,18 @@ class Zero3OrderTest(unittest.TestCase):
         self.addCleanup(shutil.rmtree, tmp, True)
         cfg = train.parse_args(["--model-name-or-path", tmp, "--data", "x.json", "--max-steps", "5", *argv])
         sink = _Sink()
-        with mock.patch.dict(sys.modules, modules), without(*absent):
-            with self.assertRaises(_Stop):
+        # Only the fakes come and go: a real module imported meanwhile (torch's parts) stays.
+        saved = {name: sys.modules.get(name) for name in modules}
+        sys.modules.update(modules)
+        try:
+            with without(*absent), self.assertRaises(_Stop):
                 hf_train.train(cfg, [], None, tmp, None, report.Reporter(sink, enabled=True))
+        finally:
+            for name, module in saved.items():
+                if module is None:
+                    sys.modules.pop(name, None)
+                else:
+                    sys.modules[name] = module
         return calls, tmp, events(sink.text)
 
     def test_training_arguments_with_the_zero3_config_come_before_the_model(self):
