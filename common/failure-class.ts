@@ -13,6 +13,7 @@
  *   CUDA_ECC            an uncorrectable ECC error: a faulty GPU
  *   CUDA_DEVICE_ASSERT  a device-side assert (often an index out of range: labels, vocab)
  *   CUDA_ERROR          another CUDA, cuBLAS or cuDNN error
+ *   MISSING_MODULE      a Python module that is not installed (ModuleNotFoundError)
  *   DISK_FULL           no space left on a device (ENOSPC)
  *   PERMISSION_DENIED   a file or directory that the payload may not read or write
  *   OFFLINE_NOT_FOUND   a model or dataset not in the local cache with the hub offline
@@ -27,6 +28,7 @@ export type FailureClassName =
   | 'CUDA_ECC'
   | 'CUDA_DEVICE_ASSERT'
   | 'CUDA_ERROR'
+  | 'MISSING_MODULE'
   | 'DISK_FULL'
   | 'PERMISSION_DENIED'
   | 'OFFLINE_NOT_FOUND'
@@ -76,6 +78,11 @@ const RULES: ReadonlyArray<{ class: FailureClassName; re: RegExp; hint: string }
     class: 'CUDA_ERROR',
     re: /CUDA error:|\bcudaError\w+|CUBLAS_STATUS_\w+|CUDNN_STATUS_\w+/,
     hint: 'a CUDA library error',
+  },
+  {
+    class: 'MISSING_MODULE',
+    re: /\bModuleNotFoundError: No module named ['"][\w.]+['"]/,
+    hint: "a Python module is not installed where the payload runs: add it to the image (or the payload's environment)",
   },
   {
     class: 'DISK_FULL',

@@ -31,11 +31,11 @@ import { classifyExit, ExitCode } from '../common/exit-codes.js';
 import type { Keys } from '../common/keys.js';
 import type { Logger } from '../common/logger.js';
 import { emptyProgress, nowIso, ResolvedPayload } from '../common/model.js';
-import { classifyFailure } from '../common/failure-class.js';
 import { procStartTime } from '../common/proc.js';
 import { attemptLogFile, attemptMetricsFile } from '../common/paths.js';
 import { readTaskProgress } from '../common/progress.js';
 import { buildPayloadEnv, rankEnvFrom, type EnvSource } from './env.js';
+import { unretriedFailure } from './failure-exit.js';
 import type { Timers } from './progress-store.js';
 import { MetricHistory } from './metric-history.js';
 import { PayloadLogFile } from './payload-log.js';
@@ -306,7 +306,10 @@ async function run(a: Attempt, { task, env, resumeFrom }: Prepared): Promise<Pay
     sink: a.reporter,
     signal: a.opts.signal,
     terminationGraceMs: task.payload.terminationGracePeriodSeconds * 1000,
-    stallTimeoutMs: task.payload.stallTimeoutSeconds * 1000,
+    // Only the node that reports progress is stall-checked: the others' payloads print no
+    // progress (rank 0 reports), so a clock there would kill a healthy node. A hung node
+    // stops node 0's steps too (every step is a collective), and node 0's clock ends the gang.
+    stallTimeoutMs: a.leader ? task.payload.stallTimeoutSeconds * 1000 : 0,
     log: a.log,
     clock: a.clock,
     onSpawn: (pid) => {
@@ -350,36 +353,21 @@ function endOf(a: Attempt, task: LoadedTask, outcome: PayloadOutcome): AttemptEn
     'payload finished',
   );
   const stalled = outcome.terminated === 'stall';
-  const env = !stalled && c.retryable ? environmentFailure(outcome.stderrTail) : null;
+  const cause = !stalled && c.retryable ? unretriedFailure(outcome.stderrTail) : null;
   return {
     // Not retried on any backend: the exit code says so (a Job's podFailurePolicy too).
-    exitCode: env ? ExitCode.ENVIRONMENT : exitCode,
+    exitCode: cause ? cause.exitCode : exitCode,
     signal: outcome.signal,
-    reason: stalled ? 'Stalled' : (env?.class ?? c.reason),
+    reason: stalled ? 'Stalled' : (cause?.class ?? c.reason),
     message: stalled
       ? hangMessage(task, outcome)
-      : env
-        ? `${c.description}: ${env.evidence} (${env.hint}); not retried: the same environment would fail again (stoker resume once it is fixed)`
+      : cause
+        ? `${c.description}: ${cause.evidence} (${cause.hint}); not retried: ${cause.again} (stoker resume once it is fixed)`
         : c.description,
-    retryable: stalled ? true : env ? false : c.retryable,
+    retryable: stalled ? true : cause ? false : c.retryable,
     stderrTail: outcome.stderrTail,
     terminated: outcome.terminated,
   };
-}
-
-/**
- * A failure of the payload's environment (common/failure-class.ts: a full disk, a
- * permission refused, a model missing offline): another attempt there fails the same way.
- */
-const NOT_RETRIED: ReadonlySet<string> = new Set([
-  'DISK_FULL',
-  'PERMISSION_DENIED',
-  'OFFLINE_NOT_FOUND',
-]);
-
-function environmentFailure(stderrTail: readonly string[]) {
-  const f = classifyFailure(stderrTail);
-  return f && NOT_RETRIED.has(f.class) ? f : null;
 }
 
 /** The unit record's end fields (node 0 only); the worker's exit code. */

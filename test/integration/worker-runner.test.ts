@@ -420,6 +420,54 @@ describe('runTaskWorker', () => {
     expect(classifyExit(code).retryable).toBe(false);
   });
 
+  it.each([
+    [
+      'a CUDA out of memory: CUDA_OOM, the same shape would fail again',
+      'torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB',
+      ExitCode.CUDA_OOM,
+      'CUDA_OOM',
+      'the same shape would fail again',
+    ],
+    [
+      'a module not installed: MISSING_DEPENDENCY, naming it',
+      "ModuleNotFoundError: No module named 'flash_attn'",
+      ExitCode.MISSING_DEPENDENCY,
+      'MISSING_MODULE',
+      "No module named 'flash_attn'",
+    ],
+  ])(
+    'does not retry a plain exit 1 whose stderr says %s',
+    async (_what, line, exitCode, reason, inMessage) => {
+      await createTask({
+        ...payload('ok-progress'),
+        command: [
+          process.execPath,
+          '-e',
+          `console.error('Traceback (most recent call last):'); console.error(${JSON.stringify(line)}); process.exit(1)`,
+        ],
+      });
+      const code = await work(1);
+      expect(code).toBe(exitCode);
+      const unit = await redis.hgetall(keys.unit('u1'));
+      expect(unit).toMatchObject({ reason, retryable: 'false', exitCode: String(exitCode) });
+      expect(unit.message).toContain(inMessage);
+      expect(classifyExit(code).retryable).toBe(false);
+    },
+  );
+
+  it('keeps a plain exit 1 retryable when its stderr names no such cause', async () => {
+    await createTask({
+      ...payload('ok-progress'),
+      command: [
+        process.execPath,
+        '-e',
+        "console.error(\"WARNING: No module named 'triton'; kernels disabled\"); console.error('ValueError: bad'); process.exit(1)",
+      ],
+    });
+    expect(await work(1)).toBe(1);
+    expect(await redis.hgetall(keys.unit('u1'))).toMatchObject({ retryable: 'true' });
+  });
+
   it('sets RESUME_FROM from the checkpoint the previous attempt recorded', async () => {
     await createTask(payload('ok-progress', { env: { STEPS: '3' } }));
     expect(await work(1)).toBe(0);
@@ -500,6 +548,31 @@ describe('runTaskWorker', () => {
       reason: 'SIGNAL_TERM',
       retryable: 'true',
     });
+  });
+
+  it.each([
+    ['node 0, which reports progress, is terminated as stalled', '0', 143],
+    ['node 1 of a gang, whose payload reports nothing (rank 0 does), runs to its end', '1', 0],
+  ])('a payload silent for 6x the stall timeout: %s', async (_what, nodeRank, exitCode) => {
+    // The payload's own silence, then exit 0: a rank >= 1 prints no progress by design.
+    await createTask({
+      ...payload('ok-progress', { stallTimeoutSeconds: 0.3 }),
+      command: [process.execPath, '-e', "console.log('quiet rank'); setTimeout(() => {}, 1800)"],
+    });
+    const code = await runTaskWorker({
+      redis,
+      keys,
+      taskId,
+      unitName: 'u1',
+      attempt: 1,
+      parentEnv: { ...parentEnv, NODE_RANK: nodeRank },
+      log: silentLogger(),
+    });
+    expect(code).toBe(exitCode);
+    const log = readFileSync(attemptLogFile(dir, taskId, 1, Number(nodeRank)), 'utf8');
+    expect(log).toContain('quiet rank');
+    if (nodeRank === '0') expect(log).toContain('stalled: no step progress');
+    else expect(log).not.toContain('stalled');
   });
 
   it('records a stalled payload as terminated: stall', async () => {

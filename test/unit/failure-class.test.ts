@@ -26,6 +26,8 @@ const CASES: Array<[string, string]> = [
     'CUDA_ERROR',
     'RuntimeError: CUDA error: CUBLAS_STATUS_EXECUTION_FAILED when calling `cublasSgemm( handle)`',
   ],
+  ['MISSING_MODULE', "ModuleNotFoundError: No module named 'flash_attn'"],
+  ['MISSING_MODULE', "[rank0]: ModuleNotFoundError: No module named 'deepspeed.ops'"],
   ['DISK_FULL', 'OSError: [Errno 28] No space left on device'],
   ['PERMISSION_DENIED', "PermissionError: [Errno 13] Permission denied: '/models/llava'"],
   [
@@ -60,6 +62,8 @@ describe('classifyFailure', () => {
 
   it('says nothing about output it does not know, and cuts long evidence', () => {
     expect(classifyFailure(['ValueError: bad value', 'noise'])).toBeNull();
+    // a library's note about an optional module is no failure of the payload
+    expect(classifyFailure(["WARNING: No module named 'triton'; kernels disabled"])).toBeNull();
     expect(classifyFailure([])).toBeNull();
     const long = `OSError: No space left on device ${'x'.repeat(1000)}`;
     expect(classifyFailure([long])?.evidence).toHaveLength(300);

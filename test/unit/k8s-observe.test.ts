@@ -44,6 +44,64 @@ describe('observeJob: cluster states in words a user understands', () => {
     expect(o.state).toMatchObject({ phase: 'Failed', exitCode: 65 });
   });
 
+  describe('a gang (an Indexed Job of 2 nodes) that fails', () => {
+    const gangJob = job(
+      {
+        failed: 1,
+        conditions: [{ type: 'Failed', status: 'True', reason: 'BackoffLimitExceeded' }],
+      },
+      { template: {}, completions: 2, parallelism: 2, completionMode: 'Indexed' },
+    );
+    const node = (index: number, exitCode: number, finishedAt: string): V1Pod => ({
+      metadata: {
+        name: `j-${index}-x${index}`,
+        annotations: { 'batch.kubernetes.io/job-completion-index': String(index) },
+      },
+      status: {
+        phase: 'Failed',
+        containerStatuses: [
+          {
+            name: 'w',
+            image: 'i',
+            imageID: '',
+            ready: false,
+            restartCount: 0,
+            state: { terminated: { exitCode, finishedAt: new Date(finishedAt) } },
+          },
+        ],
+      },
+    });
+
+    it.each([
+      [
+        'node 1 failed first; node 0 was stopped after it (143)',
+        [node(0, 143, '2025-01-01T00:00:09Z'), node(1, 68, '2025-01-01T00:00:05Z')],
+        1,
+        68,
+      ],
+      [
+        'node 1 failed; node 0 then lost its peer and failed too',
+        [node(1, 1, '2025-01-01T00:00:05Z'), node(0, 1, '2025-01-01T00:00:07Z')],
+        1,
+        1,
+      ],
+      [
+        'in the same second, the exit of its own before the one by a signal',
+        [node(0, 143, '2025-01-01T00:00:05Z'), node(1, 76, '2025-01-01T00:00:05Z')],
+        1,
+        76,
+      ],
+      ['node 0 failed alone', [node(0, 1, '2025-01-01T00:00:05Z')], 0, 1],
+    ])('%s: names that node', (_what, pods, index, exitCode) => {
+      const o = observeJob(gangJob, pods);
+      expect(o.state).toMatchObject({ phase: 'Failed', exitCode });
+      expect(o.state.message).toContain(
+        `node ${index} of 2 (pod j-${index}-x${index}) exited with code ${exitCode}`,
+      );
+      expect(o.state.message).toContain(`stoker logs RUN --node ${index}`);
+    });
+  });
+
   it('an OOMKilled pod is retried and says to raise memory', () => {
     const o = observeJob(job({ failed: 1 }), [
       pod({

@@ -3,7 +3,8 @@
  * user understands. Pure: the backend passes what its informers cached.
  *
  *   Job Complete                         -> Succeeded
- *   Job Failed, a container terminated   -> Failed with its exit code (OOMKilled: 137, retried)
+ *   Job Failed, a container terminated   -> Failed with its exit code (OOMKilled: 137, retried);
+ *                                           in a gang, the node that failed first, named
  *   Job Failed: DeadlineExceeded         -> Failed, not retried (the stage's budget)
  *   a pod with DisruptionTarget          -> Failed, evicted or preempted: retried free
  *   a pod waiting on ErrImagePull...     -> Failed fast, not retried, with the reason
@@ -20,8 +21,15 @@
  * A FailedCreate is an Event, not a Job condition: the Job's status says nothing of pods
  * it could not create, so the backend watches those events (reason=FailedCreate on Jobs).
  */
-import type { CoreV1Event, V1Job, V1JobCondition, V1Pod } from '@kubernetes/client-node';
+import type {
+  CoreV1Event,
+  V1ContainerStatus,
+  V1Job,
+  V1JobCondition,
+  V1Pod,
+} from '@kubernetes/client-node';
 import { unitState as state, type UnitState } from '../types.js';
+import { COMPLETION_INDEX_ANNOTATION } from './names.js';
 
 const IMAGE_PULL = new Set([
   'ErrImagePull',
@@ -79,16 +87,22 @@ export function observeJob(
     };
   const failed = cond('Failed');
   if (failed || (job.status?.failed ?? 0) > 0)
-    return { state: failedJobState(failed, pods), note: null };
+    return { state: failedJobState(failed, pods, job.spec?.completions ?? 1), note: null };
   return podProblem(pods) ?? notRunningYet(job, pods, failedCreates);
 }
 
 /**
  * A Job that failed (its Failed condition, or a failed pod): disrupted (retried free),
  * past its deadline (not retried), a container's exit code (OOMKilled: retried), else
- * the condition's reason.
+ * the condition's reason. In a gang (nodes > 1) the failure is the node that failed
+ * first, named: the others are then stopped by the Job controller (143) or fail for
+ * want of it (a collective that lost a rank), and neither is the cause.
  */
-function failedJobState(failed: V1JobCondition | undefined, pods: V1Pod[]): UnitState {
+function failedJobState(
+  failed: V1JobCondition | undefined,
+  pods: V1Pod[],
+  nodes: number,
+): UnitState {
   const disrupted = pods.find((p) =>
     p.status?.conditions?.some((c) => c.type === 'DisruptionTarget' && c.status === 'True'),
   );
@@ -109,24 +123,25 @@ function failedJobState(failed: V1JobCondition | undefined, pods: V1Pod[]): Unit
       retryable: false,
     });
   }
-  const failedContainer = pods
-    .flatMap((p) =>
-      (p.status?.containerStatuses ?? []).map((cs) => ({
-        pod: p,
-        t: cs.state?.terminated ?? cs.lastState?.terminated,
-      })),
-    )
-    .filter((x) => x.t)
-    .find((x) => (x.t?.exitCode ?? 0) !== 0);
-  if (failedContainer?.t) {
-    const t = failedContainer.t;
+  const first = firstFailedContainer(pods);
+  if (first) {
+    const { pod, t } = first;
     const oom = t.reason === 'OOMKilled';
+    const index = pod.metadata?.annotations?.[COMPLETION_INDEX_ANNOTATION];
+    const who =
+      nodes > 1 && index !== undefined
+        ? `node ${index} of ${nodes} (pod ${pod.metadata?.name})`
+        : `pod ${pod.metadata?.name}`;
+    const gang =
+      nodes > 1 && index !== undefined
+        ? `; the gang fails with it (its log: stoker logs RUN --node ${index})`
+        : '';
     return state('Failed', {
       exitCode: t.exitCode ?? null,
       reason: oom ? 'OOMKilled' : null,
       message: oom
-        ? `pod ${failedContainer.pod.metadata?.name} was OOMKilled: raise the stage's memory`
-        : `pod ${failedContainer.pod.metadata?.name} exited with code ${t.exitCode}${t.message ? `: ${t.message}` : ''}`,
+        ? `${who} was OOMKilled: raise the stage's memory${gang}`
+        : `${who} exited with code ${t.exitCode}${t.message ? `: ${t.message}` : ''}${gang}`,
       ...(oom ? { retryable: true } : {}),
     });
   }
@@ -134,6 +149,29 @@ function failedJobState(failed: V1JobCondition | undefined, pods: V1Pod[]): Unit
     reason: failed?.reason ?? 'JobFailed',
     message: failed?.message ?? 'the Job failed',
   });
+}
+
+type Terminated = NonNullable<NonNullable<V1ContainerStatus['state']>['terminated']>;
+
+/**
+ * The container that failed first (exit code not 0), by the time it finished; at the same
+ * time an exit of its own before one by a signal (>= 128: stopped because another failed),
+ * then pod order. Undefined: none failed.
+ */
+function firstFailedContainer(pods: V1Pod[]): { pod: V1Pod; t: Terminated } | undefined {
+  const failed = pods
+    .flatMap((pod) =>
+      (pod.status?.containerStatuses ?? []).map((cs) => ({
+        pod,
+        t: cs.state?.terminated ?? cs.lastState?.terminated,
+      })),
+    )
+    .filter((x): x is { pod: V1Pod; t: Terminated } => !!x.t && (x.t.exitCode ?? 0) !== 0);
+  const at = (t: Terminated) => (t.finishedAt ? new Date(t.finishedAt).getTime() : Infinity);
+  const bySignal = (t: Terminated) => ((t.exitCode ?? 0) >= 128 ? 1 : 0);
+  return failed
+    .map((x, order) => ({ ...x, order }))
+    .sort((a, b) => at(a.t) - at(b.t) || bySignal(a.t) - bySignal(b.t) || a.order - b.order)[0];
 }
 
 /**

@@ -234,6 +234,7 @@ class EntrypointDocstringTest(unittest.TestCase):
                 "stoker_fire.selfplay",
                 "stoker_fire.synth",
                 "stoker_fire.train",
+                "stoker_payload.deepspeed_launch",
             ],
         )
 

@@ -20,7 +20,17 @@ from typing import Any, Optional, Sequence
 
 from stoker_payload import report
 
-__all__ = ["split_segments", "parse_tqdm", "parse_log_dict", "parse_checkpoint", "output_dir_of", "Tracker"]
+__all__ = [
+    "split_segments",
+    "parse_tqdm",
+    "parse_log_dict",
+    "read_log_dict",
+    "looks_like_trainer_log",
+    "parse_failure",
+    "parse_checkpoint",
+    "output_dir_of",
+    "Tracker",
+]
 
 _TQDM = re.compile(
     r"(?:(?P<desc>[^\r\n|]*?):\s*)?(?P<pct>\d{1,3})%\|[^|]*\|\s*(?P<n>\d+(?:\.\d+)?[kMG]?)/(?P<total>\d+(?:\.\d+)?[kMG]?)\s*\["
@@ -32,7 +42,19 @@ _NOT_TRAINING = re.compile(
 )
 _CHECKPOINT_LINE = re.compile(r"Saving model checkpoint to\s+(?P<path>\S.*?)\s*$")
 _CHECKPOINT_STEP = re.compile(r"checkpoint-(\d+)/*$")
-_PLAIN_PAIR = re.compile(r"""['"]([A-Za-z_][\w/.-]*)['"]\s*:\s*(?:[\w.]+\()?(-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf|-inf)""")
+# A 'key': value pair of a dict repr whose value is a plain number, a number in quotes (newer
+# Trainers print floats as '0.6931'), or a tensor(...) around one.
+_PLAIN_PAIR = re.compile(
+    r"""['"]([A-Za-z_][\w/.-]*)['"]\s*:\s*(?:[\w.]+\()?['"]?(-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf|-inf)['"]?\s*[,)}]"""
+)
+_ANY_KEY = re.compile(r"""['"]([A-Za-z_][\w/.-]*)['"]\s*:""")
+# A number written as text: '0.6931', '2e-05', '-1.5', 'nan', 'inf' ({v:.4g} of a float).
+_NUMBER_TEXT = re.compile(r"\s*[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf|infinity)\s*", re.IGNORECASE)
+# Keys only the HF Trainer's log dicts have: a dict with one of these is a Trainer log line.
+_TRAINER_KEYS = re.compile(r"^(?:loss|grad_norm|learning_rate|epoch|train_\w+|eval_\w+|test_\w+)$")
+# Why a script failed, from its stderr: CUDA out of memory, a Python module not installed.
+_CUDA_OOM = re.compile(r"CUDA out of memory|\bOutOfMemoryError\b")
+_NO_MODULE = re.compile(r"\bModuleNotFoundError: No module named ['\"]([\w.]+)['\"]")
 _SUFFIX = {"": 1, "k": 1_000, "M": 1_000_000, "G": 1_000_000_000}
 
 
@@ -66,40 +88,74 @@ def parse_tqdm(segment: str) -> Optional[tuple[int, int, str]]:
 
 
 def _to_number(value: Any) -> Optional[float | int]:
+    """A number, or a number written as text (newer Trainers print f"{v:.4g}"), else None."""
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
         return value
+    if isinstance(value, str) and len(value) < 64 and _NUMBER_TEXT.fullmatch(value):
+        text = value.strip()
+        try:
+            return float(text) if any(c in text for c in ".eEnN") else int(text)
+        except ValueError:
+            return None
     return None
 
 
-def parse_log_dict(segment: str) -> Optional[dict[str, float | int]]:
-    """The numeric items of a dict repr on the line ({'loss': 1.2, ...}), or None."""
+def read_log_dict(segment: str) -> tuple[Optional[dict[str, float | int]], list[str]]:
+    """(the numeric items of the dict repr on the line, or None; every key it has).
+
+    Both Trainer formats: numbers ({'loss': 0.6931, ...}, transformers up to 4.x) and numbers
+    as strings ({'loss': '0.6931', ...}, newer ProgressCallback.on_log); other values (text,
+    lists) are left out."""
     start = segment.find("{")
     end = segment.rfind("}")
     if start == -1 or end <= start:
-        return None
+        return None, []
     body = segment[start : end + 1]
     if len(body) > 20_000:
-        return None
+        return None, []
     values: dict[str, float | int] = {}
     try:
         parsed = ast.literal_eval(body)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         parsed = None
     if isinstance(parsed, dict):
+        keys = [k for k in parsed if isinstance(k, str)]
         for key, value in parsed.items():
             number = _to_number(value)
             if isinstance(key, str) and number is not None:
                 values[key] = number
     else:
         # e.g. {'loss': 1.2, 'grad_norm': tensor(0.51, device='cuda:0')}: read the plain numbers
+        keys = _ANY_KEY.findall(body)
         for key, raw in _PLAIN_PAIR.findall(body):
-            try:
-                values[key] = float(raw) if any(c in raw for c in ".eEn") else int(raw)
-            except ValueError:
-                continue
-    return values or None
+            number = _to_number(raw)
+            if number is not None:
+                values[key] = number
+    return values or None, keys
+
+
+def parse_log_dict(segment: str) -> Optional[dict[str, float | int]]:
+    """The numeric items of a dict repr on the line ({'loss': 1.2, ...} or {'loss': '1.2', ...}), or None."""
+    return read_log_dict(segment)[0]
+
+
+def looks_like_trainer_log(keys: Sequence[str]) -> bool:
+    """Whether a dict with these keys is an HF Trainer log dict (loss, learning_rate, eval_*...)."""
+    return any(_TRAINER_KEYS.match(k) for k in keys)
+
+
+def parse_failure(segment: str) -> Optional[tuple[str, str]]:
+    """(exit-code name, why) when the line says why the script failed, else None:
+    CUDA_OOM for a CUDA out-of-memory error, MISSING_DEPENDENCY naming a module not installed."""
+    if _CUDA_OOM.search(segment):
+        return "CUDA_OOM", "the script ran out of GPU memory (the same shape fails again: lower the batch size or the sequence length)"
+    missing = _NO_MODULE.search(segment)
+    if missing:
+        name = missing.group(1)
+        return "MISSING_DEPENDENCY", f"the script needs the Python module {name!r}, which is not installed (install it in the payload's image)"
+    return None
 
 
 def parse_checkpoint(segment: str) -> Optional[str]:
@@ -149,6 +205,9 @@ class Tracker:
         self.last_loss: Optional[float] = None
         self.train_loss: Optional[float] = None
         self.checkpoints: list[str] = []
+        # The first line that says why the script failed: (exit-code name, why, the line).
+        self.failure: Optional[tuple[str, str, str]] = None
+        self._format_warned = False
         self._lock = threading.Lock()
 
     def feed(self, segment: str) -> None:
@@ -171,9 +230,26 @@ class Tracker:
         if path is not None:
             self._on_checkpoint(path)
         elif "{" in segment:
-            values = parse_log_dict(segment)
+            values, keys = read_log_dict(segment)
             if values:
                 self._on_dict(values)
+            elif looks_like_trainer_log(keys):
+                self._warn_format(segment)
+        if self.failure is None:
+            failure = parse_failure(segment)
+            if failure is not None:
+                self.failure = (*failure, segment.strip()[:300])
+
+    def _warn_format(self, segment: str) -> None:
+        """Once per run: a Trainer log dict with no number this parser can read (a format it
+        does not know), so its metrics would be lost without a word."""
+        if self._format_warned:
+            return
+        self._format_warned = True
+        self.reporter.log(
+            f"stoker_fire.external: a Trainer log line has no value it reads as a number; its metrics are not recorded: {segment.strip()[:200]}",
+            level="warn",
+        )
 
     def _on_bar(self, n: int, total: int, _desc: str) -> None:
         if self.total is not None and total != self.total and not self._bar_done:

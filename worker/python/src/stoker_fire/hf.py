@@ -29,8 +29,12 @@ render_segments() alone.)
 Training (train()): LoRA r/alpha/dropout on the language model's attention projections named
 by lora_target_modules (the vision tower's q/k/v are not touched), the multimodal projector
 trained in full (peft modules_to_save), bf16 autocast on CUDA with base weights in bf16 and
-trainable weights in fp32, optional gradient checkpointing, DeepSpeed JSON passed to the
-Trainer when deepspeed is importable (otherwise a warn log line says ZeRO is off). The Trainer
+trainable weights in fp32, optional gradient checkpointing, a DeepSpeed JSON passed to the
+Trainer, whose TrainingArguments are built before the model so that ZeRO-3 loads it sharded.
+Before the model loads (hf_preflight): a missing Python module is MISSING_DEPENDENCY naming it;
+DeepSpeed asked for and not installed is MISSING_DEPENDENCY too, unless deepspeed_fallback is
+ddp (then trained without it, one warn log event); flash_attention_2 without flash_attn (or
+without CUDA) falls back to sdpa, with one warn log event. The Trainer
 writes OUTPUT/checkpoint-N (adapter, projector, optimizer, scheduler, RNG, trainer_state.json);
 RESUME_FROM names such a directory and the step continues from N. Events (rank 0): progress
 per optimizer step, metrics {step, loss, lr, gradNorm, epoch} per logging step, checkpoint
@@ -39,6 +43,7 @@ raises Preempted.
 
 Modules (this one gathers their names: `from stoker_fire import hf` is the backend):
     hf_model     require(), the tiny random LLaVA-NeXT, load_model(), device_and_dtype()
+    hf_preflight preflight(): modules, attention fallback, DeepSpeed, before the model loads
     hf_data      the prompt template, encode_conversation(), collate()
     hf_generate  generate(), Generator, make_generator()
     hf_train     train(): LoRA, TrainingArguments, the Trainer and its StokerCallback

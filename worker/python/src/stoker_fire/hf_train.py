@@ -3,15 +3,20 @@ Trainer, reporting to stoker (stoker_fire.hf has the whole backend's description
 
     result = train(cfg, records, image_root, out_dir, resume_from, reporter)   # stoker_fire.train's job
 
-train() in four steps:
-    1. the model: load_model() in bf16 on CUDA (fp32 elsewhere), LoRA on the language
+train() in five steps:
+    1. the checks (hf_preflight.preflight): missing modules (MISSING_DEPENDENCY), the
+       attention implementation (flash_attention_2 -> sdpa without flash_attn), DeepSpeed
+       (MISSING_DEPENDENCY when asked for and not installed, unless deepspeed_fallback: ddp)
+    2. TrainingArguments from cfg (_training_arguments), BEFORE the model: a ZeRO-3 config is
+       then known to transformers when the model is built, which loads it sharded
+    3. the model: load_model() in bf16 on CUDA (fp32 elsewhere), LoRA on the language
        model's attention projections named by lora_target_modules, the multimodal projector
-       trained in full (peft modules_to_save); trainable weights in fp32
-    2. the Trainer: TrainingArguments from cfg (_training_arguments), the records encoded one
-       by one (hf_data.encode_conversation), the collator, the StokerCallback
-    3. trainer.train(resume_from_checkpoint=RESUME_FROM); a stop on request (SIGTERM, agreed
+       trained in full (peft modules_to_save); trainable weights in fp32; the Trainer with
+       the records encoded one by one (hf_data.encode_conversation), the collator, the
+       StokerCallback
+    4. trainer.train(resume_from_checkpoint=RESUME_FROM); a stop on request (SIGTERM, agreed
        by every rank) saves a checkpoint at the end of the step and raises Preempted
-    4. OUTPUT/final (adapter + projector), OUTPUT/metrics.json (rank 0), the result fields
+    5. OUTPUT/final (adapter + projector), OUTPUT/metrics.json (rank 0), the result fields
 Events (rank 0): progress per optimizer step, metrics {step, loss, lr, gradNorm, epoch} per
 logging step, checkpoint {path, step} after each save, artifact adapter and metrics (and
 tensorboard: OUTPUT/tensorboard, when cfg.report_to is tensorboard; tensorboard_dir()).
@@ -34,8 +39,9 @@ from stoker_payload.exit_codes import PayloadError, Preempted
 from .backends import loss_fields
 from .hf_data import collate, encode_conversation
 from .hf_model import load_model, require
+from .hf_preflight import preflight, tensorboard_dir
 
-__all__ = ["train"]
+__all__ = ["train", "tensorboard_dir"]
 
 
 def _lora_model(model: Any, cfg: Any) -> Any:
@@ -74,22 +80,6 @@ def _total_steps(cfg: Any, samples: int, world: int) -> int:
     return max(1, math.ceil(cfg.num_train_epochs * per_epoch))
 
 
-def _deepspeed(cfg: Any, reporter: report.Reporter) -> Optional[str]:
-    if not cfg.deepspeed:
-        return None
-    if not os.path.isfile(cfg.deepspeed):
-        raise PayloadError("MISSING_INPUT", f"deepspeed config does not exist: {cfg.deepspeed}")
-    try:
-        import deepspeed  # noqa: F401
-    except ImportError:
-        reporter.log(
-            f"deepspeed is not installed: training WITHOUT ZeRO ({cfg.deepspeed} ignored); pip install deepspeed to use it",
-            "warn",
-        )
-        return None
-    return cfg.deepspeed
-
-
 def _checkpoint_step(path: str) -> int:
     state_file = os.path.join(path, "trainer_state.json")
     if not os.path.isfile(state_file):
@@ -120,24 +110,17 @@ def train(
     cuda = torch.cuda.is_available()
     bf16 = cuda and cfg.bf16 is not False
     start_step = _checkpoint_step(resume_from) if resume_from else 0
-    deepspeed = _deepspeed(cfg, reporter)
-    tensorboard = tensorboard_dir(cfg, out_dir)
+    plan = preflight(cfg, out_dir, reporter, cuda=cuda)  # MISSING_DEPENDENCY... before the model loads
 
-    model, processor = load_model(
-        cfg.model_name_or_path,
-        seed=cfg.seed,
-        dtype=torch.bfloat16 if bf16 else torch.float32,
-        attn_implementation=cfg.attn_implementation or None,
-    )
-    model.config.use_cache = False
-    model = _lora_model(model, cfg)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
-    reporter.metrics(trainableParameters=trainable, parameters=total)
+    # The TrainingArguments first: with a DeepSpeed ZeRO-3 config they register it with
+    # transformers (a weak reference, held through `args`), so from_pretrained builds the
+    # model inside deepspeed.zero.Init and each rank loads only its shard; built after the
+    # model, every rank would load the whole model into host memory first.
+    args = _training_arguments(transformers, cfg, out_dir, len(records), world, cuda=cuda, bf16=bf16, deepspeed=plan.deepspeed, tensorboard=plan.tensorboard)
+    model, processor, trainable, total = _peft_model(cfg, plan, torch.bfloat16 if bf16 else torch.float32, reporter)
 
     pad_id = processor.tokenizer.pad_token_id
     pixel_dtype = torch.bfloat16 if bf16 else torch.float32
-    args = _training_arguments(transformers, cfg, out_dir, len(records), world, cuda=cuda, bf16=bf16, deepspeed=deepspeed, tensorboard=tensorboard)
     callback = _stoker_callback(transformers, reporter)
     trainer = transformers.Trainer(
         model=model,
@@ -161,8 +144,8 @@ def train(
     history = callback.history
     losses = [h["loss"] for h in history if h.get("loss") is not None]
     _write_metrics(trainer, out_dir, {"history": history, "train": output.metrics}, final_dir, reporter)
-    if tensorboard and trainer.is_world_process_zero():
-        reporter.artifact("tensorboard", tensorboard)
+    if plan.tensorboard and trainer.is_world_process_zero():
+        reporter.artifact("tensorboard", plan.tensorboard)
     return {
         "backend": "hf",
         "model": cfg.model_name_or_path,
@@ -178,7 +161,21 @@ def train(
         "adapter": final_dir,
         "bf16": bf16,
         "device": torch.cuda.get_device_name() if cuda else "cpu",
+        "attnImplementation": plan.attn_implementation,
+        "deepspeed": plan.deepspeed,
+        "zeroStage": plan.zero_stage,
     }
+
+
+def _peft_model(cfg: Any, plan: Any, dtype: Any, reporter: report.Reporter) -> tuple[Any, Any, int, int]:
+    """(the LoRA model, the processor, trainable and all parameters), reported as metrics."""
+    model, processor = load_model(cfg.model_name_or_path, seed=cfg.seed, dtype=dtype, attn_implementation=plan.attn_implementation)
+    model.config.use_cache = False
+    model = _lora_model(model, cfg)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    reporter.metrics(trainableParameters=trainable, parameters=total)
+    return model, processor, trainable, total
 
 
 def _dataset(processor: Any, records: list[dict[str, Any]], image_root: Optional[str], max_length: int) -> Any:
@@ -193,19 +190,6 @@ def _dataset(processor: Any, records: list[dict[str, Any]], image_root: Optional
             return encode_conversation(processor, records[index], image_root, max_length)
 
     return ConversationDataset()
-
-
-def tensorboard_dir(cfg: Any, out_dir: str) -> Optional[str]:
-    """Where the Trainer writes TensorBoard event files when cfg.report_to asks (OUTPUT/tensorboard),
-    else None. Checked before the model loads: without tensorboard (or tensorboardX) installed the
-    Trainer would fail after minutes of loading, so this is a MISSING_DEPENDENCY at once."""
-    if getattr(cfg, "report_to", "none") != "tensorboard":
-        return None
-    import importlib.util
-
-    if importlib.util.find_spec("tensorboard") is None and importlib.util.find_spec("tensorboardX") is None:
-        raise PayloadError("MISSING_DEPENDENCY", "report_to tensorboard: neither tensorboard nor tensorboardX is installed (pip install tensorboard)")
-    return os.path.join(out_dir, "tensorboard")
 
 
 def _training_arguments(transformers: Any, cfg: Any, out_dir: str, samples: int, world: int, *, cuda: bool, bf16: bool, deepspeed: Optional[str], tensorboard: Optional[str] = None) -> Any:

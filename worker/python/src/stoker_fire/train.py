@@ -50,13 +50,19 @@ Contract:
                --logging-steps; checkpoint {path, step} after each save; artifact "adapter"
                (final/) and "metrics"; result {backend, model, steps, startStep, resumedFrom,
                firstLoss, lastLoss, lossFell, meanLoss, samples, trainableParameters,
-               parameters, seconds, lastCheckpoint, adapter, bf16, device}.
+               parameters, seconds, lastCheckpoint, adapter, bf16, device; hf also
+               attnImplementation, deepspeed, zeroStage: what the run used}.
     exit codes (common/exit-codes.json) SUCCESS; PREEMPTED after SIGTERM (checkpoint written
                first); BAD_CONFIG for unknown/invalid options or backend; BAD_DATA for
                malformed data, missing images or an unreadable checkpoint; MISSING_INPUT for
                a --data, --config, --deepspeed or RESUME_FROM path that does not exist;
-               UNKNOWN_MODEL for a model that does not load; MISSING_DEPENDENCY without
-               transformers/peft; CUDA_OOM; USAGE for a bad command line.
+               UNKNOWN_MODEL for a model that does not load; MISSING_DEPENDENCY (hf), before
+               the model loads, naming every Python module missing (transformers, peft,
+               accelerate, deepspeed when --deepspeed is set and --deepspeed-fallback is none,
+               tensorboard with --report-to tensorboard); CUDA_OOM; USAGE for a bad command
+               line. flash_attention_2 without flash-attn or CUDA falls back to sdpa (a warn
+               log event); --deepspeed-fallback ddp trains without an uninstalled deepspeed
+               (a warn log event).
     tiny       OUTPUT/checkpoint-N and OUTPUT/final hold the whole model (config.json,
                vocab.json, model.pt; checkpoints also optimizer.pt, rng_state.pt,
                trainer_state.json); the artifact is "model" (final/) and the result has
@@ -83,6 +89,7 @@ from . import backends, llava_data, tiny
 TINY_RANDOM = "tiny-random"  # the same name as hf.TINY_RANDOM, without importing the backend
 _SYNTHETIC_OK = {"tiny": (TINY_RANDOM, "tiny-new")}  # new models that may train on synthetic data
 SCHEDULES = ("cosine", "linear", "constant", "constant_with_warmup")
+DEEPSPEED_FALLBACKS = ("none", "ddp")  # hf_preflight's, without importing the backend
 
 
 @dataclass
@@ -124,8 +131,14 @@ class TrainConfig:
     bf16: Optional[bool] = field(default=None, metadata={"help": "bf16 on CUDA (default: on when CUDA is there)"})
     tf32: bool = field(default=True, metadata={"help": "allow TF32 matmuls on CUDA"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations to save memory"})
-    deepspeed: Optional[str] = field(default=None, metadata={"help": "DeepSpeed JSON (used when deepspeed is installed)", "metavar": "FILE"})
-    attn_implementation: Optional[str] = field(default=None, metadata={"help": "sdpa, flash_attention_2, eager (default: the model's)"})
+    deepspeed: Optional[str] = field(default=None, metadata={"help": "DeepSpeed JSON (ZeRO-3: the model loads sharded)", "metavar": "FILE"})
+    deepspeed_fallback: str = field(
+        default="none",
+        metadata={"help": "deepspeed asked for but not installed: none = MISSING_DEPENDENCY at once; ddp = train without it (every rank holds the whole model)", "choices": DEEPSPEED_FALLBACKS},
+    )
+    attn_implementation: Optional[str] = field(
+        default=None, metadata={"help": "sdpa, flash_attention_2 (sdpa when flash-attn or CUDA is missing), eager (default: the model's)"}
+    )
     dataloader_num_workers: int = field(default=0, metadata={"help": "data loading processes"})
     report_to: str = field(
         default="none", metadata={"help": "also log to TensorBoard (hf backend): event files in OUTPUT/tensorboard, an artifact of the stage", "choices": ("none", "tensorboard")}
@@ -171,6 +184,8 @@ class TrainConfig:
             problems.append(f"report_to: none or tensorboard, got {self.report_to}")
         elif self.report_to == "tensorboard" and self.backend != "hf":
             problems.append(f"report_to: tensorboard is written by the hf backend (the HF Trainer's own writer); backend is {self.backend}")
+        if self.deepspeed_fallback not in DEEPSPEED_FALLBACKS:
+            problems.append(f"deepspeed_fallback: one of {', '.join(DEEPSPEED_FALLBACKS)}, got {self.deepspeed_fallback}")
         if self.threads is not None and self.threads < 1:
             problems.append(f"threads: must be >= 1, got {self.threads}")
         if self.backend == "tiny":

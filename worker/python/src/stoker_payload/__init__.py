@@ -10,11 +10,14 @@ runtime     rank variables, RESUME_FROM, STOKER_OUTPUT_DIR
 config      dataclass options from flags and --config file.yaml
 server      server mode: load once, then shard after shard from requests on stdin
             (server_requests: the request lines; jsonl: read_jsonl, JsonlWriter)
+deepspeed_launch  a gang's rendezvous variables as the deepspeed launcher's flags
+            (python3 -m stoker_payload.deepspeed_launch -- deepspeed SCRIPT ...)
 
 Imports between the modules go one way (tests/test_packages.py checks there is no cycle):
     exit_codes  <- runtime <- report <- entrypoint      signals: none of ours
     exit_codes  <- config                               exit_codes <- jsonl <- server_requests
     server: exit_codes, jsonl, report, server_requests, signals
+    deepspeed_launch: exit_codes, entrypoint (not imported here: `python -m` runs it)
 
 Importing this package is cheap: nothing here imports torch.
 """

@@ -44,6 +44,16 @@ class OptionsTest(unittest.TestCase):
             self.assertIn(name, caught.exception.message)
 
 
+class RecipeConfigsTest(unittest.TestCase):
+    def test_the_fire_recipe_files_are_valid_configs(self):
+        root = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "training-configs", "fire")
+        for name in ("student", "teacher", "final"):
+            with self.subTest(name=name):
+                cfg = train.parse_args(["--config", os.path.join(root, f"{name}.yaml"), "--data", "x.json", "--model-name-or-path", "/m"])
+                self.assertEqual((cfg.attn_implementation, cfg.deepspeed_fallback), ("flash_attention_2", "none"))
+                self.assertEqual(cfg.deepspeed, "training-configs/fire/zero3.json")
+
+
 class ReportToTest(unittest.TestCase):
     """report_to: tensorboard (the hf backend's Trainer writes the event files)."""
 
