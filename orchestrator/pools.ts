@@ -28,6 +28,7 @@ import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { UsageError } from '../common/errors.js';
 import { poolQueueName, type Keys } from '../common/keys.js';
+import { observeCompletions } from './autoscale/service-time.js';
 import { nowIso } from '../common/model.js';
 import { WorkerState } from '../common/worker-state.js';
 import { NormalizedAutoscale, Resources, type NormalizedPool } from '../common/spec/schema.js';
@@ -257,8 +258,12 @@ export const PoolView = z.object({
   active: z.number().int(),
   /** The pool's queue is paused: its workers take no shard until it is resumed. */
   paused: z.boolean(),
+  /**
+   * The pool's rate now (poolRate): its serving workers over the seconds a shard takes
+   * one worker, else the completions of the last minute.
+   */
   shardsPerSecond: z.number(),
-  /** Seconds to finish the backlog at the rate of the last minute; null without a rate. */
+  /** Seconds to finish the backlog and the running shards at that rate; null without one. */
   etaSeconds: z.number().nullable(),
   users: z.array(z.string()),
   /** The autoscale settings (null: a fixed pool of `replicas` while in use). */
@@ -293,9 +298,8 @@ export async function buildPoolView(
   const by = (s: WorkerState['state']) => workers.filter((w) => w.state === s).length;
   const c = await counts(poolQueueName(name));
   const backlog = c.waiting + c.prioritized + c.delayed;
-  const lastMinute = await redis.zcount(keys.poolCompletions(name), now - 60_000, '+inf');
-  const shardsPerSecond = lastMinute / 60;
   const running = workers.length;
+  const { shardsPerSecond } = await poolRate(redis, keys, name, by('idle') + by('busy'), now);
   const serving = running - by('draining');
   return {
     name,
@@ -327,4 +331,32 @@ export async function buildPoolView(
     decision: pool.decision,
     workers,
   };
+}
+
+/** Shard durations the rate is taken from: the pool's last completions. */
+const RATE_SAMPLES = 20;
+
+/**
+ * A pool's rate now, in shards per second: the workers serving now (idle or busy, not
+ * starting or draining) over the seconds a shard takes one worker, the EWMA of the
+ * durations of its last completions (autoscale/service-time.ts: right from the first
+ * finished shard, and right after a scale, where completions per minute lag a minute
+ * behind). Without durations (older workers), the completions of the last minute.
+ */
+export async function poolRate(
+  redis: Redis,
+  keys: Keys,
+  name: string,
+  serving: number,
+  now = Date.now(),
+): Promise<{ shardsPerSecond: number; shardSeconds: number | null }> {
+  const last = await redis.zrevrange(keys.poolCompletions(name), 0, RATE_SAMPLES - 1, 'WITHSCORES');
+  const oldestFirst: Array<[string, number]> = [];
+  for (let i = last.length - 2; i >= 0; i -= 2)
+    oldestFirst.push([last[i] as string, Number(last[i + 1])]);
+  const { seconds } = observeCompletions({ seconds: null, samples: 0, cursorMs: 0 }, oldestFirst);
+  if (seconds !== null && seconds > 0)
+    return { shardsPerSecond: serving / seconds, shardSeconds: seconds };
+  const lastMinute = await redis.zcount(keys.poolCompletions(name), now - 60_000, '+inf');
+  return { shardsPerSecond: lastMinute / 60, shardSeconds: null };
 }

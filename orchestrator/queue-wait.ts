@@ -18,15 +18,15 @@
  * slot left. Without a typical duration where one is needed, or a paused queue, there
  * is no estimate (null), and the basis says what is missing.
  *
- * For a shard of a pool's queue: the shards ahead divided by the pool's measured rate
- * (shards completed over the last minute), once the pool has one.
+ * For a shard of a pool's queue: the shards ahead divided by the pool's rate now (its
+ * serving workers over the seconds a shard takes one worker: pools.ts poolRate).
  */
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { poolQueueName, type Keys } from '../common/keys.js';
 import { isTerminal, type StageStatus, type TaskStatus } from '../common/model.js';
 import { readTaskProgress } from '../common/progress.js';
-import { readWorkers, WORKER_STALE_MS } from './pools.js';
+import { poolRate as poolShardRate, readWorkers, WORKER_STALE_MS } from './pools.js';
 import type { RunStore } from './store.js';
 
 export const QueueWait = z.object({
@@ -242,7 +242,7 @@ async function shardWaitOf(
   return {
     ...wait,
     startsInSeconds: (pos.ahead + 1) / rate.shardsPerSecond,
-    basis: `${rate.shardsPerSecond.toFixed(2)} shards/s, the pool's rate over the last minute`,
+    basis: `${rate.shardsPerSecond.toFixed(2)} shards/s: the pool's workers over the seconds a shard takes`,
   };
 }
 
@@ -263,7 +263,7 @@ export async function shardWait(
   return summed(await shardWaitOf(...args));
 }
 
-/** A pool's rate and workers now, for shardWait. */
+/** A pool's rate and workers now, for shardWait (pools.ts poolRate). */
 export async function poolRate(
   redis: Redis,
   keys: Keys,
@@ -273,9 +273,10 @@ export async function poolRate(
   const workers = (await readWorkers(redis, keys, pool)).filter(
     (w) => now - Date.parse(w.heartbeatAt) < WORKER_STALE_MS && w.state !== 'draining',
   );
-  const lastMinute = await redis.zcount(keys.poolCompletions(pool), now - 60_000, '+inf');
+  const serving = workers.filter((w) => w.state === 'busy' || w.state === 'idle').length;
+  const { shardsPerSecond } = await poolShardRate(redis, keys, pool, serving, now);
   return {
-    shardsPerSecond: lastMinute / 60,
+    shardsPerSecond,
     workers: workers.length,
     running: workers.filter((w) => w.state === 'busy').length,
   };

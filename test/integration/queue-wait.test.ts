@@ -16,6 +16,7 @@ import {
   startEstimate,
   shardWait,
 } from '../../orchestrator/queue-wait.js';
+import { poolRate } from '../../orchestrator/pools.js';
 import { summarizeRun } from '../../orchestrator/views.js';
 import { deleteKeysWithPrefix } from '../../testing/redis-keys.js';
 import { eventually, testRedisUrl, uniquePrefix } from '../util/redis-server.js';
@@ -93,6 +94,27 @@ describe('positions in a real BullMQ queue', () => {
     });
     expect(s?.startsInSeconds).toBe(6);
     expect(s?.summary).toBe('2 ahead in train, 2 of 2 slots busy: starts in about 6 s');
+  });
+
+  it("takes a pool's rate from its shards' durations and the workers serving now", async () => {
+    const now = Date.now();
+    // Two completions, 2 s and 2 s of work, a moment ago: one worker does 0.5 shards/s.
+    await redis.zadd(keys.poolCompletions('p'), now - 1000, 'r.g.s00000:1:2000');
+    await redis.zadd(keys.poolCompletions('p'), now - 500, 'r.g.s00001:1:2000');
+    // Right after a scale to 4 workers (the last minute saw 2 completions: 0.03/s).
+    expect(await poolRate(redis, keys, 'p', 4, now)).toEqual({
+      shardsPerSecond: 2,
+      shardSeconds: 2,
+    });
+    // And right after a scale down to 1.
+    expect((await poolRate(redis, keys, 'p', 1, now)).shardsPerSecond).toBe(0.5);
+    // Members without a duration (older workers): the completions of the last minute.
+    await redis.zadd(keys.poolCompletions('q'), now - 1000, 'r.g.s00000:1');
+    await redis.zadd(keys.poolCompletions('q'), now - 900_000, 'r.g.s00001:1');
+    expect(await poolRate(redis, keys, 'q', 4, now)).toEqual({
+      shardsPerSecond: 1 / 60,
+      shardSeconds: null,
+    });
   });
 
   it('says it in words', () => {
