@@ -26,7 +26,7 @@
  *
  * Policies (policies.ts) see the model as a controller sees a cluster and Redis: the queue's
  * counts, the pods with their phase and scheduler condition, the completions; they act
- * through request() (the replicas asked for), create(), stop() and release().
+ * through request() (the replicas asked for), create() and stop() (a stuck pod given up is a stop).
  *
  * Time is in seconds. Everything random is drawn from streams seeded by the scenario, so
  * a run is a pure function of (scenario, policy).
