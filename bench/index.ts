@@ -42,6 +42,7 @@ import { fireData } from './fire-data.js';
 import { fireLongLine } from './fire-long-line.js';
 import { fireMetrics } from './fire-metrics.js';
 import { fireSelfplay } from './fire-selfplay.js';
+import { fleet } from './fleet/index.js';
 import { httpApi } from './http-api.js';
 import { httpEvents } from './http-events.js';
 import { type Benchmark, type BenchContext, Cleanup, round, distIsFresh } from './lib/harness.js';
@@ -70,6 +71,7 @@ const BENCHMARKS: readonly Benchmark[] = [
   httpApi,
   httpEvents,
   cliStartup,
+  fleet,
 ];
 
 interface Options {
@@ -175,6 +177,25 @@ function human(line: Record<string, unknown>): string {
     case 'fire-metrics': {
       const peak = (line.peakRssMiB ?? {}) as Record<string, unknown>;
       return `${name}: ${f(line.dialoguesPerSecAfterStartup)} dialogues/s after a ${f(line.startupMs)} ms start (${f(line.dialogues)} in ${f(line.wallSeconds)} s, ${f(line.fileMiB)} MiB) vs readline+JSON.parse ${f(b.linesPerSecAfterStartup)} lines/s | ratio ${f(line.ratio)} | peak RSS ${f(peak.large)} MiB (small file ${f(peak.small)}, one line ${f(peak.oneLine)}) | result matches: ${f(line.resultMatches)}`;
+    }
+    case 'fleet': {
+      const s2r = (line.spikeToRequestS ?? {}) as Record<
+        string,
+        { p50: number; p99: number } | null
+      >;
+      const sc = (line.scenarios ?? {}) as Record<string, Record<string, Record<string, unknown>>>;
+      const row = (p: string) =>
+        `${p}: spike-to-request p50 ${f(s2r[p]?.p50)} p99 ${f(s2r[p]?.p99)} s; ${Object.entries(sc)
+          .map(
+            ([n, per]) =>
+              `${n} drain ${f(per[p]?.drainVsIdeal)}x ideal, idle ${f(per[p]?.gpuIdleFraction)}, ${f(per[p]?.directionChangesPerHour)} changes/h, ${f(per[p]?.busyKills)} busy kills, ${f(per[p]?.overCreatedPods)} over-created`,
+          )
+          .join('; ')}`;
+      const goals = ((line.goals ?? {}) as Record<string, Array<{ goal: string; met: boolean }>>)
+        .stoker;
+      const missed = (goals ?? []).filter((g) => !g.met).map((g) => g.goal);
+      const redis = (line.redisPerQueuedShard ?? {}) as Record<string, unknown>;
+      return `${name}: ${['stoker', 'stoker-15s', 'keda', 'keda-hpa'].map(row).join(' | ')} | goals ${line.met ? 'met' : `NOT met: ${missed.join(', ')}`} | Redis ${f(redis.bytesPerShard)} B per queued shard (${f(redis.atMillionMiB)} MiB at 1,000,000${redis.extrapolated ? ', extrapolated' : ''})`;
     }
     default:
       return `${name}: ratio ${f(line.ratio)}`;
