@@ -12,6 +12,7 @@ import { LocalBackend } from './backends/local.js';
 import type { Backend } from './backends/types.js';
 import { Controller } from './controller/controller.js';
 import { Dispatcher, type DispatchJobData } from './dispatcher.js';
+import { autoscaleSettingsFromEnv, type AutoscaleSettings } from './autoscale/settings.js';
 import { fencedRedis } from './fenced-redis.js';
 import { acquireLeadership, type Leadership } from './leader.js';
 import { RunStore } from './store.js';
@@ -21,6 +22,8 @@ export interface SystemOptions {
   prefix?: string;
   log: Logger;
   concurrency?: { train: number; steps: number };
+  /** The pools' GPU budget and provisioning setting (default: from the environment). */
+  autoscale?: AutoscaleSettings;
   /** Wait this long for the controller lock (default: forever). */
   leaderWaitMs?: number;
   leaderTtlMs?: number;
@@ -66,6 +69,8 @@ export const DEFAULT_CONCURRENCY = { train: 2, steps: 4 };
  */
 export async function startSystem(opts: SystemOptions): Promise<System> {
   const { log } = opts;
+  // Read first: a bad setting stops the start before anything is running.
+  const autoscale = opts.autoscale ?? autoscaleSettingsFromEnv(process.env);
   if (opts.home && ensurePrivateDir(opts.home) === 'tightened')
     log.warn({ home: opts.home }, 'stoker home was open to other users: made private (0700)');
   const keys = makeKeys(opts.prefix);
@@ -111,6 +116,7 @@ export async function startSystem(opts: SystemOptions): Promise<System> {
     ...(opts.stalledIntervalMs === undefined ? {} : { stalledIntervalMs: opts.stalledIntervalMs }),
   });
   const controller = new Controller({
+    autoscale,
     redis: fenced,
     subscriber,
     keys,

@@ -11,6 +11,7 @@
  * Pools (pulled execution): ensurePool(pool, replicas) sizes a pool's workers (processes
  * here, one Job per worker on Kubernetes); stopPools() stops them at shutdown.
  */
+import type { V1Pod } from '@kubernetes/client-node';
 import type { SpecIssue } from '../../common/errors.js';
 import type { NormalizedSpec, Resources } from '../../common/spec/schema.js';
 
@@ -83,6 +84,11 @@ export interface Backend {
    * it exits (SIGTERM drains): no shard is killed half-way.
    */
   ensurePool?(pool: PoolSpec, replicas: number): Promise<void>;
+  /**
+   * A pool's worker pods (Kubernetes): pending ones count as capacity on the way, and one
+   * the scheduler cannot place is reported (orchestrator/autoscale/provisioning.ts).
+   */
+  poolPods?(pool: string): V1Pod[];
   /** Stop every worker of every pool (drain; force kills). */
   stopPools?(opts: { force?: boolean; drainMs?: number }): Promise<void>;
   close(): Promise<void>;

@@ -17,6 +17,7 @@ import type { Redis } from 'ioredis';
 import type { DispatchQueue, Keys } from '../../common/keys.js';
 import type { Logger } from '../../common/logger.js';
 import { nowIso, type StageStatus } from '../../common/model.js';
+import type { AutoscaleSettings } from '../autoscale/settings.js';
 import type { Backend } from '../backends/types.js';
 import type { DispatchJobData } from '../dispatcher.js';
 import type { RunStore } from '../store.js';
@@ -33,6 +34,8 @@ export interface ControllerOptions {
   connection: ConnectionOptions;
   /** Sizes pools (pulled execution). */
   backend?: Backend;
+  /** The GPU budget and the provisioning setting of the pools (autoscale/settings.ts). */
+  autoscale?: AutoscaleSettings;
   log: Logger;
   resyncMs?: number;
   clock?: () => number;

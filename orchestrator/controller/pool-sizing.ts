@@ -25,7 +25,12 @@
  */
 import type { Logger } from '../../common/logger.js';
 import type { NormalizedPool } from '../../common/spec/schema.js';
-import { decide, fixedDecision, type Backlog } from '../autoscale/decide.js';
+import { isTerminal } from '../../common/model.js';
+import { allocateGpus, backlogGpuSeconds, type TrainingDemand } from '../autoscale/budget.js';
+import { decide, fixedDecision, type Backlog, type Decision } from '../autoscale/decide.js';
+import { applyLimits, type Limit } from '../autoscale/limits.js';
+import { limitByProvisioning, observeProvisioning, podView } from '../autoscale/provisioning.js';
+import { DEFAULT_AUTOSCALE_SETTINGS } from '../autoscale/settings.js';
 import { emptyMemory, type PoolDecision } from '../autoscale/records.js';
 import { observeCompletions } from '../autoscale/service-time.js';
 import {
@@ -46,20 +51,49 @@ const COMPLETIONS_PER_PASS = 1000;
 
 export async function sizePools(ctx: ControllerContext, backlogOf: BacklogOf): Promise<void> {
   if (!ctx.backend?.ensurePool) return;
+  const planned: Planned[] = [];
   for (const name of await ctx.redis.smembers(ctx.keys.pools())) {
     try {
-      await sizePool(ctx, name, backlogOf);
+      const p = await planPool(ctx, name, backlogOf);
+      if (p) planned.push(p);
     } catch (err) {
       ctx.log.warn({ err, pool: name }, 'cannot size pool');
     }
   }
+  try {
+    await limitPools(ctx, planned);
+  } catch (err) {
+    ctx.log.warn({ err }, 'cannot apply the GPU budget or the pods’ provisioning to pools');
+  }
+  for (const p of planned) {
+    try {
+      await convergePool(ctx, p);
+    } catch (err) {
+      ctx.log.warn({ err, pool: p.pool.name }, 'cannot size pool');
+    }
+  }
 }
 
-async function sizePool(ctx: ControllerContext, name: string, backlogOf: BacklogOf) {
+/** A pool after steps 1-2, before the limits across pools (limits.ts) and step 3. */
+interface Planned {
+  pool: PoolRecord;
+  now: number;
+  backlog: Backlog;
+  decision: Decision;
+  /** The autoscaler's memory to keep (null: a fixed pool keeps none). */
+  keepMemory: boolean;
+  workers: { alive: number; draining: number };
+}
+
+async function planPool(
+  ctx: ControllerContext,
+  name: string,
+  backlogOf: BacklogOf,
+): Promise<Planned | null> {
   const { redis, keys, backend, log } = ctx;
   // 1. Observe.
   const pool = await readPool(redis, keys, name);
-  if (!pool || !backend?.ensurePool) return;
+  if (!pool || !backend?.ensurePool) return null;
   const now = ctx.clock();
   const counts = await backlogOf(name);
   const backlog: Backlog = counts.paused
@@ -71,27 +105,154 @@ async function sizePool(ctx: ControllerContext, name: string, backlogOf: Backlog
     log.info({ pool: name, replicas: pin.replicas }, 'pool pin ended');
     pin = null;
   }
+  const workers = (await readWorkers(redis, keys, name)).filter(
+    (w) => now - Date.parse(w.heartbeatAt) < WORKER_STALE_MS,
+  );
+  const draining = workers.filter((w) => w.state === 'draining').length;
   // 2. Decide.
-  const { decision, memory } = pool.autoscale
-    ? await autoscaled(ctx, pool, backlog, pin, now)
-    : {
-        decision: fixedDecision({
-          nowMs: now,
-          minReplicas: pool.minReplicas,
-          maxReplicas: pool.maxReplicas,
-          replicas: pool.replicas,
-          users: await redis.scard(keys.poolUsers(name)),
-          backlog,
-          pin,
-        }),
-        memory: null,
-      };
-  const stamped: PoolDecision = { ...decision, at: new Date(now).toISOString() };
+  if (pool.autoscale) {
+    const decision = await autoscaled(ctx, pool, backlog, pin, now);
+    return {
+      pool,
+      now,
+      backlog,
+      decision,
+      keepMemory: true,
+      workers: { alive: workers.length - draining, draining },
+    };
+  }
+  const fixed = fixedDecision({
+    nowMs: now,
+    minReplicas: pool.minReplicas,
+    maxReplicas: pool.maxReplicas,
+    replicas: pool.replicas,
+    users: await redis.scard(keys.poolUsers(name)),
+    backlog,
+    pin,
+  });
+  return {
+    pool,
+    now,
+    backlog,
+    decision: { ...fixed, memory: emptyMemory(pool.desired) },
+    keepMemory: false,
+    workers: { alive: workers.length - draining, draining },
+  };
+}
+
+/**
+ * The limits across pools, each lowering a decision with its reason (autoscale/limits.ts):
+ *   - provisioning (a backend that knows its pods: Kubernetes): pods still pending count
+ *     as capacity on the way; while the scheduler cannot place one the pool asks for no
+ *     more, and one unschedulable for longer than the setting is no longer counted and
+ *     is reported with the scheduler's message (autoscale/provisioning.ts);
+ *   - the GPU budget (STOKER_GPU_BUDGET, STOKER_GPU_BUDGET_QUEUES): the GPU pools share
+ *     it by their backlog in GPU-seconds, after the GPUs of training stages running or
+ *     waiting (autoscale/budget.ts).
+ */
+async function limitPools(ctx: ControllerContext, planned: Planned[]): Promise<void> {
+  const settings = ctx.autoscale ?? DEFAULT_AUTOSCALE_SETTINGS;
+  const limits = new Map<string, Limit[]>();
+  const add = (pool: string, l: Limit) => limits.set(pool, [...(limits.get(pool) ?? []), l]);
+  // Provisioning.
+  const poolPods = ctx.backend?.poolPods?.bind(ctx.backend);
+  if (poolPods) {
+    for (const p of planned) {
+      const prov = observeProvisioning(
+        poolPods(p.pool.name).map(podView),
+        p.now,
+        settings.unschedulableAfterSeconds,
+      );
+      const lim = limitByProvisioning(p.decision.desired, prov, settings.unschedulableAfterSeconds);
+      if (lim.condition)
+        add(p.pool.name, {
+          replicas: lim.desired,
+          reason: lim.condition.reason,
+          message: lim.condition.message,
+        });
+    }
+  }
+  // The GPU budget.
+  const { budget } = settings;
+  const gpuPools = planned.filter((p) => p.pool.resources.gpus > 0);
+  if ((budget.controller !== null || Object.keys(budget.queues).length > 0) && gpuPools.length) {
+    const queues = new Map<string, string | undefined>();
+    for (const p of gpuPools) queues.set(p.pool.name, await poolQueueName(ctx, p.pool));
+    const allocation = allocateGpus({
+      budget,
+      pools: gpuPools.map((p) => ({
+        name: p.pool.name,
+        gpusPerWorker: p.pool.resources.gpus,
+        desired: Math.min(
+          p.decision.desired,
+          ...(limits.get(p.pool.name) ?? []).map((l) => l.replicas),
+        ),
+        backlogGpuSeconds: backlogGpuSeconds(
+          p.backlog.waiting + p.backlog.prioritized + p.backlog.delayed + p.backlog.active,
+          p.decision.inputs.shardSeconds,
+          p.pool.resources.gpus,
+        ),
+        queue: queues.get(p.pool.name),
+        workers: p.workers.alive,
+        draining: p.workers.draining,
+      })),
+      training: await trainingDemand(ctx),
+    });
+    for (const g of allocation.pools)
+      if (g.reason && g.message)
+        add(g.name, { replicas: g.replicas, reason: g.reason, message: g.message });
+  }
+  for (const p of planned) {
+    const ls = limits.get(p.pool.name);
+    if (ls) p.decision = applyLimits(p.decision, p.pool.desired, p.now, ls);
+  }
+}
+
+/** The Kueue LocalQueue a pool's worker Jobs name: its declaring stage's. */
+async function poolQueueName(
+  ctx: ControllerContext,
+  pool: PoolRecord,
+): Promise<string | undefined> {
+  if (!pool.declaredBy) return undefined;
+  const slash = pool.declaredBy.lastIndexOf('/');
+  const run = await ctx.store.getRun(pool.declaredBy.slice(0, slash));
+  const stage = run?.spec.stages.find((s) => s.name === pool.declaredBy?.slice(slash + 1));
+  return stage?.kubernetes?.queueName;
+}
+
+/** The GPUs of training stages of active runs: running, or queued for their turn. */
+async function trainingDemand(ctx: ControllerContext): Promise<TrainingDemand[]> {
+  const out: TrainingDemand[] = [];
+  for (const id of await ctx.store.activeRunIds()) {
+    const run = await ctx.store.getRun(id);
+    if (!run) continue;
+    const stages = await ctx.store.getStages(id);
+    for (const s of run.spec.stages) {
+      const st = stages[s.name];
+      if (s.pool || !(s.resources.gpus > 0) || !st || isTerminal(st.phase)) continue;
+      if (st.tasks.length === 0) continue;
+      out.push({
+        name: `${id}/${s.name}`,
+        gpus: s.resources.gpus * s.resources.nodes,
+        queue: s.kubernetes?.queueName,
+        state: st.phase === 'Running' ? 'running' : 'waiting',
+      });
+    }
+  }
+  return out;
+}
+
+/** Steps 3-4: the backend's ensurePool, then the decision written where it changed. */
+async function convergePool(ctx: ControllerContext, p: Planned): Promise<void> {
+  const { backend, log } = ctx;
+  const { pool, decision } = p;
+  const { memory, ...made } = decision;
+  const stamped: PoolDecision = { ...made, at: new Date(p.now).toISOString() };
   // 3. Converge.
   try {
-    await backend.ensurePool(pool, decision.desired);
+    await backend?.ensurePool?.(pool, decision.desired);
   } catch (err) {
-    log.warn({ err, pool: name, desired: decision.desired }, 'cannot resize pool');
+    log.warn({ err, pool: pool.name, desired: decision.desired }, 'cannot resize pool');
     stamped.conditions = stamped.conditions.map((c) =>
       c.type === 'AbleToScale'
         ? { ...c, status: 'False', reason: 'FailedRescale', message: (err as Error).message }
@@ -99,7 +260,7 @@ async function sizePool(ctx: ControllerContext, name: string, backlogOf: Backlog
     );
   }
   // 4. Write what changed.
-  await writeDecision(ctx, pool, stamped, memory, log);
+  await writeDecision(ctx, pool, stamped, p.keepMemory ? memory : null, log);
 }
 
 /** Step 2 for an autoscaled pool: the shard durations since the last pass, then decide(). */
@@ -109,7 +270,7 @@ async function autoscaled(
   backlog: Backlog,
   pin: ReturnType<typeof activePin>,
   now: number,
-) {
+): Promise<Decision> {
   const { redis, keys } = ctx;
   const prev = pool.memory ?? emptyMemory(pool.desired);
   const raw = await redis.zrangebyscore(
@@ -128,7 +289,7 @@ async function autoscaled(
     (w) => now - Date.parse(w.heartbeatAt) < WORKER_STALE_MS,
   );
   const count = (s: string) => workers.filter((w) => w.state === s).length;
-  const { memory, ...decision } = decide({
+  return decide({
     nowMs: now,
     minReplicas: pool.minReplicas,
     maxReplicas: pool.maxReplicas,
@@ -143,7 +304,6 @@ async function autoscaled(
     memory: { ...prev, service: observeCompletions(prev.service, completions) },
     pin,
   });
-  return { decision, memory };
 }
 
 /** Step 4: the decision, desired and memory, each only if it changed; a notice on a new size or reason. */

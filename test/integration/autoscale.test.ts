@@ -259,3 +259,38 @@ describe('pools keep their settings across runs', () => {
     expect(p?.pin?.replicas).toBe(2);
   });
 });
+
+describe('a GPU budget shared by autoscaled pools', () => {
+  it('keeps two GPU pools within 2 GPUs together, each with a share, and both runs finish', async () => {
+    sys = await startTestSystem({
+      autoscale: { budget: { controller: 2, queues: {} }, unschedulableAfterSeconds: 120 },
+    });
+    const s = sys;
+    const gpu = { resources: { gpus: 1 } };
+    const a = autoscaledRun('budget-a', { items: 60, pool: gpu });
+    const b = autoscaledRun('budget-b', { items: 60, pool: gpu });
+    const runs = [await s.submit(a.spec), await s.submit(b.spec)];
+    const seen = { a: 0, b: 0, sum: 0, cut: '' };
+    const done = async () => {
+      const [pa, pb] = [
+        await readPool(s.redis, s.keys, a.pool),
+        await readPool(s.redis, s.keys, b.pool),
+      ];
+      seen.sum = Math.max(seen.sum, (pa?.desired ?? 0) + (pb?.desired ?? 0));
+      seen.a = Math.max(seen.a, pa?.desired ?? 0);
+      seen.b = Math.max(seen.b, pb?.desired ?? 0);
+      for (const d of [pa?.decision, pb?.decision])
+        if (d?.reason.startsWith('GpuBudget')) seen.cut = d.message;
+      const views = await Promise.all(runs.map((r) => s.view(r)));
+      return views.every((v) => v.phase === 'Succeeded' || v.phase === 'Failed') ? views : null;
+    };
+    const views = await eventually('both runs to end', done, 180_000, 50);
+    for (const v of views) expect(v.phase, v.message ?? '').toBe('Succeeded');
+    // Never more than the budget asked of the backend, whatever the backlogs asked for
+    // (each alone would have had 3); each pool had its share; the cut said why.
+    expect(seen.sum).toBeLessThanOrEqual(2);
+    expect(seen.a).toBeGreaterThanOrEqual(1);
+    expect(seen.b).toBeGreaterThanOrEqual(1);
+    expect(seen.cut).toMatch(/GPU budget: \d+ of 2 GPUs/);
+  });
+});

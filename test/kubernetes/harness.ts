@@ -14,6 +14,7 @@
  * permit is answered 403 Forbidden and recorded, and stop() fails the test that sent it.
  * So every scenario here also checks that the Role grants what the code does.
  */
+import type { AutoscaleSettings } from '../../orchestrator/autoscale/settings.js';
 import type { V1Job, V1Pod } from '@kubernetes/client-node';
 import type { KubernetesBackend } from '../../orchestrator/backends/kubernetes/backend.js';
 import { createKubernetesBackend } from '../../orchestrator/backends/kubernetes/compose.js';
@@ -45,6 +46,8 @@ export interface K8sHarness {
     quietMs?: number;
     qps?: number;
     burst?: number;
+    /** The pools' GPU budget and provisioning setting. */
+    autoscale?: AutoscaleSettings;
   }): Promise<K8sSystem>;
   /** Stop a controller as if its process died: no more requests, Jobs left running. */
   kill(s: K8sSystem): Promise<void>;
@@ -96,6 +99,7 @@ export async function startK8sCluster(opts: FakeClusterOptions = {}): Promise<K8
       const sys = await startTestSystem({
         ...(o.prefix ? { prefix: o.prefix } : {}),
         ...(o.redisUrl ? { redisUrl: o.redisUrl } : {}),
+        ...(o.autoscale ? { autoscale: o.autoscale } : {}),
         backend: async ({ store, log, redisUrl, keys }) => {
           if (!cluster.store.get('secrets', NS, 'stoker-redis'))
             cluster.store.create('secrets', {

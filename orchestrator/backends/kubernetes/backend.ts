@@ -24,7 +24,7 @@
  * the next leader, which re-attaches to the units and adopts the workers by label.
  */
 import { accessRule, BUILT_IN_ACCESS, type AccessPolicy } from './access-rules.js';
-import { Watch, type KubeConfig } from '@kubernetes/client-node';
+import { Watch, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import type { SpecIssue } from '../../../common/errors.js';
 import type { Logger } from '../../../common/logger.js';
 import { runRules, storedPaths } from '../../../common/spec/rules.js';
@@ -39,6 +39,7 @@ import type { GarbageItem } from './gc.js';
 import { PoolWorkers, type PoolSupport } from './pool-workers.js';
 import type { WatchLike } from './reflector.js';
 import { imageDigestRule } from './images.js';
+import { COMPONENTS, LABELS, labelValueFor } from './names.js';
 import { kubernetesSpecRules, namespaceRule } from './spec-rules.js';
 import { Units, type UnitBuilders } from './units.js';
 
@@ -181,6 +182,18 @@ export class KubernetesBackend implements Backend {
 
   stopPools(opts: { force?: boolean; drainMs?: number }): Promise<void> {
     return this.pools.stop(opts);
+  }
+
+  /** A pool's worker pods as the cache has them (the autoscaler's provisioning view). */
+  poolPods(pool: string): V1Pod[] {
+    const value = labelValueFor(pool);
+    return this.cache
+      .listPods()
+      .filter(
+        (p) =>
+          p.metadata?.labels?.[LABELS.component] === COMPONENTS.pool &&
+          p.metadata?.labels?.[LABELS.pool] === value,
+      );
   }
 
   // -------------------------------------------------------------------------------------
