@@ -140,6 +140,39 @@ export function startEstimate(
   return (slots[rest % m] as number) + Math.floor(rest / m) * typical;
 }
 
+type Unsummed = Omit<QueueWait, 'summary'>;
+type Base = Pick<QueueWait, 'queue' | 'slots' | 'running'>;
+
+/**
+ * What both kinds of wait start with: a delayed job's due time, a paused queue, or the
+ * position to estimate from (`wait`, with no estimate yet).
+ */
+async function waitHead(
+  redis: Redis,
+  keys: Keys,
+  base: Base,
+  pos: { ahead: number } | { delayedUntil: number },
+  now: number,
+): Promise<
+  { done: Unsummed } | { wait: Omit<Unsummed, 'startsInSeconds' | 'basis'>; ahead: number }
+> {
+  if ('delayedUntil' in pos)
+    return {
+      done: {
+        ...base,
+        position: null,
+        ahead: 0,
+        startsInSeconds: Math.max(0, (pos.delayedUntil - now) / 1000),
+        basis: 'a retry waiting for its backoff',
+        delayedUntil: new Date(pos.delayedUntil).toISOString(),
+      },
+    };
+  const wait = { ...base, position: pos.ahead + 1, ahead: pos.ahead, delayedUntil: null };
+  if ((await redis.hexists(bullKey(keys, base.queue, 'meta'), 'paused')) === 1)
+    return { done: { ...wait, startsInSeconds: null, basis: 'the queue is paused' } };
+  return { wait, ahead: pos.ahead };
+}
+
 /** A dispatched task's wait in `train` or `steps`; null when its job is not waiting. */
 async function dispatchedWaitOf(
   redis: Redis,
@@ -152,19 +185,9 @@ async function dispatchedWaitOf(
   if (!pos) return null;
   const active = await redis.lrange(bullKey(keys, queue, 'active'), 0, -1);
   const slots = await dispatchSlots(redis, keys, queue);
-  const base = { queue, running: active.length, slots };
-  if ('delayedUntil' in pos)
-    return {
-      ...base,
-      position: null,
-      ahead: 0,
-      startsInSeconds: Math.max(0, (pos.delayedUntil - now) / 1000),
-      basis: 'a retry waiting for its backoff',
-      delayedUntil: new Date(pos.delayedUntil).toISOString(),
-    };
-  const wait = { ...base, position: pos.ahead + 1, ahead: pos.ahead, delayedUntil: null };
-  if ((await redis.hexists(bullKey(keys, queue, 'meta'), 'paused')) === 1)
-    return { ...wait, startsInSeconds: null, basis: 'the queue is paused' };
+  const head = await waitHead(redis, keys, { queue, running: active.length, slots }, pos, now);
+  if ('done' in head) return head.done;
+  const { wait } = head;
   if (slots === null)
     return {
       ...wait,
@@ -190,20 +213,20 @@ async function dispatchedWaitOf(
     }
   }
   while (freeAt.length + unknownRunning < slots) freeAt.push(0);
-  if (unknownRunning > 0 && freeAt.length <= pos.ahead)
+  if (unknownRunning > 0 && freeAt.length <= head.ahead)
     return {
       ...wait,
       startsInSeconds: null,
       basis: 'a running task reports no rate yet and the queue has no finished job to go by',
     };
-  const starts = startEstimate(freeAt, pos.ahead, typical);
+  const starts = startEstimate(freeAt, head.ahead, typical);
   return {
     ...wait,
     startsInSeconds: starts,
     basis:
       starts === null
         ? 'the queue has no finished job to time the ones ahead by'
-        : pos.ahead === 0
+        : head.ahead === 0
           ? 'the next slot to free, from the running tasks’ ETAs'
           : `the running tasks’ ETAs, then ${formatSeconds(typical ?? 0)} per job ahead (median of the queue’s last finished jobs)`,
   };
@@ -221,32 +244,22 @@ async function shardWaitOf(
   const pos = await position(redis, keys, queue, jobId);
   if (!pos) return null;
   const base = { queue, slots: rate.workers, running: rate.running };
-  if ('delayedUntil' in pos)
-    return {
-      ...base,
-      position: null,
-      ahead: 0,
-      startsInSeconds: Math.max(0, (pos.delayedUntil - now) / 1000),
-      basis: 'a retry waiting for its backoff',
-      delayedUntil: new Date(pos.delayedUntil).toISOString(),
-    };
-  const wait = { ...base, position: pos.ahead + 1, ahead: pos.ahead, delayedUntil: null };
-  if ((await redis.hexists(bullKey(keys, queue, 'meta'), 'paused')) === 1)
-    return { ...wait, startsInSeconds: null, basis: 'the queue is paused' };
+  const head = await waitHead(redis, keys, base, pos, now);
+  if ('done' in head) return head.done;
+  const { wait } = head;
   if (rate.workers === 0)
     return { ...wait, startsInSeconds: null, basis: 'the pool has no worker running' };
-  if (pos.ahead === 0 && rate.running < rate.workers)
+  if (head.ahead === 0 && rate.running < rate.workers)
     return { ...wait, startsInSeconds: 0, basis: 'a worker is free' };
   if (!(rate.shardsPerSecond > 0))
     return { ...wait, startsInSeconds: null, basis: 'the pool has not finished a shard yet' };
   return {
     ...wait,
-    startsInSeconds: (pos.ahead + 1) / rate.shardsPerSecond,
+    startsInSeconds: (head.ahead + 1) / rate.shardsPerSecond,
     basis: `${rate.shardsPerSecond.toFixed(2)} shards/s: the pool's workers over the seconds a shard takes`,
   };
 }
 
-type Unsummed = Omit<QueueWait, 'summary'>;
 const summed = (w: Unsummed | null): QueueWait | null => w && { ...w, summary: describeWait(w) };
 
 /** A dispatched task's wait in `train` or `steps`; null when its job is not waiting. */
