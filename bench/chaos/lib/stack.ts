@@ -45,6 +45,21 @@ export const TIMINGS = {
 } as const;
 export const LEADER_TTL_MS = Number(TIMINGS.STOKER_LEADER_TTL_MS);
 
+/**
+ * The product's own timings: an empty value is the default of the process that reads it
+ * (leader TTL 10 s; job locks 15 s in the dispatcher, 30 s in a pool worker; stalled
+ * checks 5 s and 15 s; resync 2 s). The leader TTL is named to say what the scenario
+ * measures against.
+ */
+export const PRODUCT_TIMINGS: Timings = {
+  STOKER_LEADER_TTL_MS: '10000',
+  STOKER_LOCK_DURATION_MS: '',
+  STOKER_STALLED_INTERVAL_MS: '',
+  STOKER_RESYNC_MS: '',
+};
+
+export type Timings = Record<keyof typeof TIMINGS, string>;
+
 const TERMINAL = new Set(['Succeeded', 'Failed', 'Cancelled']);
 
 export interface UpProcess {
@@ -71,6 +86,7 @@ export class ChaosStack {
     private readonly appendonly: boolean,
     server: ChildProcess,
     readonly probe: Redis,
+    readonly timings: Timings,
   ) {
     this.server = server;
     this.store = new RunStore(probe, this.keys);
@@ -81,7 +97,7 @@ export class ChaosStack {
     ctx: ChaosContext,
     cleanup: Cleanup,
     label: string,
-    opts: { appendonly?: boolean; homeTmpfsSize?: string } = {},
+    opts: { appendonly?: boolean; homeTmpfsSize?: string; timings?: Timings } = {},
   ): Promise<ChaosStack> {
     const dir = mkdtempSync(join(ctx.tmpRoot, `${label}-`));
     cleanup.defer(`remove ${dir}`, () => rmSync(dir, { recursive: true, force: true }));
@@ -102,7 +118,17 @@ export class ChaosStack {
     // Probe: commands wait through an outage (queued, retried) instead of failing.
     const probe = new Redis(url, { maxRetriesPerRequest: null });
     probe.on('error', () => undefined);
-    const stack = new ChaosStack(ctx, dir, home, port, url, !!opts.appendonly, child, probe);
+    const stack = new ChaosStack(
+      ctx,
+      dir,
+      home,
+      port,
+      url,
+      !!opts.appendonly,
+      child,
+      probe,
+      opts.timings ?? TIMINGS,
+    );
     cleanup.defer('stop redis-server', () => stack.stopRedis());
     cleanup.defer('kill leftover workers', () => stack.killLeftovers());
     cleanup.defer('stop stoker up', () => stack.stopUps());
@@ -131,7 +157,7 @@ export class ChaosStack {
         STOKER_PREFIX: 'stoker:',
         STOKER_HTTP_PORT: '0',
         STOKER_DATA_ROOTS: this.dir,
-        ...TIMINGS,
+        ...this.timings,
       },
       stdio: ['ignore', 'ignore', fd],
     });
