@@ -83,7 +83,7 @@ export class ChaosStack {
     readonly home: string,
     readonly port: number,
     readonly redisUrl: string,
-    private readonly appendonly: boolean,
+    private readonly redisArgs: (port: number) => string[],
     server: ChildProcess,
     readonly probe: Redis,
     readonly timings: Timings,
@@ -97,7 +97,13 @@ export class ChaosStack {
     ctx: ChaosContext,
     cleanup: Cleanup,
     label: string,
-    opts: { appendonly?: boolean; homeTmpfsSize?: string; timings?: Timings } = {},
+    opts: {
+      appendonly?: boolean;
+      /** With appendonly: when Redis fsyncs its AOF (Redis's default: everysec). */
+      appendfsync?: 'always' | 'everysec';
+      homeTmpfsSize?: string;
+      timings?: Timings;
+    } = {},
   ): Promise<ChaosStack> {
     const dir = mkdtempSync(join(ctx.tmpRoot, `${label}-`));
     cleanup.defer(`remove ${dir}`, () => rmSync(dir, { recursive: true, force: true }));
@@ -111,8 +117,12 @@ export class ChaosStack {
       mountTmpfs(home, opts.homeTmpfsSize);
       cleanup.defer(`umount ${home}`, () => void spawnSync('umount', ['-l', home]));
     }
+    const redisArgs = (p: number) => [
+      ...scratchArgs(data, opts)(p),
+      ...(opts.appendfsync ? ['--appendfsync', opts.appendfsync] : []),
+    ];
     const { child, port, url } = await startRedisServer({
-      args: scratchArgs(data, opts),
+      args: redisArgs,
       label: 'redis-server (is it installed?)',
     });
     // Probe: commands wait through an outage (queued, retried) instead of failing.
@@ -124,7 +134,7 @@ export class ChaosStack {
       home,
       port,
       url,
-      !!opts.appendonly,
+      redisArgs,
       child,
       probe,
       opts.timings ?? TIMINGS,
@@ -140,8 +150,8 @@ export class ChaosStack {
     return this.server.pid as number;
   }
 
-  /** Start `stoker up` and wait until it leads (its alive key names it). */
-  async up(): Promise<UpProcess> {
+  /** Start `stoker up` (with `env` added) and wait until it leads (its alive key names it). */
+  async up(env: Record<string, string> = {}): Promise<UpProcess> {
     // A controller killed a moment ago leaves its alive key until its TTL runs out: lead
     // means the key names another instance than it did before this start.
     const before = await this.probe.get(this.keys.controllerAlive());
@@ -158,6 +168,7 @@ export class ChaosStack {
         STOKER_HTTP_PORT: '0',
         STOKER_DATA_ROOTS: this.dir,
         ...this.timings,
+        ...env,
       },
       stdio: ['ignore', 'ignore', fd],
     });
@@ -228,10 +239,17 @@ export class ChaosStack {
     await stopRedisServer(this.server);
   }
 
-  /** Start it again on the same port, from the same data directory. */
+  /** Kill the server with SIGKILL (a crash: nothing written at exit); wait until it is gone. */
+  async killRedis(): Promise<void> {
+    this.server.kill('SIGKILL');
+    if (!(await waitForExit(this.server, 10_000)))
+      throw new Error(`redis-server ${this.redisPid} did not die of SIGKILL`);
+  }
+
+  /** Start it again on the same port, from the same data directory (options and all). */
   async restartRedis(): Promise<void> {
     const { child, port } = await startRedisServer({
-      args: scratchArgs(join(this.dir, 'redis'), { appendonly: this.appendonly }),
+      args: this.redisArgs,
       preferredPort: this.port,
       label: 'redis-server (restart)',
     });
