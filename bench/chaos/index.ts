@@ -25,7 +25,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Cleanup, distIsFresh, round } from '../lib/harness.js';
-import { SCENARIOS, SKIPPED, runScenario, type ScenarioLine } from './run.js';
+import { SCENARIOS, runScenario, type ScenarioLine } from './run.js';
 import { soak } from './sharded.js';
 import type { Scenario } from './lib/scenario.js';
 
@@ -40,7 +40,7 @@ class UsageError extends Error {}
 
 function parseArgs(argv: readonly string[]): Options {
   const opts: Options = { json: false, quick: false, only: null, soak: null };
-  const known = [...SCENARIOS.map((s) => s.name), ...SKIPPED.map((s) => s.name), 'soak'];
+  const known = [...SCENARIOS.map((s) => s.name), 'soak'];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] as string;
     const value = (flag: string) => {
@@ -96,7 +96,7 @@ async function main(): Promise<number> {
   // never stale. Say so, since every `stoker up` and worker start pays for it.
   if (!distIsFresh(root))
     note('dist/ is older than the sources: stoker runs through tsx (npm run build to avoid it)');
-  const all: Scenario[] = [...SCENARIOS, ...SKIPPED, ...(opts.soak ? [soak(opts.soak)] : [])];
+  const all: Scenario[] = [...SCENARIOS, ...(opts.soak ? [soak(opts.soak)] : [])];
   const chosen = opts.only
     ? opts.only.map((n) =>
         n === 'soak' ? soak(opts.soak ?? 60) : (all.find((s) => s.name === n) as Scenario),

@@ -10,6 +10,7 @@ import {
   redisSigstop5s,
   workerKill,
 } from './dispatched.js';
+import { apiServerFaults } from './api-server.js';
 import { diskFull } from './disk.js';
 import { controllerKillDispatchSteps } from './dispatch-steps.js';
 import { type Check, type Scenario, verdict } from './lib/scenario.js';
@@ -32,22 +33,7 @@ export const SCENARIOS: readonly Scenario[] = [
   redisRestartAof,
   scaleDown,
   diskFull,
-];
-
-const notBuilt = (name: string, fault: string, why: string): Scenario => ({
-  name,
-  fault,
-  skip: () => why,
-  run: () => Promise.reject(new Error(`${name} is not built`)),
-});
-
-/** Asked for by the issue, not built yet: printed as skipped, with why. */
-export const SKIPPED: readonly Scenario[] = [
-  notBuilt(
-    'api-server-faults',
-    'the fake Kubernetes API server answering 500/409/410 and dropping watches mid-run',
-    'not built: needs the kubernetes backend on testing/kube-sim under `stoker up`',
-  ),
+  apiServerFaults,
 ];
 
 export type ScenarioLine =

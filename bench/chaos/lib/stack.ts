@@ -150,28 +150,35 @@ export class ChaosStack {
     return this.server.pid as number;
   }
 
-  /** Start `stoker up` (with `env` added) and wait until it leads (its alive key names it). */
-  async up(env: Record<string, string> = {}): Promise<UpProcess> {
+  /**
+   * Start `stoker up` (with `args` after `up`, `env` added) and wait until it leads (its
+   * alive key names it).
+   */
+  async up(env: Record<string, string> = {}, args: string[] = []): Promise<UpProcess> {
     // A controller killed a moment ago leaves its alive key until its TTL runs out: lead
     // means the key names another instance than it did before this start.
     const before = await this.probe.get(this.keys.controllerAlive());
     const errFile = join(this.dir, `up-${this.ups.length + 1}.stderr`);
     const fd = openSync(errFile, 'a');
-    const child = spawn(process.execPath, [join(this.ctx.root, 'bin', 'stoker.js'), 'up'], {
-      cwd: this.dir,
-      env: {
-        ...process.env,
-        REDIS_URL: this.redisUrl,
-        STOKER_REDIS_URL: '',
-        STOKER_HOME: this.home,
-        STOKER_PREFIX: 'stoker:',
-        STOKER_HTTP_PORT: '0',
-        STOKER_DATA_ROOTS: this.dir,
-        ...this.timings,
-        ...env,
+    const child = spawn(
+      process.execPath,
+      [join(this.ctx.root, 'bin', 'stoker.js'), 'up', ...args],
+      {
+        cwd: this.dir,
+        env: {
+          ...process.env,
+          REDIS_URL: this.redisUrl,
+          STOKER_REDIS_URL: '',
+          STOKER_HOME: this.home,
+          STOKER_PREFIX: 'stoker:',
+          STOKER_HTTP_PORT: '0',
+          STOKER_DATA_ROOTS: this.dir,
+          ...this.timings,
+          ...env,
+        },
+        stdio: ['ignore', 'ignore', fd],
       },
-      stdio: ['ignore', 'ignore', fd],
-    });
+    );
     closeSync(fd);
     let done = false;
     const exited = new Promise<number | string>((resolve) => {

@@ -18,10 +18,13 @@
  *     watchCut     the stream served, then its connection destroyed after a time drawn
  *                  from watchCutMs: the watch ends mid-way without an ERROR event
  *
- * Deterministic: whether a request gets a fault is drawn from the seed, the request's
- * method and path and how many times that method and path were asked before (not from
- * arrival order across paths, which timers decide), so the k-th create of a given Job
- * meets the same draw under the same seed; the kinds then come in turn.
+ * Deterministic, and exact in number: each class of requests (watches aside, creates for
+ * conflicts, watches) gets its faults spread evenly at its rate, from a phase the seed
+ * draws: the n-th request of the class gets one when floor((n + phase) * rate) steps up.
+ * So a rate of 0.3 is 3 faults in every 10 requests of the class, never a run of luck
+ * with none (a short run meets every kind: a test can count on it), and the same
+ * sequence of requests meets the same faults under the same seed. The cut of a watch
+ * lasts a time drawn from the seed and the watch's number.
  *
  *   const f = randomFaults({ seed: 7, rate: 0.1, conflictRate: 0.5, watchRate: 0.5 });
  *   server.intercept(f.interceptor);
@@ -73,7 +76,7 @@ export interface RandomFaults {
   readonly counts: Record<FaultKind, number>;
 }
 
-/** FNV-1a, 32 bits. */
+/** FNV-1a, 32 bits: the seed and a salt to one number. */
 function hash32(s: string): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < s.length; i++) {
@@ -97,15 +100,30 @@ function draws(seed: number, n: number): number[] {
   return out;
 }
 
+/** Requests of one class, each told whether it gets a fault: rate of them, evenly spread. */
+function spacing(seed: number, salt: string, rate: number): () => { hit: boolean; n: number } {
+  const phase = (draws(hash32(`${seed}|${salt}`), 1)[0] ?? 0) / Math.max(rate, 1e-9);
+  let n = 0;
+  return () => {
+    n += 1;
+    const hit = rate > 0 && Math.floor((n + phase) * rate) > Math.floor((n - 1 + phase) * rate);
+    return { hit, n };
+  };
+}
+
 export function randomFaults(opts: RandomFaultOptions): RandomFaults {
   const kinds = opts.kinds ?? REQUEST_FAULTS;
   const holdMs = opts.holdMs ?? 5000;
   const [cutMin, cutMax] = opts.watchCutMs ?? [1000, 10_000];
   const retryAfterSeconds = opts.retryAfterSeconds ?? 1;
-  const seen = new Map<string, number>();
   const counts = Object.fromEntries(
     [...REQUEST_FAULTS, 'conflict', 'watchCut'].map((k) => [k, 0]),
   ) as Record<FaultKind, number>;
+  const next = {
+    request: spacing(opts.seed, 'request', opts.rate),
+    create: spacing(opts.seed, 'create', opts.conflictRate ?? 0),
+    watch: spacing(opts.seed, 'watch', opts.watchRate ?? 0),
+  };
   let hits = 0;
   const injected = (kind: FaultKind, req: InterceptedRequest, r: InterceptResult) => {
     counts[kind] += 1;
@@ -114,21 +132,17 @@ export function randomFaults(opts: RandomFaultOptions): RandomFaults {
   };
   const interceptor: RandomFaults['interceptor'] = (req) => {
     if (req.resource === undefined || (opts.match && !opts.match(req))) return undefined;
-    const key = `${req.method} ${req.path} ${req.verb}`;
-    const n = (seen.get(key) ?? 0) + 1;
-    seen.set(key, n);
-    const [hit = 1, pick = 1, extra = 0] = draws(hash32(`${opts.seed}|${key}|${n}`), 3);
     if (req.verb === 'watch') {
-      if (hit >= (opts.watchRate ?? 0)) return undefined;
-      return injected('watchCut', req, {
-        cutAfterMs: Math.round(cutMin + extra * (cutMax - cutMin)),
-      });
+      const w = next.watch();
+      if (!w.hit) return undefined;
+      const [d = 0] = draws(hash32(`${opts.seed}|cut|${w.n}`), 1);
+      return injected('watchCut', req, { cutAfterMs: Math.round(cutMin + d * (cutMax - cutMin)) });
     }
-    if (hit < opts.rate && kinds.length > 0) {
+    if (next.request().hit && kinds.length > 0) {
       const kind = kinds[hits++ % kinds.length] as RequestFault;
       return injected(kind, req, answerFor(kind, { holdMs, retryAfterSeconds }));
     }
-    if (req.verb === 'create' && pick < (opts.conflictRate ?? 0))
+    if (req.verb === 'create' && next.create().hit)
       return injected('conflict', req, { replaceAnswer: 409 });
     return undefined;
   };
