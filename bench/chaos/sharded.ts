@@ -13,8 +13,6 @@
  *                      was told was recorded (its log) must be found after the restart
  *   scale-down         the pool scaled from 4 workers to 1 while all 4 are busy (the check
  *                      of bench/scale-down-under-load.ts: no shard cut short or lost)
- *   soak               (--soak SECONDS) stages of 2,000 one-item shards, a busy pool
- *                      worker killed with SIGKILL every 5 s, until the time is up
  */
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -22,15 +20,14 @@ import { shardTaskId } from '../../common/keys.js';
 import { readTaskEvents } from '../../common/progress.js';
 import { isRunning, killPid } from '../../common/proc.js';
 import { readWorkers, scalePool } from '../../orchestrator/pools.js';
-import { type Cleanup, sleep, waitFor } from '../lib/harness.js';
+import { waitFor } from '../lib/harness.js';
 import { check, type Scenario } from './lib/scenario.js';
-import { type ChaosContext, ChaosStack } from './lib/stack.js';
+import { ChaosStack } from './lib/stack.js';
 import {
   countSharded,
   type Sharded,
   shardsDone,
   submitSharded,
-  type ShardedCounts,
   type ShardedRun,
 } from './lib/workloads.js';
 
@@ -272,67 +269,3 @@ export const scaleDown: Scenario = {
     };
   },
 };
-
-const KILL_EVERY_MS = 5000;
-
-/** --soak SECONDS: rounds of 2,000 one-item shards with a pool worker killed every 5 s. */
-export function soak(seconds: number): Scenario {
-  return {
-    name: 'soak',
-    fault: `${seconds} s of 2,000-shard stages on 3 workers, a busy pool worker SIGKILLed every ${KILL_EVERY_MS / 1000} s`,
-    async run(ctx: ChaosContext, cleanup: Cleanup) {
-      const s = await ChaosStack.start(ctx, cleanup, 'soak');
-      const up = await s.up();
-      const end = Date.now() + seconds * 1000;
-      const total: ShardedCounts[] = [];
-      let kills = 0;
-      for (let round = 1; Date.now() < end; round++) {
-        const r = await submitSharded(s, `soak-${round}`, {
-          items: 2000,
-          shardSize: 1,
-          itemMs: 5,
-          workers: 3,
-        });
-        let lastKill = Date.now();
-        for (;;) {
-          const run = await s.store.getRun(r.runId);
-          if (!run || ['Succeeded', 'Failed', 'Cancelled'].includes(run.phase)) break;
-          if (Date.now() < end && Date.now() - lastKill >= KILL_EVERY_MS) {
-            const busy = (await readWorkers(s.probe, s.keys, r.pool)).filter(
-              (x) => x.state === 'busy',
-            );
-            const v = busy[Math.floor(Math.random() * busy.length)];
-            if (v && killPid(v.pid, 'SIGKILL')) kills++;
-            lastKill = Date.now();
-          }
-          await sleep(200);
-        }
-        total.push(await countSharded(s, r, 600_000));
-        ctx.note(`soak: round ${round} done, ${kills} kills so far`);
-      }
-      const sum = (k: 'acked' | 'completed' | 'lost' | 'duplicated') =>
-        total.reduce((a, c) => a + c[k], 0);
-      const failed = total.find((c) => c.runPhase !== 'Succeeded');
-      return {
-        counts: {
-          unit: 'items',
-          acked: sum('acked'),
-          completed: sum('completed'),
-          lost: sum('lost'),
-          duplicated: sum('duplicated'),
-          resumedFromStep: null,
-          runPhase: failed ? failed.runPhase : 'Succeeded',
-        },
-        checks: [
-          check('at least one worker killed', kills > 0, kills),
-          check('stoker up never exited', !up.hasExited()),
-        ],
-        details: {
-          rounds: total.length,
-          kills,
-          shardsRetried: total.reduce((a, c) => a + c.shardsRetried, 0),
-        },
-      };
-    },
-  };
-}
