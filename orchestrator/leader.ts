@@ -46,7 +46,9 @@ export async function acquireLeadership(
   const instanceId = opts.instanceId ?? newInstanceId();
   const deadline = Date.now() + (opts.waitMs ?? Number.POSITIVE_INFINITY);
   let announced = false;
+  let acquiredAt: number;
   for (;;) {
+    acquiredAt = Date.now();
     const ok = await redis.set(keys.controllerLock(), instanceId, 'PX', ttlMs, 'NX');
     if (ok === 'OK') break;
     if (Date.now() > deadline || opts.signal?.aborted) return null;
@@ -57,45 +59,87 @@ export async function acquireLeadership(
     }
     await new Promise((r) => setTimeout(r, Math.min(1000, ttlMs / 4)));
   }
+  const held = keepLock(redis, keys, { ttlMs, instanceId, log: opts.log, acquiredAt });
+  await redis.set(keys.controllerAlive(), instanceId, 'PX', ttlMs);
+  return {
+    instanceId,
+    lost: held.lost,
+    markLost: held.giveUp,
+    async release() {
+      held.stop();
+      await redis.eval(RELEASE, 1, keys.controllerLock(), instanceId).catch(() => undefined);
+      await redis.del(keys.controllerAlive()).catch(() => undefined);
+    },
+  };
+}
+
+/**
+ * Renew a held lock every third of its TTL; `lost` resolves once it can no longer be
+ * known to be ours. It is ours until at most renewedAt + ttlMs (when the last successful
+ * renewal was sent: Redis sets the expiry when it runs it, later). Past that point
+ * another controller may hold it, so this one stops, whether the renewal failed or is
+ * still waiting for an answer: a Redis that stalls (SIGSTOP, a partition that drops
+ * packets) answers nothing and fails nothing, every command waiting in ioredis's queue
+ * (maxRetriesPerRequest: null). The expiry timer is what notices; every successful
+ * renewal re-arms it. One renewal at a time: while one waits, a tick sends nothing (a
+ * stalled Redis would otherwise get a pile of them, all answered at once).
+ */
+function keepLock(
+  redis: Redis,
+  keys: Keys,
+  o: { ttlMs: number; instanceId: string; log: Logger; acquiredAt: number },
+): { lost: Promise<void>; stop(): void; giveUp(why: string): void } {
+  const { ttlMs, instanceId, log } = o;
   let resolveLost!: () => void;
   const lost = new Promise<void>((r) => (resolveLost = r));
-  // The lock was last known to be ours until renewedAt + ttlMs. A renewal that fails
-  // (Redis unreachable) past that point means another controller may hold it now: this
-  // one must stop, as if the lock had been taken, rather than go on unfenced.
-  let renewedAt = Date.now();
-  let given = false;
-  const giveUp = (why: string) => {
+  let renewedAt = o.acquiredAt;
+  let ended = false;
+  let renewing = false;
+  let expiry: NodeJS.Timeout | undefined;
+  const stop = () => {
+    ended = true;
     clearInterval(timer);
-    if (given) return;
-    given = true;
-    opts.log.error({ instanceId }, why);
+    clearTimeout(expiry);
+  };
+  const giveUp = (why: string) => {
+    if (ended) return;
+    stop();
+    log.error({ instanceId }, why);
     resolveLost();
+  };
+  const armExpiry = () => {
+    clearTimeout(expiry);
+    expiry = setTimeout(
+      () =>
+        giveUp(
+          `could not renew the controller lock for ${ttlMs} ms (Redis out of reach or not answering): it may have passed on`,
+        ),
+      Math.max(0, renewedAt + ttlMs - Date.now()),
+    );
   };
   const renew = async () => {
     const attemptAt = Date.now();
     try {
       const ok = await redis.eval(RENEW, 1, keys.controllerLock(), instanceId, String(ttlMs));
+      if (ended) return;
       if (ok !== 1) return giveUp('lost the controller lock');
       renewedAt = attemptAt;
+      armExpiry();
       await redis.set(keys.controllerAlive(), instanceId, 'PX', ttlMs);
     } catch (err) {
-      if (Date.now() - renewedAt >= ttlMs)
-        return giveUp(`could not renew the controller lock for ${ttlMs} ms: it may have passed on`);
-      opts.log.warn({ err }, 'could not renew the controller lock');
+      if (!ended) log.warn({ err }, 'could not renew the controller lock');
     }
   };
-  await redis.set(keys.controllerAlive(), instanceId, 'PX', ttlMs);
-  const timer = setInterval(() => void renew(), Math.max(200, Math.floor(ttlMs / 3)));
-  return {
-    instanceId,
-    lost,
-    markLost: giveUp,
-    async release() {
-      clearInterval(timer);
-      await redis.eval(RELEASE, 1, keys.controllerLock(), instanceId).catch(() => undefined);
-      await redis.del(keys.controllerAlive()).catch(() => undefined);
+  const timer = setInterval(
+    () => {
+      if (ended || renewing) return;
+      renewing = true;
+      void renew().finally(() => (renewing = false));
     },
-  };
+    Math.max(200, Math.floor(ttlMs / 3)),
+  );
+  armExpiry();
+  return { lost, stop, giveUp };
 }
 
 /** Is a controller alive (for `stoker submit`'s warning)? */

@@ -1,5 +1,5 @@
 /**
- * `npm run chaos [-- --json] [--quick] [--only NAME[,NAME]] [--soak SECONDS]`: faults
+ * `npm run chaos [-- --json] [--quick] [--only NAME[,NAME]] [--soak DURATION]`: faults
  * injected into a real stoker (README, "Chaos"). Each scenario starts its own
  * redis-server on a free port (never the machine's 6379) and its own `stoker up`
  * (`node bin/stoker.js up`: the controller, its pool workers and task workers are real
@@ -16,7 +16,8 @@
  * --json     only the JSON lines on stdout; notes on stderr only without it
  * --quick    small counts (the version `npm test` runs a part of)
  * --only     these scenarios, in this order
- * --soak S   add the soak scenario: S seconds of shards with periodic kills
+ * --soak D   add the soak scenario (D: 600, 90s, 10m, 1h) of shards under periodic
+ *            kills (bench/chaos/soak.ts); `--only soak --soak 10m` runs it alone
  *
  * Exit: 0 every scenario that ran passed; 1 one failed (or its cleanup did); 2 bad usage.
  */
@@ -25,8 +26,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Cleanup, distIsFresh, round } from '../lib/harness.js';
-import { SCENARIOS, SKIPPED, runScenario, type ScenarioLine } from './run.js';
-import { soak } from './sharded.js';
+import { SCENARIOS, runScenario, type ScenarioLine } from './run.js';
+import { parseDuration, soak } from './soak.js';
 import type { Scenario } from './lib/scenario.js';
 
 interface Options {
@@ -40,7 +41,7 @@ class UsageError extends Error {}
 
 function parseArgs(argv: readonly string[]): Options {
   const opts: Options = { json: false, quick: false, only: null, soak: null };
-  const known = [...SCENARIOS.map((s) => s.name), ...SKIPPED.map((s) => s.name), 'soak'];
+  const known = [...SCENARIOS.map((s) => s.name), 'soak'];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] as string;
     const value = (flag: string) => {
@@ -59,8 +60,8 @@ function parseArgs(argv: readonly string[]): Options {
       if (unknown.length > 0)
         throw new UsageError(`unknown scenario ${unknown.join(', ')} (known: ${known.join(', ')})`);
     } else if (a === '--soak' || a.startsWith('--soak=')) {
-      const n = Number(value('--soak'));
-      if (!Number.isFinite(n) || n <= 0) throw new UsageError('--soak needs a number of seconds');
+      const n = parseDuration(value('--soak'));
+      if (n === null) throw new UsageError('--soak needs a duration: 600, 90s, 10m, 1h');
       opts.soak = n;
     } else if (a === '--help' || a === '-h') throw new UsageError('');
     else throw new UsageError(`unknown option ${a}`);
@@ -84,7 +85,7 @@ async function main(): Promise<number> {
     if (!(err instanceof UsageError)) throw err;
     if (err.message) process.stderr.write(`chaos: ${err.message}\n`);
     process.stderr.write(
-      `usage: npm run chaos -- [--json] [--quick] [--soak SECONDS] [--only ${SCENARIOS.map((s) => s.name).join(',')}]\n`,
+      `usage: npm run chaos -- [--json] [--quick] [--soak 10m] [--only ${SCENARIOS.map((s) => s.name).join(',')}]\n`,
     );
     return 2;
   }
@@ -96,7 +97,7 @@ async function main(): Promise<number> {
   // never stale. Say so, since every `stoker up` and worker start pays for it.
   if (!distIsFresh(root))
     note('dist/ is older than the sources: stoker runs through tsx (npm run build to avoid it)');
-  const all: Scenario[] = [...SCENARIOS, ...SKIPPED, ...(opts.soak ? [soak(opts.soak)] : [])];
+  const all: Scenario[] = [...SCENARIOS, ...(opts.soak ? [soak(opts.soak)] : [])];
   const chosen = opts.only
     ? opts.only.map((n) =>
         n === 'soak' ? soak(opts.soak ?? 60) : (all.find((s) => s.name === n) as Scenario),

@@ -10,12 +10,14 @@ import {
   redisSigstop5s,
   workerKill,
 } from './dispatched.js';
+import { apiServerFaults } from './api-server.js';
 import { diskFull } from './disk.js';
 import { controllerKillDispatchSteps } from './dispatch-steps.js';
 import { type Check, type Scenario, verdict } from './lib/scenario.js';
 import type { ChaosContext } from './lib/stack.js';
 import type { Counts } from './lib/workloads.js';
 import { clientKill, poolWorkerKill, redisRestartAof, scaleDown } from './sharded.js';
+import { redisSigstop60s } from './sigstop-60s.js';
 
 /** In the order of the issue's priorities. */
 export const SCENARIOS: readonly Scenario[] = [
@@ -26,31 +28,12 @@ export const SCENARIOS: readonly Scenario[] = [
   controllerKillDispatchSteps,
   redisSigstop5s,
   redisSigstop10s,
+  redisSigstop60s,
   clientKill,
   redisRestartAof,
   scaleDown,
   diskFull,
-];
-
-const notBuilt = (name: string, fault: string, why: string): Scenario => ({
-  name,
-  fault,
-  skip: () => why,
-  run: () => Promise.reject(new Error(`${name} is not built`)),
-});
-
-/** Asked for by the issue, not built yet: printed as skipped, with why. */
-export const SKIPPED: readonly Scenario[] = [
-  notBuilt(
-    'redis-sigstop-60s',
-    'Redis paused for 60 s',
-    'not built: too long for this suite at its timings; redis-sigstop-10s (5 leader TTLs) runs in the full suite',
-  ),
-  notBuilt(
-    'api-server-faults',
-    'the fake Kubernetes API server answering 500/409/410 and dropping watches mid-run',
-    'not built: needs the kubernetes backend on testing/kube-sim under `stoker up`',
-  ),
+  apiServerFaults,
 ];
 
 export type ScenarioLine =

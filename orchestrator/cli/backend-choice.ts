@@ -8,7 +8,9 @@
  * pod's command as a local process: a testing aid to try the kubernetes path without a
  * cluster, not a way to run on one. The cluster stops with this process, so pool workers
  * do not outlive the controller there: a normal stop drains them (the backend deletes
- * their Jobs and waits for the pods) before the cluster goes.
+ * their Jobs and waits for the pods) before the cluster goes. For tests of stoker itself
+ * (npm run chaos), STOKER_SIMULATE_FAULTS makes its API server misbehave (seeded) and
+ * STOKER_SIMULATE_RECORD names a file where it records what it created and injected.
  */
 import { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../../common/logger.js';
@@ -63,6 +65,8 @@ export async function chooseBackend(opts: {
   // The simulated kubelet runs pods here: stoker is this checkout, runs live in its home.
   const cluster = await startSimulatedCluster({
     workerEnv: { STOKER_PREFIX: opts.prefix, ...(opts.home ? { STOKER_HOME: opts.home } : {}) },
+    ...(opts.env.STOKER_SIMULATE_FAULTS ? { faults: opts.env.STOKER_SIMULATE_FAULTS } : {}),
+    ...(opts.env.STOKER_SIMULATE_RECORD ? { recordTo: opts.env.STOKER_SIMULATE_RECORD } : {}),
   });
   const { settings } = cluster;
   return {

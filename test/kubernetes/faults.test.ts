@@ -53,6 +53,34 @@ describe('API-server faults, end to end', () => {
     expect(s.k8s.stats().retries).toBe(1);
   });
 
+  it('a create the API server never answers (the Job made, no answer) is aborted after the request timeout and retried: its 409 re-attaches, one Job', async () => {
+    h = await startK8sCluster();
+    const s = await h.system({ requestTimeoutMs: 1500 });
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let hung = false;
+    // The first create of a Job is carried out, and then nothing: no answer, no close
+    // (a hung API server, a network that drops packets). Without a timeout of its own
+    // the launch waited on it forever.
+    h.cluster.server.intercept(async (req) => {
+      if (hung || req.verb !== 'create' || req.resource !== 'jobs') return undefined;
+      hung = true;
+      h!.cluster.store.create('jobs', req.body, { namespace: req.namespace });
+      await held;
+      return { dropConnection: true };
+    });
+    try {
+      const runId = await s.submit(run('hung-create'));
+      const { task } = await succeeded(s, runId);
+      expect(task.attempt).toBe(1);
+      expect(h.jobs()).toHaveLength(1);
+      expect(jobCreates().map((r) => r.status)).toEqual([0, 409]);
+      expect(s.k8s.stats().retries).toBe(1);
+    } finally {
+      release();
+    }
+  });
+
   it('the controller killed between taking a task and creating its Job, and again after: exactly one Job for the attempt', async () => {
     h = await startK8sCluster();
     const first = await h.system();

@@ -48,6 +48,7 @@ export interface K8sHarness {
     burst?: number;
     /** The pools' GPU budget and provisioning setting. */
     autoscale?: AutoscaleSettings;
+    requestTimeoutMs?: number;
   }): Promise<K8sSystem>;
   /** Stop a controller as if its process died: no more requests, Jobs left running. */
   kill(s: K8sSystem): Promise<void>;
@@ -119,6 +120,9 @@ export async function startK8sCluster(opts: FakeClusterOptions = {}): Promise<K8
               gate: {
                 ...(o.qps === undefined ? {} : { qps: o.qps }),
                 ...(o.burst === undefined ? {} : { burst: o.burst }),
+                ...(o.requestTimeoutMs === undefined
+                  ? {}
+                  : { requestTimeoutMs: o.requestTimeoutMs }),
               },
             },
           });

@@ -19,18 +19,61 @@
  *   jobs/                 the batch/v1 Job controller
  *   kubelet/              the node: scheduler, pod startup, containers as processes,
  *                         pod status, logs, termination, faults
+ *
+ * opts.faults (a spec string, apiserver/random-faults.ts) makes the API server misbehave
+ * from the start, seeded; opts.recordTo gets one JSON line per Job and pod created and
+ * per fault injected.
  */
 import type {
   ClusterSimulator,
   SimulatedCluster,
 } from '../../orchestrator/backends/kubernetes/simulator.js';
+import { appendFileSync } from 'node:fs';
+import { parseFaultSpec, type RandomFaultOptions } from './apiserver/random-faults.js';
 import { startFakeCluster } from './cluster.js';
 import { simulatedSettings } from './simulated-settings.js';
 
 export const startSimulatedCluster: ClusterSimulator['startSimulatedCluster'] = async (
   opts,
 ): Promise<SimulatedCluster> => {
-  const cluster = await startFakeCluster({ kubelet: { inheritEnv: 'all', gpus: 8 } });
+  const record = opts.recordTo
+    ? (line: Record<string, unknown>) =>
+        appendFileSync(opts.recordTo as string, `${JSON.stringify({ at: Date.now(), ...line })}\n`)
+    : undefined;
+  const faults: RandomFaultOptions | undefined = opts.faults
+    ? {
+        ...parseFaultSpec(opts.faults),
+        ...(record
+          ? {
+              onFault: (kind, req) =>
+                record({
+                  event: 'fault',
+                  kind,
+                  verb: req.verb,
+                  resource: req.resource,
+                  name: req.name,
+                }),
+            }
+          : {}),
+      }
+    : undefined;
+  const cluster = await startFakeCluster({
+    server: faults ? { faults } : {},
+    kubelet: { inheritEnv: 'all', gpus: 8 },
+  });
+  // Every Job and pod created, with its owner (a pod's Job): deleted ones included.
+  cluster.store.subscribe((ev) => {
+    if (!record || ev.type !== 'ADDED' || (ev.resource !== 'jobs' && ev.resource !== 'pods'))
+      return;
+    const m = ev.object.metadata;
+    record({
+      event: 'created',
+      resource: ev.resource,
+      name: m?.name,
+      owner: m?.ownerReferences?.[0]?.name ?? null,
+      annotations: m?.annotations ?? {},
+    });
+  });
   const settings = simulatedSettings(cluster, { workerEnv: opts.workerEnv });
   return {
     describe: `kubernetes, simulated (fake API server ${cluster.url}, one simulated node)`,

@@ -45,6 +45,21 @@ export const TIMINGS = {
 } as const;
 export const LEADER_TTL_MS = Number(TIMINGS.STOKER_LEADER_TTL_MS);
 
+/**
+ * The product's own timings: an empty value is the default of the process that reads it
+ * (leader TTL 10 s; job locks 15 s in the dispatcher, 30 s in a pool worker; stalled
+ * checks 5 s and 15 s; resync 2 s). The leader TTL is named to say what the scenario
+ * measures against.
+ */
+export const PRODUCT_TIMINGS: Timings = {
+  STOKER_LEADER_TTL_MS: '10000',
+  STOKER_LOCK_DURATION_MS: '',
+  STOKER_STALLED_INTERVAL_MS: '',
+  STOKER_RESYNC_MS: '',
+};
+
+export type Timings = Record<keyof typeof TIMINGS, string>;
+
 const TERMINAL = new Set(['Succeeded', 'Failed', 'Cancelled']);
 
 export interface UpProcess {
@@ -68,9 +83,10 @@ export class ChaosStack {
     readonly home: string,
     readonly port: number,
     readonly redisUrl: string,
-    private readonly appendonly: boolean,
+    private readonly redisArgs: (port: number) => string[],
     server: ChildProcess,
     readonly probe: Redis,
+    readonly timings: Timings,
   ) {
     this.server = server;
     this.store = new RunStore(probe, this.keys);
@@ -81,7 +97,13 @@ export class ChaosStack {
     ctx: ChaosContext,
     cleanup: Cleanup,
     label: string,
-    opts: { appendonly?: boolean; homeTmpfsSize?: string } = {},
+    opts: {
+      appendonly?: boolean;
+      /** With appendonly: when Redis fsyncs its AOF (Redis's default: everysec). */
+      appendfsync?: 'always' | 'everysec';
+      homeTmpfsSize?: string;
+      timings?: Timings;
+    } = {},
   ): Promise<ChaosStack> {
     const dir = mkdtempSync(join(ctx.tmpRoot, `${label}-`));
     cleanup.defer(`remove ${dir}`, () => rmSync(dir, { recursive: true, force: true }));
@@ -95,14 +117,28 @@ export class ChaosStack {
       mountTmpfs(home, opts.homeTmpfsSize);
       cleanup.defer(`umount ${home}`, () => void spawnSync('umount', ['-l', home]));
     }
+    const redisArgs = (p: number) => [
+      ...scratchArgs(data, opts)(p),
+      ...(opts.appendfsync ? ['--appendfsync', opts.appendfsync] : []),
+    ];
     const { child, port, url } = await startRedisServer({
-      args: scratchArgs(data, opts),
+      args: redisArgs,
       label: 'redis-server (is it installed?)',
     });
     // Probe: commands wait through an outage (queued, retried) instead of failing.
     const probe = new Redis(url, { maxRetriesPerRequest: null });
     probe.on('error', () => undefined);
-    const stack = new ChaosStack(ctx, dir, home, port, url, !!opts.appendonly, child, probe);
+    const stack = new ChaosStack(
+      ctx,
+      dir,
+      home,
+      port,
+      url,
+      redisArgs,
+      child,
+      probe,
+      opts.timings ?? TIMINGS,
+    );
     cleanup.defer('stop redis-server', () => stack.stopRedis());
     cleanup.defer('kill leftover workers', () => stack.killLeftovers());
     cleanup.defer('stop stoker up', () => stack.stopUps());
@@ -114,27 +150,35 @@ export class ChaosStack {
     return this.server.pid as number;
   }
 
-  /** Start `stoker up` and wait until it leads (its alive key names it). */
-  async up(): Promise<UpProcess> {
+  /**
+   * Start `stoker up` (with `args` after `up`, `env` added) and wait until it leads (its
+   * alive key names it).
+   */
+  async up(env: Record<string, string> = {}, args: string[] = []): Promise<UpProcess> {
     // A controller killed a moment ago leaves its alive key until its TTL runs out: lead
     // means the key names another instance than it did before this start.
     const before = await this.probe.get(this.keys.controllerAlive());
     const errFile = join(this.dir, `up-${this.ups.length + 1}.stderr`);
     const fd = openSync(errFile, 'a');
-    const child = spawn(process.execPath, [join(this.ctx.root, 'bin', 'stoker.js'), 'up'], {
-      cwd: this.dir,
-      env: {
-        ...process.env,
-        REDIS_URL: this.redisUrl,
-        STOKER_REDIS_URL: '',
-        STOKER_HOME: this.home,
-        STOKER_PREFIX: 'stoker:',
-        STOKER_HTTP_PORT: '0',
-        STOKER_DATA_ROOTS: this.dir,
-        ...TIMINGS,
+    const child = spawn(
+      process.execPath,
+      [join(this.ctx.root, 'bin', 'stoker.js'), 'up', ...args],
+      {
+        cwd: this.dir,
+        env: {
+          ...process.env,
+          REDIS_URL: this.redisUrl,
+          STOKER_REDIS_URL: '',
+          STOKER_HOME: this.home,
+          STOKER_PREFIX: 'stoker:',
+          STOKER_HTTP_PORT: '0',
+          STOKER_DATA_ROOTS: this.dir,
+          ...this.timings,
+          ...env,
+        },
+        stdio: ['ignore', 'ignore', fd],
       },
-      stdio: ['ignore', 'ignore', fd],
-    });
+    );
     closeSync(fd);
     let done = false;
     const exited = new Promise<number | string>((resolve) => {
@@ -202,10 +246,17 @@ export class ChaosStack {
     await stopRedisServer(this.server);
   }
 
-  /** Start it again on the same port, from the same data directory. */
+  /** Kill the server with SIGKILL (a crash: nothing written at exit); wait until it is gone. */
+  async killRedis(): Promise<void> {
+    this.server.kill('SIGKILL');
+    if (!(await waitForExit(this.server, 10_000)))
+      throw new Error(`redis-server ${this.redisPid} did not die of SIGKILL`);
+  }
+
+  /** Start it again on the same port, from the same data directory (options and all). */
   async restartRedis(): Promise<void> {
     const { child, port } = await startRedisServer({
-      args: scratchArgs(join(this.dir, 'redis'), { appendonly: this.appendonly }),
+      args: this.redisArgs,
       preferredPort: this.port,
       label: 'redis-server (restart)',
     });

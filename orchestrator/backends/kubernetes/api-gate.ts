@@ -8,6 +8,10 @@
  *   the request is tried again;
  * - transient failures (connection refused or reset while the API server restarts, 500,
  *   502, 503, 504) are retried with exponential backoff and jitter, up to retryForMs;
+ * - a request with no answer after requestTimeoutMs is aborted (its connection closed)
+ *   and retried as a transient failure: an API server that hangs, or a network that
+ *   drops packets, answers nothing and closes nothing, and a launch waiting on it would
+ *   wait forever (a create that did happen is answered 409 on the retry: re-attach);
  * - anything else (400, 403, 404, 409, 422...) is the caller's to handle, at once.
  *
  * Only requests that are safe to repeat go through call(): gets, lists, deletes, and
@@ -36,6 +40,8 @@ export interface ApiGateOptions {
   retryForMs?: number;
   /** First backoff after a transient failure, doubled per retry (default 250 ms, at most 10 s). */
   backoffMs?: number;
+  /** A request unanswered this long is aborted and retried (default 30 s). */
+  requestTimeoutMs?: number;
   clock?: GateClock;
   /** Told about each retry (the backend logs it). */
   onRetry?(info: { what: string; attempt: number; delayMs: number; err: unknown }): void;
@@ -89,6 +95,15 @@ export function retryAfterMs(err: unknown, now: number): number | undefined {
   return Number.isNaN(at) ? undefined : Math.max(0, at - now);
 }
 
+/** A request the gate aborted for want of an answer: transient (ETIMEDOUT). */
+export class RequestTimeoutError extends Error {
+  override name = 'RequestTimeoutError';
+  readonly code = 'ETIMEDOUT';
+  constructor(what: string, ms: number) {
+    super(`${what}: no answer from the API server within ${ms} ms`);
+  }
+}
+
 export class GateClosedError extends Error {
   override name = 'GateClosedError';
   constructor(what: string) {
@@ -101,6 +116,7 @@ export class ApiGate {
   private readonly burst: number;
   private readonly retryForMs: number;
   private readonly backoffMs: number;
+  private readonly requestTimeoutMs: number;
   private readonly clock: GateClock;
   private tokens: number;
   private refilledAt: number;
@@ -118,6 +134,7 @@ export class ApiGate {
     this.burst = opts.burst ?? 40;
     this.retryForMs = opts.retryForMs ?? 120_000;
     this.backoffMs = opts.backoffMs ?? 250;
+    this.requestTimeoutMs = opts.requestTimeoutMs ?? 30_000;
     this.clock = opts.clock ?? realGateClock;
     this.tokens = this.burst;
     this.refilledAt = this.clock.now();
@@ -160,8 +177,11 @@ export class ApiGate {
     this.closed = true;
   }
 
-  /** Run one request through the gate, retrying transient failures; other errors are thrown. */
-  async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  /**
+   * Run one request through the gate, retrying transient failures; other errors are
+   * thrown. `fn` gets the signal that aborts its try when it has had no answer in time.
+   */
+  async call<T>(what: string, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
     const started = this.clock.now();
     let delay = this.backoffMs;
     for (let attempt = 1; ; attempt++) {
@@ -169,7 +189,7 @@ export class ApiGate {
       if (this.closed) throw new GateClosedError(what);
       this.sent.set(what, (this.sent.get(what) ?? 0) + 1);
       try {
-        return await fn();
+        return await this.withTimeout(what, fn);
       } catch (err) {
         if (!isTransient(err)) throw err;
         const now = this.clock.now();
@@ -184,6 +204,29 @@ export class ApiGate {
         await this.clock.sleep(wait);
         delay = Math.min(delay * 2, 10_000);
       }
+    }
+  }
+
+  /**
+   * One try, aborted after requestTimeoutMs. The abort closes its connection (the client
+   * passes the signal to fetch); the race makes the try end even where a transport does
+   * not listen to the signal.
+   */
+  private async withTimeout<T>(what: string, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const ac = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const err = new RequestTimeoutError(what, this.requestTimeoutMs);
+        reject(err);
+        ac.abort(err);
+      }, this.requestTimeoutMs);
+      timer.unref();
+    });
+    try {
+      return await Promise.race([fn(ac.signal), timedOut]);
+    } finally {
+      clearTimeout(timer);
     }
   }
 }

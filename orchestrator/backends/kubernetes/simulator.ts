@@ -28,6 +28,17 @@ export interface ClusterSimulator {
   startSimulatedCluster(opts: {
     /** Extra environment of every worker pod (STOKER_PREFIX, STOKER_HOME). */
     workerEnv: Record<string, string>;
+    /**
+     * Seeded API-server faults from the start, as a spec string
+     * (`seed=7,rate=0.2,conflictRate=0.5,watchRate=0.5`: testing/kube-sim/apiserver/
+     * random-faults.ts): `STOKER_SIMULATE_FAULTS`.
+     */
+    faults?: string;
+    /**
+     * A file to append, one JSON line each, every Job and pod the simulated cluster
+     * creates and every fault it injects (what a test counts): `STOKER_SIMULATE_RECORD`.
+     */
+    recordTo?: string;
   }): Promise<SimulatedCluster>;
 }
 

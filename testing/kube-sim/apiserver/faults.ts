@@ -3,7 +3,9 @@
  * served, in the order they were added; the first that answers decides. An answer may
  * be a status (with headers and body; a Status for the code when no body is given; 429
  * gets Retry-After), a delay before the request is served normally, a dropped connection
- * (no answer at all), or a dropped answer (served, then the socket destroyed). failNext()
+ * (no answer at all), a dropped answer (served, then the socket destroyed), a replaced
+ * answer (served, answered with another Status), or a cut (served, the connection
+ * destroyed a while later: a watch ended mid-stream). failNext()
  * answers the next N requests that match; throttle() is failNext with 429.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -20,6 +22,20 @@ import type {
 function matchRequest(m: RequestMatch, r: InterceptedRequest): boolean {
   if (typeof m === 'function') return m(r);
   return (Object.keys(m) as (keyof typeof m)[]).every((k) => m[k] === undefined || m[k] === r[k]);
+}
+
+/** The Status a replaced answer gets: 409 AlreadyExists for a create, else the code's. */
+function replacementStatus(code: number, req: InterceptedRequest) {
+  if (code === 409 && req.verb === 'create') {
+    const name = (req.body as { metadata?: { name?: string } } | undefined)?.metadata?.name;
+    return statusBody(
+      409,
+      `${req.resource ?? 'object'} "${name ?? ''}" already exists`,
+      'AlreadyExists',
+      { name, kind: req.resource },
+    );
+  }
+  return statusBody(code);
 }
 
 export function sleep(ms: number): Promise<void> {
@@ -74,6 +90,17 @@ export class Interceptors {
       if (r.dropAnswer) {
         rec.intercepted = true;
         respond.dropAnswer(res);
+        return false;
+      }
+      if (r.replaceAnswer !== undefined) {
+        rec.intercepted = true;
+        respond.replaceAnswer(res, replacementStatus(r.replaceAnswer, ireq));
+        return false;
+      }
+      if (r.cutAfterMs !== undefined) {
+        rec.intercepted = true;
+        const socket = req.socket;
+        setTimeout(() => socket.destroy(), r.cutAfterMs).unref();
         return false;
       }
       if (r.status !== undefined) {

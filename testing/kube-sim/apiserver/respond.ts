@@ -3,7 +3,8 @@
  * the headers the real server sends, errors as their meta/v1 Status with its code. It
  * also carries the `dropAnswer` fault: a response marked with dropAnswer() is served as
  * usual (the write happens) but its socket is destroyed instead of answered, so the
- * client never hears that it succeeded.
+ * client never hears that it succeeded; and `replaceAnswer`: served, but answered with
+ * another Status (replaceAnswer()).
  */
 import type { ServerResponse } from 'node:http';
 import type { KubeStatus } from '../objects/meta.js';
@@ -12,8 +13,15 @@ export class Responder {
   /** Responses an interceptor asked to drop after serving (dropAnswer). */
   private readonly answerDropped = new WeakSet<ServerResponse>();
 
+  /** Responses an interceptor asked to answer with another Status after serving. */
+  private readonly answerReplaced = new WeakMap<ServerResponse, KubeStatus>();
+
   dropAnswer(res: ServerResponse): void {
     this.answerDropped.add(res);
+  }
+
+  replaceAnswer(res: ServerResponse, s: KubeStatus): void {
+    this.answerReplaced.set(res, s);
   }
 
   send(
@@ -26,6 +34,12 @@ export class Responder {
     if (this.answerDropped.has(res)) {
       res.socket?.destroy();
       return;
+    }
+    // Only an answer of success is replaced: a write that failed answers its own error.
+    const replaced = code < 300 ? this.answerReplaced.get(res) : undefined;
+    if (replaced) {
+      this.answerReplaced.delete(res);
+      return this.send(res, replaced.code, replaced);
     }
     const text = typeof body === 'string' ? body : JSON.stringify(body);
     res.writeHead(code, {

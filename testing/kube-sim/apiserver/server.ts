@@ -24,7 +24,8 @@
  * Faults: interceptors (answer a request with any status, headers and body, delay it,
  * drop the connection, or serve it and then drop the answer: a create that happened but
  * whose client never heard so), stallWatches(), closeWatches(), expireHistory(),
- * restart() (optionally with a fresh watch cache: every older resourceVersion is 410).
+ * restart() (optionally with a fresh watch cache: every older resourceVersion is 410),
+ * and the `faults` option: seeded random faults on every request (random-faults.ts).
  *
  * The simulated node (kubelet, scheduler) and the Job controller work on `server.store`
  * in-process (kubelet/, jobs/).
@@ -37,6 +38,7 @@ import { KubeApiError, apiError, statusBody } from '../objects/meta.js';
 import { FakeKubeStore, type StoreOptions } from '../store/store.js';
 import { serveNonResource } from './discovery.js';
 import { Interceptors, sleep } from './faults.js';
+import { randomFaults, type RandomFaults } from './random-faults.js';
 import { serveNamespaces } from './namespaces.js';
 import { RequestLog, type RequestFilter } from './request-log.js';
 import { Responder } from './respond.js';
@@ -69,6 +71,7 @@ class FakeApiServerImpl implements FakeApiServer {
   private readonly token: string | null;
   private readonly namespace: string;
   private readonly createdNamespaces = new Set<string>();
+  private readonly random: RandomFaults | undefined;
   port = 0;
 
   constructor(opts: FakeApiServerOptions) {
@@ -85,6 +88,14 @@ class FakeApiServerImpl implements FakeApiServer {
     });
     this.namespace = opts.namespace ?? 'default';
     this.server = this.makeServer();
+    if (opts.faults) {
+      this.random = randomFaults(opts.faults);
+      this.interceptors.add(this.random.interceptor);
+    }
+  }
+
+  get faultCounts() {
+    return this.random?.counts;
   }
 
   get url(): string {

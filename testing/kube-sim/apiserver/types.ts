@@ -8,6 +8,7 @@ import type { IncomingMessage } from 'node:http';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Clock } from '../clock.js';
 import type { FakeKubeStore } from '../store/store.js';
+import type { FaultKind, RandomFaultOptions } from './random-faults.js';
 
 export type Verb =
   | 'get'
@@ -44,6 +45,9 @@ export interface InterceptedRequest {
  * With only `delayMs`, the request is held that long and then served normally.
  * `dropConnection` destroys the socket without an answer. `dropAnswer` serves the
  * request (the write happens) and then destroys the socket instead of answering.
+ * `replaceAnswer` serves the request (the write happens) and answers that code's Status
+ * instead (409: AlreadyExists, as a retried create is answered). `cutAfterMs` serves the
+ * request and destroys its connection that long after (a watch cut mid-stream).
  */
 export interface InterceptResult {
   status?: number;
@@ -53,6 +57,8 @@ export interface InterceptResult {
   retryAfterSeconds?: number;
   dropConnection?: boolean;
   dropAnswer?: boolean;
+  replaceAnswer?: number;
+  cutAfterMs?: number;
 }
 
 export type Interceptor = (
@@ -123,6 +129,11 @@ export interface FakeApiServerOptions {
   namespace?: string;
   /** Port to listen on (default: a free one). */
   port?: number;
+  /**
+   * Seeded random faults on every request from the start (random-faults.ts): 500s, 429s,
+   * dropped connections and answers, held requests, 409 on create, watches cut mid-way.
+   */
+  faults?: RandomFaultOptions;
 }
 
 export interface FakeApiServer {
@@ -168,6 +179,8 @@ export interface FakeApiServer {
   ): number;
   /** Open watch streams. */
   readonly activeWatches: number;
+  /** Faults injected by the `faults` option so far, by kind (undefined without it). */
+  readonly faultCounts: Readonly<Record<FaultKind, number>> | undefined;
   setPodLogSource(src: PodLogSource | undefined): void;
   stop(): Promise<void>;
 }
