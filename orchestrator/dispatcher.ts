@@ -89,6 +89,9 @@ interface Attempt {
 
 export const unitNameFor = (taskId: string, attempt: number): string => `${taskId}-a${attempt}`;
 
+/** Seconds a drain waits beyond the longest grace period of the payloads it stops. */
+const DRAIN_MARGIN_SECONDS = 15;
+
 export class Dispatcher {
   private readonly workers: Worker[] = [];
   private stopMode: StopMode = 'none';
@@ -141,13 +144,30 @@ export class Dispatcher {
     }
     this.stopMode = mode;
     const closing = this.workers.map((w) => w.close(mode === 'force'));
+    let longestGrace = 0;
     for (const [, { unit, grace }] of this.active) {
+      longestGrace = Math.max(longestGrace, grace);
       await this.opts.backend.terminate(unit, { graceSeconds: grace, force: mode === 'force' });
     }
-    if (mode === 'force') {
-      await Promise.race([Promise.all(closing), new Promise((r) => setTimeout(r, 3000))]);
-    } else {
-      await Promise.all(closing);
+    // A drain waits for the payloads' grace periods and the recording of their outcomes;
+    // never longer: with Redis out of reach (the reason a leader stops) an outcome cannot
+    // be recorded, and the next leader finds the ended unit and records it instead.
+    const boundMs = mode === 'force' ? 3000 : (longestGrace + DRAIN_MARGIN_SECONDS) * 1000;
+    let timer: NodeJS.Timeout | undefined;
+    const late = await Promise.race([
+      Promise.all(closing).then(() => false),
+      new Promise<boolean>((r) => (timer = setTimeout(() => r(true), boundMs))),
+    ]);
+    clearTimeout(timer);
+    if (late && mode !== 'force') {
+      this.opts.log.warn(
+        { waitedSeconds: boundMs / 1000 },
+        'the drain did not end within the grace periods: leaving what it waits for to the next leader',
+      );
+      await Promise.race([
+        Promise.all(this.workers.map((w) => w.close(true))),
+        new Promise((r) => setTimeout(r, 3000)),
+      ]);
     }
   }
 

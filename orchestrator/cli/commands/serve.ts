@@ -64,14 +64,18 @@ const foreground =
         else process.exit(130);
       },
     );
+    const start = () =>
+      startStack(ctx, {
+        backend,
+        simulate: o.simulate ?? false,
+        concurrency: o.concurrency,
+        waitForLeadership: true,
+      });
     for (let round = 1; !interrupted; round++) {
+      // The first start fails fast (a wrong setting, no Redis to start with); after a
+      // lost lock, a start that fails (Redis still out of reach) is tried again.
       const started = await Promise.race([
-        startStack(ctx, {
-          backend,
-          simulate: o.simulate ?? false,
-          concurrency: o.concurrency,
-          waitForLeadership: true,
-        }),
+        round === 1 ? start() : startAgain(ctx, start, () => interrupted),
         interrupt.then(() => null),
       ]);
       // A signal while waiting for the lock or for Redis: nothing of ours runs yet.
@@ -85,6 +89,26 @@ const foreground =
       );
     }
   };
+
+/** Start the stack again after a lost lock, retrying (1 s, doubling to 15 s) until it starts or a signal. */
+async function startAgain(
+  ctx: ReturnType<typeof makeContext>,
+  start: () => Promise<Stack>,
+  interrupted: () => boolean,
+): Promise<Stack | null> {
+  for (let delay = 1000; ; delay = Math.min(delay * 2, 15_000)) {
+    try {
+      return await start();
+    } catch (err) {
+      if (interrupted()) return null;
+      ctx.log.warn({ err }, 'cannot start again yet; retrying');
+      process.stderr.write(
+        `cannot lead again yet (${(err as Error).message}); retrying in ${delay / 1000} s\n`,
+      );
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+}
 
 /** Serve HTTP beside a started stack until a signal or the lock is lost; then stop it. */
 async function lead(
