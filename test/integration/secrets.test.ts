@@ -9,7 +9,7 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -18,7 +18,12 @@ import { stokerBin } from '../../common/paths.js';
 import { connectRedis } from '../../common/redis.js';
 import { deleteKeysWithPrefix } from '../../testing/redis-keys.js';
 import { EXPOSED_WARNING } from '../../worker/secrets-fd.js';
-import { expectNothingLeaked, readAncestors, type AncestorsReport } from '../util/ancestors.js';
+import {
+  expectNothingLeaked,
+  poolProbeRun,
+  readAncestors,
+  type AncestorsReport,
+} from '../util/ancestors.js';
 import { eventually, startTestRedis, uniquePrefix, type TestRedis } from '../util/redis-server.js';
 import { payloadFixture, specFrom, startTestSystem, type TestSystem } from '../util/system.js';
 
@@ -87,26 +92,7 @@ describe('the local backend hands workers their secrets on a descriptor', () => 
 
   it("a pool worker's payload finds no secret in its ancestors' environ or cmdline", async () => {
     sys = await startSystem();
-    const dir = join(sys.home, 'pool-probe');
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, 'items.jsonl'), '{"id": 1}\n{"id": 2}\n{"id": 3}\n');
-    const probeOut = join(dir, 'ancestors.json');
-    const spec = specFrom({
-      apiVersion: 'stoker/v1',
-      kind: 'Pipeline',
-      metadata: { name: 'pool-probe' },
-      spec: {
-        stages: [
-          {
-            name: 'gen',
-            kind: 'generate',
-            input: { file: join(dir, 'items.jsonl'), shardSize: 2 },
-            pool: { name: 'probe', replicas: 1, maxReplicas: 1 },
-            payload: probePayload({ SERVER: '1', PROBE_OUT: probeOut }),
-          },
-        ],
-      },
-    });
+    const { spec, probeOut } = poolProbeRun(join(sys.home, 'pool-probe'), probePayload);
     const runId = await sys.submit(spec);
     const view = await sys.waitForPhase(runId, ['Succeeded', 'Failed'], 90_000);
     expect(view.phase, view.message ?? '').toBe('Succeeded');

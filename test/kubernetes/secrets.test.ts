@@ -8,13 +8,13 @@
  * on a pool worker, and still gets its secretEnv value.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { payloadBinDir } from '../../common/paths.js';
-import { expectNothingLeaked, readAncestors } from '../util/ancestors.js';
+import { expectNothingLeaked, poolProbeRun, readAncestors } from '../util/ancestors.js';
 import { eventually, startTestRedis, type TestRedis } from '../util/redis-server.js';
 import { payloadFixture, specFrom } from '../util/system.js';
 import { NS, startK8sCluster, type K8sHarness, type K8sSystem } from './harness.js';
@@ -93,26 +93,7 @@ describe('worker pods start through stoker-env-fd', () => {
 
   it("a pool worker's payload finds no secret in its ancestors' environ or cmdline", async () => {
     const s = await start();
-    const base = join(dir as string, 'pool');
-    mkdirSync(base, { recursive: true });
-    writeFileSync(join(base, 'items.jsonl'), '{"id": 1}\n{"id": 2}\n{"id": 3}\n');
-    const probeOut = join(base, 'ancestors.json');
-    const spec = specFrom({
-      apiVersion: 'stoker/v1',
-      kind: 'Pipeline',
-      metadata: { name: 'pool-probe' },
-      spec: {
-        stages: [
-          {
-            name: 'gen',
-            kind: 'generate',
-            input: { file: join(base, 'items.jsonl'), shardSize: 2 },
-            pool: { name: 'probe', replicas: 1, maxReplicas: 1 },
-            payload: probePayload({ SERVER: '1', PROBE_OUT: probeOut }),
-          },
-        ],
-      },
-    });
+    const { spec, probeOut } = poolProbeRun(join(dir as string, 'pool'), probePayload);
     const runId = await s.submit(spec);
     // The pool's pods, seen while they exist: the pool shrinks back once the stage ends.
     const pods = await eventually('a pool worker pod', () => {

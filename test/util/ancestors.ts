@@ -4,8 +4,11 @@
  * local backend (test/integration/secrets.test.ts) and the simulated cluster
  * (test/kubernetes/secrets.test.ts) check it the same way.
  */
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { expect } from 'vitest';
+import type { NormalizedSpec } from '../../common/spec/schema.js';
+import { specFrom } from './system.js';
 
 export interface AncestorsReport {
   pid: number;
@@ -43,4 +46,34 @@ export function expectNothingLeaked(
     }
   }
   expect(report.secret).toBe(o.expected);
+}
+
+/**
+ * A Pipeline whose generate stage runs `payload` (the probe, in server mode) on a pool of
+ * one worker over three items written under `dir`; `probeOut` is where the probe reports.
+ */
+export function poolProbeRun(
+  dir: string,
+  payload: (env: Record<string, string>) => Record<string, unknown>,
+): { spec: NormalizedSpec; probeOut: string } {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'items.jsonl'), '{"id": 1}\n{"id": 2}\n{"id": 3}\n');
+  const probeOut = join(dir, 'ancestors.json');
+  const spec = specFrom({
+    apiVersion: 'stoker/v1',
+    kind: 'Pipeline',
+    metadata: { name: 'pool-probe' },
+    spec: {
+      stages: [
+        {
+          name: 'gen',
+          kind: 'generate',
+          input: { file: join(dir, 'items.jsonl'), shardSize: 2 },
+          pool: { name: 'probe', replicas: 1, maxReplicas: 1 },
+          payload: payload({ SERVER: '1', PROBE_OUT: probeOut }),
+        },
+      ],
+    },
+  });
+  return { spec, probeOut };
 }
