@@ -24,3 +24,32 @@ export function timerDelay(ms: number): { ms: number; clamped: boolean } {
   if (ms > MAX_TIMER_MS) return { ms: MAX_TIMER_MS, clamped: true };
   return { ms, clamped: false };
 }
+
+/** `p`, or nothing once `ms` passed (then `late` is called); never rejects. */
+export function bounded(p: Promise<unknown>, ms: number, late?: () => void): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<void>((r) => {
+    timer = setTimeout(() => {
+      late?.();
+      r();
+    }, ms);
+    timer.unref();
+  });
+  return Promise.race([
+    p.then(
+      () => undefined,
+      () => undefined,
+    ),
+    timeout,
+  ]).finally(() => clearTimeout(timer));
+}
+
+/** What `p` gives, or undefined once `ms` passed or when it rejects. */
+export function within<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<undefined>((r) => {
+    timer = setTimeout(() => r(undefined), ms);
+    timer.unref();
+  });
+  return Promise.race([p.catch(() => undefined), timeout]).finally(() => clearTimeout(timer));
+}

@@ -32,6 +32,7 @@ import { DelayedError, UnrecoverableError, Worker, type ConnectionOptions, type 
 import type { Keys } from '../common/keys.js';
 import { QUEUES } from '../common/keys.js';
 import type { Logger } from '../common/logger.js';
+import { bounded } from '../common/timers.js';
 import { nowIso, type TaskStatus } from '../common/model.js';
 import type { NormalizedStage } from '../common/spec/schema.js';
 import type { Backend, UnitState } from './backends/types.js';
@@ -143,11 +144,18 @@ export class Dispatcher {
       return;
     }
     this.stopMode = mode;
-    const closing = this.workers.map((w) => w.close(mode === 'force'));
+    const closing: Promise<unknown>[] = this.workers.map((w) => w.close(mode === 'force'));
     let longestGrace = 0;
+    // The terminations are bounded with the rest: one may need Redis to find its unit.
     for (const [, { unit, grace }] of this.active) {
       longestGrace = Math.max(longestGrace, grace);
-      await this.opts.backend.terminate(unit, { graceSeconds: grace, force: mode === 'force' });
+      closing.push(
+        this.opts.backend
+          .terminate(unit, { graceSeconds: grace, force: mode === 'force' })
+          .catch((err: unknown) =>
+            this.opts.log.warn({ err, unit }, 'could not stop a unit during the drain'),
+          ),
+      );
     }
     // A drain waits for the payloads' grace periods and the recording of their outcomes;
     // never longer: with Redis out of reach (the reason a leader stops) an outcome cannot
@@ -164,10 +172,10 @@ export class Dispatcher {
         { waitedSeconds: boundMs / 1000 },
         'the drain did not end within the grace periods: leaving what it waits for to the next leader',
       );
-      await Promise.race([
-        Promise.all(this.workers.map((w) => w.close(true))),
-        new Promise((r) => setTimeout(r, 3000)),
-      ]);
+      // close(true) would return the close in progress (BullMQ keeps the first), which
+      // waits for the jobs: drop the workers' connections instead, so that their pending
+      // commands fail, the jobs end and BullMQ stops renewing their locks.
+      await bounded(Promise.all(this.workers.map((w) => w.disconnect())), 3000);
     }
   }
 

@@ -16,6 +16,7 @@ import { autoscaleSettingsFromEnv, type AutoscaleSettings } from './autoscale/se
 import { fencedRedis } from './fenced-redis.js';
 import { acquireLeadership, type Leadership } from './leader.js';
 import { RunStore } from './store.js';
+import { bounded } from '../common/timers.js';
 
 export interface SystemOptions {
   redisUrl: string;
@@ -76,6 +77,7 @@ export async function startSystem(opts: SystemOptions): Promise<System> {
   const keys = makeKeys(opts.prefix);
   const redis = await connectRedis(opts.redisUrl, { name: 'stoker-controller' });
   const subscriber = redis.duplicate();
+  subscriber.on('error', () => undefined); // ioredis reconnects and resubscribes by itself
   const leadership = await acquireLeadership(redis, keys, {
     log,
     ...(opts.leaderTtlMs === undefined ? {} : { ttlMs: opts.leaderTtlMs }),
@@ -151,15 +153,15 @@ function dispatchQueues(
   connection: ConnectionOptions,
   keys: Keys,
 ): Record<DispatchQueue, Queue<DispatchJobData>> {
+  const open = (name: DispatchQueue) => {
+    const q = new Queue<DispatchJobData>(name, { connection, prefix: keys.bullPrefix });
+    // Connection errors (an outage) surface on the next call; unheard, BullMQ prints them.
+    q.on('error', () => undefined);
+    return q;
+  };
   return {
-    [QUEUES.train]: new Queue<DispatchJobData>(QUEUES.train, {
-      connection,
-      prefix: keys.bullPrefix,
-    }),
-    [QUEUES.steps]: new Queue<DispatchJobData>(QUEUES.steps, {
-      connection,
-      prefix: keys.bullPrefix,
-    }),
+    [QUEUES.train]: open(QUEUES.train),
+    [QUEUES.steps]: open(QUEUES.steps),
   } as Record<DispatchQueue, Queue<DispatchJobData>>;
 }
 
@@ -244,23 +246,4 @@ function twoStageStop(parts: {
       redis.disconnect();
     })());
   };
-}
-
-/** `p`, or nothing once `ms` passed (then `late` is called); never rejects. */
-function bounded(p: Promise<unknown>, ms: number, late?: () => void): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<void>((r) => {
-    timer = setTimeout(() => {
-      late?.();
-      r();
-    }, ms);
-    timer.unref();
-  });
-  return Promise.race([
-    p.then(
-      () => undefined,
-      () => undefined,
-    ),
-    timeout,
-  ]).finally(() => clearTimeout(timer));
 }

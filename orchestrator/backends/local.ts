@@ -42,6 +42,7 @@ import {
 import { groupAlive, isRunning, killGroup, killPid, procStartTime } from '../../common/proc.js';
 import { spawnWorkerProcess } from './worker-process.js';
 import { WorkerState } from '../../common/worker-state.js';
+import { within } from '../../common/timers.js';
 import { drainOrder } from '../autoscale/drain-order.js';
 
 export interface LocalBackendOptions {
@@ -76,6 +77,7 @@ const sleep = (ms: number, signal?: AbortSignal) =>
 
 /** A unit recorded this long ago with no worker pid was never spawned (observe()). */
 const LOST_LAUNCH_MS = 30_000;
+const RECORD_READ_MS = 2000; // terminate's wait for a record, when it knows the pid itself
 
 export class LocalBackend implements Backend {
   readonly name = 'local';
@@ -200,7 +202,12 @@ export class LocalBackend implements Backend {
     unitName: string,
     opts: { graceSeconds: number; force?: boolean },
   ): Promise<void> {
-    const u = await this.opts.redis.hgetall(this.opts.keys.unit(unitName));
+    // Our own worker's pid is known without Redis (out of reach: why a controller stops).
+    const child = this.children.get(unitName);
+    const record = this.opts.redis.hgetall(this.opts.keys.unit(unitName));
+    const u: Record<string, string> =
+      child?.pid === undefined ? await record : ((await within(record, RECORD_READ_MS)) ?? {});
+    u.pid ??= String(child?.pid ?? '');
     if (!u.pid || u.finishedAt) return;
     const pid = Number(u.pid);
     const pgid = u.payloadPgid ? Number(u.payloadPgid) : null;

@@ -171,6 +171,7 @@ export class PulledStages {
         connection: this.ctx.connection,
         prefix: this.ctx.keys.bullPrefix,
       });
+      q.on('error', () => undefined); // connection errors surface on the next call
       this.poolQueues.set(name, q);
     }
     return q;

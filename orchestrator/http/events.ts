@@ -21,6 +21,7 @@
 import type { ServerResponse } from 'node:http';
 import type { Redis } from 'ioredis';
 import type { TaskStatus } from '../../common/model.js';
+import { bounded } from '../../common/timers.js';
 import { buildPoolView } from '../pools.js';
 import { summarizeRun, taskView } from '../views.js';
 import type { ApiSource } from './source.js';
@@ -28,6 +29,7 @@ import type { ApiSource } from './source.js';
 const CHANGE_MS = 250;
 const KEEPALIVE_MS = 15_000;
 const MAX_BUFFERED = 1024 * 1024;
+const QUIT_MS = 2000;
 
 export class EventHub {
   private readonly clients = new Set<ServerResponse>();
@@ -72,7 +74,13 @@ export class EventHub {
     if (this.flushTimer) clearTimeout(this.flushTimer);
     for (const c of this.clients) c.end();
     this.clients.clear();
-    await this.subscriber?.quit().catch(() => undefined);
+    // QUIT waits for Redis; when it is out of reach (a reason the server closes), drop
+    // the connection instead of waiting for it forever.
+    const sub = this.subscriber;
+    if (sub) {
+      await bounded(sub.quit(), QUIT_MS);
+      sub.disconnect();
+    }
   }
 
   private noted(message: string): void {

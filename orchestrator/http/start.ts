@@ -13,11 +13,15 @@
 import type { FastifyInstance } from 'fastify';
 import { UsageError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
+import { bounded } from '../../common/timers.js';
 import { QueueReader } from '../queue-counts.js';
 import type { System } from '../system.js';
 import { StokerMetrics } from './metrics.js';
 import { buildHttpServer, DEFAULT_BODY_LIMIT } from './server.js';
 import { loadOrCreateTokens, TokenAuth, type LoadedTokens } from './tokens.js';
+
+/** How long each step of closing the server may take before it is left behind. */
+const CLOSE_STEP_MS = 5000;
 
 export interface HttpSettings {
   port: number;
@@ -113,8 +117,12 @@ export async function startHttp(opts: {
     close: async () => {
       sys.controller.onPass = null;
       sys.dispatcher.onAttempt = null;
-      await app.close();
-      await queues.close();
+      // Bounded: the server closes when its controller lost its lock, often because
+      // Redis is out of reach, and the close's Redis steps (QUIT) would wait for it.
+      const late = (step: string) => () =>
+        opts.log.warn({ step }, 'closing the HTTP server took too long; going on');
+      await bounded(app.close(), CLOSE_STEP_MS, late('server'));
+      await bounded(queues.close(), CLOSE_STEP_MS, late('queue readers'));
     },
   };
 }

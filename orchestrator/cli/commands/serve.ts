@@ -83,7 +83,13 @@ const foreground =
       current = started;
       const ended = await lead(ctx, started, settings, round, interrupt);
       current = null;
-      if (ended === 'interrupt') return;
+      if (ended === 'interrupt') {
+        // Stopped in order. After a lost lock, what an earlier round had to leave behind
+        // (clients abandoned while Redis was out of reach, still reconnecting) may hold
+        // the event loop: it is nothing of ours to wait for.
+        if (round > 1) process.exit(0);
+        return;
+      }
       process.stderr.write(
         'this controller lost its lock (Redis out of reach, or another controller took it): its work was stopped; waiting to lead again\n',
       );
