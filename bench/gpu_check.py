@@ -352,8 +352,9 @@ def profile_generate(work: str, batch: int, max_new_tokens: int) -> dict:
     model.to(device).eval()
     tok = processor.tokenizer
     pil = [hf.load_image(os.path.join(images, r["image"])) for r in raw]
-    student = [hf.render_prompt(student_messages(r["question"], [], []), tok.eos_token) for r in raw]
-    teacher = [hf.render_prompt(teacher_messages(r["question"], r["groundtruth"], "Thought: it is red.\nAnswer: red"), tok.eos_token) for r in raw]
+    template = hf.chat_template_of(processor)
+    student = [template.prompt(student_messages(r["question"], [], [])) for r in raw]
+    teacher = [template.prompt(teacher_messages(r["question"], r["groundtruth"], "Thought: it is red.\nAnswer: red")) for r in raw]
 
     def sync() -> None:
         if torch.cuda.is_available():

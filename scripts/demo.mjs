@@ -4,7 +4,7 @@
  * no dependencies (node_modules may not exist yet).
  *
  *   1. npm ci, when node_modules is missing or older than package-lock.json
- *   2. system packages: redis-server on PATH, /usr/bin/python3 with torch, PIL, yaml, and
+ *   2. system packages: redis-server on PATH, /usr/bin/python3 with torch, PIL, yaml, jinja2, and
  *      OpenBLAS where Debian's reference BLAS is installed.
  *      Missing ones are installed with apt-get when running as root on Debian/Ubuntu;
  *      otherwise the exact command is printed and the script exits 1
@@ -24,6 +24,8 @@ const APT_PACKAGES = [
   'python3-pil',
   'python3-yaml',
   'python3-pytest',
+  // Chat templates (stoker_fire.chat_template): the hf backend's prompts and their tests.
+  'python3-jinja2',
   // Debian's torch links the reference BLAS, 3-5x slower for the demo's tiny models;
   // installing OpenBLAS switches libblas.so.3 to it (update-alternatives, automatic).
   'libopenblas0-pthread',
@@ -77,15 +79,15 @@ if (needsNpmCi()) {
 function missingSystemPackages() {
   const missing = [];
   if (!onPath('redis-server')) missing.push('redis-server');
-  const py = spawnSync(PYTHON, ['-c', 'import torch, PIL, yaml'], { stdio: 'ignore' });
-  if (py.status !== 0) missing.push(`${PYTHON} with torch, PIL and yaml`);
+  const py = spawnSync(PYTHON, ['-c', 'import torch, PIL, yaml, jinja2'], { stdio: 'ignore' });
+  if (py.status !== 0) missing.push(`${PYTHON} with torch, PIL, yaml and jinja2`);
   // Only where the reference BLAS is what Debian's torch would use (x86-64 Debian/Ubuntu).
   if (existsSync('/usr/lib/x86_64-linux-gnu/blas/libblas.so.3') && !existsSync(OPENBLAS))
     missing.push('OpenBLAS (libopenblas0-pthread: the reference BLAS makes the demo 3-5x slower)');
   return missing;
 }
 
-step('checking system packages (redis-server, python3 with torch, PIL, yaml)...');
+step('checking system packages (redis-server, python3 with torch, PIL, yaml, jinja2)...');
 let missing = missingSystemPackages();
 if (missing.length > 0) {
   const install = `apt-get install -y ${APT_PACKAGES.join(' ')}`;
@@ -107,8 +109,8 @@ if (missing.length > 0) {
     fail(
       `missing: ${missing.join('; ')}. On Debian/Ubuntu run:\n\n` +
         `  sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive ${install}\n\n` +
-        `On macOS: brew install redis, and make ${PYTHON} able to import torch, PIL and yaml\n` +
-        `(${PYTHON} -m pip install --user torch pillow pyyaml). Then run \`npm run demo\` again.`,
+        `On macOS: brew install redis, and make ${PYTHON} able to import torch, PIL, yaml and jinja2\n` +
+        `(${PYTHON} -m pip install --user torch pillow pyyaml jinja2). Then run \`npm run demo\` again.`,
     );
   }
 }

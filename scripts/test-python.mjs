@@ -19,7 +19,8 @@ import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const INSTALL_HINT = 'apt-get install -y python3-torch python3-pil python3-pytest python3-yaml';
+const INSTALL_HINT =
+  'apt-get install -y python3-torch python3-pil python3-pytest python3-yaml python3-jinja2';
 
 function pickPython() {
   if (process.env.STOKER_PYTHON) return process.env.STOKER_PYTHON;
@@ -28,12 +29,12 @@ function pickPython() {
 }
 
 function checkTorch(python) {
-  const probe = spawnSync(python, ['-c', 'import torch, yaml; print(torch.__version__)'], {
+  const probe = spawnSync(python, ['-c', 'import torch, yaml, jinja2; print(torch.__version__)'], {
     encoding: 'utf8',
   });
   if (probe.error || probe.status !== 0) {
     const why = probe.error ? probe.error.message : (probe.stderr || '').trim().split('\n').pop();
-    console.error(`test-python: ${python} cannot import torch and yaml (${why}).`);
+    console.error(`test-python: ${python} cannot import torch, yaml and jinja2 (${why}).`);
     console.error(
       'Install them (Debian/Ubuntu), or point STOKER_PYTHON at a Python that has them:',
     );

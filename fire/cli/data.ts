@@ -7,6 +7,7 @@
  *   stoker data validate FILE [--images DIR] [--json] [--max-problems N] [--satisfied N] [--strict]
  *   stoker data views FILE --out DIR [--view student|teacher|answers|all] [--images DIR]
  *                    [--skip-bad] [--max-length N] [--satisfied N] [--json]
+ *   stoker data render FILE [--template NAME|DIR|FILE] [--line N] [--limit N] [--prompt] [--json]
  *   stoker data shard FILE --out DIR (--shards N | --shard-size N) [--skip-bad] [--json]
  *   stoker data merge [FILE...] [--manifest M]... --out FILE [--keep-rule fire|none] [--satisfied N]
  *                    [--min-rounds N] [--skip-bad] [--json]
@@ -21,6 +22,7 @@
  */
 import type { Command, CommanderError } from 'commander';
 import { registerMerge } from './data/merge.js';
+import { registerRender } from './data/render.js';
 import { registerShard } from './data/shard.js';
 import { registerSynth } from './data/synth.js';
 import { registerValidate } from './data/validate.js';
@@ -35,12 +37,13 @@ export function registerDataCommands(program: Command): void {
   const data = program
     .command('data')
     .description(
-      'FIRE data tools: validate raw dialogues, build training views, shard, merge, synthesize (streaming)',
+      'FIRE data tools: validate raw dialogues, build training views, render them, shard, merge, synthesize (streaming)',
     )
     .exitOverride(usageExit);
   // In this order in `stoker data --help`.
   registerValidate(data);
   registerViews(data);
+  registerRender(data);
   registerShard(data);
   registerMerge(data);
   registerSynth(data);

@@ -229,6 +229,7 @@ class EntrypointDocstringTest(unittest.TestCase):
                 "stoker_examples.make_items",
                 "stoker_examples.smoke_train",
                 "stoker_examples.toy_generate",
+                "stoker_fire.chat_template",
                 "stoker_fire.evaluate",
                 "stoker_fire.external",
                 "stoker_fire.selfplay",

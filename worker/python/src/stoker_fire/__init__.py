@@ -3,6 +3,8 @@ and the pieces they share.
 
     parsing         teacher `Score:/Feedback:` and student `Thought:/Answer:` formats
     prompts         what the student and the teacher see (LLaVA messages)
+    chat_template   LLaVA messages -> model text through the model's Jinja chat template
+                    (jinja2, as transformers renders it; common/chat-templates.json)
     selfplay_rules  the self-play dialogue rules, as pure code over batched callables
     llava_data      LLaVA conversation JSON: reading, checking, a synthetic set
     backends        model backends by name: hf (transformers + peft), tiny (plain PyTorch)
@@ -22,6 +24,6 @@ and the pieces they share.
 A module named X_part is a part of X: X imports it and gathers the names other code uses, so
 `from stoker_fire import tiny` (or hf, ...) stays the way in; the parts import nothing of X.
 
-Importing the package, parsing, prompts, selfplay_rules and llava_data needs neither torch
-nor transformers.
+Importing the package, parsing, prompts, chat_template, selfplay_rules and llava_data needs
+neither torch nor transformers (chat_template renders with jinja2).
 """

@@ -3,7 +3,8 @@ peft, training through the HF Trainer, batched greedy generation for self-play.
 
     from stoker_fire import hf
     model, processor = hf.load_model("tiny-random", seed=1)            # or a local model dir
-    texts = hf.generate(model, processor, ["USER: <image>\\nWhat color?\\nASSISTANT: "], [image], 64)
+    template = hf.chat_template_of(processor)                           # the processor's chat template
+    texts = hf.generate(model, processor, [template.prompt(messages)], [image], 64)
     result = hf.train(cfg, records, image_root, out_dir, resume_from, reporter)   # stoker_fire.train's job
 
 Imports: transformers, peft and torch are imported inside the functions, so importing this
@@ -17,14 +18,14 @@ Models:
     converted to that format first; a path that does not load is UNKNOWN_MODEL.
     `tiny-random`: a randomly initialised LlavaNextConfig built in code (CLIP vision tower of
     2 layers on 32x32 tiles, 2-layer Llama of width 64, AnyRes grid up to 64x64) with a
-    byte-level tokenizer also built in code (4 special tokens + 256 bytes), so tests and the
-    GPU check need no download. The weights are a function of `seed`: a LoRA checkpoint of
+    byte-level tokenizer also built in code (7 special tokens + 256 bytes) and LLaVA-NeXT-8B's
+    chat template, so tests and the GPU check need no download and take the recipe's path. The weights are a function of `seed`: a LoRA checkpoint of
     a tiny-random run resumes onto the same base weights when the seed is the same.
 
-Prompt template: the plain LLaVA one, `USER: {human}\\nASSISTANT: {gpt}</s>\\n` per turn
-(consecutive human messages share one USER block). The loss is on the gpt text and its eos
-token only. (A model-specific chat template is a follow-up; the template lives in
-render_segments() alone.)
+Prompts: the model's own chat template (its processor's chat_template; Llama-3's for
+LLaVA-NeXT-8B), rendered with jinja2 as transformers renders it (stoker_fire.chat_template), for
+training and generation alike; a model without one is UNKNOWN_MODEL. The loss is on the
+assistant turns only, with the template's end of turn (hf_data has the details).
 
 Training (train()): LoRA r/alpha/dropout on the language model's attention projections named
 by lora_target_modules (the vision tower's q/k/v are not touched), the multimodal projector
@@ -44,18 +45,19 @@ raises Preempted.
 Modules (this one gathers their names: `from stoker_fire import hf` is the backend):
     hf_model     require(), the tiny random LLaVA-NeXT, load_model(), device_and_dtype()
     hf_preflight preflight(): modules, attention fallback, DeepSpeed, before the model loads
-    hf_data      the prompt template, encode_conversation(), collate()
-    hf_generate  generate(), Generator, make_generator()
+    hf_data      chat_template_of(), encode_conversation(), collate()
+    hf_generate  generate(), stop_token_ids(), Generator, make_generator()
     hf_train     train(): LoRA, TrainingArguments, the Trainer and its StokerCallback
 """
 
 from __future__ import annotations
 
-from .hf_data import IGNORE_INDEX, collate, encode_conversation, load_image, render_prompt, render_segments
-from .hf_generate import Generator, generate, make_generator
+from .hf_data import IGNORE_INDEX, chat_template_of, collate, encode_conversation, load_image
+from .hf_generate import Generator, generate, make_generator, stop_token_ids
 from .hf_model import (
     INSTALL_HINT,
     SPECIAL_TOKENS,
+    TINY_CHAT_TEMPLATE,
     TINY_RANDOM,
     TinySpec,
     build_tiny_processor,
@@ -79,12 +81,13 @@ __all__ = [
     "tiny_config",
     "device_and_dtype",
     "load_model",
-    "render_segments",
-    "render_prompt",
+    "TINY_CHAT_TEMPLATE",
+    "chat_template_of",
     "load_image",
     "encode_conversation",
     "collate",
     "generate",
+    "stop_token_ids",
     "Generator",
     "make_generator",
     "train",

@@ -1,13 +1,22 @@
-"""The hf backend's text and data: the prompt template, one conversation record encoded for
-training, and the collator of a batch (stoker_fire.hf has the whole backend's description).
+"""The hf backend's text and data: the model's chat template, one conversation record encoded
+for training, and the collator of a batch (stoker_fire.hf has the whole backend's description).
 
-    render_prompt(messages, eos)                      # "USER: ...\nASSISTANT: " (generation)
-    encode_conversation(processor, record, image_root, max_length)   # input_ids, labels, ...
-    collate(items, pad_id, pixel_dtype)               # a padded batch for the model
+    template = chat_template_of(processor, "/models/llava-next-8b")  # the processor's own template
+    template.prompt(messages)                                         # generation prompt (hf_generate)
+    encode_conversation(processor, record, image_root, max_length, template)   # input_ids, labels, ...
+    collate(items, pad_id, pixel_dtype)                               # a padded batch for the model
 
-Prompt template: the plain LLaVA one, `USER: {human}\nASSISTANT: {gpt}</s>\n` per turn
-(consecutive human messages share one USER block); the loss is on the gpt text and its eos
-token only. The template lives in render_segments() alone.
+Prompts: the model's own chat template (the processor's `chat_template`, from the model
+directory's chat_template.json / chat_template.jinja, as apply_chat_template uses it), rendered
+by stoker_fire.chat_template (jinja2, the way transformers renders it); LLaVA-NeXT-8B's is the
+Llama-3 one. A model without one is UNKNOWN_MODEL, naming the command that writes one.
+Training labels: the assistant turns only (ChatTemplate.segments(): each assistant span found by
+rendering prefixes, so the text before a target is exactly the generation prompt of self-play),
+with whatever the template ends a turn with (`<|eot_id|>`); where a template ends an assistant
+turn with nothing, the tokenizer's eos token is added to each target so the model learns to stop.
+Each piece is tokenized on its own (the first with the tokenizer's special tokens unless the
+template already writes bos_token); the piece holding `<image>` goes through the processor,
+which expands the mark into the image's tokens.
 """
 
 from __future__ import annotations
@@ -17,42 +26,30 @@ from typing import Any, Optional, Sequence
 from stoker_payload.exit_codes import PayloadError
 
 from . import llava_data
+from .chat_template import ChatTemplate, ChatTemplateError, special_tokens
 from .prompts import IMAGE_TOKEN
 
-__all__ = ["IGNORE_INDEX", "render_segments", "render_prompt", "load_image", "encode_conversation", "collate"]
+__all__ = ["IGNORE_INDEX", "WRITE_TEMPLATE_HINT", "chat_template_of", "load_image", "encode_conversation", "collate"]
 
 IGNORE_INDEX = -100
+WRITE_TEMPLATE_HINT = "python3 -m stoker_fire.chat_template --write llama3-llava-next DIR (LLaVA-NeXT-8B's template)"
 
 
-def render_segments(messages: Sequence[dict[str, str]], eos: str) -> list[tuple[str, bool]]:
-    """(text, is_target) pieces of a conversation in the prompt template; the eos text ends
-    each target piece. Consecutive human messages share one USER block."""
-    pieces: list[tuple[str, bool]] = []
-    prompt = ""
-    previous = None
-    for message in messages:
-        role, value = message["from"], message["value"]
-        if role == "human":
-            prompt += ("\n" if previous == "human" else "USER: ") + value
-        elif role == "gpt":
-            prompt += ("\n" if previous == "human" else "") + "ASSISTANT: "
-            pieces.append((prompt, False))
-            pieces.append((value + eos, True))
-            prompt = "\n"
-        else:
-            raise ValueError(f"unknown message role {role!r}")
-        previous = role
-    if previous == "human":
-        pieces.append((prompt + "\nASSISTANT: ", False))
-    return pieces
-
-
-def render_prompt(messages: Sequence[dict[str, str]], eos: str = "") -> str:
-    """The generation prompt of messages that end with a human turn. Pass the tokenizer's
-    eos text so that earlier gpt turns end as they did in training."""
-    if not messages or messages[-1]["from"] != "human":
-        raise ValueError("a generation prompt must end with a human message")
-    return "".join(text for text, _ in render_segments(messages, eos=eos))
+def chat_template_of(processor: Any, where: str = "the model") -> ChatTemplate:
+    """The processor's chat template with its tokenizer's special tokens. UNKNOWN_MODEL when the
+    processor has none; BAD_CONFIG when it does not compile."""
+    source = getattr(processor, "chat_template", None)
+    if isinstance(source, dict):  # several named templates: apply_chat_template's default
+        source = source.get("default")
+    if not isinstance(source, str) or not source.strip():
+        raise PayloadError(
+            "UNKNOWN_MODEL",
+            f"{where} has no chat template (chat_template.json or chat_template.jinja beside its processor); write one: {WRITE_TEMPLATE_HINT}",
+        )
+    try:
+        return ChatTemplate(source, special_tokens(processor.tokenizer), name=f"the chat template of {where}")
+    except ChatTemplateError as err:
+        raise PayloadError("BAD_CONFIG", str(err)) from None
 
 
 def load_image(path: str) -> Any:
@@ -63,12 +60,14 @@ def load_image(path: str) -> Any:
 
 
 def encode_conversation(
-    processor: Any, record: dict[str, Any], image_root: Optional[str], max_length: int
+    processor: Any, record: dict[str, Any], image_root: Optional[str], max_length: int, template: Optional[ChatTemplate] = None
 ) -> dict[str, Any]:
     """input_ids / labels / attention_mask (lists) and pixel_values / image_sizes (tensors or
-    None) of one LLaVA conversation record. Raises PayloadError('BAD_DATA') for a record that
-    cannot be trained on (a cut through the image, nothing left to learn, two images)."""
+    None) of one LLaVA conversation record, rendered by `template` (default: the processor's).
+    Raises PayloadError('BAD_DATA') for a record that cannot be trained on (a cut through the
+    image, nothing left to learn, two images, a template that rejects it)."""
     tokenizer = processor.tokenizer
+    template = template or chat_template_of(processor)
     turns = [dict(t) for t in record["conversations"]]
     image = record.get("image")
     where = f"record {record.get('id')!r}"
@@ -79,21 +78,25 @@ def encode_conversation(
         raise PayloadError("BAD_DATA", f"{where}: {marks} {IMAGE_TOKEN} marks for one image")
     elif not image and marks:
         raise PayloadError("BAD_DATA", f"{where}: {IMAGE_TOKEN} in the text but no image")
+    try:
+        segments = template.segments(turns)
+    except (ChatTemplateError, ValueError) as err:
+        raise PayloadError("BAD_DATA", f"{where}: {err}") from None
+    eos = [tokenizer.eos_token_id] if not template.end_of_turn().strip() and tokenizer.eos_token_id is not None else []
     ids: list[int] = []
     labels: list[int] = []
     pixel_values = image_sizes = None
-    eos_id = tokenizer.eos_token_id
-    for number, (text, target) in enumerate(render_segments(turns, eos="")):
-        first = number == 0
+    for number, (text, target) in enumerate(segments):
+        special = number == 0 and not template.starts_with_bos(text)
         if IMAGE_TOKEN in text:
             pil = load_image(llava_data.image_path(image, image_root))
-            enc = processor(text=[text], images=[pil], return_tensors="pt", add_special_tokens=first)
+            enc = processor(text=[text], images=[pil], return_tensors="pt", add_special_tokens=special)
             piece = enc["input_ids"][0].tolist()
             pixel_values, image_sizes = enc["pixel_values"][0], enc["image_sizes"][0]
         else:
-            piece = tokenizer(text, add_special_tokens=first)["input_ids"]
+            piece = tokenizer(text, add_special_tokens=special)["input_ids"]
         if target:
-            piece = piece + [eos_id]
+            piece = piece + eos
         ids.extend(piece)
         labels.extend(piece if target else [IGNORE_INDEX] * len(piece))
     if len(ids) > max_length:

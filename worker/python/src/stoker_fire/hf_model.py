@@ -18,12 +18,14 @@ from typing import Any, Optional
 from stoker_payload import runtime
 from stoker_payload.exit_codes import PayloadError
 
+from .chat_template import builtin
 from .prompts import IMAGE_TOKEN
 
 __all__ = [
     "TINY_RANDOM",
     "INSTALL_HINT",
     "SPECIAL_TOKENS",
+    "TINY_CHAT_TEMPLATE",
     "TinySpec",
     "require",
     "build_tiny_tokenizer",
@@ -35,7 +37,10 @@ __all__ = [
 
 TINY_RANDOM = "tiny-random"
 INSTALL_HINT = "pip install 'transformers>=4.57' peft accelerate pillow"
-SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", IMAGE_TOKEN)
+# The tiny model's chat template is LLaVA-NeXT-8B's (Llama-3), so tests take the recipe's code
+# path; its header and end-of-turn markers are special tokens, as in Llama-3's tokenizer.
+TINY_CHAT_TEMPLATE = "llama3-llava-next"
+SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", IMAGE_TOKEN, "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>")
 
 
 @dataclass(frozen=True)
@@ -75,8 +80,9 @@ def require() -> tuple[Any, Any]:
 
 
 def build_tiny_tokenizer() -> Any:
-    """A byte-level tokenizer built in code: ids 0-3 are <pad> <s> </s> <image>, then 256 bytes.
-    Every string encodes (one token per UTF-8 byte) and decodes back exactly."""
+    """A byte-level tokenizer built in code: ids 0-6 are <pad> <s> </s> <image> and Llama-3's
+    <|start_header_id|> <|end_header_id|> <|eot_id|>, then 256 bytes. Every string encodes (one
+    token per UTF-8 byte, special tokens whole) and decodes back exactly."""
     require()
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
@@ -111,7 +117,8 @@ def _image_processor_class() -> Any:
 
 
 def build_tiny_processor(spec: TinySpec = TinySpec()) -> Any:
-    """The LlavaNextProcessor of the tiny model: tiny tokenizer + AnyRes image processor."""
+    """The LlavaNextProcessor of the tiny model: tiny tokenizer + AnyRes image processor, with
+    LLaVA-NeXT-8B's chat template (stoker_fire.chat_template's llama3-llava-next)."""
     require()
     from transformers import LlavaNextProcessor
 
@@ -127,6 +134,7 @@ def build_tiny_processor(spec: TinySpec = TinySpec()) -> Any:
         vision_feature_select_strategy="default",
         image_token=IMAGE_TOKEN,
         num_additional_image_tokens=1,  # CLIP's CLS token, dropped by the "default" strategy
+        chat_template=builtin(TINY_CHAT_TEMPLATE),
     )
 
 

@@ -8,7 +8,7 @@ A failure here costs seconds, not the minutes of loading an 8B model first.
     plan.tensorboard                           # OUTPUT/tensorboard, or None
 
 Rules:
-    modules      torch, transformers, peft, accelerate and PIL always; deepspeed when
+    modules      torch, transformers, peft, accelerate, PIL and jinja2 always; deepspeed when
                  cfg.deepspeed is set (unless cfg.deepspeed_fallback allows training without
                  it): whatever is missing is one PayloadError('MISSING_DEPENDENCY') naming
                  every missing module (not retried: another attempt on the same image fails
@@ -51,8 +51,9 @@ __all__ = [
     "FLASH_ATTENTION",
 ]
 
-# What the hf backend imports in every run (PIL: the images), with the pip names.
-ALWAYS = {"torch": "torch", "transformers": "transformers>=4.57", "peft": "peft", "accelerate": "accelerate", "PIL": "pillow"}
+# What the hf backend imports in every run (PIL: the images; jinja2: the chat template), with
+# the pip names.
+ALWAYS = {"torch": "torch", "transformers": "transformers>=4.57", "peft": "peft", "accelerate": "accelerate", "PIL": "pillow", "jinja2": "jinja2>=3.1"}
 DEEPSPEED_FALLBACKS = ("none", "ddp")
 FLASH_ATTENTION = "flash_attention_2"
 

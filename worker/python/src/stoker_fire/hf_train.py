@@ -37,7 +37,7 @@ from stoker_payload import report, runtime, signals
 from stoker_payload.exit_codes import PayloadError, Preempted
 
 from .backends import loss_fields
-from .hf_data import collate, encode_conversation
+from .hf_data import chat_template_of, collate, encode_conversation
 from .hf_model import load_model, require
 from .hf_preflight import preflight, tensorboard_dir
 
@@ -119,13 +119,14 @@ def train(
     args = _training_arguments(transformers, cfg, out_dir, len(records), world, cuda=cuda, bf16=bf16, deepspeed=plan.deepspeed, tensorboard=plan.tensorboard)
     model, processor, trainable, total = _peft_model(cfg, plan, torch.bfloat16 if bf16 else torch.float32, reporter)
 
+    template = chat_template_of(processor, cfg.model_name_or_path)  # the prompts self-play will use
     pad_id = processor.tokenizer.pad_token_id
     pixel_dtype = torch.bfloat16 if bf16 else torch.float32
     callback = _stoker_callback(transformers, reporter)
     trainer = transformers.Trainer(
         model=model,
         args=args,
-        train_dataset=_dataset(processor, records, image_root, cfg.max_length),
+        train_dataset=_dataset(processor, records, image_root, cfg.max_length, template),
         data_collator=lambda batch: collate(batch, pad_id, pixel_dtype),
         processing_class=processor,
         callbacks=[callback],
@@ -178,8 +179,9 @@ def _peft_model(cfg: Any, plan: Any, dtype: Any, reporter: report.Reporter) -> t
     return model, processor, trainable, total
 
 
-def _dataset(processor: Any, records: list[dict[str, Any]], image_root: Optional[str], max_length: int) -> Any:
-    """A torch Dataset of the records, each encoded when the Trainer asks for it."""
+def _dataset(processor: Any, records: list[dict[str, Any]], image_root: Optional[str], max_length: int, template: Any) -> Any:
+    """A torch Dataset of the records, each encoded (rendered by the model's chat template) when
+    the Trainer asks for it."""
     from torch.utils.data import Dataset
 
     class ConversationDataset(Dataset):
@@ -187,7 +189,7 @@ def _dataset(processor: Any, records: list[dict[str, Any]], image_root: Optional
             return len(records)
 
         def __getitem__(self, index: int) -> dict[str, Any]:
-            return encode_conversation(processor, records[index], image_root, max_length)
+            return encode_conversation(processor, records[index], image_root, max_length, template)
 
     return ConversationDataset()
 

@@ -1,5 +1,6 @@
 """The hf backend without transformers: both FIRE payloads exit MISSING_DEPENDENCY (68) with
-the pip command; the backend registry; the prompt template (pure code, no transformers)."""
+the pip command; the backend registry; prompts come from the processor's chat template (pure
+code, no transformers; test_chat_template.py renders them)."""
 
 from __future__ import annotations
 
@@ -86,32 +87,18 @@ class InProcessTest(unittest.TestCase):
             backends.load("nope")
         self.assertEqual(caught.exception.code_name, "BAD_CONFIG")
 
-    def test_template_of_a_student_dialogue(self):
-        messages = [
-            {"from": "human", "value": "<image>\nWhat color?"},
-            {"from": "gpt", "value": "Thought: red\nAnswer: red"},
-            {"from": "human", "value": "Look again."},
-            {"from": "gpt", "value": "Thought: blue\nAnswer: blue"},
-        ]
-        self.assertEqual(
-            hf.render_segments(messages, eos="</s>"),
-            [
-                ("USER: <image>\nWhat color?\nASSISTANT: ", False),
-                ("Thought: red\nAnswer: red</s>", True),
-                ("\nUSER: Look again.\nASSISTANT: ", False),
-                ("Thought: blue\nAnswer: blue</s>", True),
-            ],
-        )
-        self.assertEqual(
-            hf.render_prompt(messages[:3]), "USER: <image>\nWhat color?\nASSISTANT: Thought: red\nAnswer: red\nUSER: Look again.\nASSISTANT: "
-        )
+    def test_the_backend_renders_prompts_with_the_processors_chat_template(self):
+        # No USER:/ASSISTANT: template is left: a processor without a chat template is refused
+        # (test_chat_template.py has the rendering, the mask and the errors in full).
+        class NoTemplate:
+            chat_template = None
+            tokenizer = object()
 
-    def test_template_joins_consecutive_human_messages(self):
-        teacher = [{"from": "human", "value": "Question: q\nGroundtruth: g"}, {"from": "human", "value": "Grade it."}, {"from": "human", "value": "Answer: a"}]
-        self.assertEqual(hf.render_prompt(teacher), "USER: Question: q\nGroundtruth: g\nGrade it.\nAnswer: a\nASSISTANT: ")
-        with self.assertRaises(ValueError):
-            hf.render_prompt([{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}])
-
+        with self.assertRaises(PayloadError) as caught:
+            hf.chat_template_of(NoTemplate(), "/models/x")
+        self.assertEqual(caught.exception.code_name, "UNKNOWN_MODEL")
+        self.assertFalse(hasattr(hf, "render_prompt"))
+        self.assertEqual(hf.TINY_CHAT_TEMPLATE, "llama3-llava-next")
 
 if __name__ == "__main__":
     unittest.main()
