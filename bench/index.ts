@@ -188,14 +188,14 @@ function human(line: Record<string, unknown>): string {
         `${p}: spike-to-request p50 ${f(s2r[p]?.p50)} p99 ${f(s2r[p]?.p99)} s; ${Object.entries(sc)
           .map(
             ([n, per]) =>
-              `${n} drain ${f(per[p]?.drainVsIdeal)}x ideal, idle ${f(per[p]?.gpuIdleFraction)}, ${f(per[p]?.directionChangesPerHour)} changes/h, ${f(per[p]?.busyKills)} busy kills, ${f(per[p]?.overCreatedPods)} over-created`,
+              `${n} drain ${f(per[p]?.drainVsIdeal)}x ideal, idle ${f(per[p]?.gpuIdleFraction)} (with thrown-away work ${f(per[p]?.gpuUnproductiveFraction)}), ${f(per[p]?.directionChangesPerHour)} changes/h, ${f(per[p]?.busyKills)} busy kills, ${f(per[p]?.overCreatedPods)} over-created`,
           )
           .join('; ')}`;
       const goals = ((line.goals ?? {}) as Record<string, Array<{ goal: string; met: boolean }>>)
         .stoker;
       const missed = (goals ?? []).filter((g) => !g.met).map((g) => g.goal);
       const redis = (line.redisPerQueuedShard ?? {}) as Record<string, unknown>;
-      return `${name}: ${['stoker', 'stoker-15s', 'keda', 'keda-hpa'].map(row).join(' | ')} | goals ${line.met ? 'met' : `NOT met: ${missed.join(', ')}`} | Redis ${f(redis.bytesPerShard)} B per queued shard (${f(redis.atMillionMiB)} MiB at 1,000,000${redis.extrapolated ? ', extrapolated' : ''})`;
+      return `${name}: ${['stoker', 'stoker-300s', 'keda', 'keda-hpa'].map(row).join(' | ')} | goals ${line.met ? 'met' : `NOT met: ${missed.join(', ')}`} | Redis ${f(redis.bytesPerShard)} B per queued shard (${f(redis.atMillionMiB)} MiB at 1,000,000${redis.extrapolated ? ', extrapolated' : ''})`;
     }
     default:
       return `${name}: ratio ${f(line.ratio)}`;

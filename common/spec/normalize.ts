@@ -23,6 +23,7 @@ import {
   CPU_STEP_DEFAULT_RESOURCES,
   CPU_STEP_KINDS,
   DEFAULT_AUTOSCALE,
+  DEFAULT_GPU_AUTOSCALE,
   DEFAULT_BACKOFF,
   DEFAULT_GRACE_SECONDS,
   DEFAULT_RETRY_ATTEMPTS,
@@ -134,15 +135,16 @@ function normalizeStage(s: Stage, defaults: ParsedDefaults): NormalizedStage {
 function normalizePool(p: NonNullable<Stage['pool']>, stage: Resources): NormalizedPool {
   // An autoscaled pool starts at its minimum and grows with its backlog.
   const start = p.autoscale ? p.minReplicas : (p.replicas ?? p.maxReplicas);
+  const gpus = p.resources?.gpus ?? stage.gpus;
   return {
     name: p.name,
     minReplicas: p.minReplicas,
     maxReplicas: p.maxReplicas,
     replicas: Math.min(p.maxReplicas, Math.max(p.minReplicas, start)),
-    ...(p.autoscale ? { autoscale: normalizeAutoscale(p.autoscale) } : {}),
+    ...(p.autoscale ? { autoscale: normalizeAutoscale(p.autoscale, gpus > 0) } : {}),
     resources: {
       ...stage,
-      gpus: p.resources?.gpus ?? stage.gpus,
+      gpus,
       nodes: 1,
       ...(p.resources?.gpuType ? { gpuType: p.resources.gpuType } : {}),
       ...(p.resources?.cpu ? { cpu: p.resources.cpu } : {}),
@@ -151,11 +153,18 @@ function normalizePool(p: NonNullable<Stage['pool']>, stage: Resources): Normali
   };
 }
 
-/** The autoscale block with the defaults (DEFAULT_AUTOSCALE, the HPA's) where left out. */
-function normalizeAutoscale(a: AutoscaleRequest): NormalizedAutoscale {
+/**
+ * The autoscale block with the defaults where left out: the HPA's (DEFAULT_AUTOSCALE), with
+ * a shorter scale-down window and idleTimeout for a pool of GPU workers (DEFAULT_GPU_AUTOSCALE).
+ */
+function normalizeAutoscale(a: AutoscaleRequest, gpuWorkers: boolean): NormalizedAutoscale {
   const rules = (
     mine: NonNullable<AutoscaleRequest['behavior']>['scaleUp'],
-    base: (typeof DEFAULT_AUTOSCALE)['scaleUp'] | (typeof DEFAULT_AUTOSCALE)['scaleDown'],
+    base: {
+      stabilizationWindowSeconds: number;
+      selectPolicy: NormalizedScalingRules['selectPolicy'];
+      policies: ReadonlyArray<NormalizedScalingRules['policies'][number]>;
+    },
   ): NormalizedScalingRules => ({
     stabilizationWindowSeconds: mine?.stabilizationWindow ?? base.stabilizationWindowSeconds,
     selectPolicy: mine?.selectPolicy ?? base.selectPolicy,
@@ -166,9 +175,21 @@ function normalizeAutoscale(a: AutoscaleRequest): NormalizedAutoscale {
   return {
     target: { ...a.target },
     assumeShardSeconds: a.assumeShardDuration ?? null,
-    idleTimeoutSeconds: a.idleTimeout ?? DEFAULT_AUTOSCALE.idleTimeoutSeconds,
+    idleTimeoutSeconds:
+      a.idleTimeout ??
+      (gpuWorkers
+        ? DEFAULT_GPU_AUTOSCALE.idleTimeoutSeconds
+        : DEFAULT_AUTOSCALE.idleTimeoutSeconds),
     scaleUp: rules(a.behavior?.scaleUp, DEFAULT_AUTOSCALE.scaleUp),
-    scaleDown: rules(a.behavior?.scaleDown, DEFAULT_AUTOSCALE.scaleDown),
+    scaleDown: rules(
+      a.behavior?.scaleDown,
+      gpuWorkers
+        ? {
+            ...DEFAULT_AUTOSCALE.scaleDown,
+            stabilizationWindowSeconds: DEFAULT_GPU_AUTOSCALE.scaleDownStabilizationWindowSeconds,
+          }
+        : DEFAULT_AUTOSCALE.scaleDown,
+    ),
   };
 }
 

@@ -14,6 +14,7 @@
  * permit is answered 403 Forbidden and recorded, and stop() fails the test that sent it.
  * So every scenario here also checks that the Role grants what the code does.
  */
+import type { Logger } from '../../common/logger.js';
 import type { AutoscaleSettings } from '../../orchestrator/autoscale/settings.js';
 import type { V1Job, V1Pod } from '@kubernetes/client-node';
 import type { KubernetesBackend } from '../../orchestrator/backends/kubernetes/backend.js';
@@ -49,6 +50,8 @@ export interface K8sHarness {
     /** The pools' GPU budget and provisioning setting. */
     autoscale?: AutoscaleSettings;
     requestTimeoutMs?: number;
+    /** The controller's logger (default: silent, or STOKER_TEST_LOG's level). */
+    log?: Logger;
   }): Promise<K8sSystem>;
   /** Stop a controller as if its process died: no more requests, Jobs left running. */
   kill(s: K8sSystem): Promise<void>;
@@ -101,6 +104,7 @@ export async function startK8sCluster(opts: FakeClusterOptions = {}): Promise<K8
         ...(o.prefix ? { prefix: o.prefix } : {}),
         ...(o.redisUrl ? { redisUrl: o.redisUrl } : {}),
         ...(o.autoscale ? { autoscale: o.autoscale } : {}),
+        ...(o.log ? { log: o.log } : {}),
         backend: async ({ store, log, redisUrl, keys }) => {
           if (!cluster.store.get('secrets', NS, 'stoker-redis'))
             cluster.store.create('secrets', {

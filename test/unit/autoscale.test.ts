@@ -413,6 +413,48 @@ describe('idle timeout', () => {
   });
 });
 
+describe('the defaults of a pool of GPU workers', () => {
+  const gpuPool = (autoscale: Record<string, unknown>) => {
+    const spec = parseSpec(
+      stringify({
+        apiVersion: 'stoker/v1',
+        kind: 'SelfPlay',
+        metadata: { name: 'as' },
+        spec: {
+          payload: { command: ['python3', 'gen.py'] },
+          input: { file: 'in.jsonl', shardSize: 1 },
+          pool: { name: 'gen', minReplicas: 0, maxReplicas: 8, resources: { gpus: 1 }, autoscale },
+        },
+      }),
+    );
+    const p = spec.stages[0]?.pool;
+    if (!p?.autoscale) throw new Error('no autoscale block');
+    return { ...p, autoscale: p.autoscale };
+  };
+  // 8 workers drain a burst: the backlog falls to 2 at 20 s, then to 0 at 40 s.
+  const burst = (t: number): Omit<Step, 't'> =>
+    t < 20 ? { queued: 8 } : t < 40 ? { queued: 0, active: 2 } : { queued: 0 };
+
+  it('lets the idle surplus of a draining backlog go after 15 s, and the last workers 60 s after the queue emptied', () => {
+    const ds = replay(gpuPool({ target: { shardsPerWorker: 1 } }), passes(0, 120, 1, burst));
+    const at = (t: number) => ds[t]?.desired;
+    expect([at(15), at(20), at(34), at(35), at(36)]).toEqual([8, 8, 8, 2, 2]);
+    expect(ds[34]?.reason).toBe('ScaleDownStabilized');
+    expect(ds[35]?.reason).toBe('ValidBacklog');
+    expect([at(40), at(99), at(100)]).toEqual([2, 2, 0]);
+    expect(ds[99]?.reason).toBe('QueueEmpty');
+    expect(ds[100]?.message).toMatch(/past idleTimeout 60s: minReplicas 0/);
+  });
+
+  it('holds a CPU pool 300 s instead, the HPA’s window, with the same backlog', () => {
+    const ds = replay(pool({ target: { shardsPerWorker: 1 } }), passes(0, 400, 1, burst));
+    expect(ds[100]?.desired).toBe(8);
+    expect(ds[340]?.desired).toBe(0);
+    expect(ds[340]?.reason).toBe('IdleTimeout');
+    expect(ds.slice(15, 340).every((d) => d.desired === 8)).toBe(true);
+  });
+});
+
 describe('a pin', () => {
   it('holds the pinned size whatever the backlog, until it ends; then the policies apply from it', () => {
     const p = pool({

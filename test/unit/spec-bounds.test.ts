@@ -368,6 +368,57 @@ describe("a pool's autoscale block: validated at its paths and lines, defaults a
     });
   });
 
+  it('gives a pool of GPU workers a 15 s scale-down window and a 60 s idle timeout, unless the spec says otherwise', () => {
+    const gpuPool = (block: string, resources: string) =>
+      parseSpec(
+        autoscaled(block).replace('    maxReplicas: 4', `    maxReplicas: 4\n    ${resources}`),
+      ).stages[0]?.pool?.autoscale;
+    const cpu = parseSpec(autoscaled('target: {shardsPerWorker: 1}')).stages[0]?.pool?.autoscale;
+    const gpu = gpuPool('target: {shardsPerWorker: 1}', 'resources: {gpus: 1}');
+    expect(gpu).toMatchObject({
+      idleTimeoutSeconds: 60,
+      scaleDown: {
+        stabilizationWindowSeconds: 15,
+        selectPolicy: 'Max',
+        policies: [{ type: 'Percent', value: 100, periodSeconds: 15 }],
+      },
+    });
+    // Scale-up is the HPA's either way.
+    expect(gpu?.scaleUp).toEqual(cpu?.scaleUp);
+    // The spec's own values win, field by field.
+    expect(
+      gpuPool(
+        'target: {shardsPerWorker: 1}\nidleTimeout: 10m\nbehavior: {scaleDown: {stabilizationWindow: 2m}}',
+        'resources: {gpus: 2}',
+      ),
+    ).toMatchObject({ idleTimeoutSeconds: 600, scaleDown: { stabilizationWindowSeconds: 120 } });
+    expect(
+      gpuPool(
+        'target: {shardsPerWorker: 1}\nbehavior: {scaleDown: {policies: [{type: Workers, value: 2, period: 30s}]}}',
+        'resources: {gpus: 1}',
+      )?.scaleDown,
+    ).toEqual({
+      stabilizationWindowSeconds: 15,
+      selectPolicy: 'Max',
+      policies: [{ type: 'Workers', value: 2, periodSeconds: 30 }],
+    });
+    // GPUs: 0 is a CPU pool.
+    expect(gpuPool('target: {shardsPerWorker: 1}', 'resources: {gpus: 0}')).toEqual(cpu);
+  });
+
+  it('takes a pool’s GPUs from its stage when the pool does not name them', () => {
+    const text = autoscaled('target: {shardsPerWorker: 1}').replace(
+      '  payload: {command: [python3, gen.py]}',
+      '  payload: {command: [python3, gen.py]}\n  resources: {gpus: 1}',
+    );
+    const pool = parseSpec(text).stages[0]?.pool;
+    expect(pool?.resources.gpus).toBe(1);
+    expect(pool?.autoscale).toMatchObject({
+      idleTimeoutSeconds: 60,
+      scaleDown: { stabilizationWindowSeconds: 15 },
+    });
+  });
+
   it('takes a policy list and Disabled as written', () => {
     const pool = parseSpec(
       autoscaled(

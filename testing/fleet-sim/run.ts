@@ -18,7 +18,7 @@ import {
   type FleetSize,
 } from './scenarios.js';
 
-export const POLICIES = ['stoker', 'stoker-15s', 'keda', 'keda-hpa'] as const;
+export const POLICIES = ['stoker', 'stoker-300s', 'keda', 'keda-hpa'] as const;
 export type PolicyName = (typeof POLICIES)[number];
 
 /** Run until the backlog is empty after the last arrival and, but for the ideal fleet, no pod is left. */
@@ -30,7 +30,7 @@ export function runScenario(scenario: Scenario, model: FleetModel, policy: Polic
 
 export function policyFor(name: PolicyName, size: FleetSize): Policy {
   if (name === 'stoker') return new StokerPolicy(stokerOptions(size));
-  if (name === 'stoker-15s') return new StokerPolicy(stokerOptions(size, true), name);
+  if (name === 'stoker-300s') return new StokerPolicy(stokerOptions(size, true), name);
   return new KedaPolicy(kedaOptions(size, name === 'keda-hpa'));
 }
 

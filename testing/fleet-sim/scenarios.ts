@@ -19,9 +19,9 @@
  *
  * Stoker's pool is a spec through the real loader: minReplicas 0, maxReplicas 1,000,
  * target 45 s of backlog per worker (a mean shard), assumeShardDuration 45s, everything
- * else its defaults (the HPA's: scale up by 4 workers or 100% per 15 s, scale down after a
- * 300 s window, idleTimeout 5m); its GPU budget is the cluster's 1,024 GPUs, the training
- * stage's counted in it. The KEDA-like baselines: listLength 1 (a waiting shard per
+ * else the defaults of a pool of GPU workers (scale up by 4 workers or 100% per 15 s, the
+ * HPA's; scale down after a 15 s window, idleTimeout 60 s: DEFAULT_GPU_AUTOSCALE); its GPU
+ * budget is the cluster's 1,024 GPUs, the training stage's counted in it. The KEDA-like baselines: listLength 1 (a waiting shard per
  * replica: the same backlog per worker), cooldownPeriod 300 s (KEDA's default, like the
  * idleTimeout).
  */
@@ -156,15 +156,18 @@ export function ramp(size: FleetSize, seed: number): Scenario {
 }
 
 /**
- * stoker-15s: the same pool with a 15 s scale-down window and idleTimeout (the defaults
- * are 300 s each): what holding warm workers costs in idle GPUs, and what letting them go
- * costs in direction changes and cold starts. (0 s flaps: a pool whose recommendation
- * moves with every finished shard creates pods it gives up before they load.)
+ * stoker-300s: the same pool with the HPA's windows, a 300 s scale-down window and
+ * idleTimeout (what a pool of CPU workers gets by default; a GPU pool's defaults are 15 s
+ * and 60 s, DEFAULT_GPU_AUTOSCALE): what holding warm workers costs in idle GPUs, and
+ * what letting them go saves in direction changes and cold starts.
  */
-export const SHORT_WINDOW_SECONDS = 15;
+export const HPA_WINDOW_SECONDS = 300;
 
-/** The fleet's generate stage, as a spec declares it (through the real loader and its defaults). */
-export function fleetStage(size: FleetSize, shortWindows = false): NormalizedStage {
+/**
+ * The fleet's generate stage, as a spec declares it (through the real loader and its
+ * defaults: those of a pool of GPU workers), or with the HPA's windows written out.
+ */
+export function fleetStage(size: FleetSize, hpaWindows = false): NormalizedStage {
   const spec = parseSpec(
     stringify({
       apiVersion: 'stoker/v1',
@@ -181,10 +184,10 @@ export function fleetStage(size: FleetSize, shortWindows = false): NormalizedSta
           autoscale: {
             target: { backlogSecondsPerWorker: 45 },
             assumeShardDuration: '45s',
-            ...(shortWindows
+            ...(hpaWindows
               ? {
-                  idleTimeout: `${SHORT_WINDOW_SECONDS}s`,
-                  behavior: { scaleDown: { stabilizationWindow: `${SHORT_WINDOW_SECONDS}s` } },
+                  idleTimeout: `${HPA_WINDOW_SECONDS}s`,
+                  behavior: { scaleDown: { stabilizationWindow: `${HPA_WINDOW_SECONDS}s` } },
                 }
               : {}),
           },
@@ -200,16 +203,16 @@ export function fleetStage(size: FleetSize, shortWindows = false): NormalizedSta
 /** Stoker's pool: the fleet stage's. */
 export function stokerPool(
   size: FleetSize,
-  shortWindows = false,
+  hpaWindows = false,
 ): NormalizedPool & { autoscale: NormalizedAutoscale } {
-  const pool = fleetStage(size, shortWindows).pool;
+  const pool = fleetStage(size, hpaWindows).pool;
   if (!pool?.autoscale) throw new Error('the fleet pool has no autoscale block');
   return { ...pool, autoscale: pool.autoscale };
 }
 
-export function stokerOptions(size: FleetSize, shortWindows = false): StokerOptions {
+export function stokerOptions(size: FleetSize, hpaWindows = false): StokerOptions {
   return {
-    pool: stokerPool(size, shortWindows),
+    pool: stokerPool(size, hpaWindows),
     resyncSeconds: 2,
     wake: [0.05, 1],
     unschedulableAfterSeconds: 120,
