@@ -17,11 +17,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { makeKeys } from '../../common/keys.js';
 import { readTaskProgress } from '../../common/progress.js';
-import {
-  scratchArgs,
-  startRedisServer,
-  stopRedisServer,
-} from '../../orchestrator/redis-server.js';
+import { scratchArgs, startRedisServer, stopRedisServer } from '../../orchestrator/redis-server.js';
 import { RunStore } from '../../orchestrator/store.js';
 import { stoker } from '../util/cli.js';
 import { eventually } from '../util/redis-server.js';
