@@ -66,8 +66,11 @@ describe('the GPU image pins what the GPU check ran', () => {
   });
 
   it('Python and torch: the build arguments the image asserts, and the base image tag', () => {
-    expect(argDefault('PYTHON_VERSION')).toBe(record.versions.python);
-    expect(argDefault('TORCH_VERSION')).toBe(record.versions.torch);
+    // The build compares major.minor; a record with a patch level agrees with its major.minor.
+    expect(pinAgrees(record.versions.python ?? '', `==${argDefault('PYTHON_VERSION')}.*`)).toBe(
+      true,
+    );
+    expect(pinAgrees(record.versions.torch ?? '', `==${argDefault('TORCH_VERSION')}.*`)).toBe(true);
     const tag = argDefault('PYTORCH_IMAGE')?.split(':')[1] ?? '';
     expect(tag.startsWith(`${record.versions.torch}.`), `base image tag ${tag}`).toBe(true);
     // The assertion is in the build, after the base image, with both arguments in scope.
