@@ -29,7 +29,10 @@ What it does, with tiny random LLaVA-NeXT models (stoker_fire.hf `tiny-random`: 
         vs --batch-size, with and without an image, at torch's CPU threads and at 1 (best of
         3 after a warm-up of the same shape), and the top functions of one batched call.
 --only picks parts (default training,selfplay,server,evaluate); --torch-threads sets torch's CPU
-threads for (b) and (c).
+threads for (b) and (c); --record-versions FILE writes the versions it ran with (python,
+torch, transformers, peft, accelerate, tokenizers, torchvision, deepspeed) as JSON, the
+format of bench/gpu-check-versions.json, which docker/worker-gpu.Dockerfile's pins must
+agree with (test/unit/gpu-image-pins.test.ts). $OUT gets gpu-check-versions.json too.
 Output: progress lines, then one JSON line {ok, device, versions, train: {...}, resume:
 {...}, selfplay: {...}, server: {...}, evaluate: {...}, profile?: {...}, failures: [...]}; exit 0 when every
 check passed, 1 otherwise. Files under $OUT (when set): gpu-check.json, train.log,
@@ -419,10 +422,24 @@ def versions() -> dict:
             out[name] = f"unavailable ({type(err).__name__})"
     try:
         __import__("deepspeed")
-        out["deepspeed"] = "installed"
+        out["deepspeed"] = __import__("deepspeed").__version__
     except Exception:  # noqa: BLE001
         out["deepspeed"] = "not installed"
     return out
+
+
+def record_versions(path: str, device: str, found: dict) -> None:
+    """The versions this check ran with, as bench/gpu-check-versions.json holds them."""
+    record = {
+        "about": "What bench/gpu-check.sh ran with on a GPU: its report's versions. docker/worker-gpu.Dockerfile pins "
+        "these (test/unit/gpu-image-pins.test.ts). Rewrite it with: bash bench/gpu-check.sh --record-versions "
+        "bench/gpu-check-versions.json",
+        "device": device,
+        "recorded": time.strftime("%Y-%m-%d"),
+        "versions": {name: value for name, value in found.items() if not value.startswith("unavailable")},
+    }
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(record, indent=2) + "\n")
 
 
 def main() -> int:
@@ -439,6 +456,7 @@ def main() -> int:
     parser.add_argument(
         "--only", default="training,selfplay,server,evaluate", help="comma-separated parts: training, selfplay, server, evaluate, profile"
     )
+    parser.add_argument("--record-versions", metavar="FILE", help="write the versions this check ran with to FILE (JSON)")
     parser.add_argument("--eval-dialogues", type=int, default=12, help="synthetic FIRE-Bench dialogues for the evaluate part")
     args = parser.parse_args()
 
@@ -450,6 +468,10 @@ def main() -> int:
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     report: dict[str, Any] = {"device": device, "versions": versions()}
     say(f"device {device}; {report['versions']}")
+    if args.record_versions:
+        record_versions(args.record_versions, device, report["versions"])
+    if os.environ.get("OUT"):
+        record_versions(os.path.join(os.environ["OUT"], "gpu-check-versions.json"), device, report["versions"])
     failures: list[str] = []
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="fire-gpu-check-") as work:

@@ -28,6 +28,12 @@ export const ResolvedPayload = z.object({
   /** Names of environment variables passed through from the worker's environment (secrets). */
   secretEnv: z.array(z.object({ name: z.string(), fromEnv: z.string() })),
   workingDir: z.string(),
+  /**
+   * Set when the run's spec lists files: the run whose files directory `workingDir` is;
+   * a kubernetes pod that mounts that run's files runs the payload in the mount instead
+   * (worker/env.ts payloadWorkingDir).
+   */
+  runFiles: z.string().optional(),
   outputDir: z.string(),
   /** Seconds between SIGTERM and SIGKILL. */
   terminationGracePeriodSeconds: z.number().nonnegative(),

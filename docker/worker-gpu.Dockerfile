@@ -6,10 +6,20 @@
 #   docker run --rm --gpus all stoker-worker-gpu:0.1.0 python -c 'import torch; print(torch.cuda.is_available())'
 #
 # Build arguments: PYTORCH_IMAGE (the CUDA/PyTorch base; its CUDA must suit the nodes'
-# driver), NODE_IMAGE (where Node 20 comes from). It cannot be built on this project's
-# development machines (no Docker there); the e2e-kind workflow builds the CPU image.
-ARG PYTORCH_IMAGE=pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime
+# driver), NODE_IMAGE (where Node 20 comes from), PYTHON_VERSION and TORCH_VERSION (what
+# the base image must hold: the build fails if it holds other ones). It cannot be built on
+# this project's development machines (no Docker there); the e2e-kind workflow builds the
+# CPU image.
+#
+# The versions are those bench/gpu-check.sh ran the hf backend with on a GPU, as
+# bench/gpu-check-versions.json records them (major.minor: the patch levels were not
+# kept, so `==X.Y.*`); test/unit/gpu-image-pins.test.ts fails when the two disagree.
+# After a new GPU check: `bash bench/gpu-check.sh --record-versions
+# bench/gpu-check-versions.json`, then move these pins to what it wrote.
+ARG PYTORCH_IMAGE=pytorch/pytorch:2.11.0-cuda12.8-cudnn9-runtime
 ARG NODE_IMAGE=node:20-bookworm-slim
+ARG PYTHON_VERSION=3.12
+ARG TORCH_VERSION=2.11
 
 # --- stoker, compiled, with its production dependencies only ------------------------------
 FROM ${NODE_IMAGE} AS stoker
@@ -37,11 +47,21 @@ FROM ${PYTORCH_IMAGE}
 # whose glibc and libstdc++ are newer than Debian bookworm's, which the binary needs.
 COPY --from=node /usr/local/bin/node /usr/local/bin/node
 
+ARG PYTHON_VERSION
+ARG TORCH_VERSION
+# The base image's Python and torch must be those of the GPU check.
+RUN python3 -c "import sys, torch; \
+py = '%d.%d' % sys.version_info[:2]; tv = torch.__version__.split('+')[0]; \
+assert py == '${PYTHON_VERSION}', 'the base image has Python %s, not ${PYTHON_VERSION}' % py; \
+assert tv == '${TORCH_VERSION}' or tv.startswith('${TORCH_VERSION}.'), 'the base image has torch %s, not ${TORCH_VERSION}' % tv"
+
 # What the FIRE payloads import beyond torch (worker/python/src/stoker_fire): Hugging Face
-# transformers and PEFT, DeepSpeed for ZeRO, Pillow and PyYAML. Pin them for a release.
+# transformers and PEFT at the GPU check's versions; accelerate (the check did not record
+# it; transformers 5 needs 1.x); DeepSpeed for ZeRO-3 (the check ran without it: the
+# recipe's ZeRO-3 path is not GPU-checked yet); Pillow and PyYAML.
 RUN pip install --no-cache-dir \
-      'transformers>=4.44,<5' 'peft>=0.12,<1' 'deepspeed>=0.15,<1' \
-      'accelerate>=0.33,<2' pillow pyyaml
+      'transformers==5.17.*' 'peft==0.21.*' 'accelerate>=1.1,<2' \
+      'deepspeed>=0.16,<1' pillow pyyaml
 
 WORKDIR /app
 COPY --from=stoker /app /app

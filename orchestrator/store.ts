@@ -31,6 +31,7 @@ import {
 } from '../common/model.js';
 import { checkSpecPools } from './pool-settings.js';
 import { RunRecord } from './run-record.js';
+import { writeRunFiles } from './run-files.js';
 import { TaskStore } from '../common/task-store.js';
 import type { NormalizedSpec } from '../common/spec/schema.js';
 import { formatPath } from '../common/spec/values.js';
@@ -98,7 +99,6 @@ export class RunStore extends TaskStore {
     return `${this.keys.runIndex()}:active`;
   }
 
-  /** Create a run from a validated spec: record, stages Pending, indexed, controller woken. */
   /**
    * Record a new run (Pending) and wake the controller. Its pools are checked against the
    * live ones first (pool-settings.ts): a conflict is a PoolConflictError and nothing is
@@ -128,6 +128,9 @@ export class RunStore extends TaskStore {
   ): Promise<RunRecord> {
     const id = opts.id;
     const createdAt = nowIso(this.clock);
+    const runDir = resolve(join(opts.home, 'runs', id));
+    const filesDir = writeRunFiles(runDir, spec.files ?? []); // spec.files: run-files.ts
+    if (filesDir === false) throw new RunExistsError(`run ${id} already exists`);
     const run: RunRecord = {
       id,
       name: spec.name,
@@ -136,8 +139,8 @@ export class RunStore extends TaskStore {
       phase: 'Pending',
       conditions: [],
       message: null,
-      runDir: resolve(join(opts.home, 'runs', id)),
-      workDir: resolve(opts.workDir ?? process.cwd()),
+      runDir,
+      workDir: filesDir ?? resolve(opts.workDir ?? process.cwd()),
       createdAt,
       startedAt: null,
       finishedAt: null,

@@ -36,6 +36,7 @@ import { secretForms } from './redact.js';
 import { ENV_ALLOWLIST, ENV_ALLOWLIST_PREFIXES, isAllowlisted } from '../common/secret-env.js';
 import { NonRetryableError } from '../common/errors.js';
 import type { ResolvedPayload } from '../common/model.js';
+import { RUN_FILES_ENV } from '../common/spec/files.js';
 import { payloadBinDir, pythonPayloadDir } from '../common/paths.js';
 import { WORKER_RANK_ENV } from '../common/rank-env.js';
 
@@ -142,4 +143,25 @@ export function buildPayloadEnv(opts: BuildPayloadEnvOptions): PayloadEnv {
 
   // Longest first, so a secret that contains another is redacted whole.
   return { env, secretValues: secretForms(secretValues) };
+}
+
+/**
+ * The directory a payload runs in. A run whose spec lists files (`payload.runFiles`
+ * names the run) works in its files directory: in a kubernetes pod that mounts that
+ * run's files (STOKER_RUN_FILES_RUN), the mount (STOKER_RUN_FILES_DIR); anywhere else
+ * (the local backend; a pool worker's pod built for another run of a shared pool)
+ * `payload.workingDir`, the run's copy under its folder (orchestrator/run-files.ts).
+ */
+export function payloadWorkingDir(
+  payload: Pick<ResolvedPayload, 'workingDir' | 'runFiles'>,
+  parentEnv: EnvSource,
+): string {
+  const mounted = parentEnv[RUN_FILES_ENV.dir];
+  if (
+    payload.runFiles !== undefined &&
+    mounted &&
+    parentEnv[RUN_FILES_ENV.run] === payload.runFiles
+  )
+    return mounted;
+  return payload.workingDir;
 }

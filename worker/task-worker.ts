@@ -34,7 +34,7 @@ import { emptyProgress, nowIso, ResolvedPayload } from '../common/model.js';
 import { procStartTime } from '../common/proc.js';
 import { attemptLogFile, attemptMetricsFile } from '../common/paths.js';
 import { readTaskProgress } from '../common/progress.js';
-import { buildPayloadEnv, rankEnvFrom, type EnvSource } from './env.js';
+import { buildPayloadEnv, payloadWorkingDir, rankEnvFrom, type EnvSource } from './env.js';
 import { unretriedFailure } from './failure-exit.js';
 import type { Timers } from './progress-store.js';
 import { MetricHistory } from './metric-history.js';
@@ -210,7 +210,12 @@ function openAttempt(opts: TaskWorkerOptions): Attempt {
 /** Step 1: the task, the working directory, the resume pointer, the payload's environment. */
 async function prepare(a: Attempt): Promise<Prepared> {
   const { redis, keys, taskId, attempt, parentEnv } = a.opts;
-  const task = await loadTask(redis, keys, taskId);
+  const loaded = await loadTask(redis, keys, taskId);
+  // A run that lists files works in them: in a pod, where its ConfigMap is mounted.
+  const task: LoadedTask = {
+    ...loaded,
+    payload: { ...loaded.payload, workingDir: payloadWorkingDir(loaded.payload, parentEnv) },
+  };
   if (!existsSync(task.payload.workingDir)) {
     throw new NonRetryableError(
       `working directory ${task.payload.workingDir} does not exist`,

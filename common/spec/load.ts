@@ -15,6 +15,9 @@
  *   3. document.ts: the one schema (schema.ts) with the graph checks (graph.ts) as its
  *      refinement; messages.ts rewrites zod's issues to say what is expected.
  *   4. normalize.ts: one list of stages, defaults merged in.
+ *   4b. files.ts: the files `spec.files` lists, read from the spec file's directory
+ *      (`baseDir`; loadSpecFile passes it) into the normalised spec, each checked. A
+ *      spec parsed from text alone (no `baseDir`) cannot list files.
  *   5. rules.ts: extra rules the caller passes (the CLI passes the kubernetes backend's),
  *      on the normalised spec, each issue at the path its setting was written at. They
  *      run when the structure passed (graph problems do not stop them): they need the
@@ -22,7 +25,9 @@
  *
  * Exit codes are the caller's: a SpecError is a usage error of the CLI.
  */
+import { dirname } from 'node:path';
 import { SpecError } from '../errors.js';
+import { readSpecFiles } from './files.js';
 import { isGraphIssue, RunSpecDocument } from './document.js';
 import { schemaProblems } from './messages.js';
 import { documentPaths, normalize } from './normalize.js';
@@ -51,6 +56,8 @@ export interface ParseSpecOptions {
   sets?: readonly string[];
   /** Extra rules (a backend's), run on the normalised spec: see rules.ts. */
   rules?: readonly SpecRule[];
+  /** The spec file's directory, where `spec.files` are read (none: it may list no files). */
+  baseDir?: string;
 }
 
 export interface LoadSpecOptions {
@@ -70,6 +77,7 @@ export async function loadSpecFile(
     file,
     ...(opts.sets ? { sets: opts.sets } : {}),
     rules: opts.rules ?? [],
+    baseDir: dirname(file),
   });
 }
 
@@ -79,12 +87,35 @@ export function parseSpec(text: string, opts: ParseSpecOptions = {}): Normalized
   applySets(root, opts.sets ?? [], issues);
   const doc = validate(root, issues);
   const spec = doc && normalize(doc);
+  if (doc && spec) addFiles(spec, doc.spec.files ?? [], opts.baseDir, issues);
   if (doc && spec && opts.rules?.length) {
     for (const issue of runRules(opts.rules, spec, documentPaths(doc)))
       issues.add(issue.path, issue.message);
   }
   if (issues.length || !spec) throw new SpecError(issues.sorted(), opts.file);
   return spec;
+}
+
+/** Step 4b: the listed files into the spec, or an issue for each problem. */
+function addFiles(
+  spec: NormalizedSpec,
+  paths: readonly string[],
+  baseDir: string | undefined,
+  issues: IssueList,
+): void {
+  if (!paths.length) return;
+  if (baseDir === undefined) {
+    issues.add(
+      ['spec', 'files'],
+      "files are read from the spec file's directory: give the spec as a file " +
+        '(stoker validate|run|submit|render FILE, without STOKER_URL); a spec sent as text cannot list files',
+    );
+    return;
+  }
+  const { files, problems } = readSpecFiles(paths, baseDir);
+  for (const p of problems)
+    issues.add(p.index === null ? ['spec', 'files'] : ['spec', 'files', p.index], p.message);
+  spec.files = files;
 }
 
 /**

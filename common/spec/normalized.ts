@@ -23,6 +23,7 @@
  * carries this module through common/model.ts.
  */
 import * as z from 'zod';
+import { SpecFile } from './files.js';
 
 export const API_VERSION = 'stoker/v1';
 
@@ -326,6 +327,11 @@ export const NormalizedSpec = z.object({
   labels: z.record(z.string(), z.string()),
   description: z.string().optional(),
   params: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])),
+  /**
+   * `spec.files`, read (files.ts): the run works in a directory that holds them. Absent
+   * in runs stored before it existed and in specs that list none.
+   */
+  files: z.array(SpecFile).optional(),
   stages: z.array(NormalizedStage).min(1),
 });
 export type NormalizedSpec = z.output<typeof NormalizedSpec>;

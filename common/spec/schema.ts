@@ -18,6 +18,10 @@
  *   kubernetes  how the kubernetes backend runs it (namespace, nodeSelector, tolerations,
  *               volumes, Kueue queue...; see KubernetesRequest); ignored by `local`
  *
+ * `spec.files` (any kind): configuration files the payloads read by relative paths,
+ * relative to the spec file's directory; they travel with the run and the payloads run
+ * in a directory that holds them (files.ts).
+ *
  * A Pipeline's `spec.defaults` (resources, image, retry, env, stallTimeout,
  * terminationGracePeriod, kubernetes) merge into every stage, the stage winning field by
  * field (env and kubernetes.nodeSelector key by key, kubernetes.volumes.pvc mount path by
@@ -35,6 +39,7 @@ import { RANK_ENV } from '../rank-env.js';
 import { isDnsLabel, isDnsSubdomain, isLabelKey, isLabelValue } from './k8s-names.js';
 import { atMost, BackoffDelay, Duration, Quantity, Replicas, TimerDuration } from './bounded.js';
 import { AutoscaleRequest } from './autoscale.js';
+import { SpecFilePaths } from './files.js';
 import { API_VERSION, SPEC_KINDS, SPEC_LIMITS, STAGE_KINDS } from './normalized.js';
 
 // The normalised form (what a run stores) and the constants both forms share.
@@ -317,6 +322,8 @@ export const Metadata = z
 export const PipelineSpec = z
   .object({
     params: Params.default({}),
+    /** Files the payloads read by relative paths, relative to the spec file (files.ts). */
+    files: SpecFilePaths.optional(),
     defaults: Defaults.default({}),
     stages: z.array(Stage).min(1, 'a pipeline needs at least one stage'),
   })
@@ -325,6 +332,7 @@ export const PipelineSpec = z
 export const SingleStageSpec = z
   .object({
     params: Params.default({}),
+    files: SpecFilePaths.optional(),
     ...stageBody,
   })
   .strict();

@@ -13,6 +13,8 @@
  *                    [--min-rounds N] [--skip-bad] [--json]
  *   stoker data synth --n N --out DIR [--seed S] [--kind dialogues|seeds] [--split NAME]
  *                    [--start-id K] [--image-size PX] [--prefix P]
+ *   stoker data stage SOURCE --to DIR [--json]     a model or data set into a volume,
+ *                    skipping what is staged already (data/stage.ts)
  *
  * Exit codes: 0 success (validate: once the report is printed, whatever the records hold);
  * 1 problems in the data (validate --strict: some record has an error; views/shard/merge:
@@ -24,6 +26,7 @@ import type { Command, CommanderError } from 'commander';
 import { registerMerge } from './data/merge.js';
 import { registerRender } from './data/render.js';
 import { registerShard } from './data/shard.js';
+import { registerStage } from './data/stage.js';
 import { registerSynth } from './data/synth.js';
 import { registerValidate } from './data/validate.js';
 import { registerViews } from './data/views.js';
@@ -37,7 +40,7 @@ export function registerDataCommands(program: Command): void {
   const data = program
     .command('data')
     .description(
-      'FIRE data tools: validate raw dialogues, build training views, render them, shard, merge, synthesize (streaming)',
+      'FIRE data tools: validate raw dialogues, build training views, render them, shard, merge, synthesize (streaming), stage models and data into volumes',
     )
     .exitOverride(usageExit);
   // In this order in `stoker data --help`.
@@ -47,4 +50,5 @@ export function registerDataCommands(program: Command): void {
   registerShard(data);
   registerMerge(data);
   registerSynth(data);
+  registerStage(data);
 }

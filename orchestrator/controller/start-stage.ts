@@ -94,6 +94,8 @@ function payloadOf(
       fromEnv: s.fromEnv ?? s.name,
     })),
     workingDir: resolved.workingDir ?? run.workDir,
+    // A spec that lists files: the run works in its files directory (run.workDir).
+    ...(resolved.workingDir === undefined && run.spec.files?.length ? { runFiles: run.id } : {}),
     outputDir,
     terminationGracePeriodSeconds: stage.terminationGracePeriodSeconds,
     stallTimeoutSeconds: stage.stallTimeoutSeconds,

@@ -1,7 +1,8 @@
 /** The CLI as a user runs it: real processes, real Redis. */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { V1Job } from '@kubernetes/client-node';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stoker } from '../util/cli.js';
@@ -338,5 +339,62 @@ describe('stoker render', () => {
     const { Job } = await import('kubernetes-models/batch/v1/Job');
     for (const d of docs) expect(() => new Job(d as never).validate()).not.toThrow();
     expect(docs[0]?.metadata.name).toBe('smoke-cpu-20261126-000000-abcdef-train-a1');
+  });
+
+  it("carries the FIRE recipe's config files to every pod: a ConfigMap per Job, mounted where the payload runs", async () => {
+    const r = await stoker(
+      ['render', 'training-configs/fire/pipeline.yaml', '--backend', 'kubernetes'],
+      env(),
+    );
+    expect(r.exitCode, r.all).toBe(0);
+    const { parseAllDocuments } = await import('yaml');
+    const { Job } = await import('kubernetes-models/batch/v1/Job');
+    const { ConfigMap } = await import('kubernetes-models/v1/ConfigMap');
+    type Doc = { kind: string; metadata: { name: string } } & Record<string, unknown>;
+    const docs = parseAllDocuments(r.stdout).map((d) => d.toJS() as Doc);
+    const jobs = docs.filter((d) => d.kind === 'Job') as unknown as V1Job[];
+    const maps = new Map(
+      docs.filter((d) => d.kind === 'ConfigMap').map((d) => [d.metadata.name, d]),
+    );
+    // 9 dispatched stages and 16 self-play pool workers, each with its own ConfigMap.
+    expect(jobs.length).toBe(25);
+    expect(maps.size).toBe(25);
+    const files = ['student.yaml', 'teacher.yaml', 'final.yaml', 'zero3.json'];
+    for (const job of jobs) {
+      expect(() => new Job(job as never).validate()).not.toThrow();
+      const name = job.metadata?.name ?? '';
+      const pod = job.spec?.template.spec;
+      const volume = pod?.volumes?.find((v) => v.name === 'run-files');
+      expect(volume?.configMap?.name, name).toBe(`${name}-files`);
+      expect(volume?.configMap?.items?.map((i) => i.path)).toEqual(files);
+      const c = pod?.containers[0];
+      expect(c?.volumeMounts).toContainEqual({
+        name: 'run-files',
+        mountPath: '/stoker/files',
+        readOnly: true,
+      });
+      expect(c?.env).toContainEqual({ name: 'STOKER_RUN_FILES_DIR', value: '/stoker/files' });
+      const cm = maps.get(`${name}-files`) as { data: Record<string, string> } | undefined;
+      expect(cm, `the ConfigMap of ${name}`).toBeDefined();
+      expect(() => new ConfigMap(cm as never).validate()).not.toThrow();
+      // Every item names a key of the ConfigMap, holding the file as it is in the repository.
+      for (const item of volume?.configMap?.items ?? []) {
+        expect(cm?.data[item.key]).toBe(
+          readFileSync(
+            join(import.meta.dirname, '..', '..', 'training-configs', 'fire', item.path),
+            'utf8',
+          ),
+        );
+      }
+    }
+    // The models and the data: PVCs, read-only (HF_HUB_OFFLINE is the payload's env:
+    // test/unit/training-configs.test.ts).
+    const student = jobs.find((j) => j.metadata?.name?.endsWith('-student-a1'));
+    expect(student?.spec?.template.spec?.volumes).toEqual(
+      expect.arrayContaining([
+        { name: 'pvc-0', persistentVolumeClaim: { claimName: 'datasets', readOnly: true } },
+        { name: 'pvc-1', persistentVolumeClaim: { claimName: 'models', readOnly: true } },
+      ]),
+    );
   });
 });

@@ -12,7 +12,8 @@
  *   - the caches: list + watch of jobs, pods and events
  *   - a 2-node gang whose Job's create answer is lost while the watches are stalled: the
  *     retried create gets 409 and the backend reads the Job (get jobs) for the uid its
- *     headless Service is owned by (create services)
+ *     headless Service and the ConfigMap of the spec's files are owned by (create
+ *     services, create configmaps)
  *   - a pulled stage's pool worker (create jobs), scaled to 0 afterwards (delete jobs)
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -130,38 +131,45 @@ describe("the controller's Role", () => {
     const input = join(dir, 'in.jsonl');
     mkdirSync(dir, { recursive: true });
     writeFileSync(input, `${JSON.stringify({ id: 'a' })}\n`);
+    // A spec that lists a file: each Job gets a ConfigMap of it.
+    mkdirSync(join(dir, 'spec'), { recursive: true });
+    writeFileSync(join(dir, 'spec', 'options.yaml'), 'steps: 3\n');
     const runId = await s.submit(
-      specFrom({
-        apiVersion: 'stoker/v1',
-        kind: 'Pipeline',
-        metadata: { name: 'rbac' },
-        spec: {
-          defaults: { retry: { attempts: 1 } },
-          stages: [
-            {
-              name: 'gang',
-              kind: 'train',
-              resources: { nodes: 2 },
-              kubernetes: { cpuDistributed: true },
-              payload: {
-                command: [process.execPath, payloadFixture('train-sim.mjs')],
-                env: { STEPS: 3, STEP_MS: 5 },
+      specFrom(
+        {
+          apiVersion: 'stoker/v1',
+          kind: 'Pipeline',
+          metadata: { name: 'rbac' },
+          spec: {
+            files: ['options.yaml'],
+            defaults: { retry: { attempts: 1 } },
+            stages: [
+              {
+                name: 'gang',
+                kind: 'train',
+                resources: { nodes: 2 },
+                kubernetes: { cpuDistributed: true },
+                payload: {
+                  command: [process.execPath, payloadFixture('train-sim.mjs')],
+                  env: { STEPS: 3, STEP_MS: 5 },
+                },
               },
-            },
-            {
-              name: 'gen',
-              kind: 'generate',
-              dependsOn: ['gang'],
-              input: { shards: [input] },
-              pool: { name: 'rbac-gen', minReplicas: 0, maxReplicas: 1, replicas: 1 },
-              payload: {
-                command: [process.execPath, payloadFixture('server.mjs')],
-                env: { STATE_DIR: dir },
+              {
+                name: 'gen',
+                kind: 'generate',
+                dependsOn: ['gang'],
+                input: { shards: [input] },
+                pool: { name: 'rbac-gen', minReplicas: 0, maxReplicas: 1, replicas: 1 },
+                payload: {
+                  command: [process.execPath, payloadFixture('server.mjs')],
+                  env: { STATE_DIR: dir },
+                },
               },
-            },
-          ],
+            ],
+          },
         },
-      }),
+        join(dir, 'spec'),
+      ),
     );
     await eventually('the gang Service, owned by its Job', () =>
       store

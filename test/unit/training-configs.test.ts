@@ -82,8 +82,33 @@ describe('training-configs', () => {
       per_device_train_batch_size: 8,
       max_length: 3072,
       save_steps: 5000,
-      deepspeed: 'training-configs/fire/zero3.json',
+      // Relative to the run's working directory, which holds the pipeline's files.
+      deepspeed: 'zero3.json',
     });
+    // Every file a stage names by a relative path travels with the run (spec.files).
+    expect(spec.files?.map((f) => f.path)).toEqual([
+      'student.yaml',
+      'teacher.yaml',
+      'final.yaml',
+      'zero3.json',
+    ]);
+    expect(spec.params.configs).toBe('.');
+    for (const name of ['student', 'teacher', 'final']) {
+      const config = byName.get(name)?.payload.env.CONFIG ?? '';
+      const file = config.replace('${params.configs}/', '');
+      expect(
+        spec.files?.some((f) => f.path === file),
+        `${name}: ${config}`,
+      ).toBe(true);
+    }
+    // The models and data on PVCs (k8s/base/models-pvc.yaml), read-only; no downloads.
+    expect(byName.get('student')?.kubernetes.volumes.pvc).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ claimName: 'models', mountPath: '/models', readOnly: true }),
+        expect.objectContaining({ claimName: 'datasets', mountPath: '/data', readOnly: true }),
+      ]),
+    );
+    expect(byName.get('student')?.payload.env.HF_HUB_OFFLINE).toBe('1');
     const teacher = parse(readFileSync(join(ROOT, 'fire', 'teacher.yaml'), 'utf8')) as {
       save_steps: number;
     };

@@ -79,8 +79,9 @@ export async function startTestSystem(extra: Partial<SystemOptions> = {}): Promi
 }
 
 /** A spec from a plain object, through the real loader (so tests use validated specs). */
-export function specFrom(doc: unknown): NormalizedSpec {
-  return parseSpec(stringify(doc));
+/** A spec document, parsed; `baseDir` stands for the spec file's directory (spec.files). */
+export function specFrom(doc: unknown, baseDir?: string): NormalizedSpec {
+  return parseSpec(stringify(doc), baseDir === undefined ? {} : { baseDir });
 }
 
 /** A TrainingRun whose payload is a Node fixture script. */

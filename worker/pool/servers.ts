@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { classifyExit } from '../../common/exit-codes.js';
 import type { Logger } from '../../common/logger.js';
 import type { ResolvedPayload } from '../../common/model.js';
-import { buildPayloadEnv, type EnvSource } from '../env.js';
+import { buildPayloadEnv, payloadWorkingDir, type EnvSource } from '../env.js';
 import { ServerProcess, ServerStartError, type ShardResult } from '../server-process.js';
 
 export interface ServerSlotOptions {
@@ -89,7 +89,8 @@ export class ServerSlot {
     return new ServerProcess({
       argv: p.command,
       env,
-      cwd: p.workingDir,
+      // A run that lists files works in them: in a pod, where its ConfigMap is mounted.
+      cwd: payloadWorkingDir(p, this.opts.parentEnv),
       idleLogFile: join(this.opts.logDir, `${workerId}.payload.log`),
       secretValues,
       log: this.opts.log,

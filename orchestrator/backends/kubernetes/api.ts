@@ -7,7 +7,7 @@
  *
  * A create retried after its response was lost gets 409 AlreadyExists; a delete of what
  * is gone already gets 404. Which of those is success is said per method: deletes treat
- * 404 as done, createService treats 409 as done, createJob leaves 409 to its caller (a
+ * 404 as done, createService and createConfigMap treat 409 as done, createJob leaves 409 to its caller (a
  * launch re-attaches, a pool worker reads the Job that is there).
  *
  * Each request carries the gate's abort signal (`opts(signal)`): a try the API server
@@ -24,6 +24,7 @@ import {
   type ResponseContext,
   type V1Job,
   type V1Pod,
+  type V1ConfigMap,
   type V1Service,
 } from '@kubernetes/client-node';
 import { isHttpStatus, type ApiGate } from './api-gate.js';
@@ -126,6 +127,17 @@ export class ClusterApi {
     try {
       await this.gate.call('create services', (signal) =>
         this.core.createNamespacedService({ namespace: this.namespace, body }, opts(signal)),
+      );
+    } catch (err) {
+      if (!isHttpStatus(err, 409)) throw err;
+    }
+  }
+
+  /** Create a ConfigMap (the run's files of a Job); one that exists already is fine. */
+  async createConfigMap(body: V1ConfigMap): Promise<void> {
+    try {
+      await this.gate.call('create configmaps', (signal) =>
+        this.core.createNamespacedConfigMap({ namespace: this.namespace, body }, opts(signal)),
       );
     } catch (err) {
       if (!isHttpStatus(err, 409)) throw err;

@@ -16,10 +16,11 @@
  * deleted cannot grow (logged) but still shrinks. Pool records from before `declaredBy`
  * fall back to a current user of the pool (pool:{name}:users).
  */
-import type { KubeConfig, V1Job } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../../../common/logger.js';
 import { accessPolicy } from './access-rules.js';
 import { jobNameFor, type NormalizedStage } from '../../../common/spec/schema.js';
+import type { RunRecord } from '../../run-record.js';
 import type { RunStore } from '../../store.js';
 import type { LaunchRequest, PoolSpec } from '../types.js';
 import { KubernetesBackend, type KubernetesBackendOptions } from './backend.js';
@@ -27,6 +28,7 @@ import { attemptLookup } from './collector.js';
 import { buildPoolWorkerJob } from './pool-worker-job.js';
 import type { PoolSupport } from './pool-workers.js';
 import type { PublishedState } from './pools.js';
+import { runFilesConfigMap, runFilesOf } from './run-files.js';
 import { WorkerState } from '../../../common/worker-state.js';
 import type { KubernetesSettings } from './settings.js';
 import { buildTrainJob } from './train-job.js';
@@ -72,6 +74,7 @@ export async function createKubernetesBackend(opts: {
         ...req,
         ...podBase(stageSpec, settings, opts.workerEnv),
         runLabels: run.spec.labels,
+        runFiles: runFilesOf(run.id, run.spec),
       });
     },
     pools: poolSupport(opts),
@@ -125,7 +128,9 @@ function poolSupport(opts: {
   const { settings, store } = opts;
   const { redis, keys } = store;
   /** The pulled stage whose spec the pool's pods are built from. */
-  const declaringStage = async (pool: PoolSpec): Promise<NormalizedStage | null> => {
+  const declaringStage = async (
+    pool: PoolSpec,
+  ): Promise<{ run: RunRecord; stage: NormalizedStage } | null> => {
     const users = pool.declaredBy
       ? [pool.declaredBy]
       : await redis.smembers(keys.poolUsers(pool.name));
@@ -133,7 +138,7 @@ function poolSupport(opts: {
       const ref = splitUser(user);
       const run = ref && (await store.getRun(ref.runId));
       const stage = run && run.spec.stages.find((s) => s.name === ref.stage);
-      if (stage?.pool?.name === pool.name) return stage;
+      if (run && stage?.pool?.name === pool.name) return { run, stage };
     }
     return null;
   };
@@ -141,10 +146,17 @@ function poolSupport(opts: {
     ...(opts.poolsOutliveController === undefined
       ? {}
       : { outliveController: opts.poolsOutliveController }),
-    async build(pool, workerId): Promise<V1Job | null> {
-      const stageSpec = await declaringStage(pool);
-      if (!stageSpec) return null;
-      return buildPoolWorkerJob(pool, workerId, podBase(stageSpec, settings, opts.workerEnv));
+    async build(pool, workerId) {
+      const declaring = await declaringStage(pool);
+      if (!declaring) return null;
+      // The declaring run's files: a shard of another run that lists files runs in its
+      // own copy under its run folder (worker/env.ts), on the runs volume.
+      const runFiles = runFilesOf(declaring.run.id, declaring.run.spec);
+      const job = buildPoolWorkerJob(pool, workerId, {
+        ...podBase(declaring.stage, settings, opts.workerEnv),
+        runFiles,
+      });
+      return { job, ...(runFiles ? { configMap: runFilesConfigMap(job, runFiles) } : {}) };
     },
     async workerStates(pool) {
       const raw = await redis.hgetall(keys.poolWorkers(pool));

@@ -20,12 +20,13 @@
  * which the launcher moves out of the worker's environ (its payload could read them
  * there), and no service-account token (workers never call the API server).
  */
-import type { V1Job, V1Service } from '@kubernetes/client-node';
+import type { V1ConfigMap, V1Job, V1Service } from '@kubernetes/client-node';
 import type { NormalizedSpec } from '../../../common/spec/schema.js';
 import { taskIdFor } from '../../store.js';
 import { kubernetesOf } from './job-spec.js';
 import { poolWorkerIdFor } from './names.js';
 import { buildPoolWorkers } from './pool-worker-job.js';
+import { runFilesConfigMap, runFilesOf } from './run-files.js';
 import type { KubernetesSettings } from './settings.js';
 import { buildTrainJob } from './train-job.js';
 
@@ -45,46 +46,50 @@ export {
 
 /**
  * Every object a run would create, in creation order, as the backend would build them
- * with these settings: the first attempt of each dispatched stage (a gang's Job, then
- * its Service), and each pool's workers at the replicas the spec starts it with
- * (worker ids `${pool}-0`, `${pool}-1`...; the backend uses random ones). For
+ * with these settings: the first attempt of each dispatched stage (its Job, then the
+ * ConfigMap of the run's files when its spec lists any, then a gang's Service), and each pool's workers at the replicas the spec starts it with
+ * (worker ids `${pool}-0`, `${pool}-1`...; the backend uses random ones), each with its
+ * ConfigMap of the run's files. Owner references are set only when created (they need
+ * the Job's uid). For
  * `stoker render`.
  */
 export function buildAll(
   spec: NormalizedSpec,
   runId: string,
   settings: KubernetesSettings,
-): Array<V1Job | V1Service> {
-  const objects: Array<V1Job | V1Service> = [];
+): Array<V1Job | V1Service | V1ConfigMap> {
+  const objects: Array<V1Job | V1Service | V1ConfigMap> = [];
   const pools = new Set<string>();
   const home = settings.runsVolume?.mountPath ?? '/var/lib/stoker';
+  const runFiles = runFilesOf(runId, spec);
   for (const stage of spec.stages) {
     const image = stage.image ?? settings.workerImage;
     const namespace = kubernetesOf(stage, false).namespace ?? settings.namespace;
     if (stage.pool && stage.input) {
       if (pools.has(stage.pool.name)) continue;
       pools.add(stage.pool.name);
-      objects.push(
-        ...buildPoolWorkers(
-          { name: stage.pool.name, resources: stage.pool.resources },
-          {
-            stageSpec: stage,
-            workerIds: Array.from({ length: stage.pool.replicas }, (_, i) =>
-              poolWorkerIdFor(stage.pool?.name ?? '', i),
-            ),
-            image,
-            namespace,
-            workerCommand: settings.workerCommand,
-            env: {},
-            settings,
-          },
-        ),
+      const workers = buildPoolWorkers(
+        { name: stage.pool.name, resources: stage.pool.resources },
+        {
+          stageSpec: stage,
+          workerIds: Array.from({ length: stage.pool.replicas }, (_, i) =>
+            poolWorkerIdFor(stage.pool?.name ?? '', i),
+          ),
+          image,
+          namespace,
+          workerCommand: settings.workerCommand,
+          env: {},
+          settings,
+          runFiles,
+        },
       );
+      for (const job of workers)
+        objects.push(job, ...(runFiles ? [runFilesConfigMap(job, runFiles)] : []));
       continue;
     }
     const taskId = taskIdFor(runId, stage.name);
     const attempt = 1;
-    const { job, service } = buildTrainJob({
+    const { job, service, configMap } = buildTrainJob({
       // The unit name as orchestrator/dispatcher.ts's unitNameFor makes it.
       unitName: `${taskId}-a${attempt}`,
       taskId,
@@ -102,8 +107,10 @@ export function buildAll(
       env: {},
       settings,
       runLabels: spec.labels,
+      runFiles,
     });
     objects.push(job);
+    if (configMap) objects.push(configMap);
     if (service) objects.push(service);
   }
   return objects;

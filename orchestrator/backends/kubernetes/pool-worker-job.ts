@@ -28,6 +28,7 @@ import type { PoolSpec } from '../types.js';
 import { commonLabels, kubernetesOf, workerJob } from './job-spec.js';
 import { ANNOTATIONS, COMPONENTS, LABELS, poolWorkerJobName } from './names.js';
 import { buildPodSpec } from './pod-spec.js';
+import { mountRunFiles, type RunFiles } from './run-files.js';
 import type { KubernetesSettings } from './settings.js';
 
 export interface PoolWorkersContext {
@@ -40,6 +41,11 @@ export interface PoolWorkersContext {
   workerCommand: string[];
   env: Record<string, string>;
   settings: KubernetesSettings;
+  /**
+   * The declaring run's files (spec.files), mounted from a ConfigMap per worker Job
+   * (run-files.ts: poolWorkerFiles builds it).
+   */
+  runFiles?: RunFiles | undefined;
 }
 
 /** The Jobs of the given workers of a pool (buildAll, tests). */
@@ -78,6 +84,7 @@ export function buildPoolWorkerJob(
     graceSeconds: ctx.stageSpec.terminationGracePeriodSeconds,
     ports: [],
   });
+  if (ctx.runFiles) mountRunFiles(podSpec, name, ctx.runFiles);
   return workerJob({
     name,
     namespace: ctx.namespace,

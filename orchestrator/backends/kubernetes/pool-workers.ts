@@ -18,12 +18,13 @@
  * no longer shows it, so that no pass counts it or deletes it again.
  */
 import { randomBytes } from 'node:crypto';
-import type { V1Job, V1Pod } from '@kubernetes/client-node';
+import type { V1ConfigMap, V1Job, V1Pod } from '@kubernetes/client-node';
 import type { Logger } from '../../../common/logger.js';
 import type { PoolSpec } from '../types.js';
 import { isHttpStatus } from './api-gate.js';
 import type { BackendParts } from './cache.js';
 import { poolWorkerIdFor } from './names.js';
+import { ownedByJob } from './train-job.js';
 import {
   isPodRunning,
   isPoolWorkerObject,
@@ -36,10 +37,14 @@ import {
 /** What the backend needs to size pools, beyond the API server. */
 export interface PoolSupport {
   /**
-   * The Job of one worker of the pool (objects.ts buildPoolWorkerJob), or null when the
+   * The Job of one worker of the pool (objects.ts buildPoolWorkerJob) and the ConfigMap
+   * of its run's files (run-files.ts, owned by the Job once created), or null when the
    * stage its pods are built from is gone (nothing can be started then).
    */
-  build(pool: PoolSpec, workerId: string): Promise<V1Job | null>;
+  build(
+    pool: PoolSpec,
+    workerId: string,
+  ): Promise<{ job: V1Job; configMap?: V1ConfigMap | undefined } | null>;
   /** Worker id -> what the worker published (pool:{name}:workers). */
   workerStates(pool: string): Promise<Map<string, PublishedState>>;
   /** Drop the records of workers that are gone. */
@@ -141,8 +146,8 @@ export class PoolWorkers {
   ): Promise<void> {
     for (let i = 0; i < count; i++) {
       const workerId = poolWorkerIdFor(pool.name, randomBytes(3).toString('hex'));
-      const job = await support.build(pool, workerId);
-      if (!job) {
+      const built = await support.build(pool, workerId);
+      if (!built) {
         if (!this.unbuildable.has(pool.name))
           ctx.log.warn(
             { declaredBy: pool.declaredBy },
@@ -152,7 +157,14 @@ export class PoolWorkers {
         break;
       }
       this.unbuildable.delete(pool.name);
-      await this.createJob(job);
+      const { job, configMap } = built;
+      const uid = await this.createJob(job);
+      if (configMap) {
+        const name = job.metadata?.name ?? '';
+        await this.parts.api.createConfigMap(
+          uid ? ownedByJob(configMap, { name, uid }) : configMap,
+        );
+      }
       ctx.log.info(
         { workerId, job: job.metadata?.name, replicas: ctx.replicas },
         'started pool worker',
@@ -179,16 +191,20 @@ export class PoolWorkers {
       if (!this.parts.cache.cachedJob(name)) this.deleting.delete(name);
   }
 
-  private async createJob(job: V1Job): Promise<void> {
+  /** Creates a worker's Job; its uid (what the ConfigMap of its files is owned by). */
+  private async createJob(job: V1Job): Promise<string | undefined> {
     const { api, cache } = this.parts;
     const name = job.metadata?.name ?? '';
     try {
-      cache.noteCreated(name, await api.createJob(job));
+      const created = await api.createJob(job);
+      cache.noteCreated(name, created);
+      return created.metadata?.uid;
     } catch (err) {
       // The same create, retried after its answer was lost: it is there.
       if (!isHttpStatus(err, 409)) throw err;
       const existing = cache.cachedJob(name) ?? (await api.readJob(name));
       if (existing) cache.noteCreated(name, existing);
+      return existing?.metadata?.uid;
     }
   }
 

@@ -27,7 +27,7 @@
  * Labels carry the run, task, stage and attempt (values cut and hashed when too long);
  * annotations carry the full ids and the unit name, which garbage collection reads.
  */
-import type { V1EnvVar, V1Job, V1Service } from '@kubernetes/client-node';
+import type { V1ConfigMap, V1EnvVar, V1Job, V1Service } from '@kubernetes/client-node';
 import { jobNameFor, labelValueFor, type NormalizedStage } from '../../../common/spec/schema.js';
 import { taskWorkerArgs, type LaunchRequest } from '../types.js';
 import { commonLabels, kubernetesOf, userLabels, workerJob } from './job-spec.js';
@@ -39,6 +39,7 @@ import {
   serviceNameFor,
 } from './names.js';
 import { buildPodSpec } from './pod-spec.js';
+import { mountRunFiles, runFilesConfigMap, type RunFiles } from './run-files.js';
 import type { KubernetesSettings } from './settings.js';
 
 export interface TrainJobRequest extends Omit<LaunchRequest, 'image'> {
@@ -62,6 +63,8 @@ export interface TrainJobRequest extends Omit<LaunchRequest, 'image'> {
   settings: KubernetesSettings;
   /** The run's metadata.labels, copied onto the Job and its pods. */
   runLabels?: Record<string, string>;
+  /** The run's files (spec.files), mounted from a ConfigMap (run-files.ts). */
+  runFiles?: RunFiles | undefined;
 }
 
 export interface TrainJobObjects {
@@ -74,6 +77,11 @@ export interface TrainJobObjects {
    * being scheduled and started, and torch's rendezvous retries until it resolves.
    */
   service?: V1Service;
+  /**
+   * The ConfigMap of the run's files (when its spec lists any), created and owned as the
+   * Service is (run-files.ts).
+   */
+  configMap?: V1ConfigMap;
 }
 
 /** The Job (and for a gang, its headless Service) of one attempt of a dispatched task. */
@@ -100,6 +108,7 @@ export function buildTrainJob(req: TrainJobRequest): TrainJobObjects {
     ports: gang ? [{ name: 'rendezvous', containerPort: settings.masterPort }] : [],
   });
   if (serviceName) podSpec.subdomain = serviceName;
+  if (req.runFiles) mountRunFiles(podSpec, jobName, req.runFiles);
   const job = workerJob({
     name: jobName,
     namespace: req.namespace,
@@ -111,10 +120,12 @@ export function buildTrainJob(req: TrainJobRequest): TrainJobObjects {
     activeDeadlineSeconds: req.activeDeadlineSeconds,
     podSpec,
   });
-  if (!serviceName) return { job };
   return {
     job,
-    service: gangService(serviceName, jobName, req.namespace, labels, annotations, settings),
+    ...(serviceName
+      ? { service: gangService(serviceName, jobName, req.namespace, labels, annotations, settings) }
+      : {}),
+    ...(req.runFiles ? { configMap: runFilesConfigMap(job, req.runFiles) } : {}),
   };
 }
 
@@ -210,14 +221,18 @@ function gangService(
 }
 
 /**
- * Makes `service` owned by its Job, so that deleting the Job (or its TTL) deletes the
- * Service too. The backend calls this with the uid the API server gave the Job.
+ * Makes `obj` (a gang's Service, the ConfigMap of the run's files) owned by its Job, so
+ * that deleting the Job (or its TTL) deletes it too. The backend calls this with the uid
+ * the API server gave the Job.
  */
-export function ownedByJob(service: V1Service, job: { name: string; uid: string }): V1Service {
+export function ownedByJob<T extends V1Service | V1ConfigMap>(
+  obj: T,
+  job: { name: string; uid: string },
+): T {
   return {
-    ...service,
+    ...obj,
     metadata: {
-      ...service.metadata,
+      ...obj.metadata,
       ownerReferences: [
         {
           apiVersion: 'batch/v1',

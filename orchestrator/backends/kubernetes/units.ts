@@ -3,11 +3,12 @@
  * or an Indexed Job with one pod per node plus a headless Service for rendezvous), built
  * by the caller's `build` (objects.ts).
  *
- *   launch     create the Job, then a gang's Service owned by it. Idempotent: the Job's
+ *   launch     create the Job, then a gang's Service and the ConfigMap of the run's
+ *              files (run-files.ts), each owned by it. Idempotent: the Job's
  *              name is deterministic (jobNameFor(taskId, attempt)) and 409 AlreadyExists
  *              means "re-attach" (created by a controller that died, or by this request
- *              before its answer was lost); a Service missing after a crash between the
- *              two is created on re-attach
+ *              before its answer was lost); a Service or ConfigMap missing after a crash
+ *              between the creates is created on re-attach
  *   observe    what the caches say of the Job (observe.ts turns it into a UnitState);
  *              the only request is one GET of a Job not cached yet and not just created
  *              by this backend (re-attaching to one an earlier controller created a
@@ -20,7 +21,7 @@
  *   terminate  delete the Job (Background): its pods get SIGTERM and their grace period
  *              (force: none)
  */
-import type { V1Job, V1Service } from '@kubernetes/client-node';
+import type { V1ConfigMap, V1Job, V1Service } from '@kubernetes/client-node';
 import type { LaunchRequest, UnitState } from '../types.js';
 import { isHttpStatus } from './api-gate.js';
 import type { BackendParts } from './cache.js';
@@ -29,11 +30,16 @@ import { observeJob, type Observed } from './observe.js';
 
 export interface UnitBuilders {
   /** Builds the objects of one attempt (objects.ts), given what the dispatcher knows. */
-  build(
-    req: LaunchRequest,
-  ): Promise<{ job: V1Job; service?: V1Service }> | { job: V1Job; service?: V1Service };
+  build(req: LaunchRequest): Promise<UnitObjects> | UnitObjects;
   /** Job name of a unit: the unit name is `${taskId}-a${attempt}`; the Job name is DNS-safe. */
   jobName(unitName: string): string;
+}
+
+/** What one attempt creates: its Job, and owned by it a gang's Service and the run's files. */
+export interface UnitObjects {
+  job: V1Job;
+  service?: V1Service | undefined;
+  configMap?: V1ConfigMap | undefined;
 }
 
 export class Units {
@@ -44,7 +50,7 @@ export class Units {
 
   async launch(req: LaunchRequest): Promise<{ attached: boolean }> {
     const { api, cache, log } = this.parts;
-    const { job, service } = await this.builders.build(req);
+    const { job, service, configMap } = await this.builders.build(req);
     const name = job.metadata?.name ?? this.builders.jobName(req.unitName);
     let uid: string | undefined;
     let attached = false;
@@ -59,11 +65,14 @@ export class Units {
       if (!isHttpStatus(err, 409)) throw err;
       attached = true;
     }
-    if (service) {
-      // Created after its Job and owned by it, so that deleting the Job (or its TTL)
-      // deletes the Service. A crash between the two is mended here on re-attach.
+    if (service || configMap) {
+      // Created after their Job and owned by it, so that deleting the Job (or its TTL)
+      // deletes them. A crash between the creates is mended here on re-attach.
       uid ??= (cache.cachedJob(name) ?? (await api.readJob(name)))?.metadata?.uid;
-      await api.createService(uid ? ownedByJob(service, { name, uid }) : service);
+      const own = <T extends V1Service | V1ConfigMap>(o: T): T =>
+        uid ? ownedByJob(o, { name, uid }) : o;
+      if (configMap) await api.createConfigMap(own(configMap));
+      if (service) await api.createService(own(service));
     }
     return { attached };
   }

@@ -1,7 +1,8 @@
 /**
  * `stoker render FILE [--set k=v]... [--run-id ID]`: every Kubernetes object a run of
  * the spec would create, as YAML documents (a dry run: nothing is created), built with
- * the settings of this environment (STOKER_K8S_*).
+ * the settings of this environment (STOKER_K8S_*): Jobs, a gang's Services, and for a
+ * spec that lists files, each Job's ConfigMap of them (mounted at /stoker/files).
  */
 import type { Command } from 'commander';
 import { stringify } from 'yaml';
@@ -23,6 +24,14 @@ export async function action(file: string, o: RenderOptions, cmd: Command): Prom
   const spec = await loadSpec(file, o.set);
   const objects = buildAll(spec, o.runId ?? makeRunId(spec.name), settingsFromEnv(ctx.env));
   process.stdout.write(
-    objects.map((obj) => stringify(JSON.parse(JSON.stringify(obj)) as unknown)).join('---\n'),
+    objects
+      .map((obj) =>
+        // Literal blocks, unfolded: a ConfigMap's files read as they are in the repository.
+        stringify(JSON.parse(JSON.stringify(obj)) as unknown, {
+          blockQuote: 'literal',
+          lineWidth: 0,
+        }),
+      )
+      .join('---\n'),
   );
 }

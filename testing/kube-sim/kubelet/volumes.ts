@@ -5,14 +5,15 @@
  *   volumeName, its access modes, the requested capacity).
  * - setUpVolumes: one host directory per volume under mountRoot (a claim's,
  *   mountRoot/pvc/NS/CLAIM, is shared by every pod that mounts it; emptyDir and the
- *   files of a Secret or ConfigMap are the pod's own; hostPath is the path itself), and
+ *   files of a Secret or ConfigMap are the pod's own: a ConfigMap's data and binaryData,
+ *   every key or the `items` listed at their paths; hostPath is the path itself), and
  *   where each container's volumeMounts land (subPath included). A missing Secret or
  *   ConfigMap that is not optional is a ConfigError (`MountVolume.SetUp failed ...`).
  * - remapPaths: a mountPath where it prefixes a path in a string (env values, command,
  *   args, workingDir) becomes the host directory it maps to.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { IPod } from 'kubernetes-models/v1/Pod';
 import { type KubeObject, isPlainObject } from '../objects/meta.js';
 import type { FakeKubeStore } from '../store/store.js';
@@ -86,8 +87,19 @@ export function setUpVolumes(
           `MountVolume.SetUp failed for volume "${v.name}" : configmap "${v.configMap.name ?? ''}" not found`,
         );
       mkdirSync(host, { recursive: true });
+      const files = new Map<string, Buffer>();
       const data = cm && isPlainObject(cm['data']) ? cm['data'] : {};
-      for (const [k, val] of Object.entries(data)) writeFileSync(join(host, k), String(val));
+      for (const [k, val] of Object.entries(data)) files.set(k, Buffer.from(String(val), 'utf8'));
+      const binary = cm && isPlainObject(cm['binaryData']) ? cm['binaryData'] : {};
+      for (const [k, val] of Object.entries(binary))
+        files.set(k, Buffer.from(String(val), 'base64'));
+      writeProjected(
+        host,
+        files,
+        v.configMap.items,
+        `configmap "${v.configMap.name ?? ''}"`,
+        v.name,
+      );
     } else {
       host = join(mountRoot, 'pods', run.uid, 'volumes', v.name);
     }
@@ -107,6 +119,31 @@ export function setUpVolumes(
   }
   mounts.sort((a, b) => b.mountPath.length - a.mountPath.length);
   return mounts;
+}
+
+/**
+ * A ConfigMap's keys as files: every key at its own name, or with `items` only the keys
+ * listed, each at its `path` (folders made); a listed key the ConfigMap lacks is a
+ * ConfigError, as the kubelet's FailedMount.
+ */
+function writeProjected(
+  host: string,
+  files: Map<string, Buffer>,
+  items: { key: string; path: string }[] | undefined,
+  what: string,
+  volume: string,
+): void {
+  const chosen = items ?? [...files.keys()].map((key) => ({ key, path: key }));
+  for (const { key, path } of chosen) {
+    const bytes = files.get(key);
+    if (!bytes)
+      throw new ConfigError(
+        `MountVolume.SetUp failed for volume "${volume}" : ${what}: key "${key}" not found`,
+      );
+    const at = join(host, path);
+    mkdirSync(dirname(at), { recursive: true });
+    writeFileSync(at, bytes);
+  }
 }
 
 export function remapPaths(s: string, run: PodRun): string {
