@@ -13,6 +13,13 @@
  * k8s/base/rbac.yaml (test/util/rbac.ts), as a cluster would: a request the Role does not
  * permit is answered 403 Forbidden and recorded, and stop() fails the test that sent it.
  * So every scenario here also checks that the Role grants what the code does.
+ *
+ * The API server also enforces k8s/base/admission-policy.yaml (the ValidatingAdmission-
+ * Policy that keeps pods off stoker's own Secrets, PVCs and service account), evaluated by
+ * testing/kube-sim/store/admission-policy.ts, unless `admissionPolicies: false`: every
+ * Job and pod a scenario's stoker creates must pass it. The backend's token is the
+ * controller's service account (USERS.controller); tests may act as the other USERS with
+ * their tokens, which the Role does not bind.
  */
 import type { Logger } from '../../common/logger.js';
 import type { AutoscaleSettings } from '../../orchestrator/autoscale/settings.js';
@@ -27,10 +34,43 @@ import {
 } from '../../testing/kube-sim/cluster.js';
 import type { RecordedRequest } from '../../testing/kube-sim/apiserver/types.js';
 import { simulatedSettings } from '../../testing/kube-sim/simulated-settings.js';
+import type { UserInfo } from '../../testing/kube-sim/store/admission.js';
+import {
+  enforceAdmissionPolicies,
+  type AdmissionDecision,
+} from '../../testing/kube-sim/store/admission-policy.js';
+import { documents, K8S } from '../util/kustomize.js';
+import { join } from 'node:path';
 import { attributesOf, controllerRole, grantOf, permits } from '../util/rbac.js';
 import { startTestSystem, type TestSystem } from '../util/system.js';
 
 export const NS = 'stoker';
+
+const serviceAccount = (name: string, ns = NS): UserInfo => ({
+  username: `system:serviceaccount:${ns}:${name}`,
+  groups: ['system:serviceaccounts', `system:serviceaccounts:${ns}`, 'system:authenticated'],
+});
+
+/** Who the tests' bearer tokens are (the fake API server's `users`). */
+export const USERS = {
+  /** The kubernetes backend's: the controller's service account, held to its Role. */
+  controller: { token: 'fake-token', user: serviceAccount('stoker-controller') },
+  /** Another service account of the namespace (as if an overlay let it create pods). */
+  namespaceAccount: { token: 'namespace-sa-token', user: serviceAccount('ci') },
+  /** A cluster administrator. */
+  admin: {
+    token: 'admin-token',
+    user: {
+      username: 'kubernetes-admin',
+      groups: ['kubeadm:cluster-admins', 'system:authenticated'],
+    },
+  },
+} satisfies Record<string, { token: string; user: UserInfo }>;
+
+export interface K8sClusterOptions extends FakeClusterOptions {
+  /** Enforce k8s/base/admission-policy.yaml (default true). */
+  admissionPolicies?: boolean;
+}
 
 export interface K8sSystem extends TestSystem {
   k8s: KubernetesBackend;
@@ -63,20 +103,40 @@ export interface K8sHarness {
   forbidden(): string[];
   /** forbidden(), emptied: for a test that sends one on purpose (stop() fails otherwise). */
   takeForbidden(): string[];
+  /** What the admission policy decided about each write it matched, in order. */
+  admissionDecisions(): AdmissionDecision[];
+  /**
+   * The writes the admission policy denied, emptied: for a test that sends them on purpose
+   * (stop() fails the test otherwise: every Job and pod stoker creates must be admitted).
+   */
+  takeDenials(): AdmissionDecision[];
   /** Jobs, pods and requests, for a failure message. */
   dump(): string;
   stop(): Promise<void>;
 }
 
-export async function startK8sCluster(opts: FakeClusterOptions = {}): Promise<K8sHarness> {
+export async function startK8sCluster(opts: K8sClusterOptions = {}): Promise<K8sHarness> {
+  const { admissionPolicies = true, ...clusterOpts } = opts;
   const cluster = await startFakeCluster({
-    ...opts,
-    kubelet: { inheritEnv: 'all', gpus: 8, ...(opts.kubelet ?? {}) },
+    ...clusterOpts,
+    server: {
+      ...(clusterOpts.server ?? {}),
+      users: Object.fromEntries(Object.values(USERS).map((u) => [u.token, u.user])),
+    },
+    kubelet: { inheritEnv: 'all', gpus: 8, ...(clusterOpts.kubelet ?? {}) },
   });
-  const settings = simulatedSettings(cluster, { namespace: NS });
+  const decisions: AdmissionDecision[] = [];
+  let denialsTaken = 0;
+  if (admissionPolicies) installAdmissionPolicies(cluster, (d) => decisions.push(d));
+  // The Redis URL as the base installs it: the Secret's key for the Redis user `worker`.
+  const settings = simulatedSettings(cluster, {
+    namespace: NS,
+    redisUrlSecret: { name: 'stoker-redis', key: 'worker-url' },
+  });
   const role = controllerRole();
   const forbidden: string[] = [];
   cluster.server.intercept((req) => {
+    if (req.headers.authorization !== `Bearer ${USERS.controller.token}`) return undefined;
     const a = attributesOf(req);
     if (!a || permits(role, a)) return undefined;
     forbidden.push(grantOf(a));
@@ -111,7 +171,7 @@ export async function startK8sCluster(opts: FakeClusterOptions = {}): Promise<K8
               apiVersion: 'v1',
               kind: 'Secret',
               metadata: { name: 'stoker-redis', namespace: NS },
-              stringData: { url: redisUrl },
+              stringData: { [settings.redisUrlSecret.key]: redisUrl },
             });
           backend = await createKubernetesBackend({
             kc: cluster.kubeConfig({ namespace: NS }),
@@ -148,6 +208,12 @@ export async function startK8sCluster(opts: FakeClusterOptions = {}): Promise<K8
     backendRequests: () => cluster.server.requests.filter((r) => r.verb !== 'watch'),
     forbidden: () => [...forbidden],
     takeForbidden: () => forbidden.splice(0),
+    admissionDecisions: () => [...decisions],
+    takeDenials() {
+      const denied = decisions.slice(denialsTaken).filter((d) => d.decision === 'denied');
+      denialsTaken = decisions.length;
+      return denied;
+    },
     dump() {
       return JSON.stringify(
         {
@@ -165,6 +231,13 @@ export async function startK8sCluster(opts: FakeClusterOptions = {}): Promise<K8
         await s.cleanup().catch(() => undefined);
       }
       await cluster.stop();
+      const denied = decisions.slice(denialsTaken).filter((d) => d.decision === 'denied');
+      if (denied.length)
+        throw new Error(
+          `the admission policy (k8s/base/admission-policy.yaml) denied: ${denied
+            .map((d) => `${d.resource}/${d.name}: ${d.message ?? ''}`)
+            .join('; ')}`,
+        );
       if (forbidden.length)
         throw new Error(
           `the controller sent requests its Role (k8s/base/rbac.yaml) does not permit: ${[...new Set(forbidden)].join(', ')}`,
@@ -172,4 +245,19 @@ export async function startK8sCluster(opts: FakeClusterOptions = {}): Promise<K8
     },
   };
   return h;
+}
+
+/** The base's ValidatingAdmissionPolicies and bindings, created and enforced. */
+export function installAdmissionPolicies(
+  cluster: FakeCluster,
+  onDecision?: (d: AdmissionDecision) => void,
+): void {
+  for (const doc of documents(join(K8S, 'base', 'admission-policy.yaml'))) {
+    const resource =
+      doc.kind === 'ValidatingAdmissionPolicy'
+        ? 'validatingadmissionpolicies'
+        : 'validatingadmissionpolicybindings';
+    cluster.store.create(resource, doc);
+  }
+  enforceAdmissionPolicies(cluster.store, onDecision ? { onDecision } : {});
 }

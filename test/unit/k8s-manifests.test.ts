@@ -16,6 +16,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
 import { StatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
+import { ValidatingAdmissionPolicy } from 'kubernetes-models/admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy';
+import { ValidatingAdmissionPolicyBinding } from 'kubernetes-models/admissionregistration.k8s.io/v1/ValidatingAdmissionPolicyBinding';
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy';
 import type { V1Job } from '@kubernetes/client-node';
 import { makePoolWorkers, makeTrainJob, runIdFor } from '../builders/k8s.js';
@@ -76,6 +78,11 @@ const MODELS = new Map<string, Model>([
   ['scheduling.k8s.io/v1/PriorityClass', PriorityClass],
   ['networking.k8s.io/v1/NetworkPolicy', NetworkPolicy],
   ['policy/v1/PodDisruptionBudget', PodDisruptionBudget],
+  ['admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy', ValidatingAdmissionPolicy],
+  [
+    'admissionregistration.k8s.io/v1/ValidatingAdmissionPolicyBinding',
+    ValidatingAdmissionPolicyBinding,
+  ],
 ]);
 const KUEUE = 'kueue.x-k8s.io/v1beta1';
 const QUANTITY = /^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$/;

@@ -30,6 +30,8 @@ export const CLUSTER_SCOPED = new Set([
   'PriorityClass',
   'ClusterQueue',
   'ResourceFlavor',
+  'ValidatingAdmissionPolicy',
+  'ValidatingAdmissionPolicyBinding',
 ]);
 
 export const isObj = (v: unknown): v is Record<string, unknown> =>

@@ -35,6 +35,7 @@ import type { Socket } from 'node:net';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { Clock } from '../clock.js';
 import { KubeApiError, apiError, statusBody } from '../objects/meta.js';
+import { DEFAULT_USER, type UserInfo } from '../store/admission.js';
 import { FakeKubeStore, type StoreOptions } from '../store/store.js';
 import { serveNonResource } from './discovery.js';
 import { Interceptors, sleep } from './faults.js';
@@ -69,6 +70,7 @@ class FakeApiServerImpl implements FakeApiServer {
   private stopped = false;
   private logSource: PodLogSource | undefined;
   private readonly token: string | null;
+  private readonly users: Record<string, UserInfo>;
   private readonly namespace: string;
   private readonly createdNamespaces = new Set<string>();
   private readonly random: RandomFaults | undefined;
@@ -82,6 +84,7 @@ class FakeApiServerImpl implements FakeApiServer {
     this.store = new FakeKubeStore(storeOpts);
     this.clock = this.store.clock;
     this.token = opts.token === undefined ? 'fake-token' : opts.token;
+    this.users = opts.users ?? {};
     this.watches = new WatchStreams(this.store, this.respond, {
       bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 1000,
       watchGone: opts.watchGone ?? 'event',
@@ -289,7 +292,9 @@ class FakeApiServerImpl implements FakeApiServer {
       );
       return;
     }
-    if (this.token !== null && req.headers.authorization !== `Bearer ${this.token}`) {
+    const bearer = /^Bearer (.*)$/.exec(req.headers.authorization ?? '')?.[1];
+    const listed = bearer !== undefined && Object.hasOwn(this.users, bearer);
+    if (this.token !== null && bearer !== this.token && !listed) {
       rec.status = 401;
       this.respond.sendStatus(res, statusBody(401, 'Unauthorized'));
       return;
@@ -308,8 +313,11 @@ class FakeApiServerImpl implements FakeApiServer {
       body,
     };
     if (await this.interceptors.apply(ireq, req, res, rec, this.respond)) return;
+    const user = listed ? this.users[bearer]! : DEFAULT_USER;
     try {
-      this.dispatch(res, method, url.pathname, q, routed, body, ctype, rec);
+      this.store.validating.asUser(user, () =>
+        this.dispatch(res, method, url.pathname, q, routed, body, ctype, rec),
+      );
     } catch (err) {
       if (err instanceof KubeApiError) {
         rec.status = err.code;

@@ -7,6 +7,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Clock } from '../clock.js';
+import type { UserInfo } from '../store/admission.js';
 import type { FakeKubeStore } from '../store/store.js';
 import type { FaultKind, RandomFaultOptions } from './random-faults.js';
 
@@ -121,6 +122,12 @@ export interface FakeApiServerOptions {
   validateSchemas?: boolean;
   /** Bearer token the server requires; null accepts anything (default 'fake-token'). */
   token?: string | null;
+  /**
+   * Who each bearer token authenticates as: the userInfo validating admission sees
+   * (store/admission.ts). A token not listed (the server's own included) is
+   * store/admission.ts DEFAULT_USER, a cluster administrator. Listed tokens are accepted besides `token`.
+   */
+  users?: Record<string, UserInfo>;
   /** BOOKMARK events on watches that allow them, every this many ms (default 1000). */
   bookmarkIntervalMs?: number;
   /** How an expired resourceVersion is answered on watch: an ERROR event in a 200 stream (default, like the real server) or HTTP 410. */

@@ -100,6 +100,22 @@ export const RESOURCE_TYPES: readonly ResourceType[] = [
     hasStatus: false,
   },
   {
+    resource: 'validatingadmissionpolicies',
+    group: 'admissionregistration.k8s.io',
+    version: 'v1',
+    kind: 'ValidatingAdmissionPolicy',
+    namespaced: false,
+    hasStatus: true,
+  },
+  {
+    resource: 'validatingadmissionpolicybindings',
+    group: 'admissionregistration.k8s.io',
+    version: 'v1',
+    kind: 'ValidatingAdmissionPolicyBinding',
+    namespaced: false,
+    hasStatus: false,
+  },
+  {
     resource: 'deployments',
     group: 'apps',
     version: 'v1',

@@ -10,6 +10,10 @@
  *   Pod's spec beyond container images, activeDeadlineSeconds and tolerations; a
  *   Service's clusterIP once set; the data of an immutable Secret or ConfigMap. Changes
  *   are 422 Invalid, one cause per field.
+ * - Validating admission (FakeKubeStore.validating): checks that run where
+ *   the real server runs its validating admission, after defaulting and validation, and
+ *   see who asked (ValidatingAdmission). admission-policy.ts enforces
+ *   ValidatingAdmissionPolicies with one.
  */
 import {
   type Dict,
@@ -29,6 +33,87 @@ export type Admission = (
   obj: KubeObject,
   old?: KubeObject,
 ) => void;
+
+/** Who made a request, as admission sees it (the AdmissionRequest's userInfo). */
+export interface UserInfo {
+  username: string;
+  groups: string[];
+}
+
+/**
+ * Whom a write made in-process is attributed to: the controllers that write that way (the
+ * Job controller's pods, the kubelet's status), as kube-controller-manager's Job
+ * controller with --use-service-account-credentials.
+ */
+export const IN_PROCESS_USER: Readonly<UserInfo> = {
+  username: 'system:serviceaccount:kube-system:job-controller',
+  groups: ['system:serviceaccounts', 'system:serviceaccounts:kube-system', 'system:authenticated'],
+};
+
+/** What a validating admission check sees of a write. */
+export interface AdmissionAttributes {
+  operation: 'CREATE' | 'UPDATE';
+  rt: ResourceType;
+  /** `status` for a write of the status subresource. */
+  subresource?: 'status';
+  /** The object as it would be stored: defaulted and valid. */
+  object: KubeObject;
+  /** The stored object an update replaces. */
+  oldObject: KubeObject | undefined;
+  user: UserInfo;
+}
+
+/** A validating admission check; throw a KubeApiError to refuse the write. */
+export type ValidatingAdmission = (a: AdmissionAttributes) => void;
+
+/** Whom a token the server does not know otherwise authenticates as: an administrator. */
+export const DEFAULT_USER: Readonly<UserInfo> = {
+  username: 'system:admin',
+  groups: ['system:masters', 'system:authenticated'],
+};
+
+/**
+ * The store's validating admission: the checks, and who the write in progress is for
+ * (asUser; the API server sets it for each request, whose writes are synchronous, and an
+ * in-process write is IN_PROCESS_USER's).
+ */
+export class ValidatingChecks {
+  private readonly checks: ValidatingAdmission[] = [];
+  private user: UserInfo | undefined;
+
+  /** Add a check, run on every external write after defaulting and validation. */
+  add(fn: ValidatingAdmission): () => void {
+    this.checks.push(fn);
+    return () => {
+      const i = this.checks.indexOf(fn);
+      if (i >= 0) this.checks.splice(i, 1);
+    };
+  }
+
+  /** Run fn's writes as made by user. */
+  asUser<T>(user: UserInfo, fn: () => T): T {
+    const before = this.user;
+    this.user = user;
+    try {
+      return fn();
+    } finally {
+      this.user = before;
+    }
+  }
+
+  /** Run the checks on a write (subresource: the replace's, `all` being in-process). */
+  run(a: Omit<AdmissionAttributes, 'user' | 'subresource'> & { subresource?: string }): void {
+    const { subresource, ...rest } = a;
+    const write: AdmissionAttributes = {
+      ...rest,
+      ...(subresource === 'status' ? { subresource } : {}),
+      object: clone(a.object),
+      oldObject: a.oldObject && clone(a.oldObject),
+      user: this.user ?? IN_PROCESS_USER,
+    };
+    for (const fn of this.checks) fn(write);
+  }
+}
 
 /** The Priority admission plugin; `priorityClass` looks a PriorityClass up by name. */
 export function admitPriority(

@@ -17,6 +17,8 @@ import { Lease } from 'kubernetes-models/coordination.k8s.io/v1/Lease';
 import { PriorityClass } from 'kubernetes-models/scheduling.k8s.io/v1/PriorityClass';
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
 import { StatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
+import { ValidatingAdmissionPolicy } from 'kubernetes-models/admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy';
+import { ValidatingAdmissionPolicyBinding } from 'kubernetes-models/admissionregistration.k8s.io/v1/ValidatingAdmissionPolicyBinding';
 
 const MODEL_VALIDATORS: Record<string, (o: unknown) => void> = {
   Pod: (o) => new Pod(o as ConstructorParameters<typeof Pod>[0]).validate(),
@@ -37,6 +39,14 @@ const MODEL_VALIDATORS: Record<string, (o: unknown) => void> = {
     new PriorityClass(o as ConstructorParameters<typeof PriorityClass>[0]).validate(),
   Deployment: (o) => new Deployment(o as ConstructorParameters<typeof Deployment>[0]).validate(),
   StatefulSet: (o) => new StatefulSet(o as ConstructorParameters<typeof StatefulSet>[0]).validate(),
+  ValidatingAdmissionPolicy: (o) =>
+    new ValidatingAdmissionPolicy(
+      o as ConstructorParameters<typeof ValidatingAdmissionPolicy>[0],
+    ).validate(),
+  ValidatingAdmissionPolicyBinding: (o) =>
+    new ValidatingAdmissionPolicyBinding(
+      o as ConstructorParameters<typeof ValidatingAdmissionPolicyBinding>[0],
+    ).validate(),
 };
 
 /**

@@ -31,7 +31,7 @@ import {
   invalid,
   notFound,
 } from '../objects/resources.js';
-import { type Admission, admitPriority, checkImmutable } from './admission.js';
+import { type Admission, ValidatingChecks, admitPriority, checkImmutable } from './admission.js';
 import { applyDefaults } from './defaults.js';
 import { evictPod, recordEvent, type EvictOptions } from './events.js';
 import { GarbageCollector } from './garbage-collector.js';
@@ -68,6 +68,8 @@ export interface StoreOptions extends ObjectTableOptions {
 
 export class FakeKubeStore extends ObjectTable {
   private readonly admissions: Admission[] = [];
+  /** Validating admission, after defaulting and validation (admission.ts). */
+  readonly validating = new ValidatingChecks();
   private readonly validateSchemas: boolean;
   private readonly gc: GarbageCollector;
   private serviceIp = 10;
@@ -118,6 +120,7 @@ export class FakeKubeStore extends ObjectTable {
     delete meta.deletionTimestamp;
     delete meta.deletionGracePeriodSeconds;
     this.defaultAndValidate(rt, obj);
+    this.validating.run({ operation: 'CREATE', rt, object: obj, oldObject: undefined });
     return clone(this.commit('ADDED', rt, obj, undefined)) as T;
   }
 
@@ -324,6 +327,7 @@ export class FakeKubeStore extends ObjectTable {
       this.admit('update', rt, obj, m.name ?? '', cur);
       checkImmutable(rt, obj, cur);
       this.defaultAndValidate(rt, obj);
+      this.validating.run({ operation: 'UPDATE', rt, object: obj, oldObject: cur, subresource });
     }
     if (
       deepEqual(obj, {
