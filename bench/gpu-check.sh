@@ -27,7 +27,7 @@
 #   here:   bash bench/gpu-check.sh --pack .travel        # about 45 MiB; .travel/ is git-ignored
 #   run:    command   "bash bench/gpu-check.sh --from .travel"
 #           carry     [".travel"]
-#           timeout_s 600            (the pipeline gets 330 s, the hf check 200 s)
+#           timeout_s 600            (the pipeline gets 300 s, the hf check 180 s)
 # then copy summary.json's figures into the README's Performance section.
 #
 # Environment: STOKER_PYTHON, the payloads' Python (GPU default: python3 on PATH; CPU default:

@@ -7,7 +7,8 @@
 #   DIR/stoker.tar.xz    stoker as it runs from its build, no sources: package.json, bin/,
 #                        dist/ (tsc + the esbuild bundles of `npm run build`), common/exit-codes.json,
 #                        worker/bin, worker/python/src, and the node_modules the bundles keep
-#                        external (bullmq, pino and what they need: scripts/bundle.mjs)
+#                        external (bullmq, pino, @kubernetes/client-node and what they need:
+#                        scripts/bundle.mjs)
 #   DIR/redis.tar.xz     redis-server from Debian's packages (apt-get download redis-server
 #                        redis-tools liblzf1 libjemalloc2 libatomic1, dpkg -x), with every shared
 #                        library ldd finds beyond glibc and libstdc++ in lib/ (run with
@@ -53,11 +54,11 @@ cp common/exit-codes.json "$pkg/common/"
 cp -r worker/bin "$pkg/worker/"
 cp -r worker/python/src "$pkg/worker/python/"
 find "$pkg" -name '__pycache__' -type d -prune -exec rm -rf {} +
-# The bundles' external imports and their dependencies, from package-lock.json.
-node bench/lib/lock-closure.mjs bullmq pino | while read -r p; do
-  mkdir -p "$pkg/$(dirname "$p")"
-  cp -r "$p" "$pkg/$p"
-done
+# The bundles' external imports and their dependencies, from package-lock.json (the
+# @kubernetes/client-node that `stoker run` loads too), without type declarations, source
+# maps and Markdown (75 MiB of the client are those).
+mapfile -t closure < <(node bench/lib/lock-closure.mjs bullmq pino @kubernetes/client-node)
+tar -cf - --exclude='*.d.ts' --exclude='*.d.mts' --exclude='*.d.cts' --exclude='*.map' --exclude='*.md' "${closure[@]}" | tar -C "$pkg" -xf -
 tar -C "$work" -cf - stoker | xz -T0 -6 >"$dir/stoker.tar.xz"
 
 # --- redis-server ---------------------------------------------------------------------------

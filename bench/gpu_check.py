@@ -314,7 +314,10 @@ class UtilSampler:
         if not self.proc:
             return None
         self.proc.terminate()
-        self.proc.wait(5)
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
         if not self.values:
             return {"samples": 0}
         return {"samples": len(self.values), "mean": round(sum(self.values) / len(self.values) / 100, 3), "busyShare": round(sum(v > 0 for v in self.values) / len(self.values), 3)}
@@ -418,8 +421,14 @@ def check_figures(work: str, seeds_n: int, batch: int, max_new_tokens: int, budg
         student(prompts)
         sync()
     averages = prof.key_averages()
-    sort_key = "cuda_time_total" if cuda else "cpu_time_total"
-    table = averages.table(sort_by=sort_key, row_limit=40)
+    sort_key = "cpu_time_total"
+    if cuda:  # torch >= 2.4 names it device_time_total; older ones cuda_time_total
+        sort_key = "device_time_total" if hasattr(averages[0], "device_time_total") else "cuda_time_total"
+    try:
+        table = averages.table(sort_by=sort_key, row_limit=40)
+    except (AttributeError, KeyError, ValueError):
+        sort_key = "cpu_time_total"
+        table = averages.table(sort_by=sort_key, row_limit=40)
     by_self_cpu = averages.table(sort_by="self_cpu_time_total", row_limit=25)
     suspects = {}
     for evt in averages:

@@ -19,9 +19,9 @@ Steps:
        every 500 ms meanwhile (cuda)
     4. the report's table (report.md of the report stage), per-stage times (the run's JSON:
        each stage's startedAt and finishedAt), the GPU's busy share
-    5. cuda: bench/gpu_check.py --only training,selfplay,figures (train + resume, self-play
-       batched vs one at a time, tokens/s against bare model.generate, a torch.profiler
-       summary of one batched self-play step); cpu: "no GPU: n/a"
+    5. cuda: bench/gpu_check.py --only training,figures (LoRA train + resume; self-play batched
+       vs one at a time, tokens/s against bare model.generate, the GPU's utilisation, a
+       torch.profiler summary of one batched self-play step); cpu: "no GPU: n/a"
 Output: progress lines, one JSON line at the end {ok, mode, device, versions, pipeline:
 {status, seconds, stages, report}, gpu: {...}, hfCheck: {...}, failures}; exit 1 when
 something failed, else 0. $OUT (when set) gets at most 8 files: summary.json, console.log,
@@ -337,10 +337,10 @@ def main() -> int:
     parser.add_argument("--from", dest="pack", required=True, help="the folder bench/gpu-pack.sh wrote")
     parser.add_argument("--device", choices=("cuda", "cpu"), required=True)
     parser.add_argument("--python", default=None, help="the payloads' Python (default: this one on cuda, the pipeline's on cpu)")
-    parser.add_argument("--pipeline-timeout", type=float, default=330.0)
-    parser.add_argument("--check-timeout", type=float, default=200.0)
+    parser.add_argument("--pipeline-timeout", type=float, default=300.0)
+    parser.add_argument("--check-timeout", type=float, default=180.0)
     parser.add_argument("--set", dest="sets", action="append", default=[], help="more --set for stoker run (e.g. spec.params.seeds=64)")
-    parser.add_argument("--check-args", default="--only training,selfplay,figures --steps 30 --resume-steps 5 --seeds 64 --batch-size 32 --single-budget 45")
+    parser.add_argument("--check-args", default="--only training,figures --steps 30 --resume-steps 5 --seeds 64 --batch-size 32 --single-budget 40")
     args = parser.parse_args()
     # The payloads' Python: --python; on cuda this one; on cpu the pipeline's own default.
     python = args.python or (sys.executable if args.device == "cuda" else None)
@@ -358,6 +358,10 @@ def main() -> int:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "STOKER_REDIS_URL", "STOKER_FROM_SOURCE"))}
         env["PATH"] = paths["PATH"]
         env["STOKER_NODE"] = paths["node"]
+        # No registry is reachable there: transformers must not try the hub (the payloads get
+        # these two through the worker's allowlist).
+        env.setdefault("HF_HUB_OFFLINE", "1")
+        env.setdefault("TRANSFORMERS_OFFLINE", "1")
         summary["versions"] = versions(paths, env, python or "/usr/bin/python3")
         say(f"versions: {json.dumps(summary['versions'])}")
         if summary["versions"]["whichNode"] != paths["node"] or summary["versions"]["whichRedis"] != os.path.join(paths["bin"], "redis-server"):
