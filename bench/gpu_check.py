@@ -25,6 +25,11 @@ What it does, with tiny random LLaVA-NeXT models (stoker_fire.hf `tiny-random`: 
         (stoker_fire.synth), tiny-random as the model under test and as the teacher, every mode;
         checks exit 0 and the line count of each output (fixed-student: rounds - 1 per
         dialogue, fixed-teacher and its scores: rounds, free: one per dialogue).
+    (figures, only when --only names it; bench/gpu-check.sh's device run does) issue 14 item 5:
+        self-play batched vs one at a time in dialogues/s and tokens/s, self-play tokens/s over
+        bare model.generate at the same batch size (targets >= 5x and >= 0.8), the GPU's
+        utilisation during batched self-play (nvidia-smi), and a torch.profiler summary of one
+        batched student step ($OUT/profile.txt; sync and copy ops counted in profileSuspects).
     (profile, only when --only names it) where one generate() call spends its time, batch 1
         vs --batch-size, with and without an image, at torch's CPU threads and at 1 (best of
         3 after a warm-up of the same shape), and the top functions of one batched call.
@@ -265,6 +270,199 @@ def check_selfplay(work: str, seeds_n: int, batch: int, max_new_tokens: int, bud
     }
 
 
+class TokenCount:
+    """Counts the positions model.generate produces (rows x new length, pads after an early eos
+    included, as for the bare generate below), by wrapping the model's generate."""
+
+    def __init__(self, model: Any):
+        self.tokens = 0
+        original = model.generate
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            out = original(*args, **kwargs)
+            ids = kwargs["input_ids"] if "input_ids" in kwargs else args[0]
+            self.tokens += int(out.shape[0]) * int(out.shape[1] - ids.shape[1])
+            return out
+
+        model.generate = counting
+
+
+class UtilSampler:
+    """nvidia-smi's utilization.gpu every 200 ms between start() and stop() (None without it)."""
+
+    def __init__(self) -> None:
+        self.proc: Optional[subprocess.Popen] = None
+        self.values: list[int] = []
+
+    def start(self) -> None:
+        import shutil
+        import threading
+
+        if not shutil.which("nvidia-smi"):
+            return
+        self.proc = subprocess.Popen(
+            ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-lms", "200"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+
+        def read() -> None:
+            assert self.proc and self.proc.stdout
+            for line in self.proc.stdout:
+                if line.strip().isdigit():
+                    self.values.append(int(line.strip()))
+
+        threading.Thread(target=read, daemon=True).start()
+
+    def stop(self) -> Optional[dict]:
+        if not self.proc:
+            return None
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        if not self.values:
+            return {"samples": 0}
+        return {"samples": len(self.values), "mean": round(sum(self.values) / len(self.values) / 100, 3), "busyShare": round(sum(v > 0 for v in self.values) / len(self.values), 3)}
+
+
+def check_figures(work: str, seeds_n: int, batch: int, max_new_tokens: int, budget: float, failures: list[str]) -> dict:
+    """Issue 14 item 5, measured in one run: self-play batched vs one dialogue at a time
+    (dialogues/s and tokens/s), self-play tokens/s against bare model.generate at the same
+    batch size on the same model (inputs prepared beforehand: the floor no orchestration
+    beats), the GPU's utilisation during batched self-play, and a torch.profiler summary of
+    one batched student step ($OUT/profile.txt; syncs and host-device copies counted)."""
+    import torch
+
+    from stoker_fire import hf, llava_data
+    from stoker_fire.prompts import student_messages
+    from stoker_fire.selfplay_rules import Prompt, Rules, StopRequested, run_dialogues, seed_from_record
+
+    cuda = torch.cuda.is_available()
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize()
+
+    images = os.path.join(work, "figure-images")
+    raw = llava_data.synthetic_seeds(seeds_n, seed=7, image_dir=images)
+    seeds = [seed_from_record(r) for r in raw]
+    student = hf.make_generator("tiny-random", seed=1, adapter=None, image_root=images, max_new_tokens=max_new_tokens, batch_size=batch)
+    teacher = hf.make_generator("tiny-random", seed=2, adapter=None, image_root=images, max_new_tokens=max_new_tokens, batch_size=batch)
+    counts = (TokenCount(student.model), TokenCount(teacher.model))
+    rules = Rules()
+
+    def play(size: int, subset: list, limit: Optional[float], sampler: Optional[UtilSampler] = None) -> dict:
+        student.batch_size = teacher.batch_size = size
+        tokens_before = sum(c.tokens for c in counts)
+        done = [0]
+        deadline = None if limit is None else time.perf_counter() + limit
+        if sampler:
+            sampler.start()
+        sync()
+        t0 = time.perf_counter()
+        stopped = False
+        try:
+            run_dialogues(
+                subset, student, ScriptedScores(teacher), batch_size=size, rules=rules,
+                on_progress=lambda d, _t: done.__setitem__(0, d),
+                should_stop=(lambda: time.perf_counter() > deadline) if deadline else None,
+            )  # fmt: skip
+        except StopRequested:
+            stopped = True
+        sync()
+        seconds = time.perf_counter() - t0
+        tokens = sum(c.tokens for c in counts) - tokens_before
+        return {
+            "batchSize": size, "dialogues": done[0], "seconds": round(seconds, 3), "stoppedAtBudget": stopped,
+            "dialoguesPerSec": round(done[0] / seconds, 3) if seconds > 0 else None,
+            "tokens": tokens, "tokensPerSec": round(tokens / seconds, 1) if seconds > 0 else None,
+            "gpuUtilization": sampler.stop() if sampler else None,
+        }  # fmt: skip
+
+    say("figures: warming up")
+    play(batch, seeds[:4], None)
+    say(f"figures: self-play batched ({len(seeds)} dialogues, {batch} per call)")
+    batched = play(batch, seeds, None, UtilSampler())
+    say(f"figures: self-play one at a time (budget {budget:.0f}s)")
+    single = play(1, seeds, budget)
+
+    # Bare model.generate: the student's first-turn prompts of `batch` seeds, prepared once.
+    model, processor = student.model, student.processor
+    tok = processor.tokenizer
+    tok.padding_side = "left"
+    first = seeds[:batch]
+    texts = [hf.render_prompt(student_messages(sd.question, [], []), tok.eos_token) for sd in first]
+    pil = [student.image(sd.image) for sd in first]
+    inputs = processor(text=texts, images=pil, padding=True, return_tensors="pt")
+    device = next(model.parameters()).device
+    feed = {k: v.to(device) for k, v in inputs.items() if k in ("input_ids", "attention_mask", "pixel_values", "image_sizes")}
+    feed["pixel_values"] = feed["pixel_values"].to(next(model.parameters()).dtype)
+    generate = model.generate
+
+    def bare_once() -> tuple[float, int]:
+        sync()
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            out = generate(**feed, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+        sync()
+        return time.perf_counter() - t0, int(out.shape[0]) * int(out.shape[1] - feed["input_ids"].shape[1])
+
+    bare_once()
+    runs = [bare_once() for _ in range(3)]
+    bare_seconds = min(r[0] for r in runs)
+    bare_tps = runs[0][1] / bare_seconds
+
+    # One batched student step under torch.profiler.
+    from torch.profiler import ProfilerActivity, profile
+
+    prompts = [Prompt(sd.id, "student", sd.image, tuple(student_messages(sd.question, [], []))) for sd in first]
+    student.batch_size = batch
+    student(prompts)  # warm
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities, record_shapes=False) as prof:
+        student(prompts)
+        sync()
+    averages = prof.key_averages()
+    sort_key = "cpu_time_total"
+    if cuda:  # torch >= 2.4 names it device_time_total; older ones cuda_time_total
+        sort_key = "device_time_total" if hasattr(averages[0], "device_time_total") else "cuda_time_total"
+    try:
+        table = averages.table(sort_by=sort_key, row_limit=40)
+    except (AttributeError, KeyError, ValueError):
+        sort_key = "cpu_time_total"
+        table = averages.table(sort_by=sort_key, row_limit=40)
+    by_self_cpu = averages.table(sort_by="self_cpu_time_total", row_limit=25)
+    suspects = {}
+    for evt in averages:
+        if any(k in evt.key for k in ("Synchronize", "Memcpy", "aten::item", "_local_scalar_dense", "aten::to", "aten::copy_", "Preprocess", "processor")):
+            suspects[evt.key] = {"count": evt.count, "cpuMs": round(evt.cpu_time_total / 1000, 3)}
+    text = f"one batched student step (batch {batch}, max_new_tokens {max_new_tokens}), sorted by {sort_key}\n{table}\n\nsorted by self CPU time\n{by_self_cpu}\n"
+    if os.environ.get("OUT"):
+        with open(os.path.join(os.environ["OUT"], "profile.txt"), "w", encoding="utf-8") as fh:
+            fh.write(text)
+    print(text, flush=True)
+
+    ratio = batched["dialoguesPerSec"] / single["dialoguesPerSec"] if single["dialoguesPerSec"] else None
+    over_bare = batched["tokensPerSec"] / bare_tps if batched["tokensPerSec"] and bare_tps else None
+    if batched["dialogues"] != len(seeds):
+        failures.append(f"figures: batched self-play finished {batched['dialogues']} of {len(seeds)} dialogues")
+    util = (batched.get("gpuUtilization") or {}).get("mean")
+    return {
+        "seeds": len(seeds),
+        "maxNewTokens": max_new_tokens,
+        "batched": batched,
+        "single": single,
+        "bareGenerate": {"batchSize": len(first), "seconds": round(bare_seconds, 4), "tokensPerSec": round(bare_tps, 1)},
+        "profileSuspects": suspects,
+        "targets": {
+            "batchedOverSingle": {"value": round(ratio, 2) if ratio else None, "target": 5.0, "met": bool(ratio and ratio >= 5.0)},
+            "selfplayOverBareGenerate": {"value": round(over_bare, 3) if over_bare else None, "target": 0.8, "met": bool(over_bare and over_bare >= 0.8)},
+            "gpuUtilizationBatched": util,
+        },
+    }
+
+
 def check_server(work: str, batch: int, max_new_tokens: int, failures: list[str], timeout: float, threads: Optional[int]) -> dict:
     seeds = os.path.join(work, "seeds.jsonl")
     request = {"type": "shard", "id": "gpu-check", "input": seeds, "output": os.path.join(work, "server-out.jsonl"), "attempt": 1, "params": {}}
@@ -454,7 +652,7 @@ def main() -> int:
     parser.add_argument("--torch-threads", type=int, default=None, help="torch CPU threads for self-play (default: torch's)")
     parser.add_argument("--allow-cpu", action="store_true", help="run without CUDA (a dry run of this script)")
     parser.add_argument(
-        "--only", default="training,selfplay,server,evaluate", help="comma-separated parts: training, selfplay, server, evaluate, profile"
+        "--only", default="training,selfplay,server,evaluate", help="comma-separated parts: training, selfplay, server, evaluate, profile, figures"
     )
     parser.add_argument("--record-versions", metavar="FILE", help="write the versions this check ran with to FILE (JSON)")
     parser.add_argument("--eval-dialogues", type=int, default=12, help="synthetic FIRE-Bench dialogues for the evaluate part")
@@ -480,6 +678,7 @@ def main() -> int:
             ("profile", lambda: profile_generate(work, args.batch_size, args.max_new_tokens)),
             ("training", lambda: check_training(work, args.steps, args.resume_steps, failures, args.payload_timeout)),
             ("selfplay", lambda: check_selfplay(work, args.seeds, args.batch_size, args.max_new_tokens, args.single_budget, failures, args.torch_threads)),
+            ("figures", lambda: check_figures(work, args.seeds, args.batch_size, args.max_new_tokens, args.single_budget, failures)),
             ("server", lambda: check_server(work, args.batch_size, args.max_new_tokens, failures, args.payload_timeout, args.torch_threads)),
             ("evaluate", lambda: check_evaluate(work, args.eval_dialogues, args.batch_size, args.max_new_tokens, failures, args.payload_timeout)),
         ):

@@ -8,6 +8,8 @@
  *   fixed-student.jsonl          student test {id, prediction, references}  optional
  *   fixed-teacher.jsonl          teacher test, text                       optional
  *   fixed-teacher-scores.jsonl   teacher test, {id, prediction, reference} optional
+ *   evaluation.json              what ran: {engine, teacherEngine, device, ...}  optional
+ *                                (shown as the report's "Engines" line)
  * and optionally the run's lineage.json (written by the controller under the run's
  * directory: what every stage consumed and produced, by content).
  *
@@ -28,6 +30,7 @@ import type { ScoreErrorMetrics } from '../metrics/scores.js';
 import { computeTextMetrics, type TextMetrics } from '../metrics/text.js';
 import { UsageError } from '../../common/errors.js';
 import { accCurveSvg } from './chart.js';
+import { engineText, readEvaluationRun, type EvaluationRun } from './evaluation-run.js';
 
 export interface ModelEvaluation {
   name: string;
@@ -43,6 +46,8 @@ export interface ModelReport {
   fixedStudent: TextMetrics | null;
   fixedTeacher: TextMetrics | null;
   teacherScores: ScoreErrorMetrics | null;
+  /** evaluation.json of the evaluation directory: the engines that ran, or null when absent. */
+  run: EvaluationRun | null;
 }
 
 export interface LineageFile {
@@ -107,9 +112,11 @@ async function evaluateModel(m: ModelEvaluation, options: DialogueMetricsOptions
   const student = at('fixed-student.jsonl');
   const teacher = at('fixed-teacher.jsonl');
   const scores = at('fixed-teacher-scores.jsonl');
+  const runFile = at('evaluation.json');
   return {
     name: m.name,
     dir: m.dir,
+    run: runFile ? readRun(m.name, runFile) : null,
     free: (await dialogueMetricsOfFile(free, options)).metrics,
     fixedStudent: student ? computeTextMetrics(await textItemsOfFile(student)) : null,
     fixedTeacher: teacher ? computeTextMetrics(await textItemsOfFile(teacher)) : null,
@@ -195,6 +202,14 @@ function compareWithBaseline(
 /** A lineage file larger than this is refused (a real one is a few KB per stage). */
 const MAX_JSON_INPUT_BYTES = 64 * 1024 * 1024;
 
+function readRun(name: string, file: string): EvaluationRun {
+  try {
+    return readEvaluationRun(file, MAX_JSON_INPUT_BYTES);
+  } catch (err) {
+    throw new ReportInputError(`${name}: ${(err as Error).message}`);
+  }
+}
+
 function readLineage(file: string): LineageFile {
   if (!existsSync(file)) throw new ReportInputError(`--lineage ${file}: no such file`);
   let text: string;
@@ -269,6 +284,12 @@ function introSection(report: FireReport): string[] {
     headlineTable(report),
     '',
   ];
+  const runs = report.models.filter((m) => m.run !== null);
+  if (runs.length > 0)
+    out.push(
+      `Engines: ${runs.map((m) => `${m.name} ${engineText(m.run as EvaluationRun)}`).join('; ')}.`,
+      '',
+    );
   for (const c of report.comparisons)
     out.push(
       `- **${c.model}** against the baseline: ${compared('RR', c.rr)}; ${compared('ADR', c.adr)}.`,

@@ -224,6 +224,39 @@ describe('FIRE report', () => {
     ).rejects.toThrow(/--baseline x: not one of the models/);
   });
 
+  it("shows the engine each evaluation ran (its evaluation.json), and names a bad one's file", async () => {
+    const base = evaluation('base', [[9]]);
+    const final = evaluation('final', [[3, 9]]);
+    writeFileSync(
+      join(base, 'evaluation.json'),
+      JSON.stringify({ engine: 'hf', teacherEngine: 'hf', device: 'cuda', records: 1 }),
+    );
+    writeFileSync(
+      join(final, 'evaluation.json'),
+      JSON.stringify({ engine: 'hf', teacherEngine: 'tiny', device: null }),
+    );
+    const report = await buildFireReport({
+      models: [
+        { name: 'base', dir: base },
+        { name: 'final', dir: final },
+      ],
+      out: join(dir, 'out'),
+    });
+    expect(readFileSync(report.files.markdown, 'utf8')).toContain(
+      'Engines: base hf (device cuda); final hf, teacher tiny (device default).',
+    );
+    expect(report.models.map((m) => m.run?.engine)).toEqual(['hf', 'hf']);
+
+    writeFileSync(join(final, 'evaluation.json'), JSON.stringify({ device: 'cpu' }));
+    await expect(
+      buildFireReport({ models: [{ name: 'final', dir: final }], out: join(dir, 'o2') }),
+    ).rejects.toThrow(/final: .*evaluation\.json: engine: /);
+    writeFileSync(join(final, 'evaluation.json'), '{');
+    await expect(
+      buildFireReport({ models: [{ name: 'final', dir: final }], out: join(dir, 'o3') }),
+    ).rejects.toThrow(ReportInputError);
+  });
+
   it('draws one line per model, each point inside the plot', () => {
     const svg = accCurveSvg([
       { name: 'a', values: [0.2, 0.4, 0.5] },

@@ -57,6 +57,10 @@ Contract:
                                                    fire_test, `score` per turn, `round` turns)
                The first two are the input of `stoker metrics text`, the third of `stoker
                metrics scores`, the last of `stoker metrics dialogues`. Texts are stripped.
+               OUTPUT/evaluation.json             {engine, teacherEngine, device, model,
+                                                   teacher, records, modes}: what ran (the
+                                                   engine after --backend auto), read by
+                                                   `stoker report`
     events     progress {step: prompts and free dialogues done, totalSteps: all of them}
                after each batch; metrics {loadSeconds} once the models are loaded, and per
                mode when it ends {fixedStudentPrompts, fixedStudentSeconds} |
@@ -85,6 +89,7 @@ Modules (this one is the command: options, models, the order of the modes):
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -129,7 +134,8 @@ class EvalConfig:
     mode: Optional[str] = field(
         default=None, metadata={"help": "comma-separated: fixed-student,fixed-teacher,free; default every mode whose models are given"}
     )
-    backend: str = field(default="hf", metadata={"help": "backend of the model under test (hf, or another stoker_fire.backends name)"})
+    backend: str = field(default="hf", metadata={"help": "backend of the model under test (hf, tiny, or auto: from --device, cuda -> hf, cpu -> tiny)"})
+    device: Optional[str] = field(default=None, metadata={"help": "cpu or cuda (default: the backend's choice; hf takes CUDA when there is one)"})
     model_name_or_path: Optional[str] = field(default=None, metadata={"help": "the model under test, or tiny-random", "metavar": "PATH"})
     adapter: Optional[str] = field(default=None, metadata={"help": "LoRA checkpoint to merge into the model under test", "metavar": "DIR"})
     model_seed: int = field(default=1, metadata={"help": "weights seed of a tiny-random model under test"})
@@ -216,7 +222,7 @@ class EvalConfig:
         problems.extend(mode_problems)
         if modes and not mode_problems:
             for backend in sorted({self.spec(r).backend for r in self.roles()}):
-                why = backends.problem(backend)
+                why = backends.problem(backend, self.device)
                 if why:
                     problems.append(f"backend: {why}")
         if self.adapter and not self.has_model():
@@ -309,6 +315,9 @@ def main(cfg: EvalConfig, *, should_stop: Optional[Callable[[], bool]] = None) -
         should_stop = signals.stop_requested
     reporter = report.get_reporter()
     modes, roles = cfg.modes(), cfg.roles()
+    cfg.backend = backends.select(cfg.backend, cfg.device, reporter)  # auto -> hf / tiny, from the device
+    if cfg.teacher_backend:
+        cfg.teacher_backend = backends.resolve(cfg.teacher_backend, cfg.device)
     modules = {cfg.spec(r).backend: backends.load(cfg.spec(r).backend) for r in roles}  # BAD_CONFIG / MISSING_DEPENDENCY
     _check_model_paths(cfg)
     assert cfg.data is not None  # validate() saw to it
@@ -349,6 +358,7 @@ def main(cfg: EvalConfig, *, should_stop: Optional[Callable[[], bool]] = None) -
             f"partial state, so a retry starts over (finished files: {finished})"
         ) from None
 
+    _write_run_file(outputs.out_dir, cfg, len(dialogues), modes)
     reporter.result(
         data=cfg.data,
         records=len(dialogues),
@@ -359,8 +369,28 @@ def main(cfg: EvalConfig, *, should_stop: Optional[Callable[[], bool]] = None) -
         free=summary.get("free"),
         loadSeconds=load_seconds,
         seconds=time.perf_counter() - began,
+        engine=cfg.backend,
+        teacherEngine=cfg.teacher_backend or cfg.backend,
+        device=cfg.device,
     )
     return exit_codes.SUCCESS
+
+
+def _write_run_file(out_dir: str, cfg: EvalConfig, records: int, modes: Sequence[str]) -> None:
+    """OUTPUT/evaluation.json: what ran (engines, device, models), for `stoker report`."""
+    data = {
+        "engine": cfg.backend,
+        "teacherEngine": cfg.teacher_backend or cfg.backend,
+        "device": cfg.device,
+        "model": cfg.model_name_or_path,
+        "teacher": cfg.teacher_model,
+        "records": records,
+        "modes": list(modes),
+    }
+    path = os.path.join(out_dir, "evaluation.json")
+    with open(path + ".tmp", "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=1)
+    os.replace(path + ".tmp", path)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ train() in five steps:
        StokerCallback
     4. trainer.train(resume_from_checkpoint=RESUME_FROM); a stop on request (SIGTERM, agreed
        by every rank) saves a checkpoint at the end of the step and raises Preempted
-    5. OUTPUT/final (adapter + projector), OUTPUT/metrics.json (rank 0), the result fields
+    5. OUTPUT/final (adapter + projector; with save_merged, the whole model with the adapter
+       merged in, and the adapter in OUTPUT/adapter), OUTPUT/metrics.json (rank 0), the result fields
 Events (rank 0): progress per optimizer step, metrics {step, loss, lr, gradNorm, epoch} per
 logging step, checkpoint {path, step} after each save, artifact adapter and metrics (and
 tensorboard: OUTPUT/tensorboard, when cfg.report_to is tensorboard; tensorboard_dir()).
@@ -141,10 +142,19 @@ def train(
         raise Preempted(f"stopped on request at step {step} after writing {callback.last_checkpoint}; resume from it")
 
     final_dir = os.path.join(out_dir, "final")
-    trainer.save_model(final_dir)  # adapter + projector (+ processor) for self-play / merging
+    adapter_dir = final_dir
+    if getattr(cfg, "save_merged", False):
+        adapter_dir = os.path.join(out_dir, "adapter")
+        trainer.save_model(adapter_dir)
+        if trainer.is_world_process_zero():
+            _save_merged(model, processor, final_dir, torch.bfloat16 if bf16 else torch.float32)
+    else:
+        trainer.save_model(final_dir)  # adapter + projector (+ processor) for self-play / merging
     history = callback.history
     losses = [h["loss"] for h in history if h.get("loss") is not None]
-    _write_metrics(trainer, out_dir, {"history": history, "train": output.metrics}, final_dir, reporter)
+    _write_metrics(trainer, out_dir, {"history": history, "train": output.metrics}, adapter_dir, reporter)
+    if adapter_dir != final_dir and trainer.is_world_process_zero():
+        reporter.artifact("model", final_dir)
     if plan.tensorboard and trainer.is_world_process_zero():
         reporter.artifact("tensorboard", plan.tensorboard)
     return {
@@ -159,13 +169,33 @@ def train(
         "parameters": total,
         "seconds": round(seconds, 3),
         "lastCheckpoint": callback.last_checkpoint,
-        "adapter": final_dir,
+        "adapter": adapter_dir,
+        **({"modelPath": final_dir} if adapter_dir != final_dir else {}),
         "bf16": bf16,
         "device": torch.cuda.get_device_name() if cuda else "cpu",
         "attnImplementation": plan.attn_implementation,
         "deepspeed": plan.deepspeed,
         "zeroStage": plan.zero_stage,
     }
+
+
+def _save_merged(model: Any, processor: Any, final_dir: str, dtype: Any) -> None:
+    """The LoRA weights merged into the base and the trained projector in place of the base's
+    (peft's merge_and_unload), saved with the processor as a LLaVA-NeXT model directory, in
+    `dtype`, with the KV cache on again (training turned it off)."""
+    merged = model.merge_and_unload()
+    merged.to(dtype)
+    for config in (merged.config, getattr(merged.config, "text_config", None)):
+        if config is not None and hasattr(config, "use_cache"):
+            config.use_cache = True
+    tmp = final_dir + ".tmp"
+    merged.save_pretrained(tmp)
+    processor.save_pretrained(tmp)
+    if os.path.isdir(final_dir):
+        import shutil
+
+        shutil.rmtree(final_dir)
+    os.replace(tmp, final_dir)
 
 
 def _peft_model(cfg: Any, plan: Any, dtype: Any, reporter: report.Reporter) -> tuple[Any, Any, int, int]:

@@ -69,7 +69,8 @@ MAX_LISTED = 20
 
 @dataclass
 class SelfPlayConfig:
-    backend: str = field(default="hf", metadata={"help": "model backend: hf or tiny"})
+    backend: str = field(default="hf", metadata={"help": "model backend: hf, tiny, or auto (from --device: cuda -> hf, cpu -> tiny)"})
+    device: Optional[str] = field(default=None, metadata={"help": "cpu or cuda (default: the backend's choice; hf takes CUDA when there is one)"})
     student_model: str = field(default=TINY_RANDOM, metadata={"help": "student model directory, or tiny-random (tiny: also tiny-new)", "metavar": "PATH"})
     teacher_model: str = field(default=TINY_RANDOM, metadata={"help": "teacher model directory, or tiny-random (tiny: also tiny-new)", "metavar": "PATH"})
     student_adapter: Optional[str] = field(default=None, metadata={"help": "LoRA checkpoint to merge into the student (hf only)", "metavar": "DIR"})
@@ -90,16 +91,17 @@ class SelfPlayConfig:
 
     def validate(self) -> list[str]:
         problems = []
-        why = backends.problem(self.backend)
+        why = backends.problem(self.backend, self.device)
         if why:
             problems.append(f"backend: {why}")
+        engine = self.backend if why else backends.resolve(self.backend, self.device)
         if self.threads is not None and self.threads < 1:
             problems.append(f"threads: must be >= 1, got {self.threads}")
         for name in ("batch_size", "max_new_tokens"):
             if getattr(self, name) < 1:
                 problems.append(f"{name}: must be >= 1, got {getattr(self, name)}")
         problems.extend(self.rules().problems())
-        if self.backend == "tiny":
+        if engine == "tiny":
             problems.extend(f"{name}: the tiny backend has no adapters; pass the trained model directory as the model" for name in ("student_adapter", "teacher_adapter") if getattr(self, name))
         return problems
 
@@ -130,6 +132,7 @@ class Models:
 
 
 def load_models(cfg: SelfPlayConfig, reporter: report.Reporter) -> Models:
+    cfg.backend = backends.select(cfg.backend, cfg.device, reporter)  # auto -> hf / tiny, from the device
     backend = backends.load(cfg.backend)
     if cfg.threads is not None:
         import torch

@@ -2,8 +2,11 @@ r"""FIRE training entrypoint: LoRA fine-tuning of a LLaVA-NeXT student, teacher 
 (docs/fire.md, section 5), in the shape of TRL's sft.py.
 
 Backends: `--backend hf` (transformers + peft + the HF Trainer; stoker_fire/hf.py) and `--backend
-tiny` (a small vision-language model in plain PyTorch, for CPUs; stoker_fire/tiny.py); any other name
-is BAD_CONFIG.
+tiny` (a small vision-language model in plain PyTorch, for CPUs; stoker_fire/tiny.py); `--backend auto
+--device cuda|cpu` picks hf on cuda and tiny on cpu (stoker_fire/backends.py: select()); any other name
+is BAD_CONFIG. `--save-merged` (hf) writes OUTPUT/final as a whole model directory (the adapter
+merged in; the adapter itself in OUTPUT/adapter), so a later stage can train or generate from it
+as from a tiny model directory (training-configs/fire-gpu-mini).
 
 Usage (from the repository root; PYTHONPATH=worker/python/src):
 
@@ -94,7 +97,8 @@ DEEPSPEED_FALLBACKS = ("none", "ddp")  # hf_preflight's, without importing the b
 
 @dataclass
 class TrainConfig:
-    backend: str = field(default="hf", metadata={"help": "model backend: hf or tiny"})
+    backend: str = field(default="hf", metadata={"help": "model backend: hf, tiny, or auto (from --device: cuda -> hf, cpu -> tiny)"})
+    device: Optional[str] = field(default=None, metadata={"help": "cpu or cuda (default: the backend's choice; hf takes CUDA when there is one)"})
     model_name_or_path: str = field(
         default=TINY_RANDOM, metadata={"help": "LLaVA-NeXT model directory (transformers format), or tiny-random; tiny backend: tiny-new or a directory it wrote", "metavar": "PATH"}
     )
@@ -143,6 +147,9 @@ class TrainConfig:
     report_to: str = field(
         default="none", metadata={"help": "also log to TensorBoard (hf backend): event files in OUTPUT/tensorboard, an artifact of the stage", "choices": ("none", "tensorboard")}
     )
+    save_merged: bool = field(
+        default=False, metadata={"help": "hf: OUTPUT/final holds the whole model with the adapter merged in (a model directory, like tiny's), the adapter goes to OUTPUT/adapter"}
+    )
     seed: int = field(default=42, metadata={"help": "seed of the data order, LoRA init and tiny-random weights"})
     threads: Optional[int] = field(default=None, metadata={"help": "torch CPU threads (default: torch's choice)"})
     # the tiny backend's new model (tiny-new / tiny-random); a model directory keeps its own sizes
@@ -154,9 +161,10 @@ class TrainConfig:
 
     def validate(self) -> list[str]:
         problems = []
-        why = backends.problem(self.backend)
+        why = backends.problem(self.backend, self.device)
         if why:
             problems.append(f"backend: {why}")
+        engine = self.engine()
         for name in ("lora_r", "lora_alpha", "per_device_train_batch_size", "gradient_accumulation_steps", "max_length", "save_steps", "logging_steps", "synthetic_samples"):
             if getattr(self, name) < 1:
                 problems.append(f"{name}: must be >= 1, got {getattr(self, name)}")
@@ -178,20 +186,26 @@ class TrainConfig:
             problems.append(f"save_total_limit: must be >= 1, got {self.save_total_limit}")
         if self.dataloader_num_workers < 0:
             problems.append(f"dataloader_num_workers: must be >= 0, got {self.dataloader_num_workers}")
-        if self.data is None and self.model_name_or_path not in _SYNTHETIC_OK.get(self.backend, (TINY_RANDOM,)):
+        if self.data is None and self.model_name_or_path not in _SYNTHETIC_OK.get(engine, (TINY_RANDOM,)):
             problems.append(f"data: required unless model_name_or_path is {TINY_RANDOM} (which can train on synthetic data)")
         if self.report_to not in ("none", "tensorboard"):
             problems.append(f"report_to: none or tensorboard, got {self.report_to}")
-        elif self.report_to == "tensorboard" and self.backend != "hf":
-            problems.append(f"report_to: tensorboard is written by the hf backend (the HF Trainer's own writer); backend is {self.backend}")
+        elif self.report_to == "tensorboard" and engine != "hf":
+            problems.append(f"report_to: tensorboard is written by the hf backend (the HF Trainer's own writer); backend is {engine}")
         if self.deepspeed_fallback not in DEEPSPEED_FALLBACKS:
             problems.append(f"deepspeed_fallback: one of {', '.join(DEEPSPEED_FALLBACKS)}, got {self.deepspeed_fallback}")
         if self.threads is not None and self.threads < 1:
             problems.append(f"threads: must be >= 1, got {self.threads}")
-        if self.backend == "tiny":
+        if self.save_merged and self.deepspeed and engine == "hf":
+            problems.append("save_merged: not with deepspeed (a ZeRO-3 model is sharded across the ranks; merge the adapter afterwards)")
+        if engine == "tiny":
             spec = tiny.TinyConfig(1, self.tiny_d_model, self.tiny_layers, self.tiny_heads, self.tiny_image_size, self.tiny_max_positions)
             problems.extend(f"tiny_*: {p}" for p in spec.problems())
         return problems
+
+    def engine(self) -> str:
+        """The backend that runs: auto resolved from the device (the name itself when unresolvable)."""
+        return self.backend if backends.problem(self.backend, self.device) else backends.resolve(self.backend, self.device)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> TrainConfig:
@@ -208,6 +222,7 @@ def main(cfg: TrainConfig) -> int:
     resume_from = runtime.resume_from()  # MISSING_INPUT before paying for the imports
     out_dir = runtime.output_dir(cfg.output_dir, create=True)
     reporter = report.get_reporter()
+    cfg.backend = backends.select(cfg.backend, cfg.device, reporter)  # auto -> hf / tiny, from the device
     backend = backends.load(cfg.backend)  # BAD_CONFIG / MISSING_DEPENDENCY, before reading data
     if cfg.threads is not None:
         import torch
@@ -216,7 +231,7 @@ def main(cfg: TrainConfig) -> int:
     records, image_root = _records(cfg, out_dir)
     result = backend.train(cfg, records, image_root, out_dir, resume_from, reporter)
     if runtime.is_rank0():
-        reporter.result(**result)
+        reporter.result(**result, engine=cfg.backend)
     return exit_codes.SUCCESS
 
 

@@ -328,8 +328,11 @@ class AllModesTest(EvaluateCase):
         self.assertEqual(run.result["modes"], ["fixed-student", "fixed-teacher", "free"])
         names = ["fixed-student", "fixed-teacher", "fixed-teacher-scores", "free"]
         self.assertEqual([e["name"] for e in of_type(run.events, "artifact")], names)
-        self.assertEqual(sorted(os.listdir(self.out)), sorted(f"{n}.jsonl" for n in names), "no temporary files left")
+        self.assertEqual(sorted(os.listdir(self.out)), sorted([*(f"{n}.jsonl" for n in names), "evaluation.json"]), "no temporary files left")
         self.assertEqual(set(run.result["outputs"]), set(names))
+        with open(os.path.join(self.out, "evaluation.json"), encoding="utf-8") as fh:
+            ran = json.load(fh)
+        self.assertEqual((ran["engine"], ran["records"], ran["modes"]), (run.result["engine"], 2, ["fixed-student", "fixed-teacher", "free"]))
         steps = [e["step"] for e in of_type(run.events, "progress")]
         total = 3 + 5 + 2  # student prompts + teacher prompts + dialogues
         self.assertEqual(steps, sorted(steps))
