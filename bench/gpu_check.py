@@ -392,9 +392,11 @@ def check_figures(work: str, seeds_n: int, batch: int, max_new_tokens: int, budg
     tok = processor.tokenizer
     tok.padding_side = "left"
     first = seeds[:batch]
-    texts = [hf.render_prompt(student_messages(sd.question, [], []), tok.eos_token) for sd in first]
+    # Rendered, tokenized and stopped exactly as the self-play Generator does it.
+    texts = [student.template.prompt(student_messages(sd.question, [], [])) for sd in first]
     pil = [student.image(sd.image) for sd in first]
-    inputs = processor(text=texts, images=pil, padding=True, return_tensors="pt")
+    special = not student.template.starts_with_bos(texts[0])
+    inputs = processor(text=texts, images=pil, padding=True, return_tensors="pt", add_special_tokens=special)
     device = next(model.parameters()).device
     feed = {k: v.to(device) for k, v in inputs.items() if k in ("input_ids", "attention_mask", "pixel_values", "image_sizes")}
     feed["pixel_values"] = feed["pixel_values"].to(next(model.parameters()).dtype)
@@ -404,7 +406,7 @@ def check_figures(work: str, seeds_n: int, batch: int, max_new_tokens: int, budg
         sync()
         t0 = time.perf_counter()
         with torch.inference_mode():
-            out = generate(**feed, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+            out = generate(**feed, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id, eos_token_id=student.stop_ids)
         sync()
         return time.perf_counter() - t0, int(out.shape[0]) * int(out.shape[1] - feed["input_ids"].shape[1])
 
@@ -575,7 +577,7 @@ def profile_generate(work: str, batch: int, max_new_tokens: int) -> dict:
         sync()
         t2 = time.perf_counter()
         with torch.inference_mode():
-            out = model.generate(**feed, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+            out = model.generate(**feed, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id, eos_token_id=student.stop_ids)
         sync()
         t3 = time.perf_counter()
         tok.batch_decode(out[:, feed["input_ids"].shape[1] :], skip_special_tokens=True)
