@@ -11,7 +11,6 @@
  * Exit codes: 0 written; 2 bad input (a missing evaluation file, a bad flag); 1 otherwise.
  */
 import type { Command } from 'commander';
-import { buildFireReport, headlineTable, parseModelArg } from '../report/report.js';
 import { dialogueOptions } from './metrics.js';
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
@@ -46,6 +45,9 @@ export function registerReportCommands(program: Command): void {
         penalty?: string;
         json?: boolean;
       }) => {
+        // Loaded here: the report's readers (zod) stay out of `stoker --help`.
+        const { buildFireReport, headlineTable, parseModelArg } =
+          await import('../report/report.js');
         const options = dialogueOptions(o);
         const report = await buildFireReport({
           models: o.model.map(parseModelArg),

@@ -92,7 +92,7 @@ describe('spec.files on the local backend', () => {
     const spec = join(import.meta.dirname, '..', '..', 'training-configs', 'fire', 'stage.yaml');
     const first = await stoker(['run', spec, '--json', ...sets], env());
     expect(first.exitCode, first.all).toBe(0);
-    const model = join(dir, 'models', 'llava-next-8b');
+    const model = join(dir, 'models', 'llama3-llava-next-8b-hf');
     expect(readFileSync(join(model, 'model.safetensors')).equals(Buffer.alloc(4096, 7))).toBe(true);
     expect(existsSync(join(dir, 'data', 'fire', 'images', 'a.png'))).toBe(true);
     const manifest = JSON.parse(readFileSync(join(model, '.stoker-staged.json'), 'utf8')) as {

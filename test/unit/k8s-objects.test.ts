@@ -417,7 +417,7 @@ describe('buildTrainJob', () => {
     const env = envOf(job);
     expect(env.get('STOKER_REDIS_URL')).toEqual({
       name: 'STOKER_REDIS_URL',
-      valueFrom: { secretKeyRef: { name: 'stoker-redis', key: 'url' } },
+      valueFrom: { secretKeyRef: { name: 'stoker-redis', key: 'worker-url' } },
     });
     expect(env.get('HF_TOKEN')?.valueFrom).toEqual({
       secretKeyRef: { name: 'hf', key: 'token' },

@@ -22,7 +22,7 @@
  *                                      token is not mounted: workers never call the API
  *   STOKER_K8S_PRIORITY_CLASS          worker pods' priorityClassName ("" for none)
  *   STOKER_K8S_REDIS_SECRET            Secret and key holding the workers' Redis URL
- *   STOKER_K8S_REDIS_SECRET_KEY        (stoker-redis, url; the base: worker-url, the Redis
+ *   STOKER_K8S_REDIS_SECRET_KEY        (stoker-redis, worker-url: the Redis
  *                                      user `worker`): pods get it as STOKER_REDIS_URL
  *   STOKER_K8S_PAYLOAD_SECRET          Secret read by a secretEnv entry that names none
  *                                      (stoker-payload-secrets; the key is the variable)
@@ -127,7 +127,7 @@ export const DEFAULT_SETTINGS: Readonly<KubernetesSettings> = {
   requireImageDigests: false,
   workerServiceAccountName: 'stoker-worker',
   priorityClassName: 'stoker-training',
-  redisUrlSecret: { name: 'stoker-redis', key: 'url' },
+  redisUrlSecret: { name: 'stoker-redis', key: 'worker-url' },
   payloadSecretName: 'stoker-payload-secrets',
   runsVolume: { claimName: 'stoker-runs', mountPath: '/var/lib/stoker' },
   gpuResourceName: 'nvidia.com/gpu',
