@@ -232,6 +232,7 @@ class EntrypointDocstringTest(unittest.TestCase):
                 "stoker_fire.chat_template",
                 "stoker_fire.evaluate",
                 "stoker_fire.external",
+                "stoker_fire.init_model",
                 "stoker_fire.selfplay",
                 "stoker_fire.synth",
                 "stoker_fire.train",

@@ -142,14 +142,7 @@ def train(
         raise Preempted(f"stopped on request at step {step} after writing {callback.last_checkpoint}; resume from it")
 
     final_dir = os.path.join(out_dir, "final")
-    adapter_dir = final_dir
-    if getattr(cfg, "save_merged", False):
-        adapter_dir = os.path.join(out_dir, "adapter")
-        trainer.save_model(adapter_dir)
-        if trainer.is_world_process_zero():
-            _save_merged(model, processor, final_dir, torch.bfloat16 if bf16 else torch.float32)
-    else:
-        trainer.save_model(final_dir)  # adapter + projector (+ processor) for self-play / merging
+    adapter_dir = _save(trainer, model, processor, out_dir, final_dir, getattr(cfg, "save_merged", False), pixel_dtype)
     history = callback.history
     losses = [h["loss"] for h in history if h.get("loss") is not None]
     _write_metrics(trainer, out_dir, {"history": history, "train": output.metrics}, adapter_dir, reporter)
@@ -177,6 +170,20 @@ def train(
         "deepspeed": plan.deepspeed,
         "zeroStage": plan.zero_stage,
     }
+
+
+def _save(trainer: Any, model: Any, processor: Any, out_dir: str, final_dir: str, merged: bool, dtype: Any) -> str:
+    """Save the trained model; returns the adapter's directory. Default: the adapter and the
+    projector (+ processor) in final/, for self-play and merging; merged: the adapter in
+    adapter/ and the whole model with the LoRA merged in, in final/."""
+    if not merged:
+        trainer.save_model(final_dir)
+        return final_dir
+    adapter_dir = os.path.join(out_dir, "adapter")
+    trainer.save_model(adapter_dir)
+    if trainer.is_world_process_zero():
+        _save_merged(model, processor, final_dir, dtype)
+    return adapter_dir
 
 
 def _save_merged(model: Any, processor: Any, final_dir: str, dtype: Any) -> None:

@@ -40,6 +40,8 @@ from stoker_payload.config import parse_config
 from stoker_payload.exit_codes import PayloadError
 
 from . import backends, llava_data, tiny
+from .prompts import student_messages
+from .selfplay_rules import Prompt
 
 __all__ = ["InitConfig", "parse_args", "main"]
 
@@ -85,9 +87,7 @@ def _tiny(cfg: InitConfig, tmp: str) -> dict[str, Any]:
     return {"parameters": tiny.count_parameters(model), "vocabSize": len(tok)}
 
 
-def _hf(cfg: InitConfig, tmp: str) -> dict[str, Any]:
-    from . import hf
-
+def _hf(hf: Any, cfg: InitConfig, tmp: str) -> dict[str, Any]:
     model, processor = hf.load_model(hf.TINY_RANDOM, seed=cfg.seed)
     model.save_pretrained(tmp)
     processor.save_pretrained(tmp)
@@ -96,9 +96,6 @@ def _hf(cfg: InitConfig, tmp: str) -> dict[str, Any]:
     import tempfile
 
     from PIL import Image
-
-    from .prompts import student_messages
-    from .selfplay_rules import Prompt
 
     with tempfile.TemporaryDirectory(prefix="stoker-init-model-") as images:
         Image.new("RGB", (32, 32), (200, 30, 30)).save(os.path.join(images, "red.png"))
@@ -115,13 +112,13 @@ def _hf(cfg: InitConfig, tmp: str) -> dict[str, Any]:
 def main(cfg: InitConfig) -> int:
     reporter = report.get_reporter()
     engine = backends.select(cfg.backend, cfg.device, reporter)
-    backends.load(engine)  # MISSING_DEPENDENCY before anything is written
+    module = backends.load(engine)  # MISSING_DEPENDENCY before anything is written
     out = os.path.abspath(cfg.out) if cfg.out else runtime.output_dir(None, create=False)
     tmp = out.rstrip(os.sep) + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     began = time.perf_counter()
-    fields = _hf(cfg, tmp) if engine == "hf" else _tiny(cfg, tmp)
+    fields = _hf(module, cfg, tmp) if engine == "hf" else _tiny(cfg, tmp)
     if os.path.isdir(out):
         shutil.rmtree(out)
     os.replace(tmp, out)
