@@ -1,8 +1,9 @@
 /** Process identity on Linux: a pid plus its start time, so a reused pid is not mistaken for ours. */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 interface ProcStat {
   state: string;
+  ppid: number;
   startTime: string;
 }
 
@@ -11,8 +12,8 @@ function readStat(pid: number): ProcStat | null {
     const raw = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
     const rest = raw.slice(raw.lastIndexOf(')') + 2).split(' ');
-    // rest[0] is field 3 (state); field 22 (starttime) is rest[19].
-    return { state: rest[0] ?? '?', startTime: rest[19] ?? '' };
+    // rest[0] is field 3 (state), rest[1] field 4 (ppid); field 22 (starttime) is rest[19].
+    return { state: rest[0] ?? '?', ppid: Number(rest[1]), startTime: rest[19] ?? '' };
   } catch {
     return null;
   }
@@ -80,4 +81,24 @@ export function pidExists(pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/**
+ * Does `pid` have a live (not zombie) child? Linux only (a scan of /proc); elsewhere true,
+ * the answer that makes no caller leave a process alone by mistake.
+ */
+export function hasLiveChild(pid: number): boolean {
+  if (process.platform !== 'linux') return true;
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return true;
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = readStat(Number(entry));
+    if (stat && stat.ppid === pid && stat.state !== 'Z' && stat.state !== 'X') return true;
+  }
+  return false;
 }

@@ -40,6 +40,7 @@ import {
   type UnitState,
 } from './types.js';
 import { groupAlive, isRunning, killGroup, killPid, procStartTime } from '../../common/proc.js';
+import { stopWorker } from './local-terminate.js';
 import { spawnWorkerProcess } from './worker-process.js';
 import { WorkerState } from '../../common/worker-state.js';
 import { within } from '../../common/timers.js';
@@ -205,34 +206,19 @@ export class LocalBackend implements Backend {
     // Our own worker's pid is known without Redis (out of reach: why a controller stops).
     const child = this.children.get(unitName);
     const record = this.opts.redis.hgetall(this.opts.keys.unit(unitName));
-    const u: Record<string, string> =
-      child?.pid === undefined ? await record : ((await within(record, RECORD_READ_MS)) ?? {});
-    u.pid ??= String(child?.pid ?? '');
+    const read = child?.pid === undefined ? await record : await within(record, RECORD_READ_MS);
+    const u: Record<string, string> = read ?? { pid: String(child?.pid ?? '') };
     if (!u.pid || u.finishedAt) return;
-    const pid = Number(u.pid);
-    const pgid = u.payloadPgid ? Number(u.payloadPgid) : null;
-    if (opts.force) {
-      if (pgid) killGroup(pgid, 'SIGKILL');
-      killGroup(pid, 'SIGKILL');
-      return;
-    }
-    // The worker forwards SIGTERM to its payload and kills the payload's group after the
-    // grace period itself; we only step in if the worker does not end in time.
-    killPid(pid, 'SIGTERM');
-    const deadline = this.clock() + (opts.graceSeconds + 10) * 1000;
-    const timer = setInterval(() => {
-      if (!isRunning(pid, u.pidStartTime || null)) return clearInterval(timer);
-      if (this.clock() > deadline) {
-        clearInterval(timer);
-        if (pgid) killGroup(pgid, 'SIGKILL');
-        killGroup(pid, 'SIGKILL');
-        this.opts.log.warn(
-          { unit: unitName, pid },
-          'worker ignored SIGTERM past its grace period; killed',
-        );
-      }
-    }, 500);
-    timer.unref();
+    stopWorker(
+      {
+        unit: unitName,
+        pid: Number(u.pid),
+        pidStartTime: u.pidStartTime || null,
+        pgid: u.payloadPgid ? Number(u.payloadPgid) : null,
+        recordRead: read !== undefined,
+      },
+      { ...opts, clock: this.clock, log: this.opts.log },
+    );
   }
 
   async ensurePool(pool: PoolSpec, replicas: number): Promise<void> {

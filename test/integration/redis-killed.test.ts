@@ -3,7 +3,8 @@
  * loses its lock, its drain ends although no outcome can be recorded (bounded by the
  * payloads' grace period plus a margin), and it goes back to waiting for the lock while
  * Redis is still down. Once Redis is back on the same port with its AOF, it leads again,
- * the run resumes from its checkpoint (not step 0) and finishes with the exact step count;
+ * the worker, its payload checkpointed, records the preemption then: the attempt is not
+ * spent, the next resumes from the SIGTERM checkpoint's step, and the step count is exact;
  * `stoker up` never exits by itself, and one SIGTERM ends it with 0.
  *
  * Without the drain's bound, "waiting to lead again" never appears while Redis is down
@@ -129,14 +130,23 @@ it('drains within its bound while Redis is dead, waits for the lock, then leads 
   expect(stderr).toContain('leading again');
   expect(exited).toBe(false);
 
-  // Resumed from a checkpoint, not from step 0, and the step count is exact.
+  // The worker, its payload stopped, waited for Redis to record the preemption: the attempt
+  // was not spent, and the next one resumed from the SIGTERM checkpoint's step, not from 0.
+  const task = await store.getTask(taskId);
+  expect(task?.status.history?.map((h) => [h.attempt, h.reason])).toEqual([
+    [1, 'PREEMPTED'],
+    [2, 'SUCCESS'],
+  ]);
   const outDir = join(run.runDir, 'stages', 'train');
+  const sigtermStep = Number(readFileSync(join(outDir, 'sigterm-1'), 'utf8'));
+  expect(sigtermStep).toBeGreaterThanOrEqual(25);
   const starts = readFileSync(join(outDir, 'starts.jsonl'), 'utf8')
     .trim()
     .split('\n')
     .map((l) => JSON.parse(l) as { resumeFrom: string | null; step: number });
-  expect(starts.length).toBeGreaterThanOrEqual(2);
-  expect(starts.at(-1)?.step).toBeGreaterThan(0);
+  expect(starts).toHaveLength(2);
+  expect(starts[1]?.resumeFrom).toMatch(new RegExp(`ckpt-${sigtermStep}\\.json$`));
+  expect(starts[1]?.step).toBe(sigtermStep);
   const final = JSON.parse(readFileSync(join(outDir, 'final.json'), 'utf8')) as { step: number };
   expect(final.step).toBe(STEPS);
 
