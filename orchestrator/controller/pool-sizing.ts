@@ -29,10 +29,16 @@ import { isTerminal } from '../../common/model.js';
 import { allocateGpus, backlogGpuSeconds, type TrainingDemand } from '../autoscale/budget.js';
 import { decide, fixedDecision, type Backlog, type Decision } from '../autoscale/decide.js';
 import { applyLimits, type Limit } from '../autoscale/limits.js';
-import { limitByProvisioning, observeProvisioning, podView } from '../autoscale/provisioning.js';
+import {
+  limitByProvisioning,
+  observeProvisioning,
+  podStartSeconds,
+  podView,
+} from '../autoscale/provisioning.js';
 import { DEFAULT_AUTOSCALE_SETTINGS } from '../autoscale/settings.js';
 import { emptyMemory, type PoolDecision } from '../autoscale/records.js';
 import { observeCompletions } from '../autoscale/service-time.js';
+import { startupOfWorkers } from '../autoscale/startup.js';
 import {
   activePin,
   readPool,
@@ -303,7 +309,20 @@ async function autoscaled(
     },
     memory: { ...prev, service: observeCompletions(prev.service, completions) },
     pin,
+    startupSeconds: startupOf(ctx, pool.name, workers),
   });
+}
+
+/** Start-to-ready: the workers' process start to model loaded, plus the pods' start (Kubernetes). */
+function startupOf(
+  ctx: ControllerContext,
+  pool: string,
+  workers: Parameters<typeof startupOfWorkers>[0],
+): number | null {
+  const load = startupOfWorkers(workers);
+  if (load === null) return null;
+  const pods = ctx.backend?.poolPods?.(pool);
+  return load + (pods ? (podStartSeconds(pods.map(podView)) ?? 0) : 0);
 }
 
 /** Step 4: the decision, desired and memory, each only if it changed; a notice on a new size or reason. */
