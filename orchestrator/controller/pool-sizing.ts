@@ -16,8 +16,9 @@
  *                     its workers, the shard durations completed since the last pass
  *                  2. decide (pure): autoscale/decide.ts, or a fixed pool's size; a pin
  *                     that has ended is removed
- *                  3. converge: the backend's ensurePool (none: nothing to size); a
- *                     failure is the decision's AbleToScale False, FailedRescale
+ *                  3. converge: the backend's ensurePool (none: nothing to size), the
+ *                     pools that shrink first; a failure is the decision's AbleToScale
+ *                     False, FailedRescale
  *                  4. write the decision, `desired` and the memory, each only if it
  *                     changed; a change of size or reason is published on the changes
  *                     channel (`pool:NAME`: the API's event stream; not the controller's
@@ -71,7 +72,10 @@ export async function sizePools(ctx: ControllerContext, backlogOf: BacklogOf): P
   } catch (err) {
     ctx.log.warn({ err }, 'cannot apply the GPU budget or the pods’ provisioning to pools');
   }
-  for (const p of planned) {
+  // Shrinking pools first: a pool that grows into GPUs another gives up in the same pass
+  // (the GPU budget's shares moved) is asked for after they are released, never before.
+  const shrinking = (p: Planned) => (p.decision.desired < p.pool.desired ? 0 : 1);
+  for (const p of [...planned].sort((a, b) => shrinking(a) - shrinking(b))) {
     try {
       await convergePool(ctx, p);
     } catch (err) {
