@@ -19,6 +19,14 @@ export const WorkerState = z.object({
   shardSince: z.string().nullable().optional(),
   since: z.string(),
   heartbeatAt: z.string(),
+  /**
+   * When the worker process started, and when its payload server first reported ready
+   * (its model loaded; null until then). Absent from workers of older versions. The
+   * autoscaler's start-to-ready time is loadedAt - startedAt over the workers up
+   * (orchestrator/autoscale/decide.ts).
+   */
+  startedAt: z.string().optional(),
+  loadedAt: z.string().nullable().optional(),
   shardsDone: z.number().int(),
 });
 export type WorkerState = z.infer<typeof WorkerState>;

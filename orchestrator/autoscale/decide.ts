@@ -18,8 +18,11 @@
  *                         ceil(B x s / target), s the seconds a shard takes on one worker
  *                         (service-time.ts: measured; before the first shard finished, the
  *                         spec's assumeShardDuration; without one, one worker per shard)
- *      at least 1 and at most B while B > 0 (a worker with no shard to take is idle), and
- *      within 10% of the current size it stays the current size (the HPA's tolerance)
+ *      at least 1 and at most B while B > 0 (a worker with no shard to take is idle);
+ *      above the current size (s known), only what the rest needs after what the
+ *      workers up or on the way finish before a new one could be ready (startup.ts):
+ *      no worker that would arrive to an empty queue; a spike still scales at once.
+ *      Within 10% of the current size it stays the current size (the HPA's tolerance)
  *   3. a pin (`stoker scale POOL --replicas N`) replaces all that until it ends
  *   4. stabilisation (the HPA's): a scale up goes to the lowest recommendation of the
  *      scale-up window, a scale down to the highest of the scale-down window; the idle
@@ -30,14 +33,15 @@
  *      allows none
  *   6. the bounds minReplicas..maxReplicas
  *
- * Nothing here depends on how many workers are up: pending or loading workers are
- * capacity on the way, not a reason to ask for more (KEDA's over-creation, kedacore/keda
- * #7329), and a dead worker is replaced by the backend at the same `desired`. The
- * workers' states only feed the conditions' messages.
+ * Pending or loading workers are capacity on the way, not a reason to ask for more
+ * (KEDA's over-creation, kedacore/keda #7329), and a dead worker is replaced by the
+ * backend at the same `desired`. The workers' states enter only the scale-up of step 2
+ * (what they take before a new worker is ready) and the conditions' messages.
  */
 import type { NormalizedAutoscale } from '../../common/spec/schema.js';
 import { rateLimit, remember, stabilize, type Limited } from './behavior.js';
 import type { AutoscalerMemory, PoolDecision, ScalingCondition, ServiceSource } from './records.js';
+import { beforeReady, startupOf, type Startup } from './startup.js';
 
 export interface Backlog {
   waiting: number;
@@ -58,11 +62,17 @@ export interface DecideInput {
   maxReplicas: number;
   autoscale: NormalizedAutoscale;
   backlog: Backlog;
-  /** Workers up by state (for the messages only; see the header). */
+  /** Workers up by state (step 2's scale-up and the messages; see the header). */
   workers: { ready: number; starting: number; busy: number; draining: number };
   memory: AutoscalerMemory;
   /** A pin that has ended is ignored. */
   pin: ActivePin | null;
+  /**
+   * Seconds from asking for a worker to its being ready (pod start and model load),
+   * measured now over the pool's workers up (the median of each one's own); null or
+   * absent: none up to measure, the memory's last figure, else DEFAULT_STARTUP_SECONDS.
+   */
+  startupSeconds?: number | null;
 }
 
 export interface Decision extends Omit<PoolDecision, 'at'> {
@@ -106,6 +116,8 @@ export function decide(input: DecideInput): Decision {
       shardSecondsSource: rec.source,
       samples: prev.service.samples,
       emptySince: rec.emptySinceMs === null ? null : new Date(rec.emptySinceMs).toISOString(),
+      startupSeconds: rec.startup.seconds,
+      startupSource: rec.startup.source,
     },
     memory: {
       desired,
@@ -113,6 +125,7 @@ export function decide(input: DecideInput): Decision {
       changes,
       emptySinceMs: rec.emptySinceMs,
       service: prev.service,
+      ...(rec.startup.source === 'measured' ? { startupSeconds: rec.startup.seconds } : {}),
     },
   };
 }
@@ -237,6 +250,7 @@ export function fixedDecision(input: {
 
 interface Recommendation {
   replicas: number;
+  startup: Startup;
   backlog: number;
   shardSeconds: number | null;
   source: ServiceSource;
@@ -255,7 +269,8 @@ function recommend(input: DecideInput): Recommendation {
   const backlog = total(input.backlog);
   const current = memory.desired;
   const service = shardSeconds(input);
-  const base = { backlog, shardSeconds: service.seconds, source: service.source };
+  const startup = startupOf(input.startupSeconds, input.memory.startupSeconds);
+  const base = { backlog, shardSeconds: service.seconds, source: service.source, startup };
   if (backlog === 0) {
     const since = memory.emptySinceMs ?? now;
     const emptyFor = (now - since) / 1000;
@@ -294,6 +309,14 @@ function recommend(input: DecideInput): Recommendation {
     why = `${queued} x ${secs(service.seconds)} a shard (${service.source === 'measured' ? `EWMA of ${memory.service.samples}` : 'assumed'}) = ${secs(work)} of work, target ${secs(target)} per worker`;
   }
   want = Math.max(1, Math.min(want, backlog));
+  if (want > current && service.seconds !== null) {
+    const [workers, target, shardSeconds] = [input.workers, as.target, service.seconds];
+    const aware = beforeReady({ backlog, want, current, workers, shardSeconds, startup, target });
+    if (aware) {
+      why += `; ${aware.note}`;
+      want = aware.replicas;
+    }
+  }
   if (current > 0 && want !== current && Math.abs(want / current - 1) <= TOLERANCE) {
     why += ` (${want} is within ${TOLERANCE * 100}% of ${current}: kept)`;
     want = current;

@@ -35,6 +35,7 @@
  */
 import type { V1Pod } from '@kubernetes/client-node';
 import type { ScalingCondition } from './records.js';
+import { medianOf } from './startup.js';
 
 /** Seconds a pod may stay unschedulable before it is no longer counted. */
 export const DEFAULT_UNSCHEDULABLE_AFTER_SECONDS = 120;
@@ -53,6 +54,8 @@ export interface WorkerPodView {
   };
   /** It carries a deletionTimestamp (a draining worker). */
   deleting?: boolean;
+  /** When its (first running) container started (ms): the pod start ends there. */
+  containerStartedMs?: number | undefined;
 }
 
 export interface UnschedulablePod {
@@ -97,7 +100,28 @@ export function podView(pod: V1Pod): WorkerPodView {
         }
       : {}),
     deleting: pod.metadata?.deletionTimestamp !== undefined,
+    containerStartedMs: ms(
+      pod.status?.containerStatuses?.find((c) => c.state?.running?.startedAt)?.state?.running
+        ?.startedAt,
+    ),
   };
+}
+
+/**
+ * The pool's pod start now: the median over its pods of scheduled (PodScheduled True) to
+ * container started, null when no pod has both. Added to the workers' own process start
+ * to model loaded, it is the start-to-ready time the decision counts on (decide.ts).
+ */
+export function podStartSeconds(pods: readonly WorkerPodView[]): number | null {
+  const xs: number[] = [];
+  for (const p of pods) {
+    const s = p.scheduled;
+    if (s?.status !== 'True' || s.sinceMs === undefined || p.containerStartedMs === undefined)
+      continue;
+    const d = (p.containerStartedMs - s.sinceMs) / 1000;
+    if (Number.isFinite(d) && d >= 0) xs.push(d);
+  }
+  return medianOf(xs);
 }
 
 export function observeProvisioning(

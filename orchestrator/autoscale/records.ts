@@ -51,6 +51,12 @@ export const PoolDecision = z.object({
     samples: z.number().int().nonnegative(),
     /** Since when the queue has been empty (ISO; null: it holds shards). */
     emptySince: z.string().nullable(),
+    /**
+     * Seconds from asking for a worker to its being ready (pod start and model load) the
+     * decision assumed, and where it came from (absent: a fixed pool).
+     */
+    startupSeconds: z.number().optional(),
+    startupSource: z.enum(['measured', 'default']).optional(),
   }),
 });
 export type PoolDecision = z.infer<typeof PoolDecision>;
@@ -77,6 +83,11 @@ export const AutoscalerMemory = z.object({
   /** Since when the queue holds no shard (null: it holds some). */
   emptySinceMs: z.number().nullable(),
   service: ServiceEstimate,
+  /**
+   * The pool's start-to-ready time last measured (seconds; absent or null: never), kept
+   * for when no worker is up to measure it (decide.ts, provisioning-aware sizing).
+   */
+  startupSeconds: z.number().nullable().optional(),
 });
 export type AutoscalerMemory = z.infer<typeof AutoscalerMemory>;
 

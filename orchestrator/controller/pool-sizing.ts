@@ -16,8 +16,9 @@
  *                     its workers, the shard durations completed since the last pass
  *                  2. decide (pure): autoscale/decide.ts, or a fixed pool's size; a pin
  *                     that has ended is removed
- *                  3. converge: the backend's ensurePool (none: nothing to size); a
- *                     failure is the decision's AbleToScale False, FailedRescale
+ *                  3. converge: the backend's ensurePool (none: nothing to size), the
+ *                     pools that shrink first; a failure is the decision's AbleToScale
+ *                     False, FailedRescale
  *                  4. write the decision, `desired` and the memory, each only if it
  *                     changed; a change of size or reason is published on the changes
  *                     channel (`pool:NAME`: the API's event stream; not the controller's
@@ -29,10 +30,16 @@ import { isTerminal } from '../../common/model.js';
 import { allocateGpus, backlogGpuSeconds, type TrainingDemand } from '../autoscale/budget.js';
 import { decide, fixedDecision, type Backlog, type Decision } from '../autoscale/decide.js';
 import { applyLimits, type Limit } from '../autoscale/limits.js';
-import { limitByProvisioning, observeProvisioning, podView } from '../autoscale/provisioning.js';
+import {
+  limitByProvisioning,
+  observeProvisioning,
+  podStartSeconds,
+  podView,
+} from '../autoscale/provisioning.js';
 import { DEFAULT_AUTOSCALE_SETTINGS } from '../autoscale/settings.js';
 import { emptyMemory, type PoolDecision } from '../autoscale/records.js';
 import { observeCompletions } from '../autoscale/service-time.js';
+import { startupOfWorkers } from '../autoscale/startup.js';
 import {
   activePin,
   readPool,
@@ -65,7 +72,10 @@ export async function sizePools(ctx: ControllerContext, backlogOf: BacklogOf): P
   } catch (err) {
     ctx.log.warn({ err }, 'cannot apply the GPU budget or the pods’ provisioning to pools');
   }
-  for (const p of planned) {
+  // Shrinking pools first: a pool that grows into GPUs another gives up in the same pass
+  // (the GPU budget's shares moved) is asked for after they are released, never before.
+  const shrinking = (p: Planned) => (p.decision.desired < p.pool.desired ? 0 : 1);
+  for (const p of [...planned].sort((a, b) => shrinking(a) - shrinking(b))) {
     try {
       await convergePool(ctx, p);
     } catch (err) {
@@ -303,7 +313,20 @@ async function autoscaled(
     },
     memory: { ...prev, service: observeCompletions(prev.service, completions) },
     pin,
+    startupSeconds: startupOf(ctx, pool.name, workers),
   });
+}
+
+/** Start-to-ready: the workers' process start to model loaded, plus the pods' start (Kubernetes). */
+function startupOf(
+  ctx: ControllerContext,
+  pool: string,
+  workers: Parameters<typeof startupOfWorkers>[0],
+): number | null {
+  const load = startupOfWorkers(workers);
+  if (load === null) return null;
+  const pods = ctx.backend?.poolPods?.(pool);
+  return load + (pods ? (podStartSeconds(pods.map(podView)) ?? 0) : 0);
 }
 
 /** Step 4: the decision, desired and memory, each only if it changed; a notice on a new size or reason. */

@@ -116,6 +116,17 @@ describe('an autoscaled pool on the local backend', () => {
       60_000,
     );
     expect(grown).toBe(true);
+    // Each worker records when it started and when its payload server first was ready:
+    // the pool's start-to-ready time, which the scale-up counts on (autoscale/startup.ts).
+    const loaded = await eventually(
+      'a worker whose payload server has loaded',
+      async () =>
+        (await readWorkers(s.redis, s.keys, pool)).find((w) => w.startedAt && w.loadedAt) ?? null,
+      60_000,
+    );
+    expect(Date.parse(loaded.loadedAt as string)).toBeGreaterThanOrEqual(
+      Date.parse(loaded.startedAt as string),
+    );
 
     const view = await s.waitForPhase(runId, ['Succeeded', 'Failed'], 120_000);
     expect(view.phase, view.message ?? '').toBe('Succeeded');
@@ -140,8 +151,11 @@ describe('an autoscaled pool on the local backend', () => {
       100,
     );
     expect(idle.decision?.message).toMatch(/past idleTimeout 2s: minReplicas 0/);
-    // The service time was measured from shard durations.
+    // The service time was measured from shard durations; the start-to-ready time from the
+    // workers, and kept once none is up.
     expect(idle.memory?.service.samples).toBeGreaterThan(0);
+    expect(idle.memory?.startupSeconds).toBeGreaterThan(0);
+    expect(idle.decision?.inputs.startupSource).toBe('measured');
 
     // Every item exactly once; every shard once, on its first attempt: none lost, none
     // run twice.
@@ -279,7 +293,15 @@ describe('a GPU budget shared by autoscaled pools', () => {
         await readPool(s.redis, s.keys, a.pool),
         await readPool(s.redis, s.keys, b.pool),
       ];
-      seen.sum = Math.max(seen.sum, (pa?.desired ?? 0) + (pb?.desired ?? 0));
+      // Both sizes in one round trip: a pass writes them one after the other (the
+      // shrinking pool first), and two reads could straddle a pass.
+      const both = await s.redis
+        .multi()
+        .hget(s.keys.pool(a.pool), 'desired')
+        .hget(s.keys.pool(b.pool), 'desired')
+        .exec();
+      const sum = (both ?? []).reduce((n, [, v]) => n + Number(v ?? 0), 0);
+      seen.sum = Math.max(seen.sum, sum);
       seen.a = Math.max(seen.a, pa?.desired ?? 0);
       seen.b = Math.max(seen.b, pb?.desired ?? 0);
       for (const d of [pa?.decision, pb?.decision])

@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import {
   limitByProvisioning,
   observeProvisioning,
+  podStartSeconds,
   podView,
   type WorkerPodView,
 } from '../../orchestrator/autoscale/provisioning.js';
@@ -176,5 +177,49 @@ describe('limitByProvisioning', () => {
   it('grows again once nothing is unschedulable', () => {
     const p = observeProvisioning([running('a'), running('b'), running('s1')], NOW, 120);
     expect(limitByProvisioning(8, p, 120).desired).toBe(8);
+  });
+});
+
+describe('podStartSeconds (the pod start in the pool’s start-to-ready time)', () => {
+  it('is the median of scheduled to container started over the pods that have both', () => {
+    const started = (name: string, scheduledS: number, startedS: number): WorkerPodView => ({
+      ...running(name),
+      scheduled: { status: 'True', sinceMs: NOW - scheduledS * 1000 },
+      containerStartedMs: NOW - startedS * 1000,
+    });
+    expect(
+      podStartSeconds([
+        started('a', 100, 80), // 20 s
+        started('b', 100, 75), // 25 s
+        started('c', 300, 0), // 300 s: one slow image pull is not the estimate
+        pulling('d'), // not started yet
+        unschedulable('e', 30),
+      ]),
+    ).toBe(25);
+    expect(podStartSeconds([pulling('d'), running('a')])).toBeNull();
+  });
+
+  it('reads the container’s start from the pod as the API server returns it', () => {
+    const pod: V1Pod = {
+      metadata: { name: 'w', creationTimestamp: new Date(NOW - 60_000) },
+      status: {
+        phase: 'Running',
+        conditions: [
+          { type: 'PodScheduled', status: 'True', lastTransitionTime: new Date(NOW - 50_000) },
+        ],
+        containerStatuses: [
+          {
+            name: 'worker',
+            image: 'stoker',
+            imageID: '',
+            ready: true,
+            restartCount: 0,
+            state: { running: { startedAt: new Date(NOW - 30_000) } },
+          },
+        ],
+      },
+    };
+    expect(podView(pod).containerStartedMs).toBe(NOW - 30_000);
+    expect(podStartSeconds([podView(pod)])).toBe(20);
   });
 });

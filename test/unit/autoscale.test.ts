@@ -18,6 +18,11 @@ import {
 import { drainOrder, type DrainCandidate } from '../../orchestrator/autoscale/drain-order.js';
 import { emptyMemory, type AutoscalerMemory } from '../../orchestrator/autoscale/records.js';
 import { ALPHA, observeCompletions } from '../../orchestrator/autoscale/service-time.js';
+import {
+  DEFAULT_STARTUP_SECONDS,
+  medianOf,
+  startupOfWorkers,
+} from '../../orchestrator/autoscale/startup.js';
 
 /** An autoscaled pool's settings through the real loader, as a spec would write them. */
 function pool(autoscale: Record<string, unknown>, bounds = { minReplicas: 0, maxReplicas: 8 }) {
@@ -47,6 +52,8 @@ interface Step {
   done?: number[];
   workers?: Partial<{ ready: number; starting: number; busy: number; draining: number }>;
   pin?: ActivePin | null;
+  /** The start-to-ready time measured over the workers up (s; absent: none up). */
+  startup?: number | null;
 }
 
 type Pool = ReturnType<typeof pool>;
@@ -79,6 +86,7 @@ function replay(p: Pool, steps: Step[], start: AutoscalerMemory = emptyMemory(0)
       workers: { ready: 0, starting: 0, busy: 0, draining: 0, ...s.workers },
       memory,
       pin: s.pin ?? null,
+      startupSeconds: s.startup ?? null,
     });
     memory = d.memory;
     return d;
@@ -225,13 +233,14 @@ describe('a sawtooth backlog', () => {
 describe('slow start and workers that are not there', () => {
   it('does not ask for more while its workers load their model and nothing has finished', () => {
     const p = pool({ target: { backlogSecondsPerWorker: 50 }, assumeShardDuration: '5s' });
-    // 40 shards x 5 s / 50 s = 4 workers; they start, then load for a minute, no completion.
+    // 40 shards x 5 s / 50 s = 4 workers; they start (from the pass after the one that
+    // asked for them), then load for a minute, no completion.
     const ds = replay(
       p,
       passes(0, 60, 2, (t) => ({
         queued: t < 4 ? 40 : 36,
         active: t < 4 ? 0 : 4,
-        workers: t < 4 ? { starting: 4 } : { ready: 4, busy: 4 },
+        workers: t === 0 ? {} : t < 4 ? { starting: 4 } : { ready: 4, busy: 4 },
       })),
     );
     expect(new Set(desired(ds))).toEqual(new Set([4]));
@@ -242,7 +251,10 @@ describe('slow start and workers that are not there', () => {
       ds[ds.length - 1]?.memory,
     );
     expect(after[0]?.inputs).toMatchObject({ shardSeconds: 20, shardSecondsSource: 'measured' });
-    expect(after[0]?.recommendation).toBe(Math.ceil((36 * 20) / 50));
+    // 36 x 20 s / 50 s = 15, less what the 4 busy workers finish before a new one could be
+    // ready (the default 30 s start-up, nothing measured): 4 x (0.5 + 30 / 20) = 8 shards.
+    expect(after[0]?.inputs).toMatchObject({ startupSeconds: 30, startupSource: 'default' });
+    expect(after[0]?.recommendation).toBe(Math.ceil(((36 - 8) * 20) / 50));
   });
 
   it('keeps its size when workers die: the backend replaces them; the rate is not dragged down', () => {
@@ -264,12 +276,117 @@ describe('slow start and workers that are not there', () => {
 
   it('counts pending workers as capacity on the way: no more asked while they stay pending', () => {
     const p = pool({ target: { backlogSecondsPerWorker: 10 }, assumeShardDuration: '1s' });
+    // The pool asked for 3 (30 shards x 1 s / 10 s); they stay pending.
     const ds = replay(
       p,
       passes(0, 120, 5, () => ({ queued: 30, workers: { starting: 3 } })),
+      emptyMemory(3),
     );
     expect(new Set(desired(ds))).toEqual(new Set([3]));
     expect(ds[ds.length - 1]?.message).toMatch(/0 of 3 ready, 3 starting/);
+  });
+});
+
+describe('provisioning-aware sizing: what the workers up take before a new one is ready', () => {
+  // The fleet's pool: one 45 s shard per worker, workers ready 65 s after they are asked for.
+  const p = pool(
+    { target: { backlogSecondsPerWorker: 45 }, assumeShardDuration: '45s' },
+    { minReplicas: 0, maxReplicas: 1000 },
+  );
+  const start = emptyMemory(10);
+
+  it('asks for no more when the busy workers take a small backlog before a new worker could be ready', () => {
+    // 10 busy workers, 8 shards waiting: 18 x 45 s / 45 s = 18 workers by the backlog alone,
+    // but in 65 s each busy one ends its shard and takes 65 / 45 more (10 x 1.94 = 19.4).
+    const ds = replay(
+      p,
+      passes(0, 30, 2, () => ({
+        queued: 8,
+        active: 10,
+        workers: { ready: 10, busy: 10 },
+        startup: 65,
+      })),
+      start,
+    );
+    expect(new Set(desired(ds))).toEqual(new Set([10]));
+    expect(ds[0]?.message).toMatch(
+      /workers up or on the way take 19 of them before a new one is ready \(65s, measured\): 10 for the other 0/,
+    );
+    expect(ds[0]?.inputs).toMatchObject({ startupSeconds: 65, startupSource: 'measured' });
+  });
+
+  it('still asks for workers at the first pass that sees a spike: more than the workers up can take', () => {
+    // 200 shards arrive: the 10 busy workers take 19.4 of them in 65 s; 181 are left.
+    const ds = replay(
+      p,
+      [
+        { t: 0, queued: 8, active: 10, workers: { ready: 10, busy: 10 }, startup: 65 },
+        { t: 1, queued: 208, active: 10, workers: { ready: 10, busy: 10 }, startup: 65 },
+      ],
+      start,
+    );
+    expect(desired(ds)).toEqual([10, 20]); // the scale-up policies: 100% per 15 s
+    expect(ds[1]?.recommendation).toBe(Math.ceil(218 - 10 * (0.5 + 65 / 45)));
+    // From an idle pool nothing is on the way: the whole backlog counts.
+    const cold = replay(p, [{ t: 0, queued: 200, startup: 65 }], emptyMemory(0));
+    expect(cold[0]?.recommendation).toBe(200);
+    expect(cold[0]?.desired).toBe(4);
+  });
+
+  it('counts a starting worker as half-way to ready, and never scales down for it', () => {
+    // 10 asked for, 4 ready and busy, 6 starting: 4 x 1.94 + 6 x 0.72 = 12.1 shards taken.
+    const ds = replay(
+      p,
+      [{ t: 0, queued: 20, active: 4, workers: { ready: 4, busy: 4, starting: 6 }, startup: 65 }],
+      start,
+    );
+    expect(ds[0]?.recommendation).toBe(Math.ceil(24 - 4 * (0.5 + 65 / 45) - 6 * 0.5 * (65 / 45)));
+    // All of it taken: the size is held, not lowered (a scale-down goes by the backlog alone).
+    const held = replay(
+      p,
+      [{ t: 0, queued: 1, active: 10, workers: { ready: 10, busy: 10 }, startup: 65 }],
+      start,
+    );
+    expect(held[0]?.recommendation).toBe(10);
+  });
+
+  it('keeps the last start-up time measured for when no worker is up, and uses the default before any', () => {
+    const ds = replay(
+      p,
+      [
+        { t: 0, queued: 8, active: 10, workers: { ready: 10, busy: 10 }, startup: 65 },
+        { t: 2, queued: 0, active: 0 },
+      ],
+      start,
+    );
+    expect(ds[1]?.memory.startupSeconds).toBe(65);
+    expect(ds[1]?.inputs).toMatchObject({ startupSeconds: 65, startupSource: 'measured' });
+    const fresh = replay(
+      p,
+      [{ t: 0, queued: 8, active: 10, workers: { ready: 10, busy: 10 } }],
+      start,
+    );
+    expect(fresh[0]?.inputs).toMatchObject({
+      startupSeconds: DEFAULT_STARTUP_SECONDS,
+      startupSource: 'default',
+    });
+    expect(fresh[0]?.memory.startupSeconds).toBeUndefined();
+  });
+
+  it('measures the start-up as the median over the workers up, a pod start added on Kubernetes', () => {
+    const at = (s: number) => new Date(Date.UTC(2026, 0, 1) + s * 1000).toISOString();
+    expect(
+      startupOfWorkers([
+        { startedAt: at(0), loadedAt: at(40) },
+        { startedAt: at(10), loadedAt: at(55) },
+        { startedAt: at(0), loadedAt: at(300) }, // one slow: not the estimate
+        { startedAt: at(5), loadedAt: null }, // still loading
+        {}, // an older worker
+      ]),
+    ).toBe(45);
+    expect(startupOfWorkers([{ startedAt: at(5), loadedAt: null }])).toBeNull();
+    expect(medianOf([])).toBeNull();
+    expect(medianOf([3, 1, 2, 10])).toBe(2.5);
   });
 });
 

@@ -244,6 +244,7 @@ export class Sim {
         if (pod.epoch !== epoch || pod.phase !== 'starting') return;
         pod.phase = 'loading';
         pod.view.phase = 'Running';
+        pod.view.containerStartedMs = this.t * 1000;
         this.after(loadDelay, () => {
           if (pod.epoch !== epoch || pod.phase !== 'loading') return;
           pod.readyAt = this.t;

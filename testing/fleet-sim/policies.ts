@@ -7,7 +7,9 @@
  *                    applied by limits.ts, and the real drain order (drain-order.ts). A pass
  *                    runs within `wake` seconds of a queue change (the controller is woken
  *                    by it, and a pass gathers wake-ups for 50 ms) and at every resync
- *                    (2 s, the controller's default); scale-down drains.
+ *                    (2 s, the controller's default); scale-down drains. The pool's
+ *                    start-to-ready time is measured as the controller measures it
+ *                    (process start to model loaded, plus the pods' start).
  *   keda             the issue's baseline, KEDA's ScaledObject on a list-length trigger:
  *                    every 30 s, desired = ceil(waiting / listLength), waiting being
  *                    BullMQ's wait list only (not the active shards); 1 replica while the
@@ -42,10 +44,12 @@ import { applyLimits, type Limit } from '../../orchestrator/autoscale/limits.js'
 import {
   limitByProvisioning,
   observeProvisioning,
+  podStartSeconds,
   type WorkerPodView,
 } from '../../orchestrator/autoscale/provisioning.js';
 import { emptyMemory, type AutoscalerMemory } from '../../orchestrator/autoscale/records.js';
 import { observeCompletions } from '../../orchestrator/autoscale/service-time.js';
+import { medianOf } from '../../orchestrator/autoscale/startup.js';
 import type { Pod, Policy, Sim } from './model.js';
 import { derive, stream, type Random } from './random.js';
 
@@ -97,6 +101,24 @@ export class StokerPolicy implements Policy {
     });
   }
 
+  private startup: { at: number; seconds: number | null } = { at: -Infinity, seconds: null };
+
+  /**
+   * The start-to-ready time (see the header); null when no worker is up (decide() keeps
+   * the last one). Measured again at most every resync: two sorts of 1,000 pods on every
+   * pass would triple the model's run time, and the figure moves slowly.
+   */
+  private startupOf(sim: Sim, pods: readonly Pod[]): number | null {
+    if (sim.t - this.startup.at < this.o.resyncSeconds) return this.startup.seconds;
+    const up = pods.filter((p) => p.readyAt !== null && p.view.containerStartedMs !== undefined);
+    const load = medianOf(
+      up.map((p) => (p.readyAt as number) - (p.view.containerStartedMs as number) / 1000),
+    );
+    const seconds = load === null ? null : load + (podStartSeconds(pods.map((p) => p.view)) ?? 0);
+    this.startup = { at: sim.t, seconds };
+    return seconds;
+  }
+
   /** One controller pass: observe, decide and limit (timed), converge. */
   pass(sim: Sim): void {
     sim.countPass();
@@ -118,6 +140,7 @@ export class StokerPolicy implements Policy {
       completions: sim.completionLog.slice(this.cursor),
       memory: this.memory,
       unschedulableAfterSeconds: this.o.unschedulableAfterSeconds,
+      startupSeconds: this.startupOf(sim, pods),
     });
     this.costs.push({ pods: pods.length, micros: (performance.now() - t0) * 1000 });
     this.cursor = sim.completionLog.length;
@@ -146,6 +169,7 @@ export interface PassInput {
   completions: ReadonlyArray<readonly [string, number]>;
   memory: AutoscalerMemory;
   unschedulableAfterSeconds: number;
+  startupSeconds?: number | null;
 }
 
 export interface PassOutput {
@@ -177,6 +201,7 @@ export function stokerPass(input: PassInput): PassOutput {
     workers: input.workers,
     memory: { ...input.memory, service },
     pin: null,
+    startupSeconds: input.startupSeconds ?? null,
   });
   // 3. Limit: the GPU budget, then what the scheduler can place.
   const seen = observeProvisioning(input.pods, now, input.unschedulableAfterSeconds);

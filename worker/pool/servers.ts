@@ -22,6 +22,8 @@ export interface ServerSlotOptions {
   /** Where the server's output outside a shard goes. */
   logDir: string;
   log: Logger;
+  /** A server reported ready (its model loaded). */
+  onReady?: () => void;
 }
 
 interface Resident {
@@ -56,6 +58,7 @@ export class ServerSlot {
     this.opts.log.info({ command: p.command[0] }, 'starting the payload server');
     await server.start();
     this.opts.log.info({ pid: server.pid }, 'payload server ready');
+    this.opts.onReady?.();
     this.resident = { key, payload: p, server };
     return server;
   }

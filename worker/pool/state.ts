@@ -42,6 +42,8 @@ export class WorkerStatePublisher {
       since: now,
       heartbeatAt: now,
       shardsDone: 0,
+      startedAt: now,
+      loadedAt: null,
     };
   }
 
@@ -93,6 +95,11 @@ export class WorkerStatePublisher {
       shardsDone: this.state.shardsDone + (counted ? 1 : 0),
     });
     return this.state;
+  }
+
+  /** The payload server is ready for the first time (its model loaded): kept as loadedAt. */
+  loaded(): void {
+    if (!this.state.loadedAt) this.state = { ...this.state, loadedAt: nowIso() };
   }
 
   /** BullMQ is ready: idle, unless a shard has begun already (BullMQ starts at once). */

@@ -62,6 +62,7 @@ export async function runPoolWorker(opts: PoolWorkerOptions): Promise<number> {
     parentEnv: opts.parentEnv,
     logDir: opts.logDir,
     log,
+    onReady: () => states.loaded(),
   });
 
   // 2. The queue's worker.
