@@ -37,8 +37,8 @@ async function start(
       c.store.create('secrets', {
         apiVersion: 'v1',
         kind: 'Secret',
-        metadata: { name: 'stoker-redis', namespace: 'stoker' },
-        stringData: { url: redisUrl },
+        metadata: { name: settings.redisUrlSecret.name, namespace: 'stoker' },
+        stringData: { [settings.redisUrlSecret.key]: redisUrl },
       });
       return createKubernetesBackend({
         kc: c.kubeConfig({ namespace: 'stoker' }),
