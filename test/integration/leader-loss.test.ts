@@ -4,7 +4,7 @@
  * for the lock, leads again and finishes the run; it never exits by itself. Then one
  * SIGTERM ends it (exit 0).
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -14,7 +14,7 @@ import { readTaskProgress } from '../../common/progress.js';
 import { RunStore } from '../../orchestrator/store.js';
 import { stoker } from '../util/cli.js';
 import { eventually, startTestRedis, type TestRedis } from '../util/redis-server.js';
-import { payloadFixture } from '../util/system.js';
+import { shortLockEnv, submitTrainSim } from '../util/lock-loss.js';
 
 let home: string;
 let server: TestRedis;
@@ -35,36 +35,16 @@ afterAll(async () => {
 });
 
 it('keeps running through a Redis pause longer than its lock, leads again and finishes the run', async () => {
-  const env = {
-    home,
-    redisUrl: server.url,
-    extra: {
-      STOKER_LEADER_TTL_MS: '2000',
-      STOKER_LOCK_DURATION_MS: '3000',
-      STOKER_STALLED_INTERVAL_MS: '1000',
-      STOKER_RESYNC_MS: '500',
-      STOKER_HTTP_PORT: '0',
-    },
-  };
+  const env = shortLockEnv(home, server.url);
   const up = stoker(['up'], env, { timeoutMs: 170_000 });
   let exited = false;
   void up.then(() => (exited = true));
-  const spec = join(home, 'long.yaml');
-  writeFileSync(
-    spec,
-    [
-      'apiVersion: stoker/v1',
-      'kind: TrainingRun',
-      'metadata: {name: paused}',
-      'spec:',
-      `  payload: {command: ["${process.execPath}", "${payloadFixture('train-sim.mjs')}"], env: {STEPS: "300", STEP_MS: "30", CKPT_EVERY: "20"}}`,
-      '  terminationGracePeriod: 10s',
-      '',
-    ].join('\n'),
+  const runId = await submitTrainSim(
+    env,
+    'paused',
+    { STEPS: '300', STEP_MS: '30', CKPT_EVERY: '20' },
+    '10s',
   );
-  const submitted = await stoker(['submit', spec, '--json'], env);
-  expect(submitted.exitCode, submitted.all).toBe(0);
-  const runId = String((JSON.parse(submitted.stdout) as { id: string }).id);
   await eventually(
     'the run at step 30',
     async () => ((await readTaskProgress(redis, keys, `${runId}.train`)).step ?? 0) >= 30 || null,

@@ -10,7 +10,7 @@
  * Without the drain's bound, "waiting to lead again" never appears while Redis is down
  * (the BullMQ workers' close waits for Redis) and the first wait below fails.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
@@ -22,7 +22,7 @@ import { scratchArgs, startRedisServer, stopRedisServer } from '../../orchestrat
 import { RunStore } from '../../orchestrator/store.js';
 import { stoker } from '../util/cli.js';
 import { eventually } from '../util/redis-server.js';
-import { payloadFixture } from '../util/system.js';
+import { shortLockEnv, submitTrainSim } from '../util/lock-loss.js';
 
 const STEPS = 200;
 let home: string;
@@ -53,39 +53,19 @@ afterAll(async () => {
 });
 
 it('drains within its bound while Redis is dead, waits for the lock, then leads again and resumes the run', async () => {
-  const env = {
-    home,
-    redisUrl: server.url,
-    extra: {
-      STOKER_LEADER_TTL_MS: '2000',
-      STOKER_LOCK_DURATION_MS: '3000',
-      STOKER_STALLED_INTERVAL_MS: '1000',
-      STOKER_RESYNC_MS: '500',
-      STOKER_HTTP_PORT: '0',
-    },
-  };
+  const env = shortLockEnv(home, server.url);
   const up = stoker(['up'], env, { timeoutMs: 240_000 });
   let exited = false;
   void up.then(() => (exited = true));
   let stderr = '';
   up.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
 
-  const spec = join(home, 'killed.yaml');
-  writeFileSync(
-    spec,
-    [
-      'apiVersion: stoker/v1',
-      'kind: TrainingRun',
-      'metadata: {name: redis-killed}',
-      'spec:',
-      `  payload: {command: ["${process.execPath}", "${payloadFixture('train-sim.mjs')}"], env: {STEPS: "${STEPS}", STEP_MS: "40", CKPT_EVERY: "10"}}`,
-      '  terminationGracePeriod: 2s',
-      '',
-    ].join('\n'),
+  const runId = await submitTrainSim(
+    env,
+    'redis-killed',
+    { STEPS: String(STEPS), STEP_MS: '40', CKPT_EVERY: '10' },
+    '2s',
   );
-  const submitted = await stoker(['submit', spec, '--json'], env);
-  expect(submitted.exitCode, submitted.all).toBe(0);
-  const runId = String((JSON.parse(submitted.stdout) as { id: string }).id);
   const taskId = `${runId}.train`;
   await eventually(
     'the run past its first checkpoint',
