@@ -25,7 +25,7 @@ import { afterEach, expect, it } from 'vitest';
 import { ANNOTATIONS } from '../../orchestrator/backends/kubernetes/names.js';
 import { readPool, readWorkers } from '../../orchestrator/pools.js';
 import { eventually } from '../util/redis-server.js';
-import { payloadFixture, specFrom } from '../util/system.js';
+import { autoscaledGenerateSpec } from '../util/autoscale-spec.js';
 import { startK8sCluster, type K8sHarness } from './harness.js';
 
 let k: K8sHarness | undefined;
@@ -88,36 +88,11 @@ it('grows from 0 with 400 shards, drains them, and shrinks back to 0 after its i
     `${items.map((id) => JSON.stringify({ id })).join('\n')}\n`,
   );
   mkdirSync(join(dir, 'state'), { recursive: true });
-  const spec = specFrom({
-    apiVersion: 'stoker/v1',
-    kind: 'Pipeline',
-    metadata: { name: 'grow' },
-    spec: {
-      stages: [
-        {
-          name: 'gen',
-          kind: 'generate',
-          input: { file: join(dir, 'items.jsonl'), shardSize: 1 },
-          pool: {
-            name: pool,
-            minReplicas: 0,
-            maxReplicas: 4,
-            autoscale: {
-              target: { backlogSecondsPerWorker: 2 },
-              assumeShardDuration: '100ms',
-              idleTimeout: '2s',
-              behavior: { scaleDown: { stabilizationWindow: '3s' } },
-            },
-          },
-          retry: { attempts: 3, backoff: { type: 'fixed', delay: '100ms' } },
-          terminationGracePeriod: '10s',
-          payload: {
-            command: [process.execPath, payloadFixture('server.mjs')],
-            env: { STATE_DIR: join(dir, 'state'), ITEM_MS: 20 },
-          },
-        },
-      ],
-    },
+  const spec = autoscaledGenerateSpec({
+    name: 'grow',
+    pool,
+    dir,
+    stateDir: join(dir, 'state'),
   });
   const runId = await s.submit(spec);
   await eventually(
@@ -197,36 +172,19 @@ it('counts pending pods, reports the unschedulable ones with the scheduler’s r
   writeFileSync(join(dir, 'items.jsonl'), `${items.join('\n')}\n`);
   mkdirSync(join(dir, 'state'), { recursive: true });
   const pool = 'gpu-gen';
-  const spec = specFrom({
-    apiVersion: 'stoker/v1',
-    kind: 'Pipeline',
-    metadata: { name: 'unsched' },
-    spec: {
-      stages: [
-        {
-          name: 'gen',
-          kind: 'generate',
-          input: { file: join(dir, 'items.jsonl'), shardSize: 1 },
-          pool: {
-            name: pool,
-            minReplicas: 0,
-            maxReplicas: 4,
-            resources: { gpus: 1 },
-            autoscale: {
-              target: { backlogSecondsPerWorker: 1 },
-              assumeShardDuration: '1s',
-              idleTimeout: '30s',
-            },
-          },
-          retry: { attempts: 3, backoff: { type: 'fixed', delay: '100ms' } },
-          terminationGracePeriod: '10s',
-          payload: {
-            command: [process.execPath, payloadFixture('server.mjs')],
-            env: { STATE_DIR: join(dir, 'state'), ITEM_MS: 400 },
-          },
-        },
-      ],
+  const spec = autoscaledGenerateSpec({
+    name: 'unsched',
+    pool,
+    dir,
+    stateDir: join(dir, 'state'),
+    autoscale: {
+      target: { backlogSecondsPerWorker: 1 },
+      assumeShardDuration: '1s',
+      idleTimeout: '30s',
+      behavior: undefined, // this test's pool has none: the GPU pool's defaults
     },
+    poolExtra: { resources: { gpus: 1 } },
+    env: { ITEM_MS: 400 },
   });
   const runId = await s.submit(spec);
   const reasons = new Set<string>();
