@@ -16,7 +16,8 @@ import { PoolConflictError } from '../../orchestrator/pool-settings.js';
 import { readPool, readWorkers, scalePool } from '../../orchestrator/pools.js';
 import { stoker } from '../util/cli.js';
 import { eventually } from '../util/redis-server.js';
-import { payloadFixture, specFrom, startTestSystem, type TestSystem } from '../util/system.js';
+import { autoscaledGenerateSpec } from '../util/autoscale-spec.js';
+import { startTestSystem, type TestSystem } from '../util/system.js';
 
 let sys: TestSystem | undefined;
 afterEach(async () => {
@@ -44,38 +45,14 @@ function autoscaledRun(
   );
   writeFileSync(join(dir, 'items.jsonl'), `${lines.join('\n')}\n`);
   const pool = `auto-${name}`;
-  const spec = specFrom({
-    apiVersion: 'stoker/v1',
-    kind: 'Pipeline',
-    metadata: { name },
-    spec: {
-      stages: [
-        {
-          name: 'gen',
-          kind: 'generate',
-          input: { file: join(dir, 'items.jsonl'), shardSize: 1 },
-          pool: {
-            name: pool,
-            minReplicas: 0,
-            maxReplicas: 4,
-            autoscale: {
-              target: { backlogSecondsPerWorker: 2 },
-              assumeShardDuration: '100ms',
-              idleTimeout: '2s',
-              behavior: { scaleDown: { stabilizationWindow: '3s' } },
-              ...o.autoscale,
-            },
-            ...o.pool,
-          },
-          retry: { attempts: 3, backoff: { type: 'fixed', delay: '100ms' } },
-          terminationGracePeriod: '10s',
-          payload: {
-            command: [process.execPath, payloadFixture('server.mjs')],
-            env: { STATE_DIR: dir, ITEM_MS: 20, ...o.env },
-          },
-        },
-      ],
-    },
+  const spec = autoscaledGenerateSpec({
+    name,
+    pool,
+    dir,
+    stateDir: dir,
+    ...(o.autoscale ? { autoscale: o.autoscale } : {}),
+    ...(o.pool ? { poolExtra: o.pool } : {}),
+    ...(o.env ? { env: o.env } : {}),
   });
   return { spec, dir, pool };
 }
@@ -216,13 +193,17 @@ describe('an autoscaled pool on the local backend', () => {
       Object.values(await s.redis.hgetall(s.keys.poolProcs(pool))).filter(
         (v) => (JSON.parse(v) as { draining?: boolean }).draining,
       ).length;
-    await eventually('three workers draining', async () => (await draining()) === 3);
+    await eventually('three workers draining', async () => (await draining()) === 3, 60_000);
     const auto = await stoker(['scale', pool, '--auto'], cli);
     expect(auto.stdout).toMatch(`pool ${pool}: automatic again (bounds 0-4)`);
-    await eventually('the autoscaler to decide again', async () => {
-      const p = await readPool(s.redis, s.keys, pool);
-      return p?.pin === null && p.desired === 4 && p.decision?.reason !== 'Pinned';
-    });
+    await eventually(
+      'the autoscaler to decide again',
+      async () => {
+        const p = await readPool(s.redis, s.keys, pool);
+        return p?.pin === null && p.desired === 4 && p.decision?.reason !== 'Pinned';
+      },
+      60_000,
+    );
     writeFileSync(gate, '');
     const view = await s.waitForPhase(runId, ['Succeeded', 'Failed'], 60_000);
     expect(view.phase, view.message ?? '').toBe('Succeeded');
